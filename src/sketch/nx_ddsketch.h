@@ -1,0 +1,54 @@
+/*
+ * nx_ddsketch.h — relative-error quantile sketch (DDSketch, Masson et al.,
+ * VLDB 2019).
+ *
+ * A value x > 0 goes to bin k = ceil(log_gamma(x)) with gamma = (1+a)/(1-a);
+ * the bin's representative 2*gamma^k/(gamma+1) is within relative error a of
+ * every value in the bin, so every quantile the sketch reports is within a of
+ * the true sample of that rank. Negative values use a mirrored store; values
+ * with |x| < min_indexable go to a zero bucket. Bin counts are doubles (sample
+ * rates weight events by 1/r).
+ *
+ * Storage: sparse (sorted key/count pairs) while small, dense (contiguous
+ * counts over [min_key, max_key]) once that is smaller. The number of bins is
+ * bounded by max_bins: past it the LOWEST bins are collapsed into one (so the
+ * upper quantiles — p99, p999 — keep their guarantee; low quantiles may lose
+ * it, which is reported by nx_ddsketch_collapsed()).
+ *
+ * Merge is exact (bin-wise addition) for sketches with the same alpha.
+ * nx_ddsketch_sub is the inverse of a merge (bin-wise subtraction, clamping
+ * residue to zero), used by subtract-on-evict windows.
+ */
+#ifndef NX_DDSKETCH_H
+#define NX_DDSKETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "nexus.h"
+
+struct nx_rbuf;
+
+int nx_ddsketch_create(double alpha, uint32_t max_bins, nx_ddsketch **out);
+void nx_ddsketch_destroy(nx_ddsketch *s);
+void nx_ddsketch_clear(nx_ddsketch *s);
+int nx_ddsketch_clone(const nx_ddsketch *s, nx_ddsketch **out);
+
+/* Adds value with weight (> 0). NX_EINVAL for NaN/Inf. May allocate when the
+ * sketch grows (amortized; no allocation once the range is covered). */
+int nx_ddsketch_add(nx_ddsketch *s, double value, double weight);
+/* dst += src; NX_EINVAL if alphas differ. */
+int nx_ddsketch_merge(nx_ddsketch *dst, const nx_ddsketch *src);
+/* dst -= src (src must have been merged into dst before). */
+int nx_ddsketch_sub(nx_ddsketch *dst, const nx_ddsketch *src);
+
+double nx_ddsketch_quantile(const nx_ddsketch *s, double q); /* NAN if empty */
+double nx_ddsketch_count(const nx_ddsketch *s);
+double nx_ddsketch_alpha(const nx_ddsketch *s);
+bool nx_ddsketch_collapsed(const nx_ddsketch *s);
+size_t nx_ddsketch_bytes(const nx_ddsketch *s); /* heap bytes owned */
+
+int nx_ddsketch_encode(const nx_ddsketch *s, nx_buf *out);
+int nx_ddsketch_decode(struct nx_rbuf *in, nx_ddsketch **out);
+
+#endif

@@ -1,0 +1,33 @@
+/*
+ * nx_hll.h — HyperLogLog distinct counter, HLL++ style (Heule et al. 2013).
+ *
+ * Precision p (14..18), m = 2^p registers of 6 bits. Sparse representation
+ * (sorted encoded (index, rank) entries at precision p) while small, converted
+ * to dense when it would be bigger; small cardinalities use linear counting,
+ * the rest the bias-corrected estimator. Hashes are 64-bit XXH3 (libxxhash).
+ * Merge takes register-wise maxima: merge(A, B) is exactly the sketch of the
+ * union. Not invertible (windows keep it with Two-Stacks).
+ */
+#ifndef NX_HLL_H
+#define NX_HLL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "nexus.h"
+
+struct nx_rbuf;
+
+int nx_hll_create(uint8_t precision, nx_hll **out);
+void nx_hll_destroy(nx_hll *h);
+void nx_hll_clear(nx_hll *h);
+int nx_hll_clone(const nx_hll *h, nx_hll **out);
+int nx_hll_add(nx_hll *h, const void *member, size_t len);
+int nx_hll_add_hash(nx_hll *h, uint64_t hash);
+int nx_hll_merge(nx_hll *dst, const nx_hll *src); /* NX_EINVAL if precisions differ */
+double nx_hll_estimate(const nx_hll *h);
+uint8_t nx_hll_precision(const nx_hll *h);
+size_t nx_hll_bytes(const nx_hll *h);
+int nx_hll_encode(const nx_hll *h, nx_buf *out);
+int nx_hll_decode(struct nx_rbuf *in, nx_hll **out);
+
+#endif

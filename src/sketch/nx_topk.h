@@ -1,0 +1,43 @@
+/*
+ * nx_topk.h — heavy hitters with SpaceSaving (Metwally et al. 2005).
+ *
+ * k counters; an unmonitored item replaces the minimum counter and inherits
+ * its count as its error. Guarantees, for a stream of total weight N: every
+ * item with true frequency > N/k is monitored; for each monitored item,
+ * count - error <= true <= count. Merge (Agarwal et al. 2012, "Mergeable
+ * summaries"): counts of common items add, an item missing from one side
+ * gets that side's minimum added to count and error, then the k largest are
+ * kept — the merged summary keeps the same guarantee for N = N1 + N2.
+ * Not invertible (windows keep it with Two-Stacks).
+ */
+#ifndef NX_TOPK_H
+#define NX_TOPK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "nexus.h"
+
+struct nx_rbuf;
+
+typedef struct nx_topk_item {
+    const char *member; /* owned by the sketch; valid until it changes */
+    uint32_t member_len;
+    double count;       /* upper bound of the true frequency */
+    double error;       /* count - error is a lower bound */
+} nx_topk_item;
+
+int nx_topk_create(uint32_t capacity, nx_topk **out);
+void nx_topk_destroy(nx_topk *t);
+void nx_topk_clear(nx_topk *t);
+int nx_topk_clone(const nx_topk *t, nx_topk **out);
+int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight);
+int nx_topk_merge(nx_topk *dst, const nx_topk *src);
+double nx_topk_total(const nx_topk *t);  /* N: total weight seen */
+uint32_t nx_topk_capacity(const nx_topk *t);
+/* Writes up to max items, by decreasing count; returns how many. */
+size_t nx_topk_list(const nx_topk *t, nx_topk_item *out, size_t max);
+size_t nx_topk_bytes(const nx_topk *t);
+int nx_topk_encode(const nx_topk *t, nx_buf *out);
+int nx_topk_decode(struct nx_rbuf *in, nx_topk **out);
+
+#endif
