@@ -47,6 +47,10 @@ double nx_ddsketch_count(const nx_ddsketch *s);
 double nx_ddsketch_alpha(const nx_ddsketch *s);
 bool nx_ddsketch_collapsed(const nx_ddsketch *s);
 size_t nx_ddsketch_bytes(const nx_ddsketch *s); /* heap bytes owned */
+uint32_t nx_ddsketch_max_bins(const nx_ddsketch *s);
+/* Same alpha, max_bins, zero count and non-zero bins (exact comparison of
+ * counts, whatever the sparse/dense representation). */
+bool nx_ddsketch_equal(const nx_ddsketch *a, const nx_ddsketch *b);
 
 int nx_ddsketch_encode(const nx_ddsketch *s, nx_buf *out);
 int nx_ddsketch_decode(struct nx_rbuf *in, nx_ddsketch **out);

@@ -1,0 +1,431 @@
+/*
+ * test_ddsketch.c — DDSketch quantiles against exact order statistics
+ * (sorted copies) on uniform, lognormal, Pareto, bimodal and adversarial
+ * inputs; merge == sketch of the union (same bins); sub undoes merge and
+ * empties exactly; collapsing; weights; codec round trip, truncations and
+ * byte flips.
+ */
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/nx_codec.h"
+#include "sketch/nx_ddsketch.h"
+
+static uint64_t rng_state = 0x1234567ull;
+static uint64_t rng(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double urand(void) { return ((double)(rng() >> 11) + 0.5) * 0x1.0p-53; } /* (0,1) */
+static double nrand(void) { return sqrt(-2 * log(urand())) * cos(2 * M_PI * urand()); }
+
+static size_t test_n(void)
+{
+    const char *s = getenv("NX_TEST_SCALE");
+    int v = s ? atoi(s) : 1;
+    return (size_t)1000000 * (size_t)(v > 0 ? v : 1);
+}
+
+static const double QS[] = {0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1};
+#define NQ (sizeof QS / sizeof QS[0])
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Every quantile in QS is within alpha (plus float rounding) of the exact
+ * order statistic x_(floor(q (n-1))). */
+static void check_quantiles(const nx_ddsketch *s, const double *vals, size_t n, const char *what)
+{
+    double *sorted = malloc(n * sizeof *sorted);
+    assert_non_null(sorted);
+    memcpy(sorted, vals, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_dbl);
+    double alpha = nx_ddsketch_alpha(s);
+    assert_true(nx_ddsketch_count(s) == (double)n);
+    for (size_t i = 0; i < NQ; i++) {
+        double q = QS[i];
+        double want = sorted[(size_t)floor(q * (double)(n - 1))];
+        double got = nx_ddsketch_quantile(s, q);
+        double err = fabs(got - want);
+        if (!(err <= alpha * fabs(want) * (1 + 1e-9) + 1e-300))
+            fail_msg("%s: q=%g got %.17g want %.17g rel err %.3g > alpha %g", what, q, got, want,
+                     err / fabs(want), alpha);
+    }
+    free(sorted);
+}
+
+typedef void (*gen_fn)(double *v, size_t n);
+
+static void gen_uniform(double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = urand() * 1000;
+}
+static void gen_lognormal(double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = exp(1 + 2 * nrand());
+}
+static void gen_pareto(double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = 1.0 / pow(urand(), 1 / 1.1);
+}
+static void gen_bimodal(double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (rng() & 1) ? 10 + nrand() : 1e4 * (1 + 0.1 * nrand());
+}
+/* 1e-9..1e9 magnitudes, 30% one duplicate value, negatives, zeros, tiny
+ * subnormals (-> zero bucket) */
+static void gen_adversarial(double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rng() % 100;
+        double mag = pow(10, -9 + 18 * urand());
+        if (r < 30)
+            v[i] = 42.0;
+        else if (r < 40)
+            v[i] = 0.0;
+        else if (r < 42)
+            v[i] = 1e-310; /* subnormal: counted as zero */
+        else if (r < 65)
+            v[i] = -mag;
+        else
+            v[i] = mag;
+    }
+}
+
+static void run_dist(gen_fn gen, const char *name, double alpha, uint32_t max_bins)
+{
+    size_t n = test_n();
+    double *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    gen(v, n);
+    nx_ddsketch *s;
+    assert_int_equal(nx_ddsketch_create(alpha, max_bins, &s), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(nx_ddsketch_add(s, v[i], 1.0), 0);
+    assert_false(nx_ddsketch_collapsed(s));
+    /* a subnormal quantile is reported as 0: relative error 1 — so compare
+     * against the data with subnormals mapped to zero */
+    for (size_t i = 0; i < n; i++)
+        if (fabs(v[i]) < DBL_MIN)
+            v[i] = 0;
+    check_quantiles(s, v, n, name);
+    assert_true(nx_ddsketch_bytes(s) <= sizeof(double) * 2 * (max_bins + 16) + 256);
+    nx_ddsketch_destroy(s);
+    free(v);
+}
+
+static void test_uniform(void **st) { run_dist(gen_uniform, "uniform", 0.01, 2048); }
+static void test_lognormal(void **st) { run_dist(gen_lognormal, "lognormal", 0.01, 2048); }
+static void test_pareto(void **st) { run_dist(gen_pareto, "pareto", 0.01, 2048); }
+static void test_bimodal(void **st) { run_dist(gen_bimodal, "bimodal", 0.01, 2048); }
+/* 1e-9..1e9 needs ~2100 bins at 1%: give it room so nothing collapses */
+static void test_adversarial(void **st) { run_dist(gen_adversarial, "adversarial", 0.01, 4096); }
+static void test_other_alpha(void **st)
+{
+    run_dist(gen_lognormal, "lognormal a=5%", 0.05, 2048);
+    run_dist(gen_adversarial, "adversarial a=0.2%", 0.002, 32768);
+}
+
+static void test_small_and_empty(void **st)
+{
+    nx_ddsketch *s;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &s), 0);
+    assert_true(isnan(nx_ddsketch_quantile(s, 0.5)));
+    assert_true(nx_ddsketch_count(s) == 0);
+    assert_int_equal(nx_ddsketch_add(s, NAN, 1), NX_EINVAL);
+    assert_int_equal(nx_ddsketch_add(s, INFINITY, 1), NX_EINVAL);
+    assert_int_equal(nx_ddsketch_add(s, 1, 0), NX_EINVAL);
+    assert_int_equal(nx_ddsketch_add(s, 1, -1), NX_EINVAL);
+    assert_int_equal(nx_ddsketch_add(s, 5.0, 1), 0);
+    for (size_t i = 0; i < NQ; i++)
+        assert_true(fabs(nx_ddsketch_quantile(s, QS[i]) - 5.0) <= 0.05);
+    assert_true(isnan(nx_ddsketch_quantile(s, 1.5)));
+    assert_true(isnan(nx_ddsketch_quantile(s, -0.1)));
+    /* extremes of the double range */
+    assert_int_equal(nx_ddsketch_add(s, DBL_MAX, 1), 0);
+    assert_int_equal(nx_ddsketch_add(s, -DBL_MAX, 1), 0);
+    assert_int_equal(nx_ddsketch_add(s, DBL_MIN, 1), 0);
+    assert_true(nx_ddsketch_quantile(s, 1) >= DBL_MAX * 0.98);
+    assert_true(nx_ddsketch_quantile(s, 0) <= -DBL_MAX * 0.98);
+    nx_ddsketch_clear(s);
+    assert_true(isnan(nx_ddsketch_quantile(s, 0.5)));
+    nx_ddsketch *bad;
+    assert_int_equal(nx_ddsketch_create(0, 2048, &bad), NX_EINVAL);
+    assert_int_equal(nx_ddsketch_create(0.01, 2, &bad), NX_EINVAL);
+    nx_ddsketch *other;
+    assert_int_equal(nx_ddsketch_create(0.02, 2048, &other), 0);
+    assert_int_equal(nx_ddsketch_merge(s, other), NX_EINVAL);
+    nx_ddsketch_destroy(other);
+    nx_ddsketch_destroy(s);
+}
+
+static void test_weights(void **st)
+{
+    nx_ddsketch *a, *b;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &a), 0);
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &b), 0);
+    for (int i = 0; i < 1000; i++) {
+        double x = exp(3 * nrand());
+        assert_int_equal(nx_ddsketch_add(a, x, 4), 0); /* sample rate 0.25 */
+        for (int j = 0; j < 4; j++)
+            assert_int_equal(nx_ddsketch_add(b, x, 1), 0);
+    }
+    assert_true(nx_ddsketch_equal(a, b));
+    for (size_t i = 0; i < NQ; i++)
+        assert_true(nx_ddsketch_quantile(a, QS[i]) == nx_ddsketch_quantile(b, QS[i]));
+    nx_ddsketch_destroy(a);
+    nx_ddsketch_destroy(b);
+}
+
+/* merging K sketches of a partition equals the sketch of the union */
+static void merge_partition(gen_fn gen, uint32_t max_bins, int expect_collapse)
+{
+    enum { K = 7 };
+    size_t n = test_n() / 4;
+    double *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    gen(v, n);
+    nx_ddsketch *all, *part[K], *m;
+    assert_int_equal(nx_ddsketch_create(0.01, max_bins, &all), 0);
+    for (int i = 0; i < K; i++)
+        assert_int_equal(nx_ddsketch_create(0.01, max_bins, &part[i]), 0);
+    /* skewed partition: part 0 gets a few values only (stays sparse) */
+    for (size_t i = 0; i < n; i++) {
+        int p = (i % 1000 == 0) ? 0 : 1 + (int)(rng() % (K - 1));
+        assert_int_equal(nx_ddsketch_add(all, v[i], 1), 0);
+        assert_int_equal(nx_ddsketch_add(part[p], v[i], 1), 0);
+    }
+    assert_int_equal(nx_ddsketch_create(0.01, max_bins, &m), 0);
+    for (int i = 0; i < K; i++)
+        assert_int_equal(nx_ddsketch_merge(m, part[i]), 0);
+    assert_true(nx_ddsketch_equal(m, all));
+    assert_true(nx_ddsketch_count(m) == nx_ddsketch_count(all));
+    assert_int_equal(nx_ddsketch_collapsed(all), expect_collapse);
+    for (size_t i = 0; i < NQ; i++)
+        assert_true(nx_ddsketch_quantile(m, QS[i]) == nx_ddsketch_quantile(all, QS[i]));
+    /* other order: sparse-into-dense and dense-into-sparse */
+    nx_ddsketch *m2;
+    assert_int_equal(nx_ddsketch_clone(part[0], &m2), 0);
+    for (int i = K - 1; i >= 1; i--)
+        assert_int_equal(nx_ddsketch_merge(m2, part[i]), 0);
+    assert_true(nx_ddsketch_equal(m2, all));
+    /* sub undoes merge: (all - part[i]) for each i, back to part 0 */
+    for (int i = K - 1; i >= 1; i--)
+        assert_int_equal(nx_ddsketch_sub(m2, part[i]), 0);
+    if (!expect_collapse) {
+        assert_true(nx_ddsketch_equal(m2, part[0]));
+        for (size_t i = 0; i < NQ; i++)
+            assert_true(nx_ddsketch_quantile(m2, QS[i]) == nx_ddsketch_quantile(part[0], QS[i]));
+    }
+    assert_int_equal(nx_ddsketch_sub(m2, part[0]), 0);
+    if (!expect_collapse) {
+        assert_true(nx_ddsketch_count(m2) == 0);
+        assert_true(isnan(nx_ddsketch_quantile(m2, 0.5)));
+        nx_ddsketch *e;
+        assert_int_equal(nx_ddsketch_create(0.01, max_bins, &e), 0);
+        assert_int_equal(nx_ddsketch_bytes(m2), nx_ddsketch_bytes(e)); /* storage freed */
+        nx_ddsketch_destroy(e);
+    }
+    nx_ddsketch_destroy(m2);
+    for (int i = 0; i < K; i++)
+        nx_ddsketch_destroy(part[i]);
+    nx_ddsketch_destroy(m);
+    nx_ddsketch_destroy(all);
+    free(v);
+}
+
+static void test_merge_union(void **st)
+{
+    merge_partition(gen_lognormal, 2048, 0);
+    merge_partition(gen_adversarial, 4096, 0);
+    merge_partition(gen_bimodal, 2048, 0);
+}
+
+/* collapsing commutes with merging, and upper quantiles keep the bound */
+static void test_collapse(void **st)
+{
+    merge_partition(gen_adversarial, 64, 1);
+    size_t n = 200000;
+    double *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    nx_ddsketch *s;
+    assert_int_equal(nx_ddsketch_create(0.01, 100, &s), 0);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = pow(10, 6 * urand()); /* 1..1e6 needs ~700 bins */
+        assert_int_equal(nx_ddsketch_add(s, v[i], 1), 0);
+    }
+    assert_true(nx_ddsketch_collapsed(s));
+    assert_true(nx_ddsketch_bytes(s) <= 200 + 8 * (100 + 16));
+    qsort(v, n, sizeof *v, cmp_dbl);
+    /* bins cover gamma^100 ~ 7.4x below the max: q >= 0.9 is safe */
+    const double hq[] = {0.9, 0.99, 0.999, 1};
+    for (int i = 0; i < 4; i++) {
+        double want = v[(size_t)floor(hq[i] * (double)(n - 1))];
+        double got = nx_ddsketch_quantile(s, hq[i]);
+        assert_true(fabs(got - want) <= 0.01 * want * (1 + 1e-9));
+    }
+    /* the low quantiles are the fold bin: NOT within alpha, reported */
+    assert_true(nx_ddsketch_quantile(s, 0) > 2 * v[0]);
+    nx_ddsketch_destroy(s);
+    free(v);
+}
+
+/* a window of buckets with fractional weights: the evicted sketch becomes
+ * exactly empty */
+static void test_sub_window(void **st)
+{
+    enum { B = 30, WIN = 5 };
+    nx_ddsketch *bucket[B], *win;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &win), 0);
+    size_t empty_bytes = nx_ddsketch_bytes(win);
+    for (int i = 0; i < B; i++) {
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &bucket[i]), 0);
+        for (int j = 0; j < 3000; j++) {
+            double x = (rng() % 10 == 0 ? -1 : 1) * exp(2 * nrand() + i * 0.1);
+            assert_int_equal(nx_ddsketch_add(bucket[i], x, 1.0 / 0.3), 0);
+        }
+        assert_int_equal(nx_ddsketch_merge(win, bucket[i]), 0);
+        if (i >= WIN)
+            assert_int_equal(nx_ddsketch_sub(win, bucket[i - WIN]), 0);
+        /* compare with a freshly merged window */
+        nx_ddsketch *fresh;
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &fresh), 0);
+        for (int j = i >= WIN ? i - WIN + 1 : 0; j <= i; j++)
+            assert_int_equal(nx_ddsketch_merge(fresh, bucket[j]), 0);
+        assert_true(fabs(nx_ddsketch_count(win) - nx_ddsketch_count(fresh)) <=
+                    1e-9 * nx_ddsketch_count(fresh));
+        for (size_t q = 0; q < NQ; q++)
+            assert_true(nx_ddsketch_quantile(win, QS[q]) == nx_ddsketch_quantile(fresh, QS[q]));
+        nx_ddsketch_destroy(fresh);
+    }
+    for (int i = B - WIN; i < B; i++)
+        assert_int_equal(nx_ddsketch_sub(win, bucket[i]), 0);
+    assert_true(nx_ddsketch_count(win) == 0);
+    assert_true(isnan(nx_ddsketch_quantile(win, 0.5)));
+    assert_int_equal(nx_ddsketch_bytes(win), empty_bytes);
+    for (int i = 0; i < B; i++)
+        nx_ddsketch_destroy(bucket[i]);
+    nx_ddsketch_destroy(win);
+}
+
+static void codec_check(const nx_ddsketch *s)
+{
+    nx_buf b = {0};
+    assert_int_equal(nx_ddsketch_encode(s, &b), 0);
+    nx_rbuf r = nx_rbuf_make(b.data, b.len);
+    nx_ddsketch *d;
+    assert_int_equal(nx_ddsketch_decode(&r, &d), 0);
+    assert_int_equal(r.n, 0);
+    assert_true(nx_ddsketch_equal(s, d));
+    assert_true(nx_ddsketch_count(s) == nx_ddsketch_count(d));
+    assert_int_equal(nx_ddsketch_collapsed(s), nx_ddsketch_collapsed(d));
+    for (size_t i = 0; i < NQ; i++) {
+        double x = nx_ddsketch_quantile(s, QS[i]), y = nx_ddsketch_quantile(d, QS[i]);
+        assert_true(x == y || (isnan(x) && isnan(y)));
+    }
+    nx_buf b2 = {0};
+    assert_int_equal(nx_ddsketch_encode(d, &b2), 0);
+    assert_int_equal(b.len, b2.len);
+    assert_memory_equal(b.data, b2.data, b.len);
+    nx_ddsketch_destroy(d);
+    /* every truncation rejected */
+    for (size_t len = 0; len < b.len; len++) {
+        r = nx_rbuf_make(b.data, len);
+        int rc = nx_ddsketch_decode(&r, &d);
+        if (rc == 0)
+            fail_msg("truncation to %zu of %zu accepted", len, b.len);
+        assert_int_equal(rc, NX_ECORRUPT);
+    }
+    /* byte flips: rejected or a valid sketch */
+    uint8_t *tmp = malloc(b.len);
+    assert_non_null(tmp);
+    int iters = b.len > 2000 ? 2000 : 5000;
+    for (int it = 0; it < iters; it++) {
+        memcpy(tmp, b.data, b.len);
+        int flips = 1 + (int)(rng() % 4);
+        for (int f = 0; f < flips; f++)
+            tmp[rng() % b.len] ^= (uint8_t)(1 + rng() % 255);
+        r = nx_rbuf_make(tmp, b.len);
+        int rc = nx_ddsketch_decode(&r, &d);
+        if (rc == 0) {
+            double c = nx_ddsketch_count(d);
+            assert_true(isfinite(c) && c >= 0);
+            for (size_t i = 0; i < NQ; i++)
+                (void)nx_ddsketch_quantile(d, QS[i]);
+            assert_int_equal(nx_ddsketch_add(d, 1.5, 1), 0);
+            nx_ddsketch *c2;
+            assert_int_equal(nx_ddsketch_clone(d, &c2), 0);
+            assert_int_equal(nx_ddsketch_merge(c2, d), 0);
+            assert_int_equal(nx_ddsketch_sub(c2, d), 0);
+            nx_ddsketch_destroy(c2);
+            nx_ddsketch_destroy(d);
+        } else {
+            assert_true(rc == NX_ECORRUPT);
+        }
+    }
+    free(tmp);
+    nx_buf_free(&b);
+    nx_buf_free(&b2);
+}
+
+static void test_codec(void **st)
+{
+    nx_ddsketch *s;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &s), 0);
+    codec_check(s); /* empty */
+    assert_int_equal(nx_ddsketch_add(s, 3.0, 1), 0);
+    assert_int_equal(nx_ddsketch_add(s, -7e5, 2.5), 0);
+    assert_int_equal(nx_ddsketch_add(s, 0, 1), 0);
+    codec_check(s); /* sparse */
+    for (int i = 0; i < 20000; i++)
+        assert_int_equal(nx_ddsketch_add(s, (rng() & 1 ? 1 : -1) * exp(2 * nrand()), 1), 0);
+    codec_check(s); /* dense */
+    nx_ddsketch_destroy(s);
+    assert_int_equal(nx_ddsketch_create(0.03, 32, &s), 0);
+    for (int i = 0; i < 5000; i++)
+        assert_int_equal(nx_ddsketch_add(s, exp(4 * nrand()), 1), 0);
+    assert_true(nx_ddsketch_collapsed(s));
+    codec_check(s); /* collapsed */
+    nx_ddsketch_destroy(s);
+    /* absurd sizes */
+    nx_buf b = {0};
+    nx_buf_f64(&b, 0.01);
+    nx_buf_uvar(&b, 2048);
+    nx_buf_u8(&b, 0);
+    nx_buf_f64(&b, 0);
+    nx_buf_uvar(&b, 1u << 30); /* 2^30 bins claimed */
+    nx_rbuf r = nx_rbuf_make(b.data, b.len);
+    nx_ddsketch *d;
+    assert_int_equal(nx_ddsketch_decode(&r, &d), NX_ECORRUPT);
+    nx_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uniform),      cmocka_unit_test(test_lognormal),
+        cmocka_unit_test(test_pareto),       cmocka_unit_test(test_bimodal),
+        cmocka_unit_test(test_adversarial),  cmocka_unit_test(test_other_alpha),
+        cmocka_unit_test(test_small_and_empty), cmocka_unit_test(test_weights),
+        cmocka_unit_test(test_merge_union),  cmocka_unit_test(test_collapse),
+        cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
