@@ -2,9 +2,10 @@
  * nx_hll.h — HyperLogLog distinct counter, HLL++ style (Heule et al. 2013).
  *
  * Precision p (14..18), m = 2^p registers of 6 bits. Sparse representation
- * (sorted encoded (index, rank) entries at precision p) while small, converted
- * to dense when it would be bigger; small cardinalities use linear counting,
- * the rest the bias-corrected estimator. Hashes are 64-bit XXH3 (libxxhash).
+ * (a hash table of encoded (index, rank) entries at precision p) while small,
+ * converted to dense when it would be bigger. Estimation: Ertl's improved
+ * estimator (2017), which covers the linear-counting range and the large
+ * range without bias tables. Hashes are 64-bit XXH3 (libxxhash).
  * Merge takes register-wise maxima: merge(A, B) is exactly the sketch of the
  * union. Not invertible (windows keep it with Two-Stacks).
  */
@@ -13,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include "nexus.h"
 
 struct nx_rbuf;
@@ -26,6 +28,9 @@ int nx_hll_add_hash(nx_hll *h, uint64_t hash);
 int nx_hll_merge(nx_hll *dst, const nx_hll *src); /* NX_EINVAL if precisions differ */
 double nx_hll_estimate(const nx_hll *h);
 uint8_t nx_hll_precision(const nx_hll *h);
+/* Converts to the dense representation now (no-op if dense). */
+int nx_hll_densify(nx_hll *h);
+bool nx_hll_is_dense(const nx_hll *h);
 size_t nx_hll_bytes(const nx_hll *h);
 int nx_hll_encode(const nx_hll *h, nx_buf *out);
 int nx_hll_decode(struct nx_rbuf *in, nx_hll **out);
