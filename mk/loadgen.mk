@@ -1,0 +1,18 @@
+# Benchmark tools that are not engine benchmarks (bench/bench_*.c is that
+# pattern): the shared load generator and the Redis driver of bench/compare.
+# Neither links libnexus; the Redis driver needs hiredis (Debian libhiredis-dev).
+
+LOADGEN_CFLAGS := $(CFLAGS_COMMON) $(OPT) $(EXTRA_CFLAGS)
+
+$(BUILD)/bin/nx-loadgen: bench/loadgen.c bench/workload.h
+	@mkdir -p $(dir $@)
+	$(CC) $(LOADGEN_CFLAGS) -o $@ bench/loadgen.c $(LDOPT) -lm -pthread
+
+$(BUILD)/bin/nx-redis-driver: bench/redis_driver.c bench/workload.h
+	@mkdir -p $(dir $@)
+	$(CC) $(LOADGEN_CFLAGS) $(shell pkg-config --cflags hiredis) -o $@ bench/redis_driver.c \
+		$(LDOPT) $(shell pkg-config --libs hiredis) -lm -pthread
+
+.PHONY: loadgen
+loadgen: $(BUILD)/bin/nx-loadgen $(BUILD)/bin/nx-redis-driver
+bench: $(BUILD)/bin/nx-loadgen $(BUILD)/bin/nx-redis-driver
