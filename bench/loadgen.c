@@ -677,19 +677,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "nx-loadgen: bad workload options or out of memory\n");
         return 2;
     }
-    uint32_t maxlen = 0;
-    for (uint32_t j = 0; j < o.metrics; j++) {
-        uint32_t vmax = w.mtype[j] == NXW_COUNTER ? 1 : w.mtype[j] == NXW_SET ? 8 : 0;
-        if (w.mtype[j] == NXW_TIMER)
-            for (size_t k = 0; k < ((size_t)1 << NXW_TIMER_BITS); k++)
-                if (w.timer_tab[k].len > vmax)
-                    vmax = w.timer_tab[k].len;
-        uint32_t l = w.mname_len[j] + vmax + w.msuffix_len[j] + w.tname_len[0] + 1;
-        if (l > maxlen)
-            maxlen = l;
-    }
-    uint32_t group = o.lines_per_dgram ? o.lines_per_dgram : o.dgram_bytes / maxlen;
-    if (group < 1 || (uint64_t)group * maxlen > o.dgram_bytes + 1) {
+    uint32_t fit = nxw_lines_per_dgram(&w, o.dgram_bytes);
+    uint32_t group = o.lines_per_dgram ? o.lines_per_dgram : fit;
+    if (group < 1 || group > fit) {
         fprintf(stderr, "nx-loadgen: --lines-per-dgram %u does not fit %u bytes\n", group,
                 o.dgram_bytes);
         nxw_free(&w);

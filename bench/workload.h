@@ -292,4 +292,23 @@ static inline double nxw_value(const nxw *w, const nxw_event *e)
     return (double)e->ival;
 }
 
+/* Lines per datagram so that the longest possible line still fits in
+ * dgram_bytes (what nx-loadgen packs; other drivers use it to reproduce the
+ * same tenant per datagram). 0 if not even one line fits. */
+static inline uint32_t nxw_lines_per_dgram(const nxw *w, uint32_t dgram_bytes)
+{
+    uint32_t maxlen = 0;
+    for (uint32_t j = 0; j < w->metrics; j++) {
+        uint32_t vmax = w->mtype[j] == NXW_COUNTER ? 1 : w->mtype[j] == NXW_SET ? 8 : 0;
+        if (w->mtype[j] == NXW_TIMER)
+            for (size_t k = 0; k < ((size_t)1 << NXW_TIMER_BITS); k++)
+                if (w->timer_tab[k].len > vmax)
+                    vmax = w->timer_tab[k].len;
+        uint32_t l = w->mname_len[j] + vmax + w->msuffix_len[j] + w->tname_len[0] + 1;
+        if (l > maxlen)
+            maxlen = l;
+    }
+    return dgram_bytes / maxlen;
+}
+
 #endif
