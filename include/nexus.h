@@ -128,6 +128,8 @@ int nx_engine_tenant_delete(nx_engine *e, const char *id, size_t id_len);
 /* Calls fn for each tenant; stops early when fn returns non-zero. */
 void nx_engine_foreach_tenant(nx_engine *e, int (*fn)(nx_tenant *t, void *arg), void *arg);
 size_t nx_engine_tenant_count(const nx_engine *e);
+/* Heap bytes of the whole engine: every tenant's stream bytes plus the tables. */
+uint64_t nx_engine_bytes(const nx_engine *e);
 
 const char *nx_tenant_id(const nx_tenant *t);
 /* Per-tenant accounting, kept up to date by the engine. */
@@ -169,7 +171,10 @@ int nx_stream_key_build(const char *name, size_t name_len, nx_tag *tags, size_t 
 int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
                      nx_stream **out);
 nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len);
-/* Calls fn for each stream of the tenant; stops early when fn returns non-zero. */
+/* Deletes one stream and gives its bytes back to the tenant. NX_ENOENT if absent. */
+int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len);
+/* Calls fn for each stream of the tenant; stops early when fn returns non-zero.
+ * fn must not create or delete streams of this tenant. */
 void nx_tenant_foreach_stream(nx_tenant *t, int (*fn)(nx_stream *s, void *arg), void *arg);
 
 const char *nx_stream_key(const nx_stream *s, size_t *len);

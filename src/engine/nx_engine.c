@@ -1,0 +1,920 @@
+/*
+ * nx_engine.c — the engine facade: configuration, the tenant and stream
+ * tables, event updates, window reads and series reads.
+ *
+ * Event path (nx_stream_update), per stream:
+ *   1. reject NaN/Inf values and non-positive weights (NX_EINVAL), events
+ *      older than now - late_tolerance (NX_ETOOLATE) or newer than
+ *      now + future_tolerance (NX_EFUTURE); `now` is max(now_ms, the newest
+ *      now_ms this stream saw) so a clock that steps back is harmless;
+ *   2. sec == open_sec: update the open bucket only (the O(1) fast path);
+ *   3. sec > open_sec: CLOSE the open bucket — fold it once into every
+ *      window's current sub-bucket, every tier's bucket and the all-time
+ *      accumulator, clear it (its sketches keep their memory) — and open sec;
+ *   4. sec < open_sec (late, within tolerance): the event goes straight into
+ *      the sub-bucket of each window that still covers it, its tier buckets
+ *      and the all-time accumulator.
+ * The stream clock (open_sec) is the newest second among its events and
+ * reads; reads close the open bucket when they come for a later second.
+ *
+ * Window coverage: a read at clock T (seconds) of a window length L, bucket
+ * b, N = L/b, covers exactly the accepted events whose second lies in
+ * [(floor(T/b) - N) * b, T]: the N complete sub-buckets before the current
+ * one plus the current, partial one. It spans between L and L + b seconds
+ * and slides in steps of b.
+ *
+ * Gauges: `last` is the value of the newest set (by event time; a late set
+ * older than last_ts does not change it); a delta adds to the current last.
+ * The moments of a gauge record the value after each event. Every read of a
+ * gauge reports the current last/last_ts whatever the window.
+ *
+ * Memory accounting: a stream's bytes = its struct and key + one table slot
+ * + its window/tier block + every sketch it owns. It is recomputed when a
+ * bucket closes, a late event lands, or a read moves the windows (never per
+ * in-second event), and the difference goes to the tenant's stats.
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "engine/nx_engine_int.h"
+#include "sketch/nx_ddsketch.h"
+#include "sketch/nx_hll.h"
+#include "sketch/nx_topk.h"
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+uint64_t nx_hash_bytes(const void *p, size_t n)
+{
+    return XXH3_64bits(p, n);
+}
+
+/* ---- configuration -------------------------------------------------------- */
+
+void nx_engine_config_default(nx_engine_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->alpha = 0.01;
+    cfg->ddsketch_max_bins = 2048;
+    cfg->hll_precision = 14;
+    cfg->topk_capacity = 64;
+    cfg->late_tolerance_s = 60;
+    cfg->future_tolerance_s = 10;
+    cfg->nwindows = 4;
+    cfg->windows[0] = (nx_window_spec){10, 1};
+    cfg->windows[1] = (nx_window_spec){60, 5};
+    cfg->windows[2] = (nx_window_spec){300, 30};
+    cfg->windows[3] = (nx_window_spec){3600, 300};
+    cfg->ntiers = 3;
+    cfg->tiers[0] = (nx_tier_spec){1, 120};
+    cfg->tiers[1] = (nx_tier_spec){10, 360};
+    cfg->tiers[2] = (nx_tier_spec){60, 1440};
+}
+
+int nx_engine_cfg_check(const nx_engine_config *cfg)
+{
+    if (!cfg || !(cfg->alpha > 0 && cfg->alpha < 1) || cfg->ddsketch_max_bins < 16 ||
+        cfg->hll_precision < 4 || cfg->hll_precision > 18 || cfg->topk_capacity == 0 ||
+        cfg->nwindows > NX_MAX_WINDOWS || cfg->ntiers > NX_MAX_TIERS)
+        return NX_EINVAL;
+    for (uint32_t i = 0; i < cfg->nwindows; i++) {
+        const nx_window_spec *w = &cfg->windows[i];
+        if (w->bucket_s == 0 || w->length_s < w->bucket_s || w->length_s % w->bucket_s ||
+            w->length_s / w->bucket_s > 100000)
+            return NX_EINVAL;
+        for (uint32_t j = 0; j < i; j++)
+            if (cfg->windows[j].length_s == w->length_s)
+                return NX_EINVAL; /* windows are selected by length */
+    }
+    for (uint32_t i = 0; i < cfg->ntiers; i++)
+        if (cfg->tiers[i].step_s == 0 || cfg->tiers[i].buckets == 0 ||
+            cfg->tiers[i].buckets > 10000000)
+            return NX_EINVAL;
+    return 0;
+}
+
+/* ---- open-addressing tables ------------------------------------------------ */
+
+/* Returns the slot of (hash, key) or, if absent, the empty slot where it
+ * would go; `eq` compares an object with the key. */
+typedef bool (*nx_eq_fn)(const void *obj, const char *key, size_t len);
+
+static uint32_t table_probe(const nx_table *tb, uint64_t h, const char *key, size_t len,
+                            nx_eq_fn eq, bool *found)
+{
+    uint32_t mask = tb->cap - 1, i = (uint32_t)h & mask;
+    for (;;) {
+        if (!tb->ptr[i]) {
+            *found = false;
+            return i;
+        }
+        if (tb->hash[i] == h && eq(tb->ptr[i], key, len)) {
+            *found = true;
+            return i;
+        }
+        i = (i + 1) & mask;
+    }
+}
+
+static int table_grow(nx_table *tb)
+{
+    uint32_t ncap = tb->cap ? tb->cap * 2 : 8;
+    uint64_t *nh = calloc(ncap, sizeof(uint64_t));
+    void **np = calloc(ncap, sizeof(void *));
+    if (!nh || !np) {
+        free(nh);
+        free(np);
+        return NX_ENOMEM;
+    }
+    for (uint32_t i = 0; i < tb->cap; i++) {
+        if (!tb->ptr[i])
+            continue;
+        uint32_t j = (uint32_t)tb->hash[i] & (ncap - 1);
+        while (np[j])
+            j = (j + 1) & (ncap - 1);
+        nh[j] = tb->hash[i];
+        np[j] = tb->ptr[i];
+    }
+    free(tb->hash);
+    free(tb->ptr);
+    tb->hash = nh;
+    tb->ptr = np;
+    tb->cap = ncap;
+    return 0;
+}
+
+/* Room for one more entry (may rehash). */
+static int table_reserve(nx_table *tb)
+{
+    if ((uint64_t)(tb->count + 1) * 4 > (uint64_t)tb->cap * 3)
+        return table_grow(tb);
+    return 0;
+}
+
+/* Removes slot i, shifting back the entries of its probe run. */
+static void table_remove_at(nx_table *tb, uint32_t i)
+{
+    uint32_t mask = tb->cap - 1, j = i;
+    tb->ptr[i] = NULL;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!tb->ptr[j])
+            break;
+        uint32_t home = (uint32_t)tb->hash[j] & mask;
+        /* can entry j move to the hole at i? yes unless home lies in (i, j] */
+        bool stay = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
+        if (stay)
+            continue;
+        tb->hash[i] = tb->hash[j];
+        tb->ptr[i] = tb->ptr[j];
+        tb->ptr[j] = NULL;
+        i = j;
+    }
+    tb->count--;
+}
+
+static void table_free(nx_table *tb)
+{
+    free(tb->hash);
+    free(tb->ptr);
+    memset(tb, 0, sizeof(*tb));
+}
+
+/* ---- engine ----------------------------------------------------------------- */
+
+int nx_engine_create(const nx_engine_config *cfg, nx_engine **out)
+{
+    nx_engine_config def;
+    if (!cfg) {
+        nx_engine_config_default(&def);
+        cfg = &def;
+    }
+    if (nx_engine_cfg_check(cfg))
+        return NX_EINVAL;
+    nx_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return NX_ENOMEM;
+    e->cfg = *cfg;
+    e->ap.alpha = cfg->alpha;
+    e->ap.dd_max_bins = cfg->ddsketch_max_bins;
+    e->ap.hll_precision = cfg->hll_precision;
+    e->ap.topk_capacity = cfg->topk_capacity;
+    *out = e;
+    return 0;
+}
+
+static void stream_destroy(nx_engine *e, nx_stream *s);
+
+static void tenant_destroy(nx_tenant *t)
+{
+    for (uint32_t i = 0; i < t->streams.cap; i++)
+        if (t->streams.ptr[i])
+            stream_destroy(t->eng, t->streams.ptr[i]);
+    table_free(&t->streams);
+    free(t);
+}
+
+void nx_engine_destroy(nx_engine *e)
+{
+    if (!e)
+        return;
+    for (uint32_t i = 0; i < e->tenants.cap; i++)
+        if (e->tenants.ptr[i])
+            tenant_destroy(e->tenants.ptr[i]);
+    table_free(&e->tenants);
+    free(e);
+}
+
+const nx_engine_config *nx_engine_config_of(const nx_engine *e)
+{
+    return &e->cfg;
+}
+
+static bool tenant_eq(const void *obj, const char *key, size_t len)
+{
+    const nx_tenant *t = obj;
+    return t->id_len == len && memcmp(t->id, key, len) == 0;
+}
+
+static bool tenant_id_valid(const char *id, size_t n)
+{
+    if (n == 0 || n > NX_TENANT_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+nx_tenant *nx_engine_tenant_find(nx_engine *e, const char *id, size_t id_len)
+{
+    if (e->tenants.count == 0 || id_len == 0 || id_len > NX_TENANT_ID_MAX)
+        return NULL;
+    bool found;
+    uint32_t i = table_probe(&e->tenants, nx_hash_bytes(id, id_len), id, id_len, tenant_eq, &found);
+    return found ? e->tenants.ptr[i] : NULL;
+}
+
+int nx_engine_tenant(nx_engine *e, const char *id, size_t id_len, nx_tenant **out)
+{
+    if (!tenant_id_valid(id, id_len))
+        return NX_EINVAL;
+    nx_tenant *t = nx_engine_tenant_find(e, id, id_len);
+    if (t) {
+        *out = t;
+        return 0;
+    }
+    if (table_reserve(&e->tenants))
+        return NX_ENOMEM;
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return NX_ENOMEM;
+    t->eng = e;
+    t->late_ms = (int64_t)e->cfg.late_tolerance_s * 1000;
+    t->future_ms = (int64_t)e->cfg.future_tolerance_s * 1000;
+    t->max_streams = e->cfg.max_streams_per_tenant;
+    t->max_bytes = e->cfg.max_bytes_per_tenant;
+    t->hash = nx_hash_bytes(id, id_len);
+    t->id_len = (uint8_t)id_len;
+    memcpy(t->id, id, id_len);
+    t->id[id_len] = 0;
+    bool found;
+    uint32_t i = table_probe(&e->tenants, t->hash, id, id_len, tenant_eq, &found);
+    assert(!found);
+    e->tenants.hash[i] = t->hash;
+    e->tenants.ptr[i] = t;
+    e->tenants.count++;
+    *out = t;
+    return 0;
+}
+
+int nx_engine_tenant_delete(nx_engine *e, const char *id, size_t id_len)
+{
+    if (e->tenants.count == 0 || id_len == 0 || id_len > NX_TENANT_ID_MAX)
+        return NX_ENOENT;
+    bool found;
+    uint32_t i = table_probe(&e->tenants, nx_hash_bytes(id, id_len), id, id_len, tenant_eq, &found);
+    if (!found)
+        return NX_ENOENT;
+    nx_tenant *t = e->tenants.ptr[i];
+    table_remove_at(&e->tenants, i);
+    tenant_destroy(t);
+    return 0;
+}
+
+void nx_engine_foreach_tenant(nx_engine *e, int (*fn)(nx_tenant *t, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < e->tenants.cap; i++)
+        if (e->tenants.ptr[i] && fn(e->tenants.ptr[i], arg))
+            return;
+}
+
+size_t nx_engine_tenant_count(const nx_engine *e)
+{
+    return e->tenants.count;
+}
+
+uint64_t nx_engine_bytes(const nx_engine *e)
+{
+    uint64_t b = sizeof(*e) + (uint64_t)e->tenants.cap * (sizeof(uint64_t) + sizeof(void *));
+    for (uint32_t i = 0; i < e->tenants.cap; i++) {
+        const nx_tenant *t = e->tenants.ptr[i];
+        if (t)
+            b += sizeof(*t) + t->st.bytes +
+                 (uint64_t)t->streams.cap * (sizeof(uint64_t) + sizeof(void *)) -
+                 (uint64_t)t->streams.count * (sizeof(uint64_t) + sizeof(void *));
+    }
+    return b;
+}
+
+const char *nx_tenant_id(const nx_tenant *t)
+{
+    return t->id;
+}
+
+void nx_tenant_get_stats(const nx_tenant *t, nx_tenant_stats *out)
+{
+    *out = t->st;
+    out->streams = t->streams.count;
+}
+
+void nx_tenant_set_limits(nx_tenant *t, uint32_t max_streams, uint64_t max_bytes)
+{
+    t->max_streams = max_streams;
+    t->max_bytes = max_bytes;
+}
+
+/* ---- stream keys -------------------------------------------------------------- */
+
+static int tag_cmp(const void *a, const void *b)
+{
+    const nx_tag *x = a, *y = b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    if (c || x->key_len != y->key_len)
+        return c ? c : (x->key_len < y->key_len ? -1 : 1);
+    size_t xl = x->value ? x->value_len : 0, yl = y->value ? y->value_len : 0;
+    /* a valueless tag sorts before the same key with a value */
+    if (!x->value || !y->value)
+        return (x->value ? 1 : 0) - (y->value ? 1 : 0);
+    n = xl < yl ? xl : yl;
+    c = memcmp(x->value, y->value, n);
+    if (c || xl == yl)
+        return c;
+    return xl < yl ? -1 : 1;
+}
+
+int nx_stream_key_build(const char *name, size_t name_len, nx_tag *tags, size_t ntags,
+                        char *buf, size_t buf_size)
+{
+    if (!name || name_len == 0)
+        return NX_EINVAL;
+    if (ntags > 1)
+        qsort(tags, ntags, sizeof(nx_tag), tag_cmp);
+    size_t need = name_len;
+    for (size_t i = 0; i < ntags; i++) {
+        if (!tags[i].key || tags[i].key_len == 0)
+            return NX_EINVAL;
+        need += 1 + tags[i].key_len + (tags[i].value ? 1 + (size_t)tags[i].value_len : 0);
+    }
+    if (need + 1 > buf_size || need > NX_STREAM_KEY_MAX)
+        return NX_ETOOBIG;
+    char *p = buf;
+    memcpy(p, name, name_len);
+    p += name_len;
+    for (size_t i = 0; i < ntags; i++) {
+        *p++ = '|';
+        memcpy(p, tags[i].key, tags[i].key_len);
+        p += tags[i].key_len;
+        if (tags[i].value) {
+            *p++ = ':';
+            memcpy(p, tags[i].value, tags[i].value_len);
+            p += tags[i].value_len;
+        }
+    }
+    *p = 0;
+    assert((size_t)(p - buf) == need);
+    return (int)need;
+}
+
+/* ---- streams -------------------------------------------------------------------- */
+
+static bool stream_eq(const void *obj, const char *key, size_t len)
+{
+    const nx_stream *s = obj;
+    return s->key_len == len && memcmp(s->key, key, len) == 0;
+}
+
+static size_t stream_base_bytes(const nx_stream *s)
+{
+    return sizeof(nx_stream) + s->key_len + 1 + sizeof(uint64_t) + sizeof(void *);
+}
+
+static size_t stream_hist_block_bytes(const nx_engine *e)
+{
+    return sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers;
+}
+
+void nx_stream_account(nx_stream *s)
+{
+    const nx_engine *e = s->tenant->eng;
+    uint64_t b = stream_base_bytes(s) + nx_acc_bytes(&s->open) + nx_acc_bytes(&s->all);
+    if (s->win) {
+        b += stream_hist_block_bytes(e);
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            b += nx_window_bytes(&s->win[i]);
+        const nx_tier *tr = nx_stream_tiers(e, s);
+        for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+            b += nx_tier_bytes(&tr[i]);
+    }
+    s->tenant->st.bytes += b - s->bytes;
+    s->bytes = b;
+}
+
+int nx_stream_hist_alloc(nx_stream *s)
+{
+    if (s->win)
+        return 0;
+    const nx_engine *e = s->tenant->eng;
+    s->win = malloc(stream_hist_block_bytes(e));
+    if (!s->win)
+        return NX_ENOMEM;
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+        nx_window_init(&s->win[i], e->cfg.windows[i].length_s, e->cfg.windows[i].bucket_s);
+    nx_tier *tr = nx_stream_tiers(e, s);
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+        nx_tier_init(&tr[i], e->cfg.tiers[i].step_s, e->cfg.tiers[i].buckets);
+    return 0;
+}
+
+static void stream_hist_free(const nx_engine *e, nx_stream *s)
+{
+    if (!s->win)
+        return;
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+        nx_window_free(&s->win[i]);
+    nx_tier *tr = nx_stream_tiers(e, s);
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+        nx_tier_free(&tr[i]);
+    free(s->win);
+    s->win = NULL;
+}
+
+static void stream_destroy(nx_engine *e, nx_stream *s)
+{
+    stream_hist_free(e, s);
+    nx_acc_free(&s->open);
+    nx_acc_free(&s->all);
+    free(s);
+}
+
+int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_type type,
+                            nx_stream **out)
+{
+    if (key_len == 0 || key_len > NX_STREAM_KEY_MAX || type < NX_TYPE_COUNTER ||
+        type > NX_TYPE_SET)
+        return NX_EINVAL;
+    if (table_reserve(&t->streams))
+        return NX_ENOMEM;
+    size_t sz = sizeof(nx_stream) + key_len + 1;
+    sz = (sz + 63) & ~(size_t)63;
+    nx_stream *s = aligned_alloc(64, sz);
+    if (!s)
+        return NX_ENOMEM;
+    memset(s, 0, sizeof(*s));
+    s->open_sec = INT64_MIN;
+    s->type = (uint8_t)type;
+    s->key_len = (uint16_t)key_len;
+    nx_acc_init(&s->open);
+    s->tenant = t;
+    s->max_now_ms = INT64_MIN;
+    s->last_update_ms = 0;
+    s->first_ts = 0;
+    s->last = 0;
+    s->last_ts = INT64_MIN;
+    nx_acc_init(&s->all);
+    s->hash = nx_hash_bytes(key, key_len);
+    s->win = NULL;
+    memcpy(s->key, key, key_len);
+    s->key[key_len] = 0;
+    bool found;
+    uint32_t i = table_probe(&t->streams, s->hash, key, key_len, stream_eq, &found);
+    if (found) {
+        free(s);
+        return NX_EEXIST;
+    }
+    t->streams.hash[i] = s->hash;
+    t->streams.ptr[i] = s;
+    t->streams.count++;
+    s->bytes = 0;
+    nx_stream_account(s);
+    *out = s;
+    return 0;
+}
+
+nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
+{
+    if (t->streams.count == 0)
+        return NULL;
+    bool found;
+    uint32_t i = table_probe(&t->streams, nx_hash_bytes(key, key_len), key, key_len, stream_eq,
+                             &found);
+    return found ? t->streams.ptr[i] : NULL;
+}
+
+int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
+                     nx_stream **out)
+{
+    if (key_len == 0 || key_len > NX_STREAM_KEY_MAX || type < NX_TYPE_COUNTER ||
+        type > NX_TYPE_SET)
+        return NX_EINVAL;
+    nx_stream *s = nx_tenant_stream_find(t, key, key_len);
+    if (s) {
+        if (s->type != type) {
+            t->st.rejected_type++;
+            return NX_ETYPE;
+        }
+        *out = s;
+        return 0;
+    }
+    if ((t->max_streams && t->streams.count >= t->max_streams) ||
+        (t->max_bytes && t->st.bytes >= t->max_bytes)) {
+        t->st.rejected_quota++;
+        return NX_EQUOTA;
+    }
+    return nx_tenant_stream_insert(t, key, key_len, type, out);
+}
+
+int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len)
+{
+    if (t->streams.count == 0)
+        return NX_ENOENT;
+    bool found;
+    uint32_t i = table_probe(&t->streams, nx_hash_bytes(key, key_len), key, key_len, stream_eq,
+                             &found);
+    if (!found)
+        return NX_ENOENT;
+    nx_stream *s = t->streams.ptr[i];
+    table_remove_at(&t->streams, i);
+    t->st.bytes -= s->bytes;
+    stream_destroy(t->eng, s);
+    return 0;
+}
+
+void nx_tenant_foreach_stream(nx_tenant *t, int (*fn)(nx_stream *s, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < t->streams.cap; i++)
+        if (t->streams.ptr[i] && fn(t->streams.ptr[i], arg))
+            return;
+}
+
+const char *nx_stream_key(const nx_stream *s, size_t *len)
+{
+    if (len)
+        *len = s->key_len;
+    return s->key;
+}
+
+nx_type nx_stream_type(const nx_stream *s)
+{
+    return (nx_type)s->type;
+}
+
+int64_t nx_stream_last_update(const nx_stream *s)
+{
+    return s->last_update_ms;
+}
+
+/* ---- time ------------------------------------------------------------------------ */
+
+static inline int64_t sec_of(int64_t ms)
+{
+    int64_t q = ms / 1000;
+    if (ms % 1000 < 0)
+        q--;
+    return q;
+}
+
+/* Moves windows and tiers to second `sec` (expiring what fell out) and frees
+ * the whole block when nothing is left in it. */
+static int stream_advance(nx_stream *s, int64_t sec)
+{
+    if (!s->win)
+        return 0;
+    const nx_engine *e = s->tenant->eng;
+    bool empty = true;
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
+        int rc = nx_window_advance(&s->win[i], sec, &e->ap);
+        if (rc)
+            return rc;
+        if (s->win[i].nonempty)
+            empty = false;
+    }
+    nx_tier *tr = nx_stream_tiers(e, s);
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++) {
+        nx_tier_advance(&tr[i], sec);
+        if (tr[i].cap)
+            empty = false;
+    }
+    if (empty)
+        stream_hist_free(e, s);
+    return 0;
+}
+
+/* Folds the open bucket into windows, tiers and all-time, and clears it. */
+static int stream_close(nx_stream *s)
+{
+    int rc;
+    if (nx_acc_empty(&s->open))
+        return 0;
+    const nx_engine *e = s->tenant->eng;
+    if ((rc = stream_advance(s, s->open_sec)))
+        return rc;
+    if ((rc = nx_stream_hist_alloc(s)))
+        return rc;
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+        if ((rc = nx_window_fold(&s->win[i], s->open_sec, &s->open, &e->ap)))
+            return rc;
+    nx_tier *tr = nx_stream_tiers(e, s);
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+        if ((rc = nx_tier_add(&tr[i], s->open_sec, &s->open.m)))
+            return rc;
+    if ((rc = nx_acc_merge(&s->all, &s->open, &e->ap)))
+        return rc;
+    nx_acc_clear(&s->open);
+    nx_stream_account(s);
+    return 0;
+}
+
+/* Moves the stream clock to `sec` (closing the open bucket if it is older). */
+static int stream_tick(nx_stream *s, int64_t sec)
+{
+    if (sec <= s->open_sec)
+        return 0;
+    int rc = stream_close(s);
+    s->open_sec = sec;
+    return rc;
+}
+
+/* ---- updates ------------------------------------------------------------------------- */
+
+static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const nx_update *u)
+{
+    const nx_engine *e = s->tenant->eng;
+    nx_type type = (nx_type)s->type;
+    int rc;
+    if ((rc = stream_advance(s, s->open_sec)))
+        return rc;
+    if ((rc = nx_stream_hist_alloc(s)))
+        return rc;
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+        if ((rc = nx_window_add_late(&s->win[i], sec, &e->ap, type, v, w, u->member,
+                                     u->member_len)))
+            return rc;
+    nx_moments m;
+    nx_moments_init(&m);
+    if (type == NX_TYPE_SET)
+        m.count = w;
+    else
+        nx_moments_add(&m, v, w);
+    nx_tier *tr = nx_stream_tiers(e, s);
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+        if ((rc = nx_tier_add(&tr[i], sec, &m)))
+            return rc;
+    if ((rc = nx_acc_add(&s->all, &e->ap, type, v, w, u->member, u->member_len)))
+        return rc;
+    nx_stream_account(s);
+    return 0;
+}
+
+int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
+{
+    nx_tenant *t = s->tenant;
+    double v = u->value, w = u->weight;
+    if (UNLIKELY(!(w > 0) || !isfinite(w) || !isfinite(v)))
+        return NX_EINVAL;
+    if (UNLIKELY(s->type == NX_TYPE_SET && !u->member))
+        return NX_EINVAL;
+    if (UNLIKELY(now_ms < s->max_now_ms))
+        now_ms = s->max_now_ms;
+    else
+        s->max_now_ms = now_ms;
+    int64_t ts = u->ts_ms ? u->ts_ms : now_ms;
+    if (UNLIKELY(ts < now_ms - t->late_ms)) {
+        t->st.rejected_late++;
+        return NX_ETOOLATE;
+    }
+    if (UNLIKELY(ts > now_ms + t->future_ms)) {
+        t->st.rejected_future++;
+        return NX_EFUTURE;
+    }
+    int64_t sec = sec_of(ts);
+    if (UNLIKELY(ts > s->last_update_ms))
+        s->last_update_ms = ts;
+    if (UNLIKELY(ts < s->first_ts || s->first_ts == 0))
+        s->first_ts = ts;
+    t->st.events++;
+    nx_type type = (nx_type)s->type;
+    if (LIKELY(sec == s->open_sec && type == NX_TYPE_COUNTER)) {
+        nx_moments_add(&s->open.m, v, w);
+        return 0;
+    }
+    int rc;
+    if (type == NX_TYPE_GAUGE) {
+        if (u->gauge_delta) {
+            v = s->last + v;
+            if (!isfinite(v))
+                return NX_EINVAL;
+            s->last = v;
+            if (ts > s->last_ts)
+                s->last_ts = ts;
+        } else if (ts >= s->last_ts) {
+            s->last = v;
+            s->last_ts = ts;
+        }
+    }
+    if (sec > s->open_sec) {
+        if ((rc = stream_tick(s, sec)))
+            return rc;
+    } else if (sec < s->open_sec) {
+        return stream_add_late(s, sec, v, w, u);
+    }
+    const nx_engine *e = t->eng;
+    return nx_acc_add(&s->open, &e->ap, type, v, w, u->member, u->member_len);
+}
+
+/* ---- reads ---------------------------------------------------------------------------- */
+
+/* Brings the stream to read time: clock = max(clock, now), windows moved. */
+static int stream_sync(nx_stream *s, int64_t now_ms)
+{
+    if (now_ms > s->max_now_ms)
+        s->max_now_ms = now_ms;
+    int64_t sec = sec_of(s->max_now_ms);
+    int rc;
+    if (s->open_sec == INT64_MIN)
+        return 0; /* never saw an event: nothing to move */
+    if ((rc = stream_tick(s, sec)))
+        return rc;
+    if ((rc = stream_advance(s, s->open_sec)))
+        return rc;
+    nx_stream_account(s);
+    return 0;
+}
+
+static int summary_from_acc(nx_summary *out, nx_acc *a)
+{
+    out->count = a->m.count;
+    out->sum = a->m.sum;
+    out->min = a->m.min;
+    out->max = a->m.max;
+    out->mean = a->m.mean;
+    out->m2 = a->m.m2;
+    out->dd = a->dd;
+    out->hll = a->hll;
+    out->topk = a->topk;
+    a->dd = NULL;
+    a->hll = NULL;
+    a->topk = NULL;
+    return 0;
+}
+
+int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *out)
+{
+    const nx_engine *e = s->tenant->eng;
+    int widx = -1;
+    if (window_s != NX_WINDOW_ALL) {
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            if (e->cfg.windows[i].length_s == window_s)
+                widx = (int)i;
+        if (widx < 0)
+            return NX_EINVAL;
+    }
+    int rc = stream_sync(s, now_ms);
+    if (rc)
+        return rc;
+    nx_acc a;
+    nx_acc_init(&a);
+    int64_t start_ms = 0;
+    if (widx < 0) {
+        rc = nx_acc_merge(&a, &s->all, &e->ap);
+    } else if (s->win) {
+        rc = nx_window_read(&s->win[widx], &a, &e->ap);
+        start_ms = nx_window_start_sec(&s->win[widx]) * 1000;
+    }
+    if (!rc)
+        rc = nx_acc_merge(&a, &s->open, &e->ap);
+    if (rc) {
+        nx_acc_free(&a);
+        return rc;
+    }
+    nx_summary_init(out, (nx_type)s->type, window_s);
+    summary_from_acc(out, &a);
+    if (s->type == NX_TYPE_GAUGE && s->last_ts != INT64_MIN) {
+        out->last = s->last;
+        out->last_ts = s->last_ts;
+    }
+    if (out->count > 0)
+        out->first_ts = s->first_ts > start_ms ? s->first_ts : start_ms;
+    return 0;
+}
+
+/* Picks the tier for a series read (see nexus.h). */
+static int series_tier(const nx_engine *e, const nx_stream *s, int64_t from_ms, uint32_t step_s)
+{
+    int best = -1, longest = -1;
+    int64_t clock = s->open_sec;
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++) {
+        const nx_tier_spec *ts = &e->cfg.tiers[i];
+        if (step_s % ts->step_s)
+            continue;
+        int64_t oldest_idx = sec_of(clock < 0 ? 0 : clock) / ts->step_s - ts->buckets + 1;
+        int64_t ret = (int64_t)ts->step_s * ts->buckets;
+        bool covers = sec_of(from_ms) >= oldest_idx * (int64_t)ts->step_s;
+        if (covers && (best < 0 || ts->step_s < e->cfg.tiers[best].step_s))
+            best = (int)i;
+        if (longest < 0 || ret > (int64_t)e->cfg.tiers[longest].step_s * e->cfg.tiers[longest].buckets)
+            longest = (int)i;
+    }
+    return best >= 0 ? best : longest;
+}
+
+int nx_stream_series(nx_stream *s, int64_t from_ms, int64_t to_ms, uint32_t step_s,
+                     int64_t now_ms, nx_point *out, size_t max)
+{
+    const nx_engine *e = s->tenant->eng;
+    if (step_s == 0 || to_ms < from_ms || (max && !out))
+        return NX_EINVAL;
+    int rc = stream_sync(s, now_ms);
+    if (rc)
+        return rc;
+    int ti = series_tier(e, s, from_ms, step_s);
+    if (ti < 0)
+        return NX_EINVAL;
+    if (!s->win && nx_acc_empty(&s->open))
+        return 0;
+    const nx_tier_spec *spec = &e->cfg.tiers[ti];
+    const nx_tier *tr = s->win ? &nx_stream_tiers(e, s)[ti] : NULL;
+    int64_t st = spec->step_s;
+    /* tier buckets starting in [from aligned down to step_s, to) */
+    int64_t lo = sec_of(from_ms), hi = sec_of(to_ms - 1);
+    if (lo < 0)
+        lo = 0;
+    if (hi < lo)
+        return 0;
+    lo = lo / step_s * step_s;
+    int64_t lo_idx = lo / st, hi_idx = hi / st;
+    int64_t open_idx = s->open_sec / st;
+    int64_t oldest = tr ? tr->newest - (int64_t)tr->buckets + 1 : open_idx;
+    if (lo_idx < oldest)
+        lo_idx = oldest;
+    if (hi_idx > open_idx)
+        hi_idx = open_idx;
+    size_t n = 0;
+    nx_point cur;
+    bool have = false;
+    for (int64_t idx = lo_idx; idx <= hi_idx; idx++) {
+        nx_tpoint p = {0, 0, INFINITY, -INFINITY};
+        const nx_tpoint *tp = tr ? nx_tier_get(tr, idx) : NULL;
+        if (tp)
+            p = *tp;
+        if (idx == open_idx && !nx_acc_empty(&s->open)) {
+            p.count += s->open.m.count;
+            p.sum += s->open.m.sum;
+            if (s->open.m.min < p.min)
+                p.min = s->open.m.min;
+            if (s->open.m.max > p.max)
+                p.max = s->open.m.max;
+        }
+        if (!(p.count > 0))
+            continue;
+        int64_t bucket_ms = (idx * st) / step_s * step_s * 1000;
+        if (have && cur.ts_ms != bucket_ms) {
+            if (n < max)
+                out[n] = cur;
+            n++;
+            have = false;
+        }
+        if (!have) {
+            cur = (nx_point){bucket_ms, 0, 0, INFINITY, -INFINITY};
+            have = true;
+        }
+        cur.count += p.count;
+        cur.sum += p.sum;
+        if (p.min < cur.min)
+            cur.min = p.min;
+        if (p.max > cur.max)
+            cur.max = p.max;
+    }
+    if (have) {
+        if (n < max)
+            out[n] = cur;
+        n++;
+    }
+    return (int)(n < max ? n : max);
+}

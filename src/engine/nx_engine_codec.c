@@ -1,0 +1,252 @@
+/*
+ * nx_engine_codec.c — the whole engine as bytes (snapshots, shard handoff).
+ *
+ * A decoded engine answers every read, series and stats call exactly like
+ * the encoded one: all state is copied bit for bit (f64 as binary64, sketches
+ * by their own exact encodings), including open buckets, window rings with
+ * their running and Two-Stacks aggregates, tier rings and all-time.
+ *
+ * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
+ * u8 version 1 | payload | u32 crc32 (zlib) of everything before):
+ *
+ *   payload:
+ *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
+ *     uvar nwindows, then per window: uvar length_s | uvar bucket_s
+ *     uvar ntiers,   then per tier:   uvar step_s   | uvar buckets
+ *         (the shape of the state; decoding needs a config with the same
+ *          values — tolerances and limits may differ — else NX_EINVAL)
+ *     uvar ntenants, then per tenant:
+ *       bytes id (uvar length + bytes, [a-z0-9_-]{1,64})
+ *       uvar max_streams | uvar max_bytes
+ *       uvar events | uvar rejected_late | uvar rejected_future |
+ *       uvar rejected_quota | uvar rejected_type
+ *         (streams and bytes are recomputed on decode)
+ *       uvar nstreams, then per stream:
+ *         bytes key (1..65535)
+ *         u8   type (1..6)
+ *         svar open_sec | svar max_now_ms | svar last_update_ms | svar first_ts
+ *         f64  last | svar last_ts
+ *         acc  open | acc all                 (layout in src/window/nx_window.h)
+ *         u8   has_hist; if 1: nwindows x window, then ntiers x tier
+ *   Trailing bytes are an error.
+ *
+ * Decoding builds a fresh engine and only hands it out when every byte was
+ * consumed and checked; on any error it is destroyed and *out is untouched.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/nx_codec.h"
+#include "engine/nx_engine_int.h"
+
+#define NX_ENGINE_MAGIC 0x4E45584Eu
+#define NX_ENGINE_VERSION 1
+
+static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
+{
+    int rc;
+    if ((rc = nx_buf_bytes(out, s->key, s->key_len)) || (rc = nx_buf_u8(out, s->type)) ||
+        (rc = nx_buf_svar(out, s->open_sec)) || (rc = nx_buf_svar(out, s->max_now_ms)) ||
+        (rc = nx_buf_svar(out, s->last_update_ms)) || (rc = nx_buf_svar(out, s->first_ts)) ||
+        (rc = nx_buf_f64(out, s->last)) || (rc = nx_buf_svar(out, s->last_ts)) ||
+        (rc = nx_acc_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)) ||
+        (rc = nx_buf_u8(out, s->win ? 1 : 0)))
+        return rc;
+    if (!s->win)
+        return 0;
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+        if ((rc = nx_window_encode(&s->win[i], out)))
+            return rc;
+    const nx_tier *tr = nx_stream_tiers(e, s);
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+        if ((rc = nx_tier_encode(&tr[i], out)))
+            return rc;
+    return 0;
+}
+
+static int tenant_encode(const nx_tenant *t, nx_buf *out)
+{
+    int rc;
+    if ((rc = nx_buf_bytes(out, t->id, t->id_len)) || (rc = nx_buf_uvar(out, t->max_streams)) ||
+        (rc = nx_buf_uvar(out, t->max_bytes)) || (rc = nx_buf_uvar(out, t->st.events)) ||
+        (rc = nx_buf_uvar(out, t->st.rejected_late)) ||
+        (rc = nx_buf_uvar(out, t->st.rejected_future)) ||
+        (rc = nx_buf_uvar(out, t->st.rejected_quota)) ||
+        (rc = nx_buf_uvar(out, t->st.rejected_type)) || (rc = nx_buf_uvar(out, t->streams.count)))
+        return rc;
+    for (uint32_t i = 0; i < t->streams.cap; i++)
+        if (t->streams.ptr[i] && (rc = stream_encode(t->eng, t->streams.ptr[i], out)))
+            return rc;
+    return 0;
+}
+
+int nx_engine_encode(const nx_engine *e, nx_buf *out)
+{
+    size_t start, len0 = out->len;
+    int rc;
+    const nx_engine_config *c = &e->cfg;
+    if ((rc = nx_frame_begin(out, NX_ENGINE_MAGIC, NX_ENGINE_VERSION, &start)))
+        return rc;
+    if ((rc = nx_buf_f64(out, c->alpha)) || (rc = nx_buf_uvar(out, c->ddsketch_max_bins)) ||
+        (rc = nx_buf_u8(out, c->hll_precision)) || (rc = nx_buf_uvar(out, c->topk_capacity)) ||
+        (rc = nx_buf_uvar(out, c->nwindows)))
+        goto fail;
+    for (uint32_t i = 0; i < c->nwindows; i++)
+        if ((rc = nx_buf_uvar(out, c->windows[i].length_s)) ||
+            (rc = nx_buf_uvar(out, c->windows[i].bucket_s)))
+            goto fail;
+    if ((rc = nx_buf_uvar(out, c->ntiers)))
+        goto fail;
+    for (uint32_t i = 0; i < c->ntiers; i++)
+        if ((rc = nx_buf_uvar(out, c->tiers[i].step_s)) ||
+            (rc = nx_buf_uvar(out, c->tiers[i].buckets)))
+            goto fail;
+    if ((rc = nx_buf_uvar(out, e->tenants.count)))
+        goto fail;
+    for (uint32_t i = 0; i < e->tenants.cap; i++)
+        if (e->tenants.ptr[i] && (rc = tenant_encode(e->tenants.ptr[i], out)))
+            goto fail;
+    if ((rc = nx_frame_end(out, start)))
+        goto fail;
+    return 0;
+fail:
+    out->len = len0;
+    return rc;
+}
+
+/* ---- decoding ---------------------------------------------------------------- */
+
+static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in)
+{
+    size_t klen;
+    const uint8_t *key = nx_rbuf_bytes(in, &klen, NX_STREAM_KEY_MAX);
+    uint8_t type = nx_rbuf_u8(in);
+    if (in->err || !key || klen == 0 || type < NX_TYPE_COUNTER || type > NX_TYPE_SET)
+        return NX_ECORRUPT;
+    nx_stream *s;
+    int rc = nx_tenant_stream_insert(t, (const char *)key, klen, (nx_type)type, &s);
+    if (rc)
+        return rc == NX_EEXIST || rc == NX_EINVAL ? NX_ECORRUPT : rc;
+    s->open_sec = nx_rbuf_svar(in);
+    s->max_now_ms = nx_rbuf_svar(in);
+    s->last_update_ms = nx_rbuf_svar(in);
+    s->first_ts = nx_rbuf_svar(in);
+    s->last = nx_rbuf_f64(in);
+    s->last_ts = nx_rbuf_svar(in);
+    if (in->err || !isfinite(s->last) ||
+        (s->open_sec != INT64_MIN && (s->open_sec > INT64_MAX / 4 || s->open_sec < INT64_MIN / 4)))
+        return NX_ECORRUPT;
+    if ((rc = nx_acc_decode(in, &s->open, &e->ap, (nx_type)type)) ||
+        (rc = nx_acc_decode(in, &s->all, &e->ap, (nx_type)type)))
+        return rc;
+    uint8_t has = nx_rbuf_u8(in);
+    if (in->err || has > 1)
+        return NX_ECORRUPT;
+    if (has) {
+        if ((rc = nx_stream_hist_alloc(s)))
+            return rc;
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            if ((rc = nx_window_decode(in, &s->win[i], &e->ap, (nx_type)type)))
+                return rc;
+        nx_tier *tr = nx_stream_tiers(e, s);
+        for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+            if ((rc = nx_tier_decode(in, &tr[i])))
+                return rc;
+    }
+    nx_stream_account(s);
+    return 0;
+}
+
+static int tenant_decode(nx_engine *e, nx_rbuf *in)
+{
+    size_t idlen;
+    const uint8_t *id = nx_rbuf_bytes(in, &idlen, NX_TENANT_ID_MAX);
+    if (in->err || !id)
+        return NX_ECORRUPT;
+    if (nx_engine_tenant_find(e, (const char *)id, idlen))
+        return NX_ECORRUPT; /* duplicate */
+    nx_tenant *t;
+    int rc = nx_engine_tenant(e, (const char *)id, idlen, &t);
+    if (rc)
+        return rc == NX_EINVAL ? NX_ECORRUPT : rc;
+    uint64_t ms = nx_rbuf_uvar(in);
+    t->max_bytes = nx_rbuf_uvar(in);
+    t->st.events = nx_rbuf_uvar(in);
+    t->st.rejected_late = nx_rbuf_uvar(in);
+    t->st.rejected_future = nx_rbuf_uvar(in);
+    t->st.rejected_quota = nx_rbuf_uvar(in);
+    t->st.rejected_type = nx_rbuf_uvar(in);
+    uint64_t nstreams = nx_rbuf_uvar(in);
+    /* a stream takes well over 100 bytes: bound the count by the input */
+    if (in->err || ms > UINT32_MAX || nstreams > in->n / 100)
+        return NX_ECORRUPT;
+    t->max_streams = (uint32_t)ms;
+    for (uint64_t i = 0; i < nstreams; i++)
+        if ((rc = stream_decode(e, t, in)))
+            return rc;
+    return 0;
+}
+
+int nx_engine_decode(const nx_engine_config *cfg, const uint8_t *p, size_t n, nx_engine **out)
+{
+    nx_rbuf in;
+    int rc = nx_frame_open(p, n, NX_ENGINE_MAGIC, NX_ENGINE_VERSION, &in);
+    if (rc)
+        return rc;
+    nx_engine_config def;
+    if (!cfg) {
+        nx_engine_config_default(&def);
+        cfg = &def;
+    }
+    if (nx_engine_cfg_check(cfg))
+        return NX_EINVAL;
+    /* the shape of the encoded state must match the configuration */
+    double alpha = nx_rbuf_f64(&in);
+    uint64_t bins = nx_rbuf_uvar(&in);
+    uint8_t prec = nx_rbuf_u8(&in);
+    uint64_t cap = nx_rbuf_uvar(&in);
+    uint64_t nw = nx_rbuf_uvar(&in);
+    if (in.err || nw > NX_MAX_WINDOWS)
+        return NX_ECORRUPT;
+    bool same = alpha == cfg->alpha && bins == cfg->ddsketch_max_bins &&
+                prec == cfg->hll_precision && cap == cfg->topk_capacity && nw == cfg->nwindows;
+    for (uint64_t i = 0; i < nw; i++) {
+        uint64_t l = nx_rbuf_uvar(&in), b = nx_rbuf_uvar(&in);
+        if (same && (l != cfg->windows[i].length_s || b != cfg->windows[i].bucket_s))
+            same = false;
+    }
+    uint64_t nt = nx_rbuf_uvar(&in);
+    if (in.err || nt > NX_MAX_TIERS)
+        return NX_ECORRUPT;
+    same = same && nt == cfg->ntiers;
+    for (uint64_t i = 0; i < nt; i++) {
+        uint64_t st = nx_rbuf_uvar(&in), b = nx_rbuf_uvar(&in);
+        if (same && (st != cfg->tiers[i].step_s || b != cfg->tiers[i].buckets))
+            same = false;
+    }
+    if (in.err)
+        return NX_ECORRUPT;
+    if (!same)
+        return NX_EINVAL;
+    nx_engine *e;
+    if ((rc = nx_engine_create(cfg, &e)))
+        return rc;
+    uint64_t ntenants = nx_rbuf_uvar(&in);
+    if (in.err || ntenants > in.n / 8) {
+        rc = NX_ECORRUPT;
+        goto fail;
+    }
+    for (uint64_t i = 0; i < ntenants; i++)
+        if ((rc = tenant_decode(e, &in)))
+            goto fail;
+    if (in.err || in.n != 0) {
+        rc = NX_ECORRUPT;
+        goto fail;
+    }
+    *out = e;
+    return 0;
+fail:
+    nx_engine_destroy(e);
+    return rc;
+}

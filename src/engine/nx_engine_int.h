@@ -1,0 +1,91 @@
+/*
+ * nx_engine_int.h — the engine's internal structures, shared by nx_engine.c
+ * (tables, update, read, series) and nx_engine_codec.c (snapshots). Not part
+ * of the public API: everything outside src/engine uses include/nexus.h.
+ *
+ * Layout choices (see docs/engine.md):
+ *  - tables are open-addressing, linear probing, power-of-two capacity, load
+ *    <= 3/4, deletion by backward shift (no tombstones); each table keeps two
+ *    parallel arrays, the 64-bit XXH3 hashes and the object pointers, so a
+ *    probe compares hashes in one cache line and touches an object only on a
+ *    hash hit; the key bytes live inside the object.
+ *  - a stream's first 64 bytes hold what an event of the open second touches
+ *    (clock, type, the open bucket's moments); the stream is 64-byte aligned.
+ *  - windows and tiers hang off `hist`, allocated at the first bucket close
+ *    and freed again when everything in them expired: a stream idle for
+ *    longer than the longest window and tier costs only its struct and key.
+ */
+#ifndef NX_ENGINE_INT_H
+#define NX_ENGINE_INT_H
+
+#include "nexus.h"
+#include "window/nx_window.h"
+
+#define NX_TENANT_ID_MAX 64
+#define NX_STREAM_KEY_MAX 65535
+
+typedef struct nx_table {
+    uint64_t *hash;
+    void **ptr;
+    uint32_t cap; /* 0 or a power of two */
+    uint32_t count;
+} nx_table;
+
+struct nx_stream {
+    /* ---- cache line 0: the in-second fast path ---- */
+    int64_t open_sec;    /* second of the open bucket = the stream clock; INT64_MIN: none */
+    uint8_t type;        /* nx_type */
+    uint8_t pad0;
+    uint16_t key_len;
+    uint32_t pad1;
+    nx_acc open;         /* the open one-second bucket (moments at offset 16) */
+    /* ---- cache line 1 ---- */
+    nx_tenant *tenant;
+    int64_t max_now_ms;  /* newest now_ms seen (time never goes backwards) */
+    int64_t last_update_ms;
+    int64_t first_ts;    /* oldest accepted event time, 0 if none */
+    double last;         /* gauges */
+    int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
+    /* ---- cold ---- */
+    nx_acc all;          /* all-time, closed buckets and late events */
+    uint64_t hash;       /* XXH3 of the key */
+    uint64_t bytes;      /* bytes accounted to the tenant for this stream */
+    nx_window *win;      /* [nwindows] then nx_tier [ntiers]: NULL when idle */
+    char key[];          /* key_len bytes + NUL */
+};
+
+struct nx_tenant {
+    nx_engine *eng;
+    int64_t late_ms, future_ms;
+    nx_tenant_stats st;
+    uint32_t max_streams;
+    uint64_t max_bytes;
+    uint64_t hash;
+    nx_table streams;
+    uint8_t id_len;
+    char id[NX_TENANT_ID_MAX + 1];
+};
+
+struct nx_engine {
+    nx_engine_config cfg;
+    nx_acc_params ap;
+    nx_table tenants;
+};
+
+static inline nx_tier *nx_stream_tiers(const nx_engine *e, const nx_stream *s)
+{
+    return (nx_tier *)(s->win + e->cfg.nwindows);
+}
+
+/* Internal helpers shared with the codec. */
+uint64_t nx_hash_bytes(const void *p, size_t n);
+int nx_engine_cfg_check(const nx_engine_config *cfg);
+/* Allocates the window/tier block of a stream if absent. */
+int nx_stream_hist_alloc(nx_stream *s);
+/* Recomputes s->bytes and moves the difference into its tenant's stats. */
+void nx_stream_account(nx_stream *s);
+/* Creates a stream without quota checks (snapshot restore). */
+int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_type type,
+                            nx_stream **out);
+
+#endif

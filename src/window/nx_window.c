@@ -1,0 +1,648 @@
+/*
+ * nx_window.c — bucket accumulators, sliding windows (subtract-on-evict +
+ * Two-Stacks) and series tiers. The design is at the top of nx_window.h;
+ * this file adds the invariants the code keeps:
+ *
+ *  window, with c = cur_k:
+ *    - complete sub-buckets are [c-n, c-1]; the current one is c; slot of
+ *      sub-bucket k is slots[k mod (n+1)], so the slot of c-n-1 (just
+ *      evicted) is the one the new current sub-bucket reuses;
+ *    - front stack = complete sub-buckets [c-n, c-n+nfront-1]; slot i of it
+ *      holds f* = aggregate of sub-buckets [i, c-n+nfront-1];
+ *    - back stack = complete sub-buckets [c-n+nfront, c-1], aggregated in b*;
+ *    - inv = moments (count/sum/mean/m2) and dd of all n+1 slots;
+ *    - nonempty = number of slots with data; 0 lets a long gap free the ring.
+ *  A set stream's moments carry only count (sum/mean/m2 = 0, min/max = +-inf).
+ *
+ *  tier: points of indices (newest - buckets, newest] are retained; the
+ *  ring holds (newest - cap, newest] and grows (never past `buckets`) before
+ *  advancing would drop a retained point that has data (oldest tracks the
+ *  oldest index written).
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "window/nx_window.h"
+#include "sketch/nx_ddsketch.h"
+#include "sketch/nx_hll.h"
+#include "sketch/nx_topk.h"
+
+/* floor division / modulo for possibly negative indices */
+static inline int64_t floordiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b) != 0 && ((a < 0) != (b < 0)))
+        q--;
+    return q;
+}
+static inline uint32_t floormod(int64_t a, uint32_t m)
+{
+    int64_t r = a % (int64_t)m;
+    if (r < 0)
+        r += m;
+    return (uint32_t)r;
+}
+
+/* ---- accumulators ------------------------------------------------------- */
+
+void nx_acc_init(nx_acc *a)
+{
+    nx_moments_init(&a->m);
+    a->dd = NULL;
+    a->hll = NULL;
+    a->topk = NULL;
+}
+
+void nx_acc_free(nx_acc *a)
+{
+    nx_ddsketch_destroy(a->dd);
+    nx_hll_destroy(a->hll);
+    nx_topk_destroy(a->topk);
+    nx_acc_init(a);
+}
+
+void nx_acc_clear(nx_acc *a)
+{
+    nx_moments_init(&a->m);
+    if (a->dd)
+        nx_ddsketch_clear(a->dd);
+    if (a->hll)
+        nx_hll_clear(a->hll);
+    if (a->topk)
+        nx_topk_clear(a->topk);
+}
+
+static int ensure_dd(nx_ddsketch **d, const nx_acc_params *p)
+{
+    return *d ? 0 : nx_ddsketch_create(p->alpha, p->dd_max_bins, d);
+}
+static int ensure_hll(nx_hll **h, const nx_acc_params *p)
+{
+    return *h ? 0 : nx_hll_create(p->hll_precision, h);
+}
+static int ensure_topk(nx_topk **t, const nx_acc_params *p)
+{
+    return *t ? 0 : nx_topk_create(p->topk_capacity, t);
+}
+
+/* A set event's member goes to hll + topk. */
+static int set_add(nx_hll **h, nx_topk **t, const nx_acc_params *p, const char *member,
+                   uint32_t len, double weight)
+{
+    int rc;
+    if ((rc = ensure_hll(h, p)) || (rc = ensure_topk(t, p)))
+        return rc;
+    if ((rc = nx_hll_add(*h, member, len)))
+        return rc;
+    return nx_topk_add(*t, member, len, weight);
+}
+
+int nx_acc_add(nx_acc *a, const nx_acc_params *p, nx_type type, double value,
+               double weight, const char *member, uint32_t member_len)
+{
+    int rc;
+    if (type == NX_TYPE_SET) {
+        if ((rc = set_add(&a->hll, &a->topk, p, member, member_len, weight)))
+            return rc;
+        a->m.count += weight;
+        return 0;
+    }
+    if (nx_type_has_quantiles(type)) {
+        if ((rc = ensure_dd(&a->dd, p)) || (rc = nx_ddsketch_add(a->dd, value, weight)))
+            return rc;
+    }
+    nx_moments_add(&a->m, value, weight);
+    return 0;
+}
+
+int nx_acc_merge(nx_acc *dst, const nx_acc *src, const nx_acc_params *p)
+{
+    int rc;
+    if (nx_acc_empty(src))
+        return 0;
+    if (src->dd) {
+        if ((rc = ensure_dd(&dst->dd, p)) || (rc = nx_ddsketch_merge(dst->dd, src->dd)))
+            return rc;
+    }
+    if (src->hll) {
+        if ((rc = ensure_hll(&dst->hll, p)) || (rc = nx_hll_merge(dst->hll, src->hll)))
+            return rc;
+    }
+    if (src->topk) {
+        if ((rc = ensure_topk(&dst->topk, p)) || (rc = nx_topk_merge(dst->topk, src->topk)))
+            return rc;
+    }
+    nx_moments_merge(&dst->m, &src->m);
+    return 0;
+}
+
+size_t nx_acc_bytes(const nx_acc *a)
+{
+    size_t b = 0;
+    if (a->dd)
+        b += nx_ddsketch_bytes(a->dd);
+    if (a->hll)
+        b += nx_hll_bytes(a->hll);
+    if (a->topk)
+        b += nx_topk_bytes(a->topk);
+    return b;
+}
+
+/* ---- sliding window ------------------------------------------------------ */
+
+static void wslot_init(nx_wslot *s)
+{
+    nx_acc_init(&s->a);
+    s->fmin = INFINITY;
+    s->fmax = -INFINITY;
+    s->fhll = NULL;
+    s->ftopk = NULL;
+}
+
+void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s)
+{
+    assert(bucket_s > 0 && length_s % bucket_s == 0 && length_s >= bucket_s);
+    memset(w, 0, sizeof(*w));
+    w->n = length_s / bucket_s;
+    w->bucket_s = bucket_s;
+    w->cur_k = INT64_MIN / 4;
+    nx_acc_init(&w->inv);
+    w->bmin = INFINITY;
+    w->bmax = -INFINITY;
+}
+
+static void window_free_data(nx_window *w)
+{
+    if (w->slots) {
+        for (uint32_t i = 0; i <= w->n; i++) {
+            nx_acc_free(&w->slots[i].a);
+            nx_hll_destroy(w->slots[i].fhll);
+            nx_topk_destroy(w->slots[i].ftopk);
+        }
+        free(w->slots);
+        w->slots = NULL;
+    }
+    nx_acc_free(&w->inv);
+    nx_hll_destroy(w->bhll);
+    nx_topk_destroy(w->btopk);
+    w->bhll = NULL;
+    w->btopk = NULL;
+    w->bmin = INFINITY;
+    w->bmax = -INFINITY;
+    w->nfront = 0;
+    w->nonempty = 0;
+}
+
+void nx_window_free(nx_window *w)
+{
+    window_free_data(w);
+}
+
+static inline nx_wslot *wslot(const nx_window *w, int64_t k)
+{
+    return &w->slots[floormod(k, w->n + 1)];
+}
+
+static int window_alloc(nx_window *w)
+{
+    if (w->slots)
+        return 0;
+    w->slots = malloc(sizeof(nx_wslot) * (w->n + 1));
+    if (!w->slots)
+        return NX_ENOMEM;
+    for (uint32_t i = 0; i <= w->n; i++)
+        wslot_init(&w->slots[i]);
+    return 0;
+}
+
+static void back_clear(nx_window *w)
+{
+    w->bmin = INFINITY;
+    w->bmax = -INFINITY;
+    if (w->bhll)
+        nx_hll_clear(w->bhll);
+    if (w->btopk)
+        nx_topk_clear(w->btopk);
+}
+
+/* Emptiness of a Two-Stacks aggregate: numeric types have min <= max once
+ * they hold data; sets (whose min/max stay +-inf) have a non-zero top-k
+ * total. Aggregates of sub-buckets that are not on their stack are stale
+ * and never read. */
+static inline bool topk_has(const nx_topk *t)
+{
+    return t && nx_topk_total(t) > 0;
+}
+
+/* Rebuilds the front stack from all n complete sub-buckets; the back
+ * becomes empty. */
+static int window_flip(nx_window *w, const nx_acc_params *p)
+{
+    int64_t c = w->cur_k;
+    int rc;
+    nx_wslot *next = NULL;
+    for (int64_t k = c - 1; k >= c - (int64_t)w->n; k--) {
+        nx_wslot *s = wslot(w, k);
+        s->fmin = s->a.m.min;
+        s->fmax = s->a.m.max;
+        if (next) {
+            if (next->fmin < s->fmin)
+                s->fmin = next->fmin;
+            if (next->fmax > s->fmax)
+                s->fmax = next->fmax;
+        }
+        bool has_set = (s->a.hll && !nx_acc_empty(&s->a)) || (next && topk_has(next->ftopk));
+        if (has_set) {
+            if ((rc = ensure_hll(&s->fhll, p)) || (rc = ensure_topk(&s->ftopk, p)))
+                return rc;
+            nx_hll_clear(s->fhll);
+            nx_topk_clear(s->ftopk);
+            if (s->a.hll && !nx_acc_empty(&s->a)) {
+                if ((rc = nx_hll_merge(s->fhll, s->a.hll)) ||
+                    (rc = nx_topk_merge(s->ftopk, s->a.topk)))
+                    return rc;
+            }
+            if (next && topk_has(next->ftopk)) {
+                if ((rc = nx_hll_merge(s->fhll, next->fhll)) ||
+                    (rc = nx_topk_merge(s->ftopk, next->ftopk)))
+                    return rc;
+            }
+        } else {
+            if (s->fhll)
+                nx_hll_clear(s->fhll);
+            if (s->ftopk)
+                nx_topk_clear(s->ftopk);
+        }
+        next = s;
+    }
+    w->nfront = w->n;
+    back_clear(w);
+    return 0;
+}
+
+static bool back_has(const nx_window *w)
+{
+    return w->bmin <= w->bmax || topk_has(w->btopk);
+}
+
+/* One step: evict the oldest complete sub-bucket, push the current one to
+ * the back stack, and make the next sub-bucket current. */
+static int window_step(nx_window *w, const nx_acc_params *p)
+{
+    int rc;
+    int64_t c = w->cur_k;
+    nx_wslot *e = wslot(w, c - (int64_t)w->n);
+    if (w->nfront == 0 && back_has(w)) {
+        if ((rc = window_flip(w, p)))
+            return rc;
+    }
+    if (w->nfront > 0)
+        w->nfront--;
+    if (!nx_acc_empty(&e->a)) {
+        nx_moments_sub(&w->inv.m, &e->a.m);
+        if (e->a.dd && w->inv.dd && (rc = nx_ddsketch_sub(w->inv.dd, e->a.dd)))
+            return rc;
+        nx_acc_clear(&e->a);
+        assert(w->nonempty > 0);
+        w->nonempty--;
+    }
+    /* push the current sub-bucket (now complete) onto the back stack */
+    nx_wslot *s = wslot(w, c);
+    if (!nx_acc_empty(&s->a)) {
+        if (s->a.m.min < w->bmin)
+            w->bmin = s->a.m.min;
+        if (s->a.m.max > w->bmax)
+            w->bmax = s->a.m.max;
+        if (s->a.hll) {
+            if ((rc = ensure_hll(&w->bhll, p)) || (rc = ensure_topk(&w->btopk, p)) ||
+                (rc = nx_hll_merge(w->bhll, s->a.hll)) ||
+                (rc = nx_topk_merge(w->btopk, s->a.topk)))
+                return rc;
+        }
+    }
+    w->cur_k = c + 1;
+    return 0;
+}
+
+int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p)
+{
+    int64_t k = floordiv(sec, w->bucket_s);
+    if (k <= w->cur_k)
+        return 0;
+    if (w->nonempty == 0 || k - w->cur_k > (int64_t)w->n) {
+        /* nothing survives: drop everything (idle streams give memory back) */
+        window_free_data(w);
+        w->cur_k = k;
+        return 0;
+    }
+    while (w->cur_k < k) {
+        int rc = window_step(w, p);
+        if (rc)
+            return rc;
+        if (w->nonempty == 0) {
+            window_free_data(w);
+            w->cur_k = k;
+            break;
+        }
+    }
+    return 0;
+}
+
+int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p)
+{
+    int rc;
+    if (nx_acc_empty(src))
+        return 0;
+    if ((rc = nx_window_advance(w, sec, p)))
+        return rc;
+    int64_t k = floordiv(sec, w->bucket_s);
+    assert(k == w->cur_k);
+    if ((rc = window_alloc(w)))
+        return rc;
+    nx_wslot *s = wslot(w, k);
+    bool was_empty = nx_acc_empty(&s->a);
+    if ((rc = nx_acc_merge(&s->a, src, p)))
+        return rc;
+    if (src->dd) {
+        if ((rc = ensure_dd(&w->inv.dd, p)) || (rc = nx_ddsketch_merge(w->inv.dd, src->dd)))
+            return rc;
+    }
+    nx_moments_merge(&w->inv.m, &src->m);
+    if (was_empty)
+        w->nonempty++;
+    return 0;
+}
+
+int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_type type,
+                       double value, double weight, const char *member, uint32_t member_len)
+{
+    int rc;
+    int64_t k = floordiv(sec, w->bucket_s);
+    if (k > w->cur_k) {
+        if ((rc = nx_window_advance(w, sec, p)))
+            return rc;
+    }
+    int64_t c = w->cur_k;
+    if (k < c - (int64_t)w->n)
+        return 0; /* the window no longer covers it */
+    if ((rc = window_alloc(w)))
+        return rc;
+    nx_wslot *s = wslot(w, k);
+    bool was_empty = nx_acc_empty(&s->a);
+    if ((rc = nx_acc_add(&s->a, p, type, value, weight, member, member_len)))
+        return rc;
+    if (was_empty)
+        w->nonempty++;
+    /* invertible aggregate */
+    if (type == NX_TYPE_SET) {
+        w->inv.m.count += weight;
+    } else {
+        if (nx_type_has_quantiles(type)) {
+            if ((rc = ensure_dd(&w->inv.dd, p)) || (rc = nx_ddsketch_add(w->inv.dd, value, weight)))
+                return rc;
+        }
+        nx_moments_add(&w->inv.m, value, weight);
+    }
+    if (k == c)
+        return 0;
+    int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
+    if (j < (int64_t)w->nfront) {
+        /* front: every suffix from the oldest up to k covers it */
+        for (int64_t i = c - (int64_t)w->n; i <= k; i++) {
+            nx_wslot *f = wslot(w, i);
+            if (type == NX_TYPE_SET) {
+                if ((rc = set_add(&f->fhll, &f->ftopk, p, member, member_len, weight)))
+                    return rc;
+            } else {
+                if (value < f->fmin)
+                    f->fmin = value;
+                if (value > f->fmax)
+                    f->fmax = value;
+            }
+        }
+    } else {
+        if (type == NX_TYPE_SET) {
+            if ((rc = set_add(&w->bhll, &w->btopk, p, member, member_len, weight)))
+                return rc;
+        } else {
+            if (value < w->bmin)
+                w->bmin = value;
+            if (value > w->bmax)
+                w->bmax = value;
+        }
+    }
+    return 0;
+}
+
+int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
+{
+    int rc;
+    assert(nx_acc_empty(out));
+    if (w->nonempty == 0 || !w->slots)
+        return 0;
+    out->m = w->inv.m;
+    out->m.min = w->bmin;
+    out->m.max = w->bmax;
+    const nx_wslot *cur = wslot(w, w->cur_k);
+    const nx_wslot *front = w->nfront ? wslot(w, w->cur_k - (int64_t)w->n) : NULL;
+    if (!nx_acc_empty(&cur->a)) {
+        if (cur->a.m.min < out->m.min)
+            out->m.min = cur->a.m.min;
+        if (cur->a.m.max > out->m.max)
+            out->m.max = cur->a.m.max;
+    }
+    if (front) {
+        if (front->fmin < out->m.min)
+            out->m.min = front->fmin;
+        if (front->fmax > out->m.max)
+            out->m.max = front->fmax;
+    }
+    if (w->inv.dd && w->inv.m.count > 0) {
+        if ((rc = nx_ddsketch_clone(w->inv.dd, &out->dd)))
+            return rc;
+    }
+    const nx_hll *hs[3] = {NULL, NULL, NULL};
+    const nx_topk *ts[3] = {NULL, NULL, NULL};
+    if (cur->a.hll && !nx_acc_empty(&cur->a)) {
+        hs[0] = cur->a.hll;
+        ts[0] = cur->a.topk;
+    }
+    if (front && topk_has(front->ftopk)) {
+        hs[1] = front->fhll;
+        ts[1] = front->ftopk;
+    }
+    if (topk_has(w->btopk)) {
+        hs[2] = w->bhll;
+        ts[2] = w->btopk;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!hs[i])
+            continue;
+        if ((rc = ensure_hll(&out->hll, p)) || (rc = ensure_topk(&out->topk, p)) ||
+            (rc = nx_hll_merge(out->hll, hs[i])) || (rc = nx_topk_merge(out->topk, ts[i])))
+            return rc;
+    }
+    if (!(out->m.count > 0)) {
+        /* rounding left a vanishing count: report an empty window */
+        nx_moments_init(&out->m);
+    }
+    return 0;
+}
+
+size_t nx_window_bytes(const nx_window *w)
+{
+    size_t b = nx_acc_bytes(&w->inv);
+    if (w->bhll)
+        b += nx_hll_bytes(w->bhll);
+    if (w->btopk)
+        b += nx_topk_bytes(w->btopk);
+    if (w->slots) {
+        b += sizeof(nx_wslot) * (w->n + 1);
+        for (uint32_t i = 0; i <= w->n; i++) {
+            const nx_wslot *s = &w->slots[i];
+            b += nx_acc_bytes(&s->a);
+            if (s->fhll)
+                b += nx_hll_bytes(s->fhll);
+            if (s->ftopk)
+                b += nx_topk_bytes(s->ftopk);
+        }
+    }
+    return b;
+}
+
+/* ---- series tiers ---------------------------------------------------------- */
+
+#define TIER_INITIAL_CAP 4
+
+static void tpoint_init(nx_tpoint *p)
+{
+    p->count = 0;
+    p->sum = 0;
+    p->min = INFINITY;
+    p->max = -INFINITY;
+}
+
+void nx_tier_init(nx_tier *t, uint32_t step_s, uint32_t buckets)
+{
+    assert(step_s > 0 && buckets > 0);
+    t->newest = INT64_MIN / 4;
+    t->oldest = INT64_MIN / 4;
+    t->step_s = step_s;
+    t->buckets = buckets;
+    t->cap = 0;
+    t->pts = NULL;
+}
+
+void nx_tier_free(nx_tier *t)
+{
+    free(t->pts);
+    t->pts = NULL;
+    t->cap = 0;
+}
+
+/* Regrows the ring to newcap keeping the points of [lo, newest]. */
+static int tier_grow(nx_tier *t, uint32_t newcap)
+{
+    assert(newcap > t->cap && newcap <= t->buckets);
+    nx_tpoint *np = malloc(sizeof(nx_tpoint) * newcap);
+    if (!np)
+        return NX_ENOMEM;
+    for (uint32_t i = 0; i < newcap; i++)
+        tpoint_init(&np[i]);
+    if (t->pts) {
+        int64_t lo = t->newest - (int64_t)t->cap + 1;
+        if (lo < t->oldest)
+            lo = t->oldest;
+        for (int64_t i = lo; i <= t->newest; i++)
+            np[floormod(i, newcap)] = t->pts[floormod(i, t->cap)];
+        free(t->pts);
+    }
+    t->pts = np;
+    t->cap = newcap;
+    return 0;
+}
+
+/* Makes sure indices [lo, newest] fit in the ring. */
+static int tier_fit(nx_tier *t, int64_t lo)
+{
+    int64_t need = t->newest - lo + 1;
+    if (need <= (int64_t)t->cap)
+        return 0;
+    uint32_t nc = t->cap ? t->cap * 2 : TIER_INITIAL_CAP;
+    if ((int64_t)nc < need)
+        nc = (uint32_t)need;
+    if (nc > t->buckets)
+        nc = t->buckets;
+    return tier_grow(t, nc);
+}
+
+void nx_tier_advance(nx_tier *t, int64_t sec)
+{
+    int64_t idx = floordiv(sec, t->step_s);
+    if (idx <= t->newest)
+        return;
+    if (!t->pts || idx - (int64_t)t->buckets >= t->newest) {
+        nx_tier_free(t);
+        t->newest = idx;
+        t->oldest = idx;
+        return;
+    }
+    int64_t lo = idx - (int64_t)t->buckets + 1;
+    if (t->oldest < lo)
+        t->oldest = lo;
+    /* grow so that [oldest, idx] fits; if that fails, old points are lost
+     * early (bounded memory wins over retention) */
+    int64_t need = idx - t->oldest + 1;
+    if (need > (int64_t)t->cap) {
+        uint32_t nc = t->cap * 2;
+        if ((int64_t)nc < need)
+            nc = (uint32_t)need;
+        if (nc > t->buckets)
+            nc = t->buckets;
+        if (tier_grow(t, nc) != 0 && t->oldest < idx - (int64_t)t->cap + 1)
+            t->oldest = idx - (int64_t)t->cap + 1;
+    }
+    int64_t from = t->newest + 1;
+    if (from < idx - (int64_t)t->cap + 1)
+        from = idx - (int64_t)t->cap + 1;
+    for (int64_t i = from; i <= idx; i++)
+        tpoint_init(&t->pts[floormod(i, t->cap)]);
+    t->newest = idx;
+}
+
+int nx_tier_add(nx_tier *t, int64_t sec, const nx_moments *m)
+{
+    if (!(m->count > 0))
+        return 0;
+    int64_t idx = floordiv(sec, t->step_s);
+    if (idx > t->newest)
+        nx_tier_advance(t, sec);
+    if (idx <= t->newest - (int64_t)t->buckets)
+        return 0;
+    if (!t->pts)
+        t->oldest = idx;
+    int64_t lo = idx < t->oldest ? idx : t->oldest;
+    int rc = tier_fit(t, lo);
+    if (rc)
+        return rc;
+    t->oldest = lo;
+    nx_tpoint *p = &t->pts[floormod(idx, t->cap)];
+    p->count += m->count;
+    p->sum += m->sum;
+    if (m->min < p->min)
+        p->min = m->min;
+    if (m->max > p->max)
+        p->max = m->max;
+    return 0;
+}
+
+const nx_tpoint *nx_tier_get(const nx_tier *t, int64_t idx)
+{
+    if (!t->pts || idx > t->newest || idx <= t->newest - (int64_t)t->buckets ||
+        idx <= t->newest - (int64_t)t->cap || idx < t->oldest)
+        return NULL;
+    const nx_tpoint *p = &t->pts[floormod(idx, t->cap)];
+    return p->count > 0 ? p : NULL;
+}

@@ -1,0 +1,178 @@
+/*
+ * nx_window.h — bucket accumulators, sliding windows and series tiers.
+ *
+ * Three building blocks of a stream (src/engine uses them; docs/engine.md
+ * has the full picture):
+ *
+ *  nx_acc     one bucket: nx_moments + the type's sketches (DDSketch for
+ *             timer/histogram/distribution, HLL + SpaceSaving for sets).
+ *             Sketch pointers are NULL until the first event needs them, so
+ *             an empty bucket costs sizeof(nx_acc) and nothing on the heap.
+ *
+ *  nx_window  a sliding window of N = length/bucket sub-buckets, kept as a
+ *             ring of N+1 slots: N complete sub-buckets plus the partial
+ *             current one. A read costs O(sketch size), independent of N:
+ *               - invertible parts (count/sum/mean/m2 and the DDSketch) live
+ *                 in one running aggregate `inv` over all N+1 slots: a slot
+ *                 is merged in when data arrives and subtracted when it is
+ *                 evicted (nx_moments_sub, nx_ddsketch_sub);
+ *               - non-invertible parts (min, max, HLL, top-k) use Two-Stacks
+ *                 over the N complete slots: the oldest `nfront` slots form
+ *                 the front stack, each carrying the aggregate of itself and
+ *                 every younger front slot (f*); the younger complete slots
+ *                 form the back stack, summarised by one running aggregate
+ *                 (b*). Evicting pops the front; an empty front is rebuilt
+ *                 from the back ("flip", O(N) merges every N steps, so O(1)
+ *                 amortized). The current slot is outside both stacks (it is
+ *                 still changing) and is merged at read time.
+ *               read = inv (moments, dd) + min/max/hll/topk of
+ *                      front-top ⊕ back ⊕ current.
+ *             Late events go straight into their slot and every aggregate
+ *             that covers it (inv, back, or the front suffixes up to it).
+ *             The slot ring is allocated on the first data and freed again
+ *             when a long gap empties the whole window.
+ *
+ *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
+ *             resolution (e.g. 10 s x 360) for time-series reads. The ring
+ *             grows on demand (a stream 5 minutes old holds 5 points of the
+ *             60 s tier, not 1440) and is freed when every point has expired.
+ *
+ * Time is in whole seconds here; sub-bucket k of a window with bucket b
+ * holds the seconds [k*b, (k+1)*b).
+ */
+#ifndef NX_WINDOW_H
+#define NX_WINDOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include "nexus.h"
+#include "sketch/nx_moments.h"
+
+/* Parameters every accumulator of one engine shares. */
+typedef struct nx_acc_params {
+    double alpha;
+    uint32_t dd_max_bins;
+    uint8_t hll_precision;
+    uint32_t topk_capacity;
+} nx_acc_params;
+
+typedef struct nx_acc {
+    nx_moments m;     /* sets: only count is used (min/max stay +-inf) */
+    nx_ddsketch *dd;  /* quantile types; NULL until needed */
+    nx_hll *hll;      /* sets; NULL until needed */
+    nx_topk *topk;    /* sets; NULL until needed */
+} nx_acc;
+
+void nx_acc_init(nx_acc *a);
+void nx_acc_free(nx_acc *a);
+/* Empties the accumulator, keeping its sketches' memory for reuse. */
+void nx_acc_clear(nx_acc *a);
+static inline bool nx_acc_empty(const nx_acc *a)
+{
+    return !(a->m.count > 0);
+}
+/* Adds one event (value for numeric types; member for sets). */
+int nx_acc_add(nx_acc *a, const nx_acc_params *p, nx_type type, double value,
+               double weight, const char *member, uint32_t member_len);
+/* dst += src, allocating dst's sketches as needed. */
+int nx_acc_merge(nx_acc *dst, const nx_acc *src, const nx_acc_params *p);
+/* Heap bytes owned by the accumulator's sketches. */
+size_t nx_acc_bytes(const nx_acc *a);
+
+/* ---- sliding window ---------------------------------------------------- */
+
+typedef struct nx_wslot {
+    nx_acc a;          /* the sub-bucket itself */
+    double fmin, fmax; /* front stack: aggregate of this slot .. youngest front slot */
+    nx_hll *fhll;
+    nx_topk *ftopk;
+} nx_wslot;
+
+typedef struct nx_window {
+    int64_t cur_k;     /* index of the current (partial) sub-bucket */
+    uint32_t n;        /* complete sub-buckets kept (length/bucket) */
+    uint32_t bucket_s; /* sub-bucket width */
+    uint32_t nfront;   /* oldest complete slots that are on the front stack */
+    uint32_t nonempty; /* slots holding data (0: the window is empty) */
+    nx_acc inv;        /* moments + dd over all n+1 slots (subtract on evict) */
+    double bmin, bmax; /* back stack aggregate */
+    nx_hll *bhll;
+    nx_topk *btopk;
+    nx_wslot *slots;   /* ring of n+1, slot of sub-bucket k = k mod (n+1); NULL when empty */
+} nx_window;
+
+void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s);
+void nx_window_free(nx_window *w);
+/* Moves the window so that second `sec`'s sub-bucket is current. Never moves
+ * backwards. */
+int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p);
+/* Folds a closed bucket of second `sec` (>= the current sub-bucket's start)
+ * into the window. */
+int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p);
+/* Adds one late event of second `sec` (any sub-bucket the window still
+ * covers; older ones are ignored and 0 is returned). */
+int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_type type,
+                       double value, double weight, const char *member, uint32_t member_len);
+/* out = the whole window (out must be empty: nx_acc_init'ed). */
+int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p);
+size_t nx_window_bytes(const nx_window *w);
+/* First second the window covers when its current sub-bucket is cur_k. */
+static inline int64_t nx_window_start_sec(const nx_window *w)
+{
+    return (w->cur_k - (int64_t)w->n) * (int64_t)w->bucket_s;
+}
+
+/* ---- series tier --------------------------------------------------------- */
+
+typedef struct nx_tpoint {
+    double count, sum, min, max;
+} nx_tpoint;
+
+typedef struct nx_tier {
+    int64_t newest;   /* index (sec / step) of the newest bucket */
+    int64_t oldest;   /* oldest index written since the ring was (re)started */
+    uint32_t step_s;
+    uint32_t buckets; /* retention in buckets */
+    uint32_t cap;     /* ring capacity (<= buckets); 0 = not allocated */
+    nx_tpoint *pts;   /* point of index i at pts[i mod cap] */
+} nx_tier;
+
+void nx_tier_init(nx_tier *t, uint32_t step_s, uint32_t buckets);
+void nx_tier_free(nx_tier *t);
+/* Moves the newest bucket to sec's (expiring old points; frees the ring
+ * when everything expired). */
+void nx_tier_advance(nx_tier *t, int64_t sec);
+/* Adds moments to the bucket of second sec (ignored when out of retention). */
+int nx_tier_add(nx_tier *t, int64_t sec, const nx_moments *m);
+/* The point of bucket index idx, or NULL if not retained/empty. */
+const nx_tpoint *nx_tier_get(const nx_tier *t, int64_t idx);
+static inline size_t nx_tier_bytes(const nx_tier *t)
+{
+    return (size_t)t->cap * sizeof(nx_tpoint);
+}
+
+/* ---- serialization (used by the engine snapshot, src/engine) -------------
+ * nx_acc:    f64 count, sum, mean, m2, min, max | u8 mask (1 dd, 2 hll,
+ *            4 topk) | the present sketches' own encodings, in that order.
+ * nx_window: svar cur_k | uvar nfront | uvar nonempty | acc inv | f64 bmin |
+ *            f64 bmax | u8 has_bhll [hll] | u8 has_btopk [topk] |
+ *            u8 has_slots | if has_slots, n+1 slots in ring order, each:
+ *            acc a | f64 fmin | f64 fmax | u8 has_fhll [hll] |
+ *            u8 has_ftopk [topk]
+ * nx_tier:   svar newest | svar oldest | uvar cap | cap x (f64 count, sum,
+ *            min, max) in ring order.
+ * Decoders check every count and index against the configuration (nfront <=
+ * n, nonempty equals the non-empty slots, cap <= buckets, sketch alpha /
+ * precision / capacity equal to the engine's, sketches only where the type
+ * has them) and return NX_ECORRUPT (or NX_ENOMEM); the object being decoded
+ * must then be freed by the caller. */
+struct nx_rbuf;
+int nx_acc_encode(const nx_acc *a, nx_buf *out);
+int nx_acc_decode(struct nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type);
+int nx_window_encode(const nx_window *w, nx_buf *out);
+int nx_window_decode(struct nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type);
+int nx_tier_encode(const nx_tier *t, nx_buf *out);
+int nx_tier_decode(struct nx_rbuf *in, nx_tier *t);
+
+#endif

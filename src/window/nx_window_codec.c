@@ -1,0 +1,228 @@
+/*
+ * nx_window_codec.c — serialization of accumulators, windows and tiers for
+ * engine snapshots. The byte layouts are documented in nx_window.h (they are
+ * always nested inside the engine's framed, checksummed snapshot, which owns
+ * the version). All numbers little-endian; f64 are IEEE-754 binary64, copied
+ * bit for bit so a decoded window answers exactly like the encoded one.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "common/nx_codec.h"
+#include "window/nx_window.h"
+#include "sketch/nx_ddsketch.h"
+#include "sketch/nx_hll.h"
+#include "sketch/nx_topk.h"
+
+static int opt_hll_encode(const nx_hll *h, nx_buf *out)
+{
+    int rc = nx_buf_u8(out, h ? 1 : 0);
+    return rc ? rc : (h ? nx_hll_encode(h, out) : 0);
+}
+
+static int opt_topk_encode(const nx_topk *t, nx_buf *out)
+{
+    int rc = nx_buf_u8(out, t ? 1 : 0);
+    return rc ? rc : (t ? nx_topk_encode(t, out) : 0);
+}
+
+static int hll_decode_checked(nx_rbuf *in, nx_hll **out, const nx_acc_params *p)
+{
+    int rc = nx_hll_decode(in, out);
+    if (rc)
+        return rc == NX_ENOMEM ? rc : NX_ECORRUPT;
+    if (nx_hll_precision(*out) != p->hll_precision)
+        return NX_ECORRUPT;
+    return 0;
+}
+
+static int topk_decode_checked(nx_rbuf *in, nx_topk **out, const nx_acc_params *p)
+{
+    int rc = nx_topk_decode(in, out);
+    if (rc)
+        return rc == NX_ENOMEM ? rc : NX_ECORRUPT;
+    if (nx_topk_capacity(*out) != p->topk_capacity)
+        return NX_ECORRUPT;
+    return 0;
+}
+
+static int opt_decode(nx_rbuf *in, nx_hll **h, nx_topk **t, const nx_acc_params *p, nx_type type)
+{
+    int rc;
+    uint8_t has = nx_rbuf_u8(in);
+    if (in->err || has > 1 || (has && type != NX_TYPE_SET))
+        return NX_ECORRUPT;
+    if (has && (rc = hll_decode_checked(in, h, p)))
+        return rc;
+    has = nx_rbuf_u8(in);
+    if (in->err || has > 1 || (has && type != NX_TYPE_SET))
+        return NX_ECORRUPT;
+    if (has && (rc = topk_decode_checked(in, t, p)))
+        return rc;
+    return 0;
+}
+
+int nx_acc_encode(const nx_acc *a, nx_buf *out)
+{
+    int rc;
+    uint8_t mask = (a->dd ? 1 : 0) | (a->hll ? 2 : 0) | (a->topk ? 4 : 0);
+    if ((rc = nx_buf_f64(out, a->m.count)) || (rc = nx_buf_f64(out, a->m.sum)) ||
+        (rc = nx_buf_f64(out, a->m.mean)) || (rc = nx_buf_f64(out, a->m.m2)) ||
+        (rc = nx_buf_f64(out, a->m.min)) || (rc = nx_buf_f64(out, a->m.max)) ||
+        (rc = nx_buf_u8(out, mask)))
+        return rc;
+    if (a->dd && (rc = nx_ddsketch_encode(a->dd, out)))
+        return rc;
+    if (a->hll && (rc = nx_hll_encode(a->hll, out)))
+        return rc;
+    if (a->topk && (rc = nx_topk_encode(a->topk, out)))
+        return rc;
+    return 0;
+}
+
+int nx_acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type)
+{
+    int rc;
+    nx_moments m;
+    m.count = nx_rbuf_f64(in);
+    m.sum = nx_rbuf_f64(in);
+    m.mean = nx_rbuf_f64(in);
+    m.m2 = nx_rbuf_f64(in);
+    m.min = nx_rbuf_f64(in);
+    m.max = nx_rbuf_f64(in);
+    uint8_t mask = nx_rbuf_u8(in);
+    if (in->err || !(m.count >= 0) || !isfinite(m.count) || !isfinite(m.sum) ||
+        !isfinite(m.mean) || !(m.m2 >= 0) || !isfinite(m.m2) || isnan(m.min) || isnan(m.max))
+        return NX_ECORRUPT;
+    if ((mask & ~7u) || ((mask & 1) && !nx_type_has_quantiles(type)) ||
+        ((mask & 6) && type != NX_TYPE_SET) || (((mask & 2) != 0) != ((mask & 4) != 0)))
+        return NX_ECORRUPT;
+    a->m = m;
+    if (mask & 1) {
+        if ((rc = nx_ddsketch_decode(in, &a->dd)))
+            return rc == NX_ENOMEM ? rc : NX_ECORRUPT;
+        if (nx_ddsketch_alpha(a->dd) != p->alpha)
+            return NX_ECORRUPT;
+    }
+    if ((mask & 2) && (rc = hll_decode_checked(in, &a->hll, p)))
+        return rc;
+    if ((mask & 4) && (rc = topk_decode_checked(in, &a->topk, p)))
+        return rc;
+    return 0;
+}
+
+int nx_window_encode(const nx_window *w, nx_buf *out)
+{
+    int rc;
+    if ((rc = nx_buf_svar(out, w->cur_k)) || (rc = nx_buf_uvar(out, w->nfront)) ||
+        (rc = nx_buf_uvar(out, w->nonempty)) || (rc = nx_acc_encode(&w->inv, out)) ||
+        (rc = nx_buf_f64(out, w->bmin)) || (rc = nx_buf_f64(out, w->bmax)) ||
+        (rc = opt_hll_encode(w->bhll, out)) || (rc = opt_topk_encode(w->btopk, out)) ||
+        (rc = nx_buf_u8(out, w->slots ? 1 : 0)))
+        return rc;
+    if (!w->slots)
+        return 0;
+    for (uint32_t i = 0; i <= w->n; i++) {
+        const nx_wslot *s = &w->slots[i];
+        if ((rc = nx_acc_encode(&s->a, out)) || (rc = nx_buf_f64(out, s->fmin)) ||
+            (rc = nx_buf_f64(out, s->fmax)) || (rc = opt_hll_encode(s->fhll, out)) ||
+            (rc = opt_topk_encode(s->ftopk, out)))
+            return rc;
+    }
+    return 0;
+}
+
+int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type)
+{
+    int rc;
+    w->cur_k = nx_rbuf_svar(in);
+    uint64_t nfront = nx_rbuf_uvar(in), nonempty = nx_rbuf_uvar(in);
+    if (in->err || nfront > w->n || nonempty > (uint64_t)w->n + 1 ||
+        w->cur_k > INT64_MAX / 4 || w->cur_k < INT64_MIN / 4)
+        return NX_ECORRUPT;
+    w->nfront = (uint32_t)nfront;
+    w->nonempty = (uint32_t)nonempty;
+    if ((rc = nx_acc_decode(in, &w->inv, p, type)))
+        return rc;
+    w->bmin = nx_rbuf_f64(in);
+    w->bmax = nx_rbuf_f64(in);
+    if (in->err || isnan(w->bmin) || isnan(w->bmax))
+        return NX_ECORRUPT;
+    if ((rc = opt_decode(in, &w->bhll, &w->btopk, p, type)))
+        return rc;
+    uint8_t has_slots = nx_rbuf_u8(in);
+    if (in->err || has_slots > 1 || (!has_slots && nonempty))
+        return NX_ECORRUPT;
+    if (!has_slots)
+        return 0;
+    /* each slot takes at least 58 bytes: refuse absurd sizes before allocating */
+    if (in->n / 58 < (size_t)w->n + 1)
+        return NX_ECORRUPT;
+    w->slots = malloc(sizeof(nx_wslot) * ((size_t)w->n + 1));
+    if (!w->slots)
+        return NX_ENOMEM;
+    for (uint32_t i = 0; i <= w->n; i++) {
+        nx_acc_init(&w->slots[i].a);
+        w->slots[i].fhll = NULL;
+        w->slots[i].ftopk = NULL;
+    }
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i <= w->n; i++) {
+        nx_wslot *s = &w->slots[i];
+        if ((rc = nx_acc_decode(in, &s->a, p, type)))
+            return rc;
+        s->fmin = nx_rbuf_f64(in);
+        s->fmax = nx_rbuf_f64(in);
+        if (in->err || isnan(s->fmin) || isnan(s->fmax))
+            return NX_ECORRUPT;
+        if ((rc = opt_decode(in, &s->fhll, &s->ftopk, p, type)))
+            return rc;
+        if (!nx_acc_empty(&s->a))
+            seen++;
+    }
+    if (seen != w->nonempty)
+        return NX_ECORRUPT;
+    return 0;
+}
+
+int nx_tier_encode(const nx_tier *t, nx_buf *out)
+{
+    int rc;
+    if ((rc = nx_buf_svar(out, t->newest)) || (rc = nx_buf_svar(out, t->oldest)) ||
+        (rc = nx_buf_uvar(out, t->cap)))
+        return rc;
+    for (uint32_t i = 0; i < t->cap; i++) {
+        const nx_tpoint *pt = &t->pts[i];
+        if ((rc = nx_buf_f64(out, pt->count)) || (rc = nx_buf_f64(out, pt->sum)) ||
+            (rc = nx_buf_f64(out, pt->min)) || (rc = nx_buf_f64(out, pt->max)))
+            return rc;
+    }
+    return 0;
+}
+
+int nx_tier_decode(nx_rbuf *in, nx_tier *t)
+{
+    t->newest = nx_rbuf_svar(in);
+    t->oldest = nx_rbuf_svar(in);
+    uint64_t cap = nx_rbuf_uvar(in);
+    if (in->err || cap > t->buckets || t->newest > INT64_MAX / 4 || t->newest < INT64_MIN / 4 ||
+        t->oldest > t->newest || t->oldest < INT64_MIN / 4 || in->n / 32 < cap)
+        return NX_ECORRUPT;
+    if (cap == 0)
+        return 0;
+    t->pts = malloc(sizeof(nx_tpoint) * cap);
+    if (!t->pts)
+        return NX_ENOMEM;
+    t->cap = (uint32_t)cap;
+    for (uint32_t i = 0; i < t->cap; i++) {
+        nx_tpoint *pt = &t->pts[i];
+        pt->count = nx_rbuf_f64(in);
+        pt->sum = nx_rbuf_f64(in);
+        pt->min = nx_rbuf_f64(in);
+        pt->max = nx_rbuf_f64(in);
+        if (in->err || !(pt->count >= 0) || !isfinite(pt->count) || !isfinite(pt->sum) ||
+            isnan(pt->min) || isnan(pt->max))
+            return NX_ECORRUPT;
+    }
+    return 0;
+}
