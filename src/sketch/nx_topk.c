@@ -1,0 +1,549 @@
+/*
+ * nx_topk.c — SpaceSaving heavy hitters (see nx_topk.h for the guarantees).
+ *
+ * Structures (all owned by the sketch, grown lazily up to the capacity k so
+ * that a set with three members does not pay for k counters):
+ *   items[]  counters: count, error, XXH3 hash of the member, the member's
+ *            offset/length in the arena, the counter's position in the heap.
+ *   heap[]   binary min-heap of item indexes by count: the counter to evict
+ *            is heap[0]; a hit increments a count and sifts it down,
+ *            O(log k) worst case, usually 0-1 swaps.
+ *   table[]  open-addressing (linear probing, backward-shift deletion) hash
+ *            table of item index + 1 (0 = empty), load <= 1/2: member lookup
+ *            is O(1) expected.
+ *   arena    one byte buffer holding every monitored member. An eviction
+ *            appends the new member and marks the old bytes dead; when dead
+ *            bytes reach the live bytes the arena is compacted (amortized
+ *            O(1) per byte), so it stays <= ~4x the live member bytes.
+ *   add: one hash, one probe, no allocation once the k counters and the
+ *   arena have reached their working size.
+ *
+ * Merge (Agarwal et al. 2012 / Cafaro et al.): with m_i = the minimum count
+ * of side i when it is full (k counters used), else 0, each member of the
+ * union gets count = c1' + c2' and error = e1' + e2', where c_i' / e_i' are
+ * its count / error on side i or m_i when side i does not monitor it; the k
+ * largest counts are kept (ties by member bytes, for determinism). Both
+ * guarantees then hold for N = N1 + N2: counts stay upper bounds and
+ * count - error lower bounds; sum(counts) <= N is preserved, so the (k+1)-th
+ * largest merged count is <= (N + m1 + m2)/(k+1) <= N/k and every member
+ * with frequency > N/k is kept. Both sides must have the same capacity
+ * (NX_EINVAL otherwise).
+ *
+ * Members are at most NX_TOPK_MAX_MEMBER (65535) bytes (NX_ETOOBIG).
+ *
+ * Serialized layout (the version is in the caller's frame):
+ *   uvar  capacity k           1..65536
+ *   f64   total N              finite, >= 0
+ *   uvar  n                    counters in use, <= k
+ *   n times, by decreasing count (ties: member bytes ascending):
+ *     uvar  member length      <= 65535
+ *     bytes member             (distinct members)
+ *     f64   count              finite, > 0
+ *     f64   error              finite, 0 <= error <= count
+ *   The sum of counts must not exceed N (beyond 1e-9 relative rounding).
+ */
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "common/nx_codec.h"
+#include "sketch/nx_topk.h"
+
+#define NX_TOPK_MAX_CAP 65536u
+#define NX_TOPK_MAX_MEMBER 65535u
+
+typedef struct tk_item {
+    double count, error;
+    uint64_t hash;
+    uint32_t off, len;
+    uint32_t heap_pos;
+} tk_item;
+
+struct nx_topk {
+    uint32_t k;      /* capacity */
+    uint32_t n;      /* counters in use */
+    uint32_t icap;   /* allocated items/heap slots (<= k) */
+    uint32_t tcap;   /* table slots (power of two, >= 2 * icap) */
+    tk_item *items;
+    uint32_t *heap;
+    uint32_t *table;
+    char *arena;
+    size_t alen, acap, adead;
+    double total;
+};
+
+/* ---- heap ------------------------------------------------------------------ */
+
+static inline void heap_place(nx_topk *t, uint32_t pos, uint32_t it)
+{
+    t->heap[pos] = it;
+    t->items[it].heap_pos = pos;
+}
+
+static void heap_up(nx_topk *t, uint32_t pos)
+{
+    uint32_t it = t->heap[pos];
+    double c = t->items[it].count;
+    while (pos > 0) {
+        uint32_t parent = (pos - 1) / 2;
+        if (t->items[t->heap[parent]].count <= c)
+            break;
+        heap_place(t, pos, t->heap[parent]);
+        pos = parent;
+    }
+    heap_place(t, pos, it);
+}
+
+static void heap_down(nx_topk *t, uint32_t pos)
+{
+    uint32_t it = t->heap[pos];
+    double c = t->items[it].count;
+    for (;;) {
+        uint32_t l = 2 * pos + 1, r = l + 1, s = l;
+        if (l >= t->n)
+            break;
+        if (r < t->n && t->items[t->heap[r]].count < t->items[t->heap[l]].count)
+            s = r;
+        if (t->items[t->heap[s]].count >= c)
+            break;
+        heap_place(t, pos, t->heap[s]);
+        pos = s;
+    }
+    heap_place(t, pos, it);
+}
+
+/* ---- hash table -------------------------------------------------------------- */
+
+static uint32_t table_find(const nx_topk *t, const char *m, uint32_t len, uint64_t h)
+{
+    if (!t->tcap)
+        return UINT32_MAX;
+    uint32_t mask = t->tcap - 1, s = (uint32_t)h & mask;
+    for (;;) {
+        uint32_t e = t->table[s];
+        if (!e)
+            return UINT32_MAX;
+        const tk_item *it = &t->items[e - 1];
+        if (it->hash == h && it->len == len && (len == 0 || memcmp(t->arena + it->off, m, len) == 0))
+            return e - 1;
+        s = (s + 1) & mask;
+    }
+}
+
+static void table_insert(nx_topk *t, uint32_t idx)
+{
+    uint32_t mask = t->tcap - 1, s = (uint32_t)t->items[idx].hash & mask;
+    while (t->table[s])
+        s = (s + 1) & mask;
+    t->table[s] = idx + 1;
+}
+
+static void table_remove(nx_topk *t, uint32_t idx)
+{
+    uint32_t mask = t->tcap - 1, i = (uint32_t)t->items[idx].hash & mask;
+    while (t->table[i] != idx + 1) {
+        assert(t->table[i] != 0);
+        i = (i + 1) & mask;
+    }
+    uint32_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        uint32_t e = t->table[j];
+        if (!e)
+            break;
+        uint32_t home = (uint32_t)t->items[e - 1].hash & mask;
+        /* move e back to i unless its home lies cyclically in (i, j] */
+        int in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!in_range) {
+            t->table[i] = e;
+            i = j;
+        }
+    }
+    t->table[i] = 0;
+}
+
+/* Grows items/heap/table so that one more counter fits. */
+static int grow(nx_topk *t)
+{
+    if (t->n < t->icap)
+        return 0;
+    assert(t->icap < t->k);
+    uint32_t icap = t->icap ? t->icap * 2 : 8;
+    if (icap > t->k)
+        icap = t->k;
+    uint32_t tcap = 16;
+    while (tcap < 2 * icap)
+        tcap *= 2;
+    tk_item *items = realloc(t->items, (size_t)icap * sizeof *items);
+    if (!items)
+        return NX_ENOMEM;
+    t->items = items;
+    uint32_t *heap = realloc(t->heap, (size_t)icap * sizeof *heap);
+    if (!heap)
+        return NX_ENOMEM;
+    t->heap = heap;
+    t->icap = icap;
+    if (tcap != t->tcap) {
+        uint32_t *table = calloc(tcap, sizeof *table);
+        if (!table)
+            return NX_ENOMEM;
+        free(t->table);
+        t->table = table;
+        t->tcap = tcap;
+        for (uint32_t i = 0; i < t->n; i++)
+            table_insert(t, i);
+    }
+    return 0;
+}
+
+/* ---- arena ------------------------------------------------------------------- */
+
+/* Copies member into the arena; returns its offset via *off. */
+static int arena_put(nx_topk *t, const char *m, uint32_t len, uint32_t *off)
+{
+    if (t->alen + len > t->acap) {
+        size_t live = t->alen - t->adead;
+        size_t cap = 2 * (live + len);
+        if (cap < 64)
+            cap = 64;
+        if (t->adead >= live) {
+            /* compact into a fresh buffer */
+            char *a = malloc(cap);
+            if (!a)
+                return NX_ENOMEM;
+            size_t pos = 0;
+            for (uint32_t i = 0; i < t->n; i++) {
+                if (t->items[i].len)
+                    memcpy(a + pos, t->arena + t->items[i].off, t->items[i].len);
+                t->items[i].off = (uint32_t)pos;
+                pos += t->items[i].len;
+            }
+            free(t->arena);
+            t->arena = a;
+            t->alen = pos;
+            t->adead = 0;
+            t->acap = cap;
+        } else {
+            if (cap < t->alen + len)
+                cap = 2 * (t->alen + len);
+            char *a = realloc(t->arena, cap);
+            if (!a)
+                return NX_ENOMEM;
+            t->arena = a;
+            t->acap = cap;
+        }
+    }
+    assert(t->alen + len <= t->acap && t->alen + len < UINT32_MAX);
+    if (len)
+        memcpy(t->arena + t->alen, m, len);
+    *off = (uint32_t)t->alen;
+    t->alen += len;
+    return 0;
+}
+
+/* ---- public API -------------------------------------------------------------- */
+
+int nx_topk_create(uint32_t capacity, nx_topk **out)
+{
+    if (capacity < 1 || capacity > NX_TOPK_MAX_CAP)
+        return NX_EINVAL;
+    nx_topk *t = calloc(1, sizeof *t);
+    if (!t)
+        return NX_ENOMEM;
+    t->k = capacity;
+    *out = t;
+    return 0;
+}
+
+static void topk_free_parts(nx_topk *t)
+{
+    free(t->items);
+    free(t->heap);
+    free(t->table);
+    free(t->arena);
+}
+
+void nx_topk_destroy(nx_topk *t)
+{
+    if (!t)
+        return;
+    topk_free_parts(t);
+    free(t);
+}
+
+/* Empties the sketch and frees its storage (capacity kept). */
+void nx_topk_clear(nx_topk *t)
+{
+    uint32_t k = t->k;
+    topk_free_parts(t);
+    memset(t, 0, sizeof *t);
+    t->k = k;
+}
+
+/* Adds a new counter (member not monitored, n < k). */
+static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, double count,
+                       double error)
+{
+    int rc = grow(t);
+    if (rc)
+        return rc;
+    uint32_t off;
+    rc = arena_put(t, m, len, &off);
+    if (rc)
+        return rc;
+    uint32_t i = t->n++;
+    tk_item *it = &t->items[i];
+    it->count = count;
+    it->error = error;
+    it->hash = h;
+    it->off = off;
+    it->len = len;
+    table_insert(t, i);
+    t->heap[i] = i;
+    it->heap_pos = i;
+    heap_up(t, i);
+    return 0;
+}
+
+int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight)
+{
+    if (!(weight > 0) || !isfinite(weight))
+        return NX_EINVAL;
+    if (len > NX_TOPK_MAX_MEMBER)
+        return NX_ETOOBIG;
+    uint64_t h = XXH3_64bits(member, len);
+    uint32_t i = table_find(t, member, len, h);
+    if (i != UINT32_MAX) {
+        t->items[i].count += weight;
+        heap_down(t, t->items[i].heap_pos);
+        t->total += weight;
+        return 0;
+    }
+    int rc;
+    if (t->n < t->k) {
+        rc = topk_insert(t, member, len, h, weight, 0);
+    } else {
+        /* evict the minimum: the newcomer inherits its count as error */
+        uint32_t v = t->heap[0];
+        uint32_t off;
+        rc = arena_put(t, member, len, &off);
+        if (rc == 0) {
+            tk_item *it = &t->items[v];
+            table_remove(t, v);
+            t->adead += it->len;
+            it->error = it->count;
+            it->count += weight;
+            it->hash = h;
+            it->off = off;
+            it->len = len;
+            table_insert(t, v);
+            heap_down(t, 0);
+        }
+    }
+    if (rc == 0)
+        t->total += weight;
+    return rc;
+}
+
+double nx_topk_total(const nx_topk *t) { return t->total; }
+uint32_t nx_topk_capacity(const nx_topk *t) { return t->k; }
+
+size_t nx_topk_bytes(const nx_topk *t)
+{
+    return sizeof *t + (size_t)t->icap * (sizeof(tk_item) + sizeof(uint32_t)) +
+           (size_t)t->tcap * sizeof(uint32_t) + t->acap;
+}
+
+typedef struct tk_cand {
+    const char *m;
+    uint32_t len;
+    uint64_t hash;
+    double count, error;
+} tk_cand;
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const tk_cand *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    uint32_t l = x->len < y->len ? x->len : y->len;
+    int c = l ? memcmp(x->m, y->m, l) : 0;
+    if (c)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* The counters as candidates, by decreasing count. Caller frees. */
+static tk_cand *topk_cands(const nx_topk *t)
+{
+    tk_cand *c = malloc(((size_t)t->n + 1) * sizeof *c);
+    if (!c)
+        return NULL;
+    for (uint32_t i = 0; i < t->n; i++) {
+        const tk_item *it = &t->items[i];
+        c[i] = (tk_cand){t->arena + it->off, it->len, it->hash, it->count, it->error};
+    }
+    qsort(c, t->n, sizeof *c, cmp_cand);
+    return c;
+}
+
+size_t nx_topk_list(const nx_topk *t, nx_topk_item *out, size_t max)
+{
+    tk_cand *c = topk_cands(t);
+    size_t n = t->n < max ? t->n : max;
+    if (!c) {
+        /* no memory to sort: report the counters unsorted rather than nothing */
+        for (size_t i = 0; i < n; i++) {
+            const tk_item *it = &t->items[i];
+            out[i] = (nx_topk_item){t->arena + it->off, it->len, it->count, it->error};
+        }
+        return n;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = (nx_topk_item){c[i].m, c[i].len, c[i].count, c[i].error};
+    free(c);
+    return n;
+}
+
+/* Builds a fresh sketch of capacity k from candidates (distinct members,
+ * sorted, at most k). */
+static int topk_build(uint32_t k, double total, const tk_cand *c, size_t n, nx_topk **out)
+{
+    nx_topk *t;
+    int rc = nx_topk_create(k, &t);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = topk_insert(t, c[i].m, c[i].len, c[i].hash, c[i].count, c[i].error);
+    if (rc) {
+        nx_topk_destroy(t);
+        return rc;
+    }
+    t->total = total;
+    *out = t;
+    return 0;
+}
+
+int nx_topk_clone(const nx_topk *t, nx_topk **out)
+{
+    tk_cand *c = topk_cands(t);
+    if (!c)
+        return NX_ENOMEM;
+    int rc = topk_build(t->k, t->total, c, t->n, out);
+    free(c);
+    return rc;
+}
+
+static double topk_min(const nx_topk *t)
+{
+    return t->n == t->k ? t->items[t->heap[0]].count : 0;
+}
+
+int nx_topk_merge(nx_topk *dst, const nx_topk *src)
+{
+    if (dst->k != src->k)
+        return NX_EINVAL;
+    if (src->n == 0) {
+        dst->total += src->total;
+        return 0;
+    }
+    double m1 = topk_min(dst), m2 = topk_min(src);
+    tk_cand *c = malloc(((size_t)dst->n + src->n) * sizeof *c);
+    if (!c)
+        return NX_ENOMEM;
+    size_t n = 0;
+    for (uint32_t i = 0; i < dst->n; i++) {
+        const tk_item *it = &dst->items[i];
+        const char *m = dst->arena + it->off;
+        uint32_t j = table_find(src, m, it->len, it->hash);
+        double sc = j == UINT32_MAX ? m2 : src->items[j].count;
+        double se = j == UINT32_MAX ? m2 : src->items[j].error;
+        c[n++] = (tk_cand){m, it->len, it->hash, it->count + sc, it->error + se};
+    }
+    for (uint32_t j = 0; j < src->n; j++) {
+        const tk_item *it = &src->items[j];
+        const char *m = src->arena + it->off;
+        if (table_find(dst, m, it->len, it->hash) != UINT32_MAX)
+            continue;
+        c[n++] = (tk_cand){m, it->len, it->hash, it->count + m1, it->error + m1};
+    }
+    qsort(c, n, sizeof *c, cmp_cand);
+    if (n > dst->k)
+        n = dst->k;
+    nx_topk *t;
+    int rc = topk_build(dst->k, dst->total + src->total, c, n, &t);
+    free(c);
+    if (rc)
+        return rc;
+    topk_free_parts(dst);
+    *dst = *t;
+    free(t);
+    return 0;
+}
+
+/* ---- codec ------------------------------------------------------------------- */
+
+int nx_topk_encode(const nx_topk *t, nx_buf *out)
+{
+    tk_cand *c = topk_cands(t);
+    if (!c)
+        return NX_ENOMEM;
+    size_t start = out->len;
+    int rc = nx_buf_uvar(out, t->k);
+    if (rc == 0)
+        rc = nx_buf_f64(out, t->total);
+    if (rc == 0)
+        rc = nx_buf_uvar(out, t->n);
+    for (uint32_t i = 0; i < t->n && rc == 0; i++) {
+        rc = nx_buf_bytes(out, c[i].m, c[i].len);
+        if (rc == 0)
+            rc = nx_buf_f64(out, c[i].count);
+        if (rc == 0)
+            rc = nx_buf_f64(out, c[i].error);
+    }
+    free(c);
+    if (rc)
+        out->len = start;
+    return rc;
+}
+
+int nx_topk_decode(struct nx_rbuf *in, nx_topk **out)
+{
+    uint64_t k = nx_rbuf_uvar(in);
+    double total = nx_rbuf_f64(in);
+    uint64_t n = nx_rbuf_uvar(in);
+    if (in->err || k < 1 || k > NX_TOPK_MAX_CAP || !isfinite(total) || total < 0 || n > k ||
+        n > in->n / 17)
+        return NX_ECORRUPT;
+    nx_topk *t;
+    int rc = nx_topk_create((uint32_t)k, &t);
+    if (rc)
+        return rc;
+    double sum = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t len;
+        const uint8_t *m = nx_rbuf_bytes(in, &len, NX_TOPK_MAX_MEMBER);
+        double c = nx_rbuf_f64(in), e = nx_rbuf_f64(in);
+        if (in->err || !isfinite(c) || !(c > 0) || !isfinite(e) || e < 0 || e > c)
+            goto corrupt;
+        uint64_t h = XXH3_64bits(m, len);
+        if (table_find(t, (const char *)m, (uint32_t)len, h) != UINT32_MAX)
+            goto corrupt; /* duplicate member */
+        rc = topk_insert(t, (const char *)m, (uint32_t)len, h, c, e);
+        if (rc)
+            goto fail;
+        sum += c;
+    }
+    if (sum > total * (1 + 1e-9) + 1e-9)
+        goto corrupt;
+    t->total = total;
+    *out = t;
+    return 0;
+corrupt:
+    rc = NX_ECORRUPT;
+fail:
+    nx_topk_destroy(t);
+    return rc;
+}

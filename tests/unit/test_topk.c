@@ -1,0 +1,386 @@
+/*
+ * test_topk.c — SpaceSaving on Zipf streams against exact counts: every
+ * member with frequency > N/k is reported and count - error <= true <= count,
+ * also after merges (N1 + N2, many shards); weights; codec round trip,
+ * truncations and byte flips; bounded memory under churn.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/nx_codec.h"
+#include "sketch/nx_topk.h"
+
+static uint64_t rng_state = 0x5eed5ull;
+static uint64_t rng(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static double urand(void) { return (double)(rng() >> 11) * 0x1.0p-53; }
+
+static size_t test_n(void)
+{
+    const char *s = getenv("NX_TEST_SCALE");
+    int v = s ? atoi(s) : 1;
+    return (size_t)1000000 * (size_t)(v > 0 ? v : 1);
+}
+
+enum { U = 100000 }; /* universe */
+
+typedef struct zipf {
+    double *cdf;
+    uint32_t *perm; /* rank -> member id, so different streams differ */
+} zipf;
+
+static void zipf_init(zipf *z, double s)
+{
+    z->cdf = malloc(U * sizeof *z->cdf);
+    z->perm = malloc(U * sizeof *z->perm);
+    assert_non_null(z->cdf);
+    assert_non_null(z->perm);
+    double acc = 0;
+    for (int i = 0; i < U; i++) {
+        acc += 1 / pow(i + 1, s);
+        z->cdf[i] = acc;
+        z->perm[i] = (uint32_t)i;
+    }
+    for (int i = 0; i < U; i++)
+        z->cdf[i] /= acc;
+    for (int i = U - 1; i > 0; i--) {
+        uint32_t j = (uint32_t)(rng() % (uint64_t)(i + 1)), t = z->perm[i];
+        z->perm[i] = z->perm[j];
+        z->perm[j] = t;
+    }
+}
+static void zipf_free(zipf *z)
+{
+    free(z->cdf);
+    free(z->perm);
+}
+static uint32_t zipf_draw(const zipf *z)
+{
+    double u = urand();
+    uint32_t a = 0, b = U - 1;
+    while (a < b) {
+        uint32_t m = (a + b) / 2;
+        if (z->cdf[m] < u)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return z->perm[a];
+}
+
+static int member(uint32_t id, char *buf)
+{
+    /* varying lengths exercise the arena */
+    return snprintf(buf, 48, "m%u%.*s", id, (int)(id % 13), "-------------");
+}
+
+static uint32_t parse_id(const char *m, uint32_t len)
+{
+    char tmp[64];
+    assert_true(len < sizeof tmp && len > 1);
+    memcpy(tmp, m, len);
+    tmp[len] = 0;
+    return (uint32_t)strtoul(tmp + 1, NULL, 10);
+}
+
+/* Checks both guarantees of t against exact counts `truth` (total N). */
+static void check_guarantees(const nx_topk *t, const double *truth, double N)
+{
+    uint32_t k = nx_topk_capacity(t);
+    assert_true(fabs(nx_topk_total(t) - N) <= 1e-9 * N);
+    nx_topk_item *items = malloc(k * sizeof *items);
+    assert_non_null(items);
+    size_t n = nx_topk_list(t, items, k);
+    uint8_t *seen = calloc(U, 1);
+    assert_non_null(seen);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = parse_id(items[i].member, items[i].member_len);
+        assert_true(id < U);
+        char buf[64];
+        int len = member(id, buf);
+        assert_int_equal(len, items[i].member_len);
+        assert_memory_equal(buf, items[i].member, (size_t)len);
+        double tr = truth[id];
+        double slack = 1e-9 * N;
+        if (!(items[i].count - items[i].error <= tr + slack && tr <= items[i].count + slack))
+            fail_msg("member %u: count %.1f error %.1f true %.1f", id, items[i].count,
+                     items[i].error, tr);
+        if (i > 0)
+            assert_true(items[i - 1].count >= items[i].count);
+        seen[id] = 1;
+    }
+    int heavy = 0;
+    for (uint32_t id = 0; id < U; id++)
+        if (truth[id] > N / k) {
+            heavy++;
+            if (!seen[id])
+                fail_msg("member %u with frequency %.1f > N/k = %.1f not reported", id, truth[id],
+                         N / k);
+        }
+    assert_true(heavy > 0);
+    free(seen);
+    free(items);
+}
+
+static void feed(nx_topk *t, const zipf *z, size_t n, double *truth, int weighted)
+{
+    char buf[64];
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = zipf_draw(z);
+        double w = weighted ? (double)(1 + rng() % 4) : 1.0;
+        assert_int_equal(nx_topk_add(t, buf, (uint32_t)member(id, buf), w), 0);
+        truth[id] += w;
+    }
+}
+
+static void test_zipf(void **st)
+{
+    const double exps[] = {0.8, 1.1, 1.5};
+    const uint32_t ks[] = {200, 64, 16};
+    for (int e = 0; e < 3; e++) {
+        zipf z;
+        zipf_init(&z, exps[e]);
+        nx_topk *t;
+        assert_int_equal(nx_topk_create(ks[e], &t), 0);
+        double *truth = calloc(U, sizeof *truth);
+        assert_non_null(truth);
+        size_t n = test_n();
+        feed(t, &z, n, truth, e == 1);
+        double N = 0;
+        for (int i = 0; i < U; i++)
+            N += truth[i];
+        check_guarantees(t, truth, N);
+        free(truth);
+        nx_topk_destroy(t);
+        zipf_free(&z);
+    }
+}
+
+static void test_merge(void **st)
+{
+    enum { K = 50, SH = 8 };
+    zipf z1, z2;
+    zipf_init(&z1, 1.05);
+    zipf_init(&z2, 1.2); /* different permutation: different heavy hitters */
+    double *truth = calloc(U, sizeof *truth);
+    assert_non_null(truth);
+    nx_topk *a, *b;
+    assert_int_equal(nx_topk_create(K, &a), 0);
+    assert_int_equal(nx_topk_create(K, &b), 0);
+    size_t n = test_n() / 2;
+    feed(a, &z1, n, truth, 0);
+    feed(b, &z2, n / 3, truth, 1);
+    double N = nx_topk_total(a) + nx_topk_total(b);
+    assert_int_equal(nx_topk_merge(a, b), 0);
+    check_guarantees(a, truth, N);
+    /* many shards, tree merge, mixed streams */
+    memset(truth, 0, U * sizeof *truth);
+    nx_topk *sh[SH];
+    for (int i = 0; i < SH; i++) {
+        assert_int_equal(nx_topk_create(K, &sh[i]), 0);
+        feed(sh[i], i % 2 ? &z1 : &z2, n / SH, truth, i % 3 == 0);
+    }
+    N = 0;
+    for (int i = 0; i < U; i++)
+        N += truth[i];
+    for (int stride = 1; stride < SH; stride *= 2)
+        for (int i = 0; i + stride < SH; i += 2 * stride)
+            assert_int_equal(nx_topk_merge(sh[i], sh[i + stride]), 0);
+    check_guarantees(sh[0], truth, N);
+    /* keep adding after a merge: still valid */
+    feed(sh[0], &z1, n / 4, truth, 0);
+    N = 0;
+    for (int i = 0; i < U; i++)
+        N += truth[i];
+    check_guarantees(sh[0], truth, N);
+    /* merging with a not-full one and with an empty one */
+    nx_topk *small, *empty, *other;
+    assert_int_equal(nx_topk_create(K, &small), 0);
+    assert_int_equal(nx_topk_create(K, &empty), 0);
+    char m7[64];
+    assert_int_equal(nx_topk_add(small, m7, (uint32_t)member(7, m7), 3), 0);
+    truth[7] += 3;
+    N += 3;
+    assert_int_equal(nx_topk_merge(small, sh[0]), 0);
+    check_guarantees(small, truth, N);
+    assert_int_equal(nx_topk_merge(small, empty), 0);
+    check_guarantees(small, truth, N);
+    assert_int_equal(nx_topk_create(K + 1, &other), 0);
+    assert_int_equal(nx_topk_merge(small, other), NX_EINVAL);
+    nx_topk_destroy(other);
+    nx_topk_destroy(small);
+    nx_topk_destroy(empty);
+    for (int i = 0; i < SH; i++)
+        nx_topk_destroy(sh[i]);
+    nx_topk_destroy(a);
+    nx_topk_destroy(b);
+    free(truth);
+    zipf_free(&z1);
+    zipf_free(&z2);
+}
+
+static void test_exact_when_small(void **st)
+{
+    nx_topk *t;
+    assert_int_equal(nx_topk_create(4, &t), 0);
+    assert_int_equal(nx_topk_add(t, "a", 1, 1), 0);
+    assert_int_equal(nx_topk_add(t, "b", 1, 2), 0);
+    assert_int_equal(nx_topk_add(t, "a", 1, 1), 0);
+    assert_int_equal(nx_topk_add(t, "", 0, 1), 0); /* empty member is a member */
+    assert_int_equal(nx_topk_add(t, "a", 1, 0), NX_EINVAL);
+    assert_int_equal(nx_topk_add(t, "a", 1, NAN), NX_EINVAL);
+    nx_topk_item it[8];
+    assert_int_equal(nx_topk_list(t, it, 8), 3);
+    assert_true(it[0].count == 2 && it[0].error == 0 && it[1].count == 2 && it[2].count == 1);
+    assert_int_equal(it[2].member_len, 0);
+    /* ties sorted by member bytes: "a" before "b" */
+    assert_memory_equal(it[0].member, "a", 1);
+    assert_int_equal(nx_topk_list(t, it, 1), 1);
+    /* fill and evict: newcomer inherits the min count as error */
+    assert_int_equal(nx_topk_add(t, "c", 1, 5), 0);
+    assert_int_equal(nx_topk_add(t, "d", 1, 1), 0); /* evicts "" (count 1) */
+    assert_int_equal(nx_topk_list(t, it, 8), 4);
+    int found = 0;
+    for (int i = 0; i < 4; i++)
+        if (it[i].member_len == 1 && it[i].member[0] == 'd') {
+            assert_true(it[i].count == 2 && it[i].error == 1);
+            found = 1;
+        }
+    assert_true(found);
+    assert_true(nx_topk_total(t) == 11);
+    nx_topk_clear(t);
+    assert_int_equal(nx_topk_list(t, it, 8), 0);
+    assert_true(nx_topk_total(t) == 0);
+    nx_topk_destroy(t);
+    assert_int_equal(nx_topk_create(0, &t), NX_EINVAL);
+}
+
+/* churn through many distinct members: memory stays bounded */
+static void test_churn_memory(void **st)
+{
+    nx_topk *t;
+    assert_int_equal(nx_topk_create(64, &t), 0);
+    char buf[300];
+    size_t max_bytes = 0;
+    for (int i = 0; i < 300000; i++) {
+        int len = snprintf(buf, sizeof buf, "%d", i);
+        int extra = (int)(rng() % 200);
+        memset(buf + len, 'x', (size_t)extra);
+        len += extra;
+        assert_int_equal(nx_topk_add(t, buf, (uint32_t)len, 1), 0);
+        size_t b = nx_topk_bytes(t);
+        if (b > max_bytes)
+            max_bytes = b;
+    }
+    /* 64 members of <= 300 bytes: arena <= ~4x live, plus counters */
+    assert_true(max_bytes < 64 * 300 * 4 + 64 * 64 + 1024);
+    nx_topk *c;
+    assert_int_equal(nx_topk_clone(t, &c), 0);
+    nx_topk_item x[64], y[64];
+    assert_int_equal(nx_topk_list(t, x, 64), 64);
+    assert_int_equal(nx_topk_list(c, y, 64), 64);
+    for (int i = 0; i < 64; i++) {
+        assert_true(x[i].count == y[i].count && x[i].error == y[i].error);
+        assert_int_equal(x[i].member_len, y[i].member_len);
+        assert_memory_equal(x[i].member, y[i].member, x[i].member_len);
+    }
+    nx_topk_destroy(c);
+    nx_topk_destroy(t);
+}
+
+static void codec_check(const nx_topk *t)
+{
+    nx_buf b = {0};
+    assert_int_equal(nx_topk_encode(t, &b), 0);
+    nx_rbuf r = nx_rbuf_make(b.data, b.len);
+    nx_topk *d;
+    assert_int_equal(nx_topk_decode(&r, &d), 0);
+    assert_int_equal(r.n, 0);
+    nx_buf b2 = {0};
+    assert_int_equal(nx_topk_encode(d, &b2), 0);
+    assert_int_equal(b.len, b2.len);
+    assert_memory_equal(b.data, b2.data, b.len);
+    assert_true(nx_topk_total(d) == nx_topk_total(t));
+    nx_topk_destroy(d);
+    for (size_t len = 0; len < b.len; len++) {
+        r = nx_rbuf_make(b.data, len);
+        int rc = nx_topk_decode(&r, &d);
+        if (rc == 0)
+            fail_msg("truncation to %zu of %zu accepted", len, b.len);
+        assert_int_equal(rc, NX_ECORRUPT);
+    }
+    uint8_t *tmp = malloc(b.len);
+    assert_non_null(tmp);
+    for (int it = 0; it < 4000; it++) {
+        memcpy(tmp, b.data, b.len);
+        int flips = 1 + (int)(rng() % 4);
+        for (int f = 0; f < flips; f++)
+            tmp[rng() % b.len] ^= (uint8_t)(1 + rng() % 255);
+        r = nx_rbuf_make(tmp, b.len);
+        int rc = nx_topk_decode(&r, &d);
+        if (rc == 0) {
+            nx_topk_item items[300];
+            size_t n = nx_topk_list(d, items, 300);
+            for (size_t i = 0; i < n; i++)
+                assert_true(items[i].count >= items[i].error && items[i].error >= 0);
+            assert_int_equal(nx_topk_add(d, "zz", 2, 1), 0);
+            nx_topk *c;
+            assert_int_equal(nx_topk_clone(d, &c), 0);
+            (void)nx_topk_merge(c, t);
+            nx_topk_destroy(c);
+            nx_topk_destroy(d);
+        } else {
+            assert_int_equal(rc, NX_ECORRUPT);
+        }
+    }
+    free(tmp);
+    nx_buf_free(&b);
+    nx_buf_free(&b2);
+}
+
+static void test_codec(void **st)
+{
+    nx_topk *t;
+    assert_int_equal(nx_topk_create(32, &t), 0);
+    codec_check(t);
+    assert_int_equal(nx_topk_add(t, "x", 1, 2.5), 0);
+    codec_check(t);
+    zipf z;
+    zipf_init(&z, 1.1);
+    double *truth = calloc(U, sizeof *truth);
+    assert_non_null(truth);
+    feed(t, &z, 20000, truth, 0);
+    codec_check(t);
+    free(truth);
+    zipf_free(&z);
+    nx_topk_destroy(t);
+    nx_buf b = {0};
+    nx_buf_uvar(&b, 64);
+    nx_buf_f64(&b, 10);
+    nx_buf_uvar(&b, 1u << 30);
+    nx_rbuf r = nx_rbuf_make(b.data, b.len);
+    assert_int_equal(nx_topk_decode(&r, &t), NX_ECORRUPT);
+    nx_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_zipf),          cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_exact_when_small), cmocka_unit_test(test_churn_memory),
+        cmocka_unit_test(test_codec),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
