@@ -17,6 +17,13 @@
 #include <string.h>
 
 #include "ingest/nx_nxb.h"
+#include "nexus_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static uint8_t g_buf[NX_NXB_MAX_UDP], g_ev[NX_NXB_MAX_UDP];
 
@@ -392,13 +399,190 @@ static void test_mutations(void **state)
     assert_int_equal(total, (uint64_t)trials);
 }
 
+
+/* ---- libnexus-client over real loopback sockets ------------------------- */
+
+static int bind_loopback(int type, uint16_t *port)
+{
+    int fd = socket(AF_INET, type, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t sl = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &sl), 0);
+    *port = ntohs(a.sin_port);
+    int buf = 8 << 20;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf));
+    return fd;
+}
+
+static void test_client_udp(void **state)
+{
+    (void)state;
+    uint16_t port;
+    int rfd = bind_loopback(SOCK_DGRAM, &port);
+    nx_client *c;
+    nx_client_opts o = NX_CLIENT_OPTS_INIT;
+    o.tenant_num = 23;
+    o.crc = 1;
+    assert_int_equal(nx_client_open(NX_CLIENT_UDP, "127.0.0.1", port, &o, &c), 0);
+    uint32_t sid[3];
+    assert_int_equal(nx_client_stream(c, NX_TYPE_COUNTER, "a", 1, &sid[0]), 0);
+    assert_int_equal(nx_client_stream(c, NX_TYPE_TIMER, "b|x:y", 5, &sid[1]), 0);
+    assert_int_equal(nx_client_stream(c, NX_TYPE_SET, "u", 1, &sid[2]), 0);
+    const int N = 5000;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(nx_client_add(c, sid[0], 1, 0, 1.0, 0), 0);
+        assert_int_equal(nx_client_add(c, sid[1], i * 0.5, 0, 1.0, 0), 0);
+        char m[16];
+        int ml = snprintf(m, sizeof(m), "m%d", i % 10);
+        assert_int_equal(nx_client_set_add(c, sid[2], m, (size_t)ml), 0);
+    }
+    assert_int_equal(nx_client_flush(c), 0);
+    nx_client_stats cs;
+    nx_client_get_stats(c, &cs);
+    assert_int_equal(cs.events_sent, 3 * N);
+    assert_true(cs.batches_sent > 3 * N * 2 / 1400);
+    static uint8_t d[65536];
+    static nx_nxb_batch b;
+    double sums[3] = {0};
+    uint64_t cnt[3] = {0}, batches = 0;
+    nx_nxb_stats st = {0};
+    for (;;) {
+        ssize_t n = recv(rfd, d, sizeof(d), MSG_DONTWAIT);
+        if (n < 0)
+            break;
+        assert_true(n <= 1400);
+        assert_int_equal(nx_nxb_decode(d, (size_t)n, &b, &st, NULL), 0);
+        assert_int_equal(b.tenant_num, 23);
+        assert_int_equal(b.sequence, ++batches); /* in order on loopback */
+        nx_nxb_iter it;
+        nx_nxb_event ev;
+        nx_nxb_iter_init(&it, &b);
+        while (nx_nxb_next(&it, &ev)) {
+            const nx_nxb_stream *s = &b.streams[ev.stream_idx];
+            int k = s->key[0] == 'a' ? 0 : s->key[0] == 'b' ? 1 : 2;
+            cnt[k]++;
+            sums[k] += k == 2 ? (double)(ev.u.member[1] - '0') : ev.u.value;
+        }
+    }
+    assert_int_equal(batches, cs.batches_sent);
+    assert_int_equal(cnt[0], N);
+    assert_int_equal(cnt[1], N);
+    assert_int_equal(cnt[2], N);
+    assert_true(sums[0] == N);
+    assert_true(sums[1] == 0.5 * N * (N - 1) / 2);
+    assert_true(sums[2] == 4.5 * N);
+    assert_int_equal(nx_client_wait_acks(c, 10), 0);
+    nx_client_close(c);
+    close(rfd);
+}
+
+/* A minimal NXB TCP server: decode frames, ack each; refuse sequence 3. */
+typedef struct tcp_srv {
+    int lfd;
+    uint64_t events;
+    uint64_t frames;
+} tcp_srv;
+
+static void *tcp_srv_main(void *arg)
+{
+    tcp_srv *sv = arg;
+    int fd = accept(sv->lfd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    uint8_t *rx = malloc(NX_NXB_MAX_FRAME + 65536);
+    nx_nxb_batch *b = malloc(sizeof(*b));
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = recv(fd, rx + have, NX_NXB_MAX_FRAME + 65536 - have, 0);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        for (;;) {
+            int why;
+            long fl = nx_nxb_frame_len(rx, have, NX_NXB_MAX_FRAME, &why);
+            if (fl <= 0 || (size_t)fl > have)
+                break;
+            nx_nxb_ack a = {0};
+            if (nx_nxb_decode(rx, (size_t)fl, b, NULL, &why) == 0) {
+                a.tenant_num = b->tenant_num;
+                a.sequence = b->sequence;
+                a.events = b->event_count;
+                if (b->sequence == 3) {
+                    a.status = 100 - NX_EQUOTA;
+                    a.events = 0;
+                } else {
+                    sv->events += b->event_count;
+                }
+            } else {
+                a.status = (uint8_t)why;
+            }
+            sv->frames++;
+            uint8_t f[NX_NXB_ACK_LEN];
+            nx_nxb_ack_encode(&a, f);
+            if (send(fd, f, sizeof(f), MSG_NOSIGNAL) != (ssize_t)sizeof(f))
+                goto out;
+            memmove(rx, rx + fl, have - (size_t)fl);
+            have -= (size_t)fl;
+        }
+    }
+out:
+    free(rx);
+    free(b);
+    close(fd);
+    return NULL;
+}
+
+static void test_client_tcp_acks(void **state)
+{
+    (void)state;
+    uint16_t port;
+    tcp_srv sv = {0};
+    sv.lfd = bind_loopback(SOCK_STREAM, &port);
+    assert_int_equal(listen(sv.lfd, 4), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, tcp_srv_main, &sv), 0);
+    nx_client *c;
+    nx_client_opts o = NX_CLIENT_OPTS_INIT;
+    o.tenant_num = 5;
+    o.batch_bytes = 4096;
+    assert_int_equal(nx_client_open(NX_CLIENT_TCP, "127.0.0.1", port, &o, &c), 0);
+    uint32_t g;
+    assert_int_equal(nx_client_stream(c, NX_TYPE_GAUGE, "temp|room:1", 11, &g), 0);
+    const int N = 20000;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(nx_client_add(c, g, i % 3 ? 1.25 : -2, 0, 1.0, i % 2), 0);
+    assert_int_equal(nx_client_flush(c), 0);
+    assert_int_equal(nx_client_wait_acks(c, 5000), NX_EQUOTA); /* batch 3 refused */
+    nx_client_stats cs;
+    nx_client_get_stats(c, &cs);
+    assert_true(cs.batches_sent > 3);
+    assert_int_equal(cs.batches_acked + cs.batches_refused, cs.batches_sent);
+    assert_int_equal(cs.batches_refused, 1);
+    assert_int_equal(cs.last_refusal, 100 - NX_EQUOTA);
+    assert_int_equal(cs.events_sent, N);
+    assert_int_equal(cs.events_acked, sv.events);
+    assert_true(cs.events_acked < (uint64_t)N);
+    /* a second round is fully acked */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(nx_client_add(c, g, 1, 0, 1.0, 0), 0);
+    assert_int_equal(nx_client_flush(c), 0);
+    assert_int_equal(nx_client_wait_acks(c, 5000), 0);
+    nx_client_close(c);
+    pthread_join(th, NULL);
+    close(sv.lfd);
+    assert_int_equal(sv.frames, cs.batches_sent + 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip),   cmocka_unit_test(test_compact_and_full),
         cmocka_unit_test(test_writer_rejects), cmocka_unit_test(test_ack),
         cmocka_unit_test(test_malformed),   cmocka_unit_test(test_tcp_frames),
-        cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_mutations),   cmocka_unit_test(test_client_udp),
+        cmocka_unit_test(test_client_tcp_acks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
