@@ -7,7 +7,8 @@
  *   off  5  u8  codec (1 = zstd)
  *   off  6  u16 zero
  *   off  8  u32 shard
- *   off 12  u32 zero
+ *   off 12  u32 comp_crc   crc32 (zlib) of the compressed bytes (so that even
+ *                          a flip in a bit zstd ignores is caught)
  *   off 16  u64 lsn        WAL records with lsn <= this are in the snapshot
  *   off 24  u64 raw_len    length of the engine encoding
  *   off 32  u64 comp_len   length of the zstd frame that follows
@@ -108,6 +109,7 @@ static int snap_write(ZSTD_CCtx *cctx, const char *dir, uint32_t shard, uint64_t
     h[4] = SNAP_VERSION;
     h[5] = SNAP_CODEC_ZSTD;
     put32(h + 8, shard);
+    put32(h + 12, nx_crc32(out + SNAP_HDR, clen));
     put64(h + 16, lsn);
     put64(h + 24, n);
     put64(h + 32, clen);
@@ -192,7 +194,7 @@ int nx_snapshot_read(const char *path, nx_buf *raw, nx_snapshot_meta *meta)
         goto out;
     }
     uint64_t raw_len = get64(h + 24), comp_len = get64(h + 32);
-    if (comp_len != size - SNAP_HDR ||
+    if (comp_len != size - SNAP_HDR || get32(h + 12) != nx_crc32(file + SNAP_HDR, comp_len) ||
         ZSTD_getFrameContentSize(file + SNAP_HDR, comp_len) != raw_len || raw_len > SIZE_MAX / 2) {
         rc = NX_ECORRUPT;
         goto out;
