@@ -1,0 +1,16 @@
+/*
+ * nx_prom.h — Prometheus text exposition of every stream of every tenant
+ * plus nexusd's own counters (naming rules at the top of nx_prom.c).
+ */
+#ifndef NX_PROM_H
+#define NX_PROM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "query/nx_json.h"
+#include "server/nx_server.h"
+
+/* Renders /metrics into a malloc'd buffer (*out, free()). */
+int nx_prom_render(nx_server *srv, int64_t now_ms, char **out, size_t *out_len);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * nx_apply.h — applying one ingest batch to one engine.
+ *
+ * A batch is what one receive produced: a datagram, the complete lines of
+ * one TCP read, an HTTP body (or a shard's slice of it), a replayed WAL
+ * record. nx_applier_apply() is the ONLY way events enter an engine, and it
+ * is deterministic given (format, default tenant, recv_ms, payload): it
+ * reads no clock (recv_ms is "now" for the engine) and no other state, so
+ * replaying a WAL of batches through it rebuilds the same summaries.
+ *
+ * StatsD payloads are split into lines ('\n', optional '\r'); each line is
+ * parsed (ingest/nx_statsd.h), its key built into a scratch buffer, its
+ * tenant and stream looked up (created on first use) and each value applied.
+ * Nothing is allocated per line except what the engine allocates for a new
+ * tenant or stream.
+ */
+#ifndef NX_APPLY_H
+#define NX_APPLY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "nexus.h"
+#include "ingest/nx_statsd.h"
+
+typedef enum nx_batch_format {
+    NX_BATCH_STATSD = 1, /* StatsD / DogStatsD text lines */
+    NX_BATCH_NXB = 2,    /* NXB binary batch (ingest/nx_nxb.h) */
+} nx_batch_format;
+
+typedef enum nx_batch_source {
+    NX_SRC_UDP = 1,
+    NX_SRC_TCP = 2,
+    NX_SRC_UNIX = 3,
+    NX_SRC_HTTP = 4,
+    NX_SRC_REPLAY = 5,
+} nx_batch_source;
+
+typedef struct nx_batch {
+    uint8_t format;      /* nx_batch_format */
+    uint8_t source;      /* nx_batch_source */
+    uint8_t tenant_len;  /* default tenant for lines without a tenant tag */
+    const char *tenant;
+    int64_t recv_ms;     /* receive time: the engine's "now" for this batch */
+    const uint8_t *data;
+    size_t len;
+} nx_batch;
+
+/* Outcome of applying batches (accumulates over calls). events counts
+ * values applied; rejected counts lines refused by the parser plus values
+ * refused by the engine, by reason. */
+typedef struct nx_apply_result {
+    uint64_t lines;
+    uint64_t events;
+    uint64_t rejected;
+    uint64_t reasons[NX_SD_NREASONS];
+} nx_apply_result;
+
+/* Called for each rejected line (for rate-limited logging). */
+typedef void (*nx_reject_fn)(void *arg, int reason, const char *line, size_t len, int64_t now_ms);
+
+typedef struct nx_applier {
+    nx_engine *engine;
+    nx_statsd_limits lim;
+    nx_tag *tags;        /* lim.max_tags + 1 */
+    char *key;           /* scratch for the canonical stream key */
+    size_t key_cap;
+    nx_reject_fn on_reject;
+    void *reject_arg;
+} nx_applier;
+
+int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim);
+void nx_applier_free(nx_applier *a);
+/* Applies the batch; adds to *res. NX_EINVAL for an unknown format. */
+int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res);
+
+void nx_apply_result_add(nx_apply_result *dst, const nx_apply_result *src);
+
+#endif

@@ -1,0 +1,310 @@
+/*
+ * nx_config.c — defaults, flags and config file of nexusd (see nx_config.h).
+ *
+ * One table maps each key to a setter so the flag parser, the file parser
+ * and --help agree by construction.
+ */
+#include "server/nx_config.h"
+#include "server/nx_log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void nx_config_default(nx_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->data_dir, sizeof(c->data_dir), "./nexus-data");
+    snprintf(c->http, sizeof(c->http), "127.0.0.1:8080");
+    snprintf(c->statsd_udp, sizeof(c->statsd_udp), "127.0.0.1:8125");
+    snprintf(c->statsd_tcp, sizeof(c->statsd_tcp), "127.0.0.1:8125");
+    snprintf(c->nxb_udp, sizeof(c->nxb_udp), "127.0.0.1:8126");
+    snprintf(c->nxb_tcp, sizeof(c->nxb_tcp), "127.0.0.1:8126");
+    snprintf(c->default_tenant, sizeof(c->default_tenant), "default");
+    c->shards = 0;
+    c->pin = 1;
+    c->log_level = NX_LOG_INFO;
+    nx_statsd_limits_default(&c->limits);
+    c->rcvbuf = 8u << 20;
+    c->recv_batch = 64;
+    c->max_body = 16u << 20;
+    c->max_tcp_conns = 1024;
+    c->http_conns = 256;
+    c->max_subscribers = 64;
+    c->sse_max_per_sec = 4;
+    c->sse_heartbeat_s = 15;
+    c->prom_window_s = 60;
+    nx_engine_config_default(&c->engine);
+}
+
+int nx_parse_duration_s(const char *s, uint32_t *out)
+{
+    if (strcmp(s, "all") == 0) {
+        *out = NX_WINDOW_ALL;
+        return 0;
+    }
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || errno || v > 100000000ul)
+        return NX_EINVAL;
+    unsigned long mul = 1;
+    if (*end == 's')
+        end++;
+    else if (*end == 'm')
+        mul = 60, end++;
+    else if (*end == 'h')
+        mul = 3600, end++;
+    else if (*end == 'd')
+        mul = 86400, end++;
+    if (*end)
+        return NX_EINVAL;
+    *out = (uint32_t)(v * mul);
+    return 0;
+}
+
+enum kind { K_STR, K_INT, K_BOOL, K_LEVEL, K_DOUBLE };
+
+typedef struct opt {
+    const char *key;
+    enum kind kind;
+    size_t off;    /* offset in nx_config */
+    size_t size;   /* string buffer size, or integer width */
+    long min, max; /* integers */
+    const char *help;
+} opt;
+
+#define S(f, h) {#f, K_STR, offsetof(nx_config, f), sizeof(((nx_config *)0)->f), 0, 0, h}
+#define U32(k, f, lo, hi, h) {k, K_INT, offsetof(nx_config, f), 4, lo, hi, h}
+
+static const opt opts[] = {
+    {"data-dir", K_STR, offsetof(nx_config, data_dir), PATH_MAX, 0, 0, "data directory (WAL, snapshots) [./nexus-data]"},
+    {"http", K_STR, offsetof(nx_config, http), NX_ADDR_MAX, 0, 0, "HTTP API address [127.0.0.1:8080]"},
+    {"statsd-udp", K_STR, offsetof(nx_config, statsd_udp), NX_ADDR_MAX, 0, 0, "StatsD UDP address, \"off\" to disable [127.0.0.1:8125]"},
+    {"statsd-tcp", K_STR, offsetof(nx_config, statsd_tcp), NX_ADDR_MAX, 0, 0, "StatsD TCP address, \"off\" to disable [127.0.0.1:8125]"},
+    {"statsd-unix", K_STR, offsetof(nx_config, statsd_unix), PATH_MAX, 0, 0, "StatsD unix datagram socket path [none]"},
+    {"nxb-udp", K_STR, offsetof(nx_config, nxb_udp), NX_ADDR_MAX, 0, 0, "NXB binary UDP address [127.0.0.1:8126]"},
+    {"nxb-tcp", K_STR, offsetof(nx_config, nxb_tcp), NX_ADDR_MAX, 0, 0, "NXB binary TCP address [127.0.0.1:8126]"},
+    {"admin-token-file", K_STR, offsetof(nx_config, admin_token_file), PATH_MAX, 0, 0, "file holding the admin token [none]"},
+    {"default-tenant", K_STR, offsetof(nx_config, default_tenant), 65, 0, 0, "tenant of lines without a tenant tag [default]"},
+    {"shards", K_INT, offsetof(nx_config, shards), 4, 0, 256, "shard threads, 0 = one per online CPU [0]"},
+    {"pin", K_BOOL, offsetof(nx_config, pin), 4, 0, 1, "pin shard i to CPU i (yes/no) [yes]"},
+    {"log-level", K_LEVEL, offsetof(nx_config, log_level), 4, 0, 3, "debug, info, warn or error [info]"},
+    U32("max-line", limits.max_line, 16, 1 << 20, "bytes per StatsD line [4096]"),
+    U32("max-tags", limits.max_tags, 0, 1024, "tags per StatsD line [64]"),
+    U32("max-name", limits.max_name, 1, 4096, "bytes of a metric name [256]"),
+    U32("rcvbuf", rcvbuf, 0, 1 << 30, "SO_RCVBUF of each UDP socket in bytes [8388608]"),
+    U32("recv-batch", recv_batch, 1, 1024, "datagrams per recvmmsg call [64]"),
+    U32("max-body", max_body, 1024, 1 << 30, "bytes of an HTTP request body [16777216]"),
+    U32("max-tcp-conns", max_tcp_conns, 1, 1 << 20, "StatsD TCP connections per shard [1024]"),
+    U32("http-conns", http_conns, 4, 65536, "concurrent HTTP connections [256]"),
+    U32("max-subscribers", max_subscribers, 0, 65536, "concurrent SSE subscribers [64]"),
+    U32("sse-max-per-sec", sse_max_per_sec, 1, 1000, "default SSE pushes per second [4]"),
+    U32("sse-heartbeat", sse_heartbeat_s, 1, 3600, "seconds between SSE heartbeats [15]"),
+    U32("prom-window", prom_window_s, 0, 1 << 30, "window (s) of /metrics quantiles, 0 = all time [60]"),
+    {"alpha", K_DOUBLE, offsetof(nx_config, engine.alpha), 8, 0, 0, "DDSketch relative accuracy [0.01]"},
+    U32("late-tolerance", engine.late_tolerance_s, 0, 1 << 30, "seconds an event may be late [60]"),
+    U32("future-tolerance", engine.future_tolerance_s, 0, 1 << 30, "seconds an event may be early [10]"),
+    U32("max-streams-per-tenant", engine.max_streams_per_tenant, 0, 1 << 30, "0 = unlimited [0]"),
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+void nx_config_usage(const char *prog)
+{
+    printf("usage: %s [--config FILE] [--key VALUE ...]\n\n"
+           "NexusCore summarizer daemon: StatsD/DogStatsD ingest, HTTP query API,\n"
+           "Prometheus /metrics, Server-Sent Events. Every flag is also a config\n"
+           "file key (`key = value`).\n\n",
+           prog);
+    printf("  %-24s %s\n", "--config FILE", "load FILE before the other flags");
+    for (size_t i = 0; i < NOPTS; i++)
+        printf("  --%-22s %s\n", opts[i].key, opts[i].help);
+    printf("  %-24s %s\n", "--help", "this text");
+}
+
+int nx_config_set(nx_config *c, const char *key, const char *value, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NOPTS; i++) {
+        const opt *o = &opts[i];
+        if (strcmp(o->key, key) != 0)
+            continue;
+        char *field = (char *)c + o->off;
+        switch (o->kind) {
+        case K_STR: {
+            const char *v = value;
+            if (strcmp(o->key, "statsd-udp") == 0 || strcmp(o->key, "statsd-tcp") == 0 ||
+                strcmp(o->key, "nxb-udp") == 0 || strcmp(o->key, "nxb-tcp") == 0 ||
+                strcmp(o->key, "statsd-unix") == 0)
+                if (strcmp(v, "off") == 0)
+                    v = "";
+            if (strlen(v) >= o->size) {
+                snprintf(err, errlen, "--%s: value too long", key);
+                return NX_EINVAL;
+            }
+            if (strcmp(o->key, "default-tenant") == 0 && !nx_tenant_id_valid(v, strlen(v))) {
+                snprintf(err, errlen, "--%s: tenant ids are [a-z0-9_-]{1,64}", key);
+                return NX_EINVAL;
+            }
+            memcpy(field, v, strlen(v) + 1);
+            return 0;
+        }
+        case K_INT: {
+            char *end;
+            errno = 0;
+            long v = strtol(value, &end, 10);
+            if (end == value || *end || errno || v < o->min || v > o->max) {
+                snprintf(err, errlen, "--%s: expected an integer in [%ld, %ld]", key, o->min,
+                         o->max);
+                return NX_EINVAL;
+            }
+            if (o->size == 4 && strcmp(o->key, "shards") == 0)
+                *(int *)field = (int)v;
+            else
+                *(uint32_t *)field = (uint32_t)v;
+            return 0;
+        }
+        case K_BOOL:
+            if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+                *(int *)field = 1;
+            else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+                *(int *)field = 0;
+            else {
+                snprintf(err, errlen, "--%s: expected yes or no", key);
+                return NX_EINVAL;
+            }
+            return 0;
+        case K_LEVEL: {
+            int l = nx_log_level_parse(value);
+            if (l < 0) {
+                snprintf(err, errlen, "--%s: expected debug, info, warn or error", key);
+                return NX_EINVAL;
+            }
+            *(int *)field = l;
+            return 0;
+        }
+        case K_DOUBLE: {
+            char *end;
+            double v = strtod(value, &end);
+            if (end == value || *end || !(v > 0 && v < 1)) {
+                snprintf(err, errlen, "--%s: expected a number in (0, 1)", key);
+                return NX_EINVAL;
+            }
+            *(double *)field = v;
+            return 0;
+        }
+        }
+    }
+    snprintf(err, errlen, "unknown option --%s (see --help)", key);
+    return NX_EINVAL;
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = 0;
+    return s;
+}
+
+int nx_config_load_file(nx_config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot open config file %s: %s", path, strerror(errno));
+        return NX_EIO;
+    }
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected key = value", path, lineno);
+            rc = NX_EINVAL;
+            break;
+        }
+        *eq = 0;
+        char *k = trim(s), *v = trim(eq + 1);
+        char sub[256];
+        if (nx_config_set(c, k, v, sub, sizeof(sub)) != 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, sub);
+            rc = NX_EINVAL;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t errlen)
+{
+    /* pass 1: --config and --help */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            nx_config_usage(argv[0]);
+            return 1;
+        }
+        const char *path = NULL;
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--config needs a file");
+                return NX_EINVAL;
+            }
+            path = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            path = argv[i] + 9;
+        }
+        if (path) {
+            int rc = nx_config_load_file(c, path, err, errlen);
+            if (rc)
+                return rc < 0 ? rc : NX_EINVAL;
+        }
+    }
+    /* pass 2: everything else */
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--config")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(a, "--config=", 9))
+            continue;
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument '%s' (see --help)", a);
+            return NX_EINVAL;
+        }
+        char key[64];
+        const char *val;
+        const char *eq = strchr(a, '=');
+        if (eq) {
+            size_t kl = (size_t)(eq - a - 2);
+            if (kl >= sizeof(key)) {
+                snprintf(err, errlen, "unknown option %s", a);
+                return NX_EINVAL;
+            }
+            memcpy(key, a + 2, kl);
+            key[kl] = 0;
+            val = eq + 1;
+        } else {
+            snprintf(key, sizeof(key), "%s", a + 2);
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "%s needs a value", a);
+                return NX_EINVAL;
+            }
+            val = argv[++i];
+        }
+        int rc = nx_config_set(c, key, val, err, errlen);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

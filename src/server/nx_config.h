@@ -1,0 +1,66 @@
+/*
+ * nx_config.h — nexusd's configuration: defaults, command-line flags and the
+ * optional config file.
+ *
+ * Precedence: built-in defaults < config file (--config FILE) < flags. The
+ * config file holds `key = value` lines whose keys are the long flag names
+ * without the leading dashes (`http = 127.0.0.1:9090`); '#' starts a comment.
+ * Both go through one table (nx_config_set), so every flag is a config key
+ * and vice versa. A listener address of "" or "off" disables that listener.
+ * Reference: docs/config.md.
+ */
+#ifndef NX_CONFIG_H
+#define NX_CONFIG_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "nexus.h"
+#include "ingest/nx_statsd.h"
+
+#define NX_ADDR_MAX 128
+
+typedef struct nx_config {
+    char data_dir[PATH_MAX];
+    char http[NX_ADDR_MAX];
+    char statsd_udp[NX_ADDR_MAX];
+    char statsd_tcp[NX_ADDR_MAX];
+    char statsd_unix[PATH_MAX];
+    char nxb_udp[NX_ADDR_MAX];
+    char nxb_tcp[NX_ADDR_MAX];
+    char admin_token_file[PATH_MAX];
+    char default_tenant[65];
+    int shards;               /* 0 = one per online CPU */
+    int pin;                  /* pin shard i to CPU i % ncpu */
+    int log_level;
+    nx_statsd_limits limits;
+    uint32_t rcvbuf;          /* SO_RCVBUF of each UDP socket, bytes (0 = kernel default) */
+    uint32_t recv_batch;      /* datagrams per recvmmsg */
+    uint32_t max_body;        /* bytes of an HTTP request body */
+    uint32_t max_tcp_conns;   /* StatsD TCP connections per shard */
+    uint32_t http_conns;      /* concurrent HTTP connections */
+    uint32_t max_subscribers; /* concurrent SSE subscribers */
+    uint32_t sse_max_per_sec; /* default pushes per second per subscriber */
+    uint32_t sse_heartbeat_s; /* comment line when idle */
+    uint32_t prom_window_s;   /* window of the quantiles in /metrics */
+    nx_engine_config engine;
+} nx_config;
+
+void nx_config_default(nx_config *c);
+/* Sets one key (a long flag name without "--"); NX_EINVAL with a message in
+ * err for an unknown key or bad value. */
+int nx_config_set(nx_config *c, const char *key, const char *value, char *err, size_t errlen);
+/* Loads a config file. */
+int nx_config_load_file(nx_config *c, const char *path, char *err, size_t errlen);
+/*
+ * Parses argv: loads --config FILE first (wherever it is), then applies the
+ * other flags ("--key value" or "--key=value"). Returns 0, 1 when --help or
+ * --version was asked (usage printed), or NX_EINVAL (message in err).
+ */
+int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t errlen);
+void nx_config_usage(const char *prog);
+
+/* Parses "10s", "1m", "5m", "1h", "all" (NX_WINDOW_ALL) or plain seconds. */
+int nx_parse_duration_s(const char *s, uint32_t *out);
+
+#endif

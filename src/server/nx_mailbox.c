@@ -1,0 +1,108 @@
+/*
+ * nx_mailbox.c — Vyukov intrusive MPSC queue with an eventfd doorbell, and
+ * a countdown latch (see nx_mailbox.h). The latch uses a mutex and a
+ * condition variable: it is on the query path (one wait per HTTP request),
+ * never on the ingest hot path.
+ */
+#include "server/nx_mailbox.h"
+#include "nexus.h"
+
+#include <assert.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+int nx_mailbox_init(nx_mailbox *m)
+{
+    atomic_store(&m->stub.next, NULL);
+    atomic_store(&m->head, &m->stub);
+    m->tail = &m->stub;
+    m->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return m->efd < 0 ? NX_EIO : 0;
+}
+
+void nx_mailbox_destroy(nx_mailbox *m)
+{
+    if (m->efd >= 0)
+        close(m->efd);
+    m->efd = -1;
+}
+
+static void push_node(nx_mailbox *m, nx_mbox_node *n)
+{
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    nx_mbox_node *prev = atomic_exchange_explicit(&m->head, n, memory_order_acq_rel);
+    atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+void nx_mailbox_push(nx_mailbox *m, nx_mbox_node *n)
+{
+    push_node(m, n);
+    uint64_t one = 1;
+    ssize_t w = write(m->efd, &one, sizeof(one));
+    (void)w; /* EAGAIN only when the counter would overflow: already signalled */
+}
+
+nx_mbox_node *nx_mailbox_pop(nx_mailbox *m)
+{
+    nx_mbox_node *tail = m->tail;
+    nx_mbox_node *next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    if (tail == &m->stub) {
+        if (!next)
+            return NULL;
+        m->tail = next;
+        tail = next;
+        next = atomic_load_explicit(&next->next, memory_order_acquire);
+    }
+    if (next) {
+        m->tail = next;
+        return tail;
+    }
+    nx_mbox_node *head = atomic_load_explicit(&m->head, memory_order_acquire);
+    if (tail != head)
+        return NULL; /* a producer is mid-push; its eventfd write wakes us */
+    push_node(m, &m->stub);
+    next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    if (next) {
+        m->tail = next;
+        return tail;
+    }
+    return NULL;
+}
+
+void nx_mailbox_ack(nx_mailbox *m)
+{
+    uint64_t v;
+    ssize_t r = read(m->efd, &v, sizeof(v));
+    (void)r;
+}
+
+void nx_waiter_init(nx_waiter *w, int count)
+{
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    w->remaining = count;
+}
+
+void nx_waiter_destroy(nx_waiter *w)
+{
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+}
+
+void nx_waiter_done(nx_waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    assert(w->remaining > 0);
+    if (--w->remaining == 0)
+        pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void nx_waiter_wait(nx_waiter *w)
+{
+    pthread_mutex_lock(&w->mu);
+    while (w->remaining > 0)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}

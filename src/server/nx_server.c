@@ -1,0 +1,487 @@
+/*
+ * nx_server.c — shards, listeners, and cross-shard queries (see
+ * nx_server.h).
+ *
+ * Every query allocates one nx_shard_msg per shard on the caller's heap,
+ * posts them, waits on one latch, merges, frees. Merges: summaries with
+ * nx_summary_merge; stream lists and exports by sorting the concatenation
+ * and folding equal keys; series points by timestamp (count and sum add,
+ * min/max combine).
+ */
+#include "server/nx_server.h"
+#include "server/nx_listener.h"
+#include "server/nx_log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct nx_server {
+    nx_config cfg;
+    int n;
+    nx_shard **shards;
+    int unix_fd;
+    int64_t start_ms;
+    unsigned rr; /* round robin for small HTTP bodies (HTTP threads race on it harmlessly) */
+};
+
+int nx_server_nshards(const nx_server *s) { return s->n; }
+const nx_config *nx_server_config(const nx_server *s) { return &s->cfg; }
+nx_shard *nx_server_shard(nx_server *s, int i) { return s->shards[i]; }
+int64_t nx_server_start_ms(const nx_server *s) { return s->start_ms; }
+
+static int mkdir_p(const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_server **out)
+{
+    nx_server *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NX_ENOMEM;
+    s->cfg = *cfg;
+    s->unix_fd = -1;
+    s->n = cfg->shards;
+    if (s->n <= 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        s->n = c > 0 ? (int)c : 1;
+    }
+    s->shards = calloc((size_t)s->n, sizeof(nx_shard *));
+    int *udp = malloc(sizeof(int) * (size_t)s->n);
+    int *tcp = malloc(sizeof(int) * (size_t)s->n);
+    int rc = NX_ENOMEM;
+    if (!s->shards || !udp || !tcp)
+        goto fail;
+    for (int i = 0; i < s->n; i++)
+        udp[i] = tcp[i] = -1;
+    if (s->cfg.data_dir[0] && mkdir_p(s->cfg.data_dir) < 0) {
+        nx_log(NX_LOG_ERROR, "cannot create data dir", "dir=\"%s\" errno=\"%s\"",
+               s->cfg.data_dir, strerror(errno));
+        rc = NX_EIO;
+        goto fail;
+    }
+    if (s->cfg.statsd_udp[0]) {
+        rc = nx_listener_udp_group(s->cfg.statsd_udp, s->n, s->cfg.rcvbuf, udp);
+        if (rc)
+            goto fail;
+        if (hooks && hooks->udp_group) {
+            rc = hooks->udp_group(hooks->arg, udp, s->n);
+            if (rc)
+                goto fail_fds;
+        }
+    }
+    if (s->cfg.statsd_tcp[0]) {
+        rc = nx_listener_tcp_group(s->cfg.statsd_tcp, s->n, tcp);
+        if (rc)
+            goto fail_fds;
+    }
+    if (s->cfg.statsd_unix[0]) {
+        rc = nx_listener_unix_dgram(s->cfg.statsd_unix, s->cfg.rcvbuf, &s->unix_fd);
+        if (rc)
+            goto fail_fds;
+    }
+    for (int i = 0; i < s->n; i++) {
+        rc = nx_shard_create(i, &s->cfg, udp[i], tcp[i], s->unix_fd, &s->shards[i]);
+        if (rc)
+            goto fail_fds;
+        udp[i] = tcp[i] = -1; /* owned by the shard now */
+    }
+    free(udp);
+    free(tcp);
+    *out = s;
+    return 0;
+fail_fds:
+    for (int i = 0; i < s->n; i++) {
+        if (udp[i] >= 0)
+            close(udp[i]);
+        if (tcp[i] >= 0)
+            close(tcp[i]);
+    }
+fail:
+    free(udp);
+    free(tcp);
+    nx_server_destroy(s);
+    return rc;
+}
+
+int nx_server_start(nx_server *s)
+{
+    s->start_ms = nx_now_ms();
+    for (int i = 0; i < s->n; i++) {
+        int rc = nx_shard_start(s->shards[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void nx_server_stop(nx_server *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->shards[i])
+            nx_shard_stop(s->shards[i]);
+}
+
+void nx_server_destroy(nx_server *s)
+{
+    if (!s)
+        return;
+    if (s->shards)
+        for (int i = 0; i < s->n; i++)
+            nx_shard_destroy(s->shards[i]);
+    free(s->shards);
+    if (s->unix_fd >= 0) {
+        close(s->unix_fd);
+        unlink(s->cfg.statsd_unix);
+    }
+    free(s);
+}
+
+/* ---- fan-out ------------------------------------------------------------ */
+
+static nx_shard_msg *msgs_new(nx_server *s, int kind, int64_t now)
+{
+    nx_shard_msg *m = calloc((size_t)s->n, sizeof(*m));
+    if (!m)
+        return NULL;
+    for (int i = 0; i < s->n; i++) {
+        m[i].kind = kind;
+        m[i].now_ms = now;
+    }
+    return m;
+}
+
+static void fan_out(nx_server *s, nx_shard_msg *m)
+{
+    nx_waiter w;
+    nx_waiter_init(&w, s->n);
+    for (int i = 0; i < s->n; i++) {
+        m[i].waiter = &w;
+        nx_shard_post(s->shards[i], &m[i]);
+    }
+    nx_waiter_wait(&w);
+    nx_waiter_destroy(&w);
+}
+
+int nx_server_ingest(nx_server *s, const char *tenant, const char *body, size_t len,
+                     nx_apply_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    int n = s->n;
+    nx_shard_msg *m = calloc((size_t)n, sizeof(*m));
+    if (!m)
+        return NX_ENOMEM;
+    /* slices cut after a '\n' near every len/n bytes; small bodies: one shard */
+    int used = 0;
+    size_t pos = 0;
+    int64_t now = nx_now_ms();
+    int parts = len < 65536 ? 1 : n;
+    unsigned first = parts == 1 ? (__atomic_fetch_add(&s->rr, 1, __ATOMIC_RELAXED) % (unsigned)n) : 0;
+    for (int i = 0; i < parts && pos < len; i++) {
+        size_t end = i == parts - 1 ? len : pos + (len - pos) / (size_t)(parts - i);
+        if (end < len) {
+            const char *nl = memchr(body + end, '\n', len - end);
+            end = nl ? (size_t)(nl - body) + 1 : len;
+        }
+        nx_shard_msg *x = &m[used];
+        x->kind = NX_MSG_INGEST;
+        x->now_ms = now;
+        x->batch = (nx_batch){.format = NX_BATCH_STATSD,
+                              .source = NX_SRC_HTTP,
+                              .tenant = tenant,
+                              .tenant_len = (uint8_t)strlen(tenant),
+                              .recv_ms = now,
+                              .data = (const uint8_t *)body + pos,
+                              .len = end - pos};
+        used++;
+        pos = end;
+    }
+    nx_waiter w;
+    nx_waiter_init(&w, used);
+    for (int i = 0; i < used; i++) {
+        m[i].waiter = &w;
+        nx_shard_post(s->shards[(first + (unsigned)i) % (unsigned)n], &m[i]);
+    }
+    nx_waiter_wait(&w);
+    nx_waiter_destroy(&w);
+    int rc = 0;
+    for (int i = 0; i < used; i++) {
+        nx_apply_result_add(res, &m[i].ingest);
+        if (m[i].rc)
+            rc = m[i].rc;
+    }
+    free(m);
+    return rc;
+}
+
+int nx_server_summary(nx_server *s, const char *tenant, const char *key, size_t key_len,
+                      uint32_t window_s, int64_t now_ms, nx_summary *out)
+{
+    nx_shard_msg *m = msgs_new(s, NX_MSG_SUMMARY, now_ms);
+    if (!m)
+        return NX_ENOMEM;
+    for (int i = 0; i < s->n; i++) {
+        m[i].tenant = tenant;
+        m[i].tenant_len = strlen(tenant);
+        m[i].key = key;
+        m[i].key_len = key_len;
+        m[i].window_s = window_s;
+    }
+    fan_out(s, m);
+    int rc = NX_ENOENT, found = 0, type_clash = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (m[i].rc && rc == NX_ENOENT)
+            rc = m[i].rc;
+        if (!m[i].found)
+            continue;
+        if (!found) {
+            *out = m[i].summary; /* take ownership */
+            found = 1;
+            continue;
+        }
+        if (out->type != m[i].summary.type) {
+            type_clash = 1; /* same key with two types on two shards: keep the first */
+        } else {
+            int mr = nx_summary_merge(out, &m[i].summary);
+            if (mr)
+                rc = mr;
+        }
+        nx_summary_free(&m[i].summary);
+    }
+    (void)type_clash;
+    free(m);
+    if (found && (rc == NX_ENOENT || rc == 0))
+        return 0;
+    if (found)
+        nx_summary_free(out);
+    return rc;
+}
+
+static int info_cmp(const void *a, const void *b)
+{
+    return strcmp(((const nx_stream_info *)a)->key, ((const nx_stream_info *)b)->key);
+}
+
+int nx_server_streams(nx_server *s, const char *tenant, const char *prefix, int with_counts,
+                      uint32_t window_s, int64_t now_ms, nx_stream_info **out, size_t *nout)
+{
+    nx_shard_msg *m = msgs_new(s, NX_MSG_STREAMS, now_ms);
+    if (!m)
+        return NX_ENOMEM;
+    for (int i = 0; i < s->n; i++) {
+        m[i].tenant = tenant;
+        m[i].tenant_len = strlen(tenant);
+        m[i].key = prefix;
+        m[i].key_len = strlen(prefix);
+        m[i].with_counts = with_counts;
+        m[i].window_s = window_s;
+    }
+    fan_out(s, m);
+    size_t total = 0;
+    int rc = 0;
+    for (int i = 0; i < s->n; i++) {
+        total += m[i].nstreams;
+        if (m[i].rc)
+            rc = m[i].rc;
+    }
+    nx_stream_info *all = total ? malloc(total * sizeof(*all)) : NULL;
+    if (total && !all)
+        rc = NX_ENOMEM;
+    size_t k = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (all && !rc) {
+            memcpy(all + k, m[i].streams, m[i].nstreams * sizeof(*all));
+            k += m[i].nstreams;
+            free(m[i].streams);
+        } else {
+            nx_stream_infos_free(m[i].streams, m[i].nstreams);
+        }
+    }
+    free(m);
+    if (rc) {
+        if (all)
+            nx_stream_infos_free(all, k);
+        return rc;
+    }
+    if (k)
+        qsort(all, k, sizeof(*all), info_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (w && strcmp(all[w - 1].key, all[i].key) == 0) {
+            all[w - 1].count += all[i].count;
+            all[w - 1].sum += all[i].sum;
+            if (all[i].last_update > all[w - 1].last_update)
+                all[w - 1].last_update = all[i].last_update;
+            free(all[i].key);
+            continue;
+        }
+        all[w++] = all[i];
+    }
+    *out = all;
+    *nout = w;
+    return 0;
+}
+
+static int point_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const nx_point *)a)->ts_ms, y = ((const nx_point *)b)->ts_ms;
+    return (x > y) - (x < y);
+}
+
+int nx_server_series(nx_server *s, const char *tenant, const char *key, size_t key_len,
+                     int64_t from_ms, int64_t to_ms, uint32_t step_s, int64_t now_ms,
+                     nx_point **out, size_t *nout)
+{
+    nx_shard_msg *m = msgs_new(s, NX_MSG_SERIES, now_ms);
+    if (!m)
+        return NX_ENOMEM;
+    for (int i = 0; i < s->n; i++) {
+        m[i].tenant = tenant;
+        m[i].tenant_len = strlen(tenant);
+        m[i].key = key;
+        m[i].key_len = key_len;
+        m[i].from_ms = from_ms;
+        m[i].to_ms = to_ms;
+        m[i].step_s = step_s;
+    }
+    fan_out(s, m);
+    size_t total = 0;
+    int rc = 0, found = 0;
+    for (int i = 0; i < s->n; i++) {
+        total += m[i].npoints;
+        found |= m[i].found;
+        if (m[i].rc)
+            rc = m[i].rc;
+    }
+    nx_point *all = malloc((total ? total : 1) * sizeof(*all));
+    if (!all)
+        rc = NX_ENOMEM;
+    size_t k = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (all && !rc) {
+            memcpy(all + k, m[i].points, m[i].npoints * sizeof(*all));
+            k += m[i].npoints;
+        }
+        free(m[i].points);
+    }
+    free(m);
+    if (!rc && !found)
+        rc = NX_ENOENT;
+    if (rc) {
+        free(all);
+        return rc;
+    }
+    qsort(all, k, sizeof(*all), point_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (w && all[w - 1].ts_ms == all[i].ts_ms) {
+            nx_point *p = &all[w - 1];
+            p->count += all[i].count;
+            p->sum += all[i].sum;
+            p->min = fmin(p->min, all[i].min);
+            p->max = fmax(p->max, all[i].max);
+            continue;
+        }
+        all[w++] = all[i];
+    }
+    *out = all;
+    *nout = w;
+    return 0;
+}
+
+static int exp_cmp(const void *a, const void *b)
+{
+    const nx_export_entry *x = a, *y = b;
+    int c = strcmp(x->tenant, y->tenant);
+    return c ? c : strcmp(x->key, y->key);
+}
+
+int nx_server_export(nx_server *s, uint32_t window_s, int64_t now_ms, nx_export_entry **out,
+                     size_t *nout)
+{
+    nx_shard_msg *m = msgs_new(s, NX_MSG_EXPORT, now_ms);
+    if (!m)
+        return NX_ENOMEM;
+    for (int i = 0; i < s->n; i++)
+        m[i].window_s = window_s;
+    fan_out(s, m);
+    size_t total = 0;
+    int rc = 0;
+    for (int i = 0; i < s->n; i++) {
+        total += m[i].nexp;
+        if (m[i].rc)
+            rc = m[i].rc;
+    }
+    nx_export_entry *all = malloc((total ? total : 1) * sizeof(*all));
+    if (!all)
+        rc = NX_ENOMEM;
+    size_t k = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (all && !rc) {
+            memcpy(all + k, m[i].exp, m[i].nexp * sizeof(*all));
+            k += m[i].nexp;
+            free(m[i].exp);
+        } else {
+            nx_export_free(m[i].exp, m[i].nexp);
+        }
+    }
+    free(m);
+    if (rc) {
+        if (all)
+            nx_export_free(all, k);
+        return rc;
+    }
+    qsort(all, k, sizeof(*all), exp_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < k; i++) {
+        nx_export_entry *prev = w ? &all[w - 1] : NULL;
+        if (prev && exp_cmp(prev, &all[i]) == 0 && prev->type == all[i].type) {
+            int r1 = nx_summary_merge(&prev->all, &all[i].all);
+            int r2 = nx_summary_merge(&prev->win, &all[i].win);
+            if ((r1 || r2) && !rc)
+                rc = r1 ? r1 : r2;
+            free(all[i].key);
+            free(all[i].tenant);
+            nx_summary_free(&all[i].all);
+            nx_summary_free(&all[i].win);
+            continue;
+        }
+        all[w++] = all[i];
+    }
+    if (rc) {
+        nx_export_free(all, w);
+        return rc;
+    }
+    *out = all;
+    *nout = w;
+    return 0;
+}
+
+int nx_server_engine_counts(nx_server *s, nx_engine_counts *per_shard)
+{
+    nx_shard_msg *m = msgs_new(s, NX_MSG_STATS, nx_now_ms());
+    if (!m)
+        return NX_ENOMEM;
+    fan_out(s, m);
+    for (int i = 0; i < s->n; i++)
+        per_shard[i] = m[i].counts;
+    free(m);
+    return 0;
+}

@@ -1,0 +1,135 @@
+/*
+ * nx_shard.h — one shard: a pinned thread that owns one nx_engine.
+ *
+ * Shared-nothing: the engine, the receive buffers, the TCP connections and
+ * the applier belong to the shard thread alone. Other threads talk to it
+ * only through its mailbox (nx_shard_msg) and read its counters (relaxed
+ * atomics written by the shard only, so readers see whole values, never a
+ * torn one).
+ *
+ * Loop (level-triggered epoll over the shard's UDP socket, its TCP listening
+ * socket and connections, the shared unix datagram socket, the mailbox
+ * eventfd). Every wakeup does bounded work per source — at most
+ * NX_UDP_ROUNDS recvmmsg calls, one read per TCP connection, NX_MBOX_BURST
+ * messages — so no source starves the others. The clock is read once per
+ * recvmmsg batch / TCP read and passed to the engine as the batch's recv_ms.
+ */
+#ifndef NX_SHARD_H
+#define NX_SHARD_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include "nexus.h"
+#include "server/nx_apply.h"
+#include "server/nx_config.h"
+#include "server/nx_mailbox.h"
+
+#define NX_UDP_ROUNDS 8
+#define NX_MBOX_BURST 64
+
+typedef enum nx_msg_kind {
+    NX_MSG_STOP = 1,
+    NX_MSG_INGEST,   /* apply batch, answer ingest result */
+    NX_MSG_SUMMARY,  /* read one stream over a window */
+    NX_MSG_STREAMS,  /* list a tenant's streams (optionally with window counts) */
+    NX_MSG_SERIES,   /* points of one stream */
+    NX_MSG_EXPORT,   /* every stream of every tenant (Prometheus) */
+    NX_MSG_STATS,    /* engine-side counts (tenants, streams, bytes) */
+} nx_msg_kind;
+
+/* One stream in a listing. */
+typedef struct nx_stream_info {
+    char *key;          /* owned */
+    nx_type type;
+    double count, sum;  /* over the asked window (when with_counts) */
+    int64_t last_update;
+} nx_stream_info;
+
+/* One stream for /metrics: all-time summary plus the quantile window. */
+typedef struct nx_export_entry {
+    char *tenant;       /* owned */
+    char *key;          /* owned */
+    nx_type type;
+    nx_summary all;
+    nx_summary win;     /* quantile types only (else empty) */
+} nx_export_entry;
+
+typedef struct nx_engine_counts {
+    uint64_t tenants, streams, bytes, events;
+    uint64_t rejected_late, rejected_future, rejected_quota, rejected_type;
+} nx_engine_counts;
+
+typedef struct nx_shard_msg {
+    nx_mbox_node node;  /* first: the mailbox links messages through it */
+    int kind;
+    nx_waiter *waiter;  /* signalled once the shard handled the message */
+    int rc;             /* 0 or NX_E* */
+    int64_t now_ms;     /* the query's "now", the same for every shard */
+    /* request */
+    const char *tenant;
+    size_t tenant_len;
+    const char *key;
+    size_t key_len;
+    uint32_t window_s;
+    int with_counts;
+    int64_t from_ms, to_ms;
+    uint32_t step_s;
+    nx_batch batch;
+    /* answers (owned by the sender once the waiter fired) */
+    nx_apply_result ingest;
+    int found;
+    nx_summary summary;
+    nx_stream_info *streams;
+    size_t nstreams;
+    nx_point *points;
+    size_t npoints;
+    nx_export_entry *exp;
+    size_t nexp;
+    nx_engine_counts counts;
+} nx_shard_msg;
+
+/* Counters written only by the shard thread. */
+typedef struct nx_shard_stats {
+    _Atomic uint64_t datagrams;     /* UDP + unix datagrams received */
+    _Atomic uint64_t bytes;         /* payload bytes received (all sources) */
+    _Atomic uint64_t tcp_reads;
+    _Atomic uint64_t lines;         /* StatsD lines seen */
+    _Atomic uint64_t events;        /* values applied */
+    _Atomic uint64_t rejected;      /* lines/values refused */
+    _Atomic uint64_t reasons[NX_SD_NREASONS];
+    _Atomic uint64_t kernel_drops_udp;  /* SO_RXQ_OVFL of the shard's UDP socket */
+    _Atomic uint64_t kernel_drops_unix; /* last SO_RXQ_OVFL seen on the unix socket */
+    _Atomic uint64_t tcp_conns;     /* open StatsD TCP connections */
+    _Atomic uint64_t tcp_accepted;
+    _Atomic uint64_t tcp_refused;   /* over max-tcp-conns */
+    _Atomic uint64_t messages;      /* mailbox messages handled */
+} nx_shard_stats;
+
+typedef struct nx_shard nx_shard;
+
+/* fds are handed over (the shard closes them); -1 when absent. unix_fd is
+ * shared and NOT closed by the shard. */
+int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int unix_fd,
+                    nx_shard **out);
+int nx_shard_start(nx_shard *sh);
+/* Sends NX_MSG_STOP and joins the thread (messages queued before are answered). */
+void nx_shard_stop(nx_shard *sh);
+void nx_shard_destroy(nx_shard *sh);
+
+void nx_shard_post(nx_shard *sh, nx_shard_msg *m);
+const nx_shard_stats *nx_shard_get_stats(const nx_shard *sh);
+int nx_shard_id(const nx_shard *sh);
+
+/*
+ * The apply path: every batch from every source goes through here (WAL
+ * replay too). Shard thread only. Deterministic given the batch.
+ */
+int nx_shard_apply(nx_shard *sh, const nx_batch *b, nx_apply_result *res);
+
+void nx_stream_infos_free(nx_stream_info *v, size_t n);
+void nx_export_free(nx_export_entry *v, size_t n);
+
+int64_t nx_now_ms(void);
+
+#endif
