@@ -833,7 +833,7 @@ static int series_tier(const nx_engine *e, const nx_stream *s, int64_t from_ms, 
         const nx_tier_spec *ts = &e->cfg.tiers[i];
         if (step_s % ts->step_s)
             continue;
-        int64_t oldest_idx = sec_of(clock < 0 ? 0 : clock) / ts->step_s - ts->buckets + 1;
+        int64_t oldest_idx = (clock < 0 ? 0 : clock) / ts->step_s - ts->buckets + 1;
         int64_t ret = (int64_t)ts->step_s * ts->buckets;
         bool covers = sec_of(from_ms) >= oldest_idx * (int64_t)ts->step_s;
         if (covers && (best < 0 || ts->step_s < e->cfg.tiers[best].step_s))

@@ -1,0 +1,521 @@
+/*
+ * test_engine.c — the engine facade: tenants and streams (create, find,
+ * delete, type mismatch, quotas), memory accounting (back to baseline after
+ * deletes, idle streams give their windows back, idle counter <= 512 bytes),
+ * key canonicalisation, gauges (+/- deltas, late sets), sample-rate weights,
+ * rejected inputs, series points from the right tier, summary merge.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "nexus.h"
+
+#define T0 1700000000000ll
+
+static nx_engine *mk_engine(void)
+{
+    nx_engine *e;
+    assert_int_equal(nx_engine_create(NULL, &e), 0);
+    return e;
+}
+
+static int upd(nx_stream *s, double v, double w, int64_t ts, int64_t now)
+{
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    u.value = v;
+    u.weight = w;
+    u.ts_ms = ts;
+    return nx_stream_update(s, &u, now);
+}
+
+static int count_cb(nx_tenant *t, void *arg)
+{
+    (void)t;
+    (*(int *)arg)++;
+    return 0;
+}
+static int scount_cb(nx_stream *s, void *arg)
+{
+    (void)s;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void test_tenants(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *a, *b, *c;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &a), 0);
+    assert_int_equal(nx_engine_tenant(e, "beta-1_x", 8, &b), 0);
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &c), 0);
+    assert_ptr_equal(a, c);
+    assert_string_equal(nx_tenant_id(b), "beta-1_x");
+    assert_int_equal(nx_engine_tenant(e, "Bad!", 4, &c), NX_EINVAL);
+    assert_int_equal(nx_engine_tenant(e, "", 0, &c), NX_EINVAL);
+    char big[70];
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(nx_engine_tenant(e, big, 65, &c), NX_EINVAL);
+    assert_int_equal(nx_engine_tenant(e, big, 64, &c), 0);
+    assert_int_equal(nx_engine_tenant_count(e), 3);
+    assert_ptr_equal(nx_engine_tenant_find(e, "acme", 4), a);
+    assert_null(nx_engine_tenant_find(e, "nope", 4));
+    /* many tenants: table growth and backward-shift deletes */
+    char id[32];
+    for (int i = 0; i < 2000; i++) {
+        int n = snprintf(id, sizeof(id), "t%d", i);
+        assert_int_equal(nx_engine_tenant(e, id, (size_t)n, &c), 0);
+    }
+    for (int i = 0; i < 2000; i += 2) {
+        int n = snprintf(id, sizeof(id), "t%d", i);
+        assert_int_equal(nx_engine_tenant_delete(e, id, (size_t)n), 0);
+        assert_int_equal(nx_engine_tenant_delete(e, id, (size_t)n), NX_ENOENT);
+    }
+    for (int i = 0; i < 2000; i++) {
+        int n = snprintf(id, sizeof(id), "t%d", i);
+        nx_tenant *f = nx_engine_tenant_find(e, id, (size_t)n);
+        if (i % 2)
+            assert_non_null(f);
+        else
+            assert_null(f);
+    }
+    int cnt = 0;
+    nx_engine_foreach_tenant(e, count_cb, &cnt);
+    assert_int_equal(cnt, 1003);
+    assert_int_equal(nx_engine_tenant_count(e), 1003);
+    nx_engine_destroy(e);
+}
+
+static void test_keys(void **st)
+{
+    (void)st;
+    char k1[128], k2[128];
+    nx_tag t1[] = {{"route", 5, "/x", 2}, {"host", 4, "a", 1}, {"canary", 6, NULL, 0}};
+    nx_tag t2[] = {{"host", 4, "a", 1}, {"canary", 6, NULL, 0}, {"route", 5, "/x", 2}};
+    int n1 = nx_stream_key_build("api.latency", 11, t1, 3, k1, sizeof(k1));
+    int n2 = nx_stream_key_build("api.latency", 11, t2, 3, k2, sizeof(k2));
+    assert_true(n1 > 0);
+    assert_int_equal(n1, n2);
+    assert_string_equal(k1, "api.latency|canary|host:a|route:/x");
+    assert_string_equal(k1, k2);
+    assert_int_equal((int)strlen(k1), n1);
+    nx_tag t3[] = {{"h", 1, "b", 1}, {"h", 1, "a", 1}};
+    assert_int_equal(nx_stream_key_build("m", 1, t3, 2, k1, sizeof(k1)), 9);
+    assert_string_equal(k1, "m|h:a|h:b");
+    assert_int_equal(nx_stream_key_build("m", 1, NULL, 0, k1, sizeof(k1)), 1);
+    assert_int_equal(nx_stream_key_build("", 0, NULL, 0, k1, sizeof(k1)), NX_EINVAL);
+    assert_int_equal(nx_stream_key_build("api.latency", 11, t1, 3, k1, 10), NX_ETOOBIG);
+    /* same stream whatever the tag order */
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_stream *a, *b;
+    assert_int_equal(nx_engine_tenant(e, "x", 1, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, k2, (size_t)n2, NX_TYPE_TIMER, &a), 0);
+    n1 = nx_stream_key_build("api.latency", 11, t1, 3, k1, sizeof(k1));
+    assert_int_equal(nx_tenant_stream(t, k1, (size_t)n1, NX_TYPE_TIMER, &b), 0);
+    assert_ptr_equal(a, b);
+    size_t len;
+    assert_string_equal(nx_stream_key(a, &len), k1);
+    assert_int_equal(len, (size_t)n1);
+    nx_engine_destroy(e);
+}
+
+static void test_streams_types_quota(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_stream *s, *s2;
+    nx_tenant_stats ts;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "reqs", 4, NX_TYPE_COUNTER, &s), 0);
+    assert_int_equal(nx_stream_type(s), NX_TYPE_COUNTER);
+    assert_int_equal(nx_tenant_stream(t, "reqs", 4, NX_TYPE_GAUGE, &s2), NX_ETYPE);
+    assert_int_equal(nx_tenant_stream(t, "reqs", 4, NX_TYPE_SET, &s2), NX_ETYPE);
+    assert_int_equal(nx_tenant_stream(t, "reqs", 4, NX_TYPE_COUNTER, &s2), 0);
+    assert_ptr_equal(s, s2);
+    assert_int_equal(nx_tenant_stream(t, "x", 1, NX_TYPE_NONE, &s2), NX_EINVAL);
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.rejected_type, 2);
+    assert_int_equal(ts.streams, 1);
+
+    nx_tenant_set_limits(t, 5, 0);
+    char key[16];
+    for (int i = 0; i < 4; i++) {
+        int n = snprintf(key, sizeof(key), "s%d", i);
+        assert_int_equal(nx_tenant_stream(t, key, (size_t)n, NX_TYPE_TIMER, &s2), 0);
+    }
+    assert_int_equal(nx_tenant_stream(t, "s9", 2, NX_TYPE_TIMER, &s2), NX_EQUOTA);
+    assert_int_equal(nx_tenant_stream(t, "s8", 2, NX_TYPE_TIMER, &s2), NX_EQUOTA);
+    /* existing streams are still found */
+    assert_int_equal(nx_tenant_stream(t, "s1", 2, NX_TYPE_TIMER, &s2), 0);
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.rejected_quota, 2);
+    assert_int_equal(ts.streams, 5);
+    int cnt = 0;
+    nx_tenant_foreach_stream(t, scount_cb, &cnt);
+    assert_int_equal(cnt, 5);
+
+    /* byte quota */
+    nx_tenant_set_limits(t, 0, ts.bytes);
+    assert_int_equal(nx_tenant_stream(t, "s7", 2, NX_TYPE_TIMER, &s2), NX_EQUOTA);
+    nx_tenant_set_limits(t, 0, ts.bytes + 100000);
+    assert_int_equal(nx_tenant_stream(t, "s7", 2, NX_TYPE_TIMER, &s2), 0);
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.rejected_quota, 3);
+    nx_engine_destroy(e);
+}
+
+static void test_memory_accounting(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_tenant_stats ts;
+    /* the tenant table itself stays allocated after a delete: warm it up */
+    assert_int_equal(nx_engine_tenant(e, "warm", 4, &t), 0);
+    assert_int_equal(nx_engine_tenant_delete(e, "warm", 4), 0);
+    uint64_t base = nx_engine_bytes(e);
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.bytes, 0);
+    static const nx_type types[] = {NX_TYPE_COUNTER, NX_TYPE_GAUGE, NX_TYPE_TIMER,
+                                    NX_TYPE_HISTOGRAM, NX_TYPE_DISTRIBUTION, NX_TYPE_SET};
+    char key[32];
+    int64_t now = T0;
+    for (int i = 0; i < 60; i++) {
+        int n = snprintf(key, sizeof(key), "m%d|host:h%d", i, i);
+        nx_stream *s;
+        nx_type ty = types[i % 6];
+        assert_int_equal(nx_tenant_stream(t, key, (size_t)n, ty, &s), 0);
+        for (int j = 0; j < 50; j++) {
+            nx_update u = {.value = j * 1.5 + 1, .weight = 1, .ts_ms = 0};
+            char mem[16];
+            if (ty == NX_TYPE_SET) {
+                u.member_len = (uint32_t)snprintf(mem, sizeof(mem), "u%d", j);
+                u.member = mem;
+            }
+            assert_int_equal(nx_stream_update(s, &u, now + j * 300), 0);
+        }
+    }
+    nx_tenant_get_stats(t, &ts);
+    uint64_t active = ts.bytes;
+    assert_true(active > 60 * 256);
+    assert_true(nx_engine_bytes(e) > base + active);
+    /* delete half the streams one by one: bytes drop by exactly their share */
+    for (int i = 0; i < 60; i += 2) {
+        int n = snprintf(key, sizeof(key), "m%d|host:h%d", i, i);
+        assert_int_equal(nx_tenant_stream_delete(t, key, (size_t)n), 0);
+        assert_int_equal(nx_tenant_stream_delete(t, key, (size_t)n), NX_ENOENT);
+    }
+    nx_tenant_get_stats(t, &ts);
+    assert_true(ts.bytes < active && ts.bytes > 0);
+    assert_int_equal(ts.streams, 30);
+    for (int i = 1; i < 60; i += 2) {
+        int n = snprintf(key, sizeof(key), "m%d|host:h%d", i, i);
+        assert_int_equal(nx_tenant_stream_delete(t, key, (size_t)n), 0);
+    }
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.bytes, 0);
+    assert_int_equal(ts.streams, 0);
+    assert_int_equal(nx_engine_tenant_delete(e, "acme", 4), 0);
+    assert_int_equal(nx_engine_bytes(e), base);
+    nx_engine_destroy(e);
+}
+
+/* An idle counter stream gives its windows and tiers back and costs <= 512 B. */
+static void test_idle_memory(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_stream *s;
+    nx_tenant_stats ts;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "http.requests|host:web-01|route:/api/v1/x", 41,
+                                      NX_TYPE_COUNTER, &s), 0);
+    nx_tenant_get_stats(t, &ts);
+    uint64_t fresh = ts.bytes;
+    assert_true(fresh <= 512);
+    for (int i = 0; i < 5000; i++)
+        assert_int_equal(upd(s, 1, 1, 0, T0 + i * 100), 0);
+    nx_tenant_get_stats(t, &ts);
+    uint64_t active = ts.bytes;
+    assert_true(active > fresh);
+    /* 25 hours later every window and tier expired */
+    nx_summary out;
+    int64_t later = T0 + 25ll * 3600 * 1000;
+    assert_int_equal(nx_stream_read(s, 60, later, &out), 0);
+    assert_true(out.count == 0);
+    nx_summary_free(&out);
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.bytes, fresh);
+    assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, later, &out), 0);
+    assert_true(out.count == 5000 && out.sum == 5000);
+    nx_summary_free(&out);
+    print_message("idle counter stream: %llu bytes, active: %llu bytes\n",
+                  (unsigned long long)fresh, (unsigned long long)active);
+    nx_engine_destroy(e);
+}
+
+static void test_gauges(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_stream *s;
+    nx_summary out;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "temp", 4, NX_TYPE_GAUGE, &s), 0);
+    int64_t now = T0;
+    nx_update u = {.value = 10, .weight = 1};
+    assert_int_equal(nx_stream_update(s, &u, now), 0);
+    u.gauge_delta = 1;
+    u.value = 5;
+    assert_int_equal(nx_stream_update(s, &u, now + 100), 0); /* 15 */
+    u.value = -3;
+    assert_int_equal(nx_stream_update(s, &u, now + 200), 0); /* 12 */
+    assert_int_equal(nx_stream_read(s, 10, now + 300, &out), 0);
+    assert_true(out.last == 12);
+    assert_true(out.last_ts == now + 200);
+    assert_true(out.count == 3 && out.sum == 10 + 15 + 12);
+    assert_true(out.min == 10 && out.max == 15);
+    nx_summary_free(&out);
+    /* a late set older than last_ts does not change last */
+    u.gauge_delta = 0;
+    u.value = 99;
+    u.ts_ms = now + 2000 - 30000;
+    assert_int_equal(nx_stream_update(s, &u, now + 2000), 0);
+    assert_int_equal(nx_stream_read(s, 60, now + 2000, &out), 0);
+    assert_true(out.last == 12);
+    assert_true(out.count == 4 && out.max == 99);
+    nx_summary_free(&out);
+    /* a newer set does; a delta then applies to it */
+    u.ts_ms = 0;
+    u.value = 7;
+    assert_int_equal(nx_stream_update(s, &u, now + 3000), 0);
+    u.gauge_delta = 1;
+    u.value = 1;
+    assert_int_equal(nx_stream_update(s, &u, now + 3100), 0);
+    assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, now + 3200, &out), 0);
+    assert_true(out.last == 8 && out.last_ts == now + 3100);
+    assert_true(out.count == 6);
+    nx_summary_free(&out);
+    nx_engine_destroy(e);
+}
+
+static void test_weights_rates_rejects(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_stream *c, *d, *set;
+    nx_summary out;
+    nx_tenant_stats ts;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "c", 1, NX_TYPE_COUNTER, &c), 0);
+    assert_int_equal(nx_tenant_stream(t, "d", 1, NX_TYPE_DISTRIBUTION, &d), 0);
+    assert_int_equal(nx_tenant_stream(t, "s", 1, NX_TYPE_SET, &set), 0);
+    int64_t now = T0;
+    /* counter with @0.1: each event counts as 10 increments of value */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(upd(c, 2, 10, 0, now + i * 100), 0);
+    assert_int_equal(nx_stream_read(c, 60, now + 10000, &out), 0);
+    assert_true(out.count == 1000 && out.sum == 2000);
+    assert_true(fabs(nx_summary_rate(&out, 60) - 2000.0 / 60) < 1e-12);
+    nx_summary_free(&out);
+    assert_int_equal(nx_stream_read(c, NX_WINDOW_ALL, now + 10000, &out), 0);
+    assert_true(out.first_ts == now);
+    assert_true(fabs(nx_summary_rate(&out, (now + 10000 - out.first_ts) / 1000.0) - 200) < 1e-9);
+    nx_summary_free(&out);
+    /* distribution: weights shift quantiles */
+    assert_int_equal(upd(d, 1, 1, 0, now), 0);
+    assert_int_equal(upd(d, 100, 99, 0, now), 0);
+    assert_int_equal(nx_stream_read(d, 10, now, &out), 0);
+    assert_true(out.count == 100);
+    double p50 = nx_summary_quantile(&out, 0.5);
+    assert_true(fabs(p50 - 100) <= 1.0 + 1e-9);
+    assert_true(fabs(nx_summary_quantile(&out, 0.0) - 1) <= 0.01 + 1e-9);
+    assert_true(isnan(nx_summary_quantile(&out, 1.5)));
+    assert_true(isnan(nx_summary_distinct(&out)));
+    assert_true(nx_summary_stddev(&out) > 0);
+    nx_summary_free(&out);
+    /* sets */
+    for (int i = 0; i < 1000; i++) {
+        char m[16];
+        nx_update u = {.weight = 1};
+        u.member_len = (uint32_t)snprintf(m, sizeof(m), "user%d", i % 100);
+        u.member = m;
+        assert_int_equal(nx_stream_update(set, &u, now + i), 0);
+    }
+    assert_int_equal(nx_stream_read(set, 60, now + 1000, &out), 0);
+    assert_true(out.count == 1000);
+    assert_true(fabs(nx_summary_distinct(&out) - 100) < 2);
+    assert_true(fabs(nx_summary_rate(&out, 60) - 1000.0 / 60) < 1e-9);
+    nx_summary_free(&out);
+    /* rejects */
+    assert_int_equal(upd(c, NAN, 1, 0, now), NX_EINVAL);
+    assert_int_equal(upd(c, INFINITY, 1, 0, now), NX_EINVAL);
+    assert_int_equal(upd(c, 1, 0, 0, now), NX_EINVAL);
+    assert_int_equal(upd(c, 1, -1, 0, now), NX_EINVAL);
+    nx_update nomember = {.weight = 1};
+    assert_int_equal(nx_stream_update(set, &nomember, now), NX_EINVAL);
+    assert_int_equal(upd(c, 1, 1, now + 20000 - 61000, now + 20000), NX_ETOOLATE);
+    assert_int_equal(upd(c, 1, 1, now + 20000 + 11000, now + 20000), NX_EFUTURE);
+    /* a clock that steps back is treated as the stream's newest now */
+    assert_int_equal(upd(c, 1, 1, now + 20000 - 50000, now + 5000), 0);
+    assert_int_equal(upd(c, 1, 1, now + 20000 - 70000, now + 5000), NX_ETOOLATE);
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.rejected_late, 2);
+    assert_int_equal(ts.rejected_future, 1);
+    assert_int_equal(ts.events, 100 + 2 + 1000 + 1);
+    assert_int_equal(nx_stream_last_update(c), now + 9900);
+    assert_int_equal(nx_stream_read(c, 42, now, &out), NX_EINVAL);
+    nx_engine_destroy(e);
+}
+
+/* Series: points per step from the finest tier that covers `from`. */
+static void test_series(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_stream *s;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "lat", 3, NX_TYPE_TIMER, &s), 0);
+    int64_t start = (T0 / 60000) * 60000; /* minute aligned */
+    /* 3 hours, one event every 2 s, value = minute index */
+    int64_t now = start;
+    for (int i = 0; i < 3 * 3600 / 2; i++) {
+        now = start + (int64_t)i * 2000;
+        assert_int_equal(upd(s, (double)(i / 30), 1, 0, now), 0);
+    }
+    nx_point pts[512];
+    /* last 2 hours at 60 s: only the 60 s tier retains it */
+    int n = nx_stream_series(s, now - 7200000, now + 1, 60, now, pts, 512);
+    assert_true(n >= 120 && n <= 121);
+    for (int i = 0; i < n; i++) {
+        int64_t minute = (pts[i].ts_ms - start) / 60000;
+        assert_true(pts[i].ts_ms % 60000 == 0);
+        assert_true(pts[i].count == 30);
+        assert_true(pts[i].min == (double)minute && pts[i].max == (double)minute);
+        assert_true(pts[i].sum == 30.0 * (double)minute);
+    }
+    /* last 100 s at 1 s: 1 s tier; every other second has one event */
+    n = nx_stream_series(s, now - 100000, now + 1, 1, now, pts, 512);
+    assert_true(n >= 50 && n <= 51);
+    for (int i = 0; i < n; i++)
+        assert_true(pts[i].count == 1 && (pts[i].ts_ms - start) % 2000 == 0);
+    /* 10 s steps over 30 min: 10 s tier, 5 events per point */
+    n = nx_stream_series(s, now - 1800000, now + 1, 10, now, pts, 512);
+    assert_true(n >= 180 && n <= 181);
+    for (int i = 1; i < n - 1; i++)
+        assert_true(pts[i].count == 5);
+    /* max bounds the output */
+    assert_int_equal(nx_stream_series(s, now - 1800000, now + 1, 10, now, pts, 7), 7);
+    assert_int_equal(nx_stream_series(s, now, now - 1, 10, now, pts, 7), NX_EINVAL);
+    assert_int_equal(nx_stream_series(s, now - 1000, now + 1, 10, now, pts, 7), 0 + 1);
+    nx_engine_destroy(e);
+}
+
+/* Summaries of the same stream on two shards merge into the whole. */
+static void test_summary_merge(void **st)
+{
+    (void)st;
+    nx_engine *e1 = mk_engine(), *e2 = mk_engine(), *e3 = mk_engine();
+    nx_tenant *t1, *t2, *t3;
+    nx_stream *s1, *s2, *s3;
+    assert_int_equal(nx_engine_tenant(e1, "a", 1, &t1), 0);
+    assert_int_equal(nx_engine_tenant(e2, "a", 1, &t2), 0);
+    assert_int_equal(nx_engine_tenant(e3, "a", 1, &t3), 0);
+    assert_int_equal(nx_tenant_stream(t1, "x", 1, NX_TYPE_TIMER, &s1), 0);
+    assert_int_equal(nx_tenant_stream(t2, "x", 1, NX_TYPE_TIMER, &s2), 0);
+    assert_int_equal(nx_tenant_stream(t3, "x", 1, NX_TYPE_TIMER, &s3), 0);
+    for (int i = 0; i < 2000; i++) {
+        double v = 1 + (i * 7919 % 1000);
+        assert_int_equal(upd(i % 2 ? s1 : s2, v, 1, 0, T0 + i * 10), 0);
+        assert_int_equal(upd(s3, v, 1, 0, T0 + i * 10), 0);
+    }
+    nx_summary a, b, c;
+    int64_t now = T0 + 20000;
+    assert_int_equal(nx_stream_read(s1, 60, now, &a), 0);
+    assert_int_equal(nx_stream_read(s2, 60, now, &b), 0);
+    assert_int_equal(nx_stream_read(s3, 60, now, &c), 0);
+    assert_int_equal(nx_summary_merge(&a, &b), 0);
+    assert_true(a.count == c.count && a.sum == c.sum && a.min == c.min && a.max == c.max);
+    assert_true(fabs(a.mean - c.mean) < 1e-9 * c.mean);
+    assert_true(fabs(nx_summary_stddev(&a) - nx_summary_stddev(&c)) < 1e-9 * nx_summary_stddev(&c));
+    for (double q = 0; q <= 1; q += 0.05)
+        assert_true(nx_summary_quantile(&a, q) == nx_summary_quantile(&c, q));
+    nx_summary empty;
+    nx_summary_init(&empty, NX_TYPE_TIMER, 60);
+    assert_int_equal(nx_summary_merge(&empty, &c), 0);
+    assert_true(empty.count == c.count && nx_summary_quantile(&empty, 0.5) == nx_summary_quantile(&c, 0.5));
+    nx_summary other;
+    nx_summary_init(&other, NX_TYPE_SET, 60);
+    assert_int_equal(nx_summary_merge(&other, &c), NX_EINVAL);
+    nx_summary_free(&empty);
+    nx_summary_free(&a);
+    nx_summary_free(&b);
+    nx_summary_free(&c);
+    nx_engine_destroy(e1);
+    nx_engine_destroy(e2);
+    nx_engine_destroy(e3);
+}
+
+static void test_config(void **st)
+{
+    (void)st;
+    nx_engine_config cfg;
+    nx_engine_config_default(&cfg);
+    assert_true(cfg.alpha == 0.01 && cfg.nwindows == 4 && cfg.ntiers == 3);
+    assert_int_equal(cfg.windows[1].length_s, 60);
+    assert_int_equal(cfg.windows[1].bucket_s, 5);
+    nx_engine *e;
+    cfg.windows[0].bucket_s = 3; /* 10 % 3 != 0 */
+    assert_int_equal(nx_engine_create(&cfg, &e), NX_EINVAL);
+    nx_engine_config_default(&cfg);
+    cfg.alpha = 0;
+    assert_int_equal(nx_engine_create(&cfg, &e), NX_EINVAL);
+    nx_engine_config_default(&cfg);
+    cfg.nwindows = 1;
+    cfg.windows[0] = (nx_window_spec){120, 10};
+    assert_int_equal(nx_engine_create(&cfg, &e), 0);
+    assert_int_equal(nx_engine_config_of(e)->windows[0].length_s, 120);
+    nx_tenant *t;
+    nx_stream *s;
+    nx_summary out;
+    assert_int_equal(nx_engine_tenant(e, "a", 1, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "c", 1, NX_TYPE_COUNTER, &s), 0);
+    assert_int_equal(upd(s, 1, 1, 0, T0), 0);
+    assert_int_equal(nx_stream_read(s, 60, T0, &out), NX_EINVAL);
+    assert_int_equal(nx_stream_read(s, 120, T0, &out), 0);
+    assert_true(out.count == 1 && out.window_s == 120);
+    nx_summary_free(&out);
+    nx_engine_destroy(e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tenants),
+        cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_streams_types_quota),
+        cmocka_unit_test(test_memory_accounting),
+        cmocka_unit_test(test_idle_memory),
+        cmocka_unit_test(test_gauges),
+        cmocka_unit_test(test_weights_rates_rejects),
+        cmocka_unit_test(test_series),
+        cmocka_unit_test(test_summary_merge),
+        cmocka_unit_test(test_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
