@@ -708,17 +708,12 @@ static const char *fn_name(int fn)
     return fn >= 0 && fn < NX_UDF_FN_COUNT ? names[fn] : "?";
 }
 
-static int64_t thread_cpu_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Starts a CPU budget window covering all the calls of one API operation. */
+/* Starts a CPU budget window covering all the calls of one API operation.
+ * No clock read here: the glue reads the thread CPU clock when the first
+ * fuel chunk runs out and the window starts then (at most one chunk late). */
 static void budget_start(nx_udf_instance *in)
 {
-    in->ctl.cpu_budget_ns = thread_cpu_ns() + (int64_t)in->lim.cpu_budget_us * 1000;
+    in->ctl.deadline_ns = 0;
 }
 
 static int disable(nx_udf_instance *in, int fn, int trap)
@@ -821,6 +816,7 @@ int nx_udf_instance_create(nx_udf_module *m, const nx_udf_limits *lim, const cha
     in->ctl.max_depth = in->lim.max_depth;
     in->ctl.stack_bytes = in->lim.stack_kib * 1024u;
     in->ctl.fuel_chunk = in->lim.fuel_chunk ? in->lim.fuel_chunk : 4096;
+    in->ctl.budget_ns = (int64_t)in->lim.cpu_budget_us * 1000;
     in->ctl.log = log;
     in->ctl.log_arg = log_arg;
     budget_start(in);

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NX_UDF_GLUE_ABI 3u
+#define NX_UDF_GLUE_ABI 4u
 #define NX_UDF_VTABLE_SYM "nx_udf_module_vtable"
 
 /* Which module export nx_udf_vtable.call() invokes. */
@@ -64,8 +64,12 @@ typedef struct nx_udf_ctl {
     uint32_t max_depth;      /* wasm call depth cap                        */
     uint32_t stack_bytes;    /* native stack the module may use per call   */
     uint32_t fuel_chunk;     /* ticks between two CPU-clock reads          */
-    int64_t cpu_budget_ns;   /* absolute deadline: thread CPU clock (ns) at
-                                which a running call traps (host sets it)  */
+    int64_t budget_ns;       /* thread CPU time per host operation         */
+    int64_t deadline_ns;     /* thread CPU clock at which a running call
+                                traps; 0 = not started yet: the host zeroes
+                                it per operation (no clock read), the glue
+                                sets it the first time a fuel chunk runs
+                                out, so short calls never read the clock   */
     void (*log)(void *arg, const char *msg, size_t len); /* nx.log import  */
     void *log_arg;
     /* written by the glue: */
