@@ -9,7 +9,8 @@
  *     starting with "nexusd_" get a "x_" prefix (nexusd's own namespace);
  *   - counters are `<name>_total` (counter), timers/histograms/distributions
  *     are summaries `<name>{quantile=...}`, `<name>_sum`, `<name>_count`,
- *     gauges are `<name>` (gauge, last value) and sets `<name>_distinct`
+ *     gauges are `<name>` (gauge, last value; `<name>_value` when the name
+ *     ends in _count/_sum/_bucket/_total) and sets `<name>_distinct`
  *     (gauge, HyperLogLog estimate);
  *   - each family is written once, contiguously, with HELP and TYPE; when two
  *     streams map to one family name with different types, the later types
@@ -161,6 +162,13 @@ static char *family_of(const nx_export_entry *e, const char *extra)
     /* don't double the suffix (a counter already called x_total) */
     if (*suf && bl >= strlen(suf) && !strcmp(base + bl - strlen(suf), suf))
         suf = "";
+    /* promtool lint: only summaries/histograms may end in _count/_sum/_bucket */
+    if (e->type == NX_TYPE_GAUGE && !*extra) {
+        static const char *const res[] = {"_count", "_sum", "_bucket", "_total"};
+        for (size_t i = 0; i < 4; i++)
+            if (bl >= strlen(res[i]) && !strcmp(base + bl - strlen(res[i]), res[i]))
+                suf = "_value";
+    }
     char *out = malloc(bl + 64);
     if (!out)
         return NULL;
@@ -269,9 +277,9 @@ static void own_stats(FILE *f, nx_server *srv, int64_t now)
         FAM("nexusd_streams", "gauge", "Streams held by a shard.");
         for (int i = 0; i < n; i++)
             fprintf(f, "nexusd_streams{shard=\"%d\"} %llu\n", i, (unsigned long long)ec[i].streams);
-        FAM("nexusd_summary_bytes", "gauge", "Heap bytes owned by summaries.");
+        FAM("nexusd_stream_memory_bytes", "gauge", "Heap bytes owned by summaries.");
         for (int i = 0; i < n; i++)
-            fprintf(f, "nexusd_summary_bytes{shard=\"%d\"} %llu\n", i, (unsigned long long)ec[i].bytes);
+            fprintf(f, "nexusd_stream_memory_bytes{shard=\"%d\"} %llu\n", i, (unsigned long long)ec[i].bytes);
     }
     long pages = 0, rss = 0;
     FILE *sm = fopen("/proc/self/statm", "r");

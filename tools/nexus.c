@@ -1,0 +1,536 @@
+/*
+ * nexus.c — the command-line client of nexusd's HTTP API.
+ *
+ *   nexus send [LINE...]            StatsD lines from args or stdin -> POST /v1/ingest
+ *   nexus query METRIC [--tags k:v,..] [--window 1m] [--q 0.5,0.99] [--json]
+ *   nexus streams [--prefix P] [--json]
+ *   nexus stats [--json]
+ *   nexus top [--window 10s] [--n 20] [--interval S] [--once]
+ *   nexus health
+ * Global: --tenant ID (open mode only), env NEXUS_URL (default
+ * http://127.0.0.1:8080) and NEXUS_TOKEN (sent as a Bearer token).
+ *
+ * Design: a small blocking HTTP/1.0 client over a TCP socket (one request
+ * per connection, Connection: close; the server answers with Content-Length
+ * or closes), JSON parsed with jansson. No libcurl: nothing here needs TLS,
+ * redirects or keep-alive. Exit status: 0 ok, 1 server/network error or
+ * not found, 2 usage.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct opts {
+    const char *tenant, *tags, *window, *q, *prefix;
+    int json, once, n;
+    double interval;
+} opts;
+
+typedef struct resp {
+    int status;
+    char *body;
+    size_t len;
+} resp;
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: nexus [--tenant ID] COMMAND [ARGS]\n"
+            "  send [LINE...]              send StatsD lines (args, or stdin) via POST /v1/ingest\n"
+            "  query METRIC [--tags k:v,..] [--window 1m|all] [--q 0.5,0.99] [--json]\n"
+            "  streams [--prefix P] [--json]\n"
+            "  stats [--json]\n"
+            "  top [--window 10s] [--n 20] [--interval 1] [--once]\n"
+            "  health\n"
+            "env: NEXUS_URL (default http://127.0.0.1:8080), NEXUS_TOKEN\n");
+}
+
+/* ---- HTTP ---------------------------------------------------------------- */
+
+static int url_parts(char *host, size_t hn, char *port, size_t pn, char *base, size_t bn)
+{
+    const char *u = getenv("NEXUS_URL");
+    if (!u || !*u)
+        u = "http://127.0.0.1:8080";
+    if (strncmp(u, "http://", 7) != 0) {
+        fprintf(stderr, "nexus: NEXUS_URL must start with http://\n");
+        return -1;
+    }
+    u += 7;
+    const char *slash = strchr(u, '/');
+    size_t hl = slash ? (size_t)(slash - u) : strlen(u);
+    char hp[256];
+    if (hl >= sizeof(hp))
+        return -1;
+    memcpy(hp, u, hl);
+    hp[hl] = 0;
+    snprintf(base, bn, "%s", slash ? slash : "");
+    size_t bl = strlen(base);
+    if (bl && base[bl - 1] == '/')
+        base[bl - 1] = 0;
+    char *colon = hp[0] == '[' ? strstr(hp, "]:") : strrchr(hp, ':');
+    if (hp[0] == '[') {
+        char *rb = strchr(hp, ']');
+        if (!rb)
+            return -1;
+        *rb = 0;
+        snprintf(host, hn, "%s", hp + 1);
+        snprintf(port, pn, "%s", colon ? colon + 2 : "80");
+    } else {
+        if (colon)
+            *colon = 0;
+        snprintf(host, hn, "%s", hp);
+        snprintf(port, pn, "%s", colon ? colon + 1 : "80");
+    }
+    return 0;
+}
+
+static int http(const char *method, const char *path, const char *body, size_t blen, resp *r)
+{
+    char host[256], port[16], base[256];
+    memset(r, 0, sizeof(*r));
+    if (url_parts(host, sizeof(host), port, sizeof(port), base, sizeof(base)))
+        return -1;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+    int e = getaddrinfo(host, port, &hints, &ai);
+    if (e) {
+        fprintf(stderr, "nexus: %s: %s\n", host, gai_strerror(e));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *a = ai; a; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype, 0);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+            break;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(ai);
+    if (fd < 0) {
+        fprintf(stderr, "nexus: cannot connect to %s:%s: %s\n", host, port, strerror(errno));
+        return -1;
+    }
+    const char *tok = getenv("NEXUS_TOKEN");
+    char *hdr = NULL;
+    int hl = asprintf(&hdr,
+                      "%s %s%s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\nUser-Agent: nexus\r\n"
+                      "%s%s%sContent-Length: %zu\r\n\r\n",
+                      method, base, path, host, tok && *tok ? "Authorization: Bearer " : "",
+                      tok && *tok ? tok : "", tok && *tok ? "\r\n" : "", blen);
+    if (hl < 0) {
+        close(fd);
+        return -1;
+    }
+    int ok = 1;
+    const char *parts[2] = {hdr, body};
+    size_t lens[2] = {(size_t)hl, blen};
+    for (int k = 0; k < 2 && ok; k++) {
+        size_t off = 0;
+        while (off < lens[k]) {
+            ssize_t w = write(fd, parts[k] + off, lens[k] - off);
+            if (w <= 0) {
+                ok = 0;
+                break;
+            }
+            off += (size_t)w;
+        }
+    }
+    free(hdr);
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    while (ok && buf) {
+        if (len + 4096 > cap) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb)
+                break;
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - len - 1);
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    if (!buf || !ok || len < 12) {
+        free(buf);
+        fprintf(stderr, "nexus: no answer from %s:%s\n", host, port);
+        return -1;
+    }
+    buf[len] = 0;
+    r->status = atoi(buf + 9);
+    char *sep = strstr(buf, "\r\n\r\n");
+    size_t boff = sep ? (size_t)(sep - buf) + 4 : len;
+    r->len = len - boff;
+    r->body = malloc(r->len + 1);
+    if (!r->body) {
+        free(buf);
+        return -1;
+    }
+    memcpy(r->body, buf + boff, r->len);
+    r->body[r->len] = 0;
+    free(buf);
+    return 0;
+}
+
+/* percent-encodes s onto the end of out */
+static void append_enc(char *out, size_t cap, const char *key, const char *s)
+{
+    size_t o = strlen(out);
+    o += (size_t)snprintf(out + o, cap - o, "%s%s=", strchr(out, '?') ? "&" : "?", key);
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s && o + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-_.~", c))
+            out[o++] = (char)c;
+        else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = 0;
+}
+
+static json_t *get_json(const char *path, int *status)
+{
+    resp r;
+    if (http("GET", path, "", 0, &r))
+        return NULL;
+    *status = r.status;
+    json_error_t je;
+    json_t *j = json_loadb(r.body, r.len, 0, &je);
+    if (!j)
+        fprintf(stderr, "nexus: bad answer (HTTP %d): %.200s\n", r.status, r.body);
+    free(r.body);
+    return j;
+}
+
+static int print_error(json_t *j, int status)
+{
+    const char *e = json_string_value(json_object_get(j, "error"));
+    const char *c = json_string_value(json_object_get(j, "code"));
+    fprintf(stderr, "nexus: HTTP %d: %s (%s)\n", status, e ? e : "?", c ? c : "?");
+    return 1;
+}
+
+static void dump(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+    if (s) {
+        puts(s);
+        free(s);
+    }
+}
+
+static void fmt_num(char *buf, size_t n, json_t *v)
+{
+    if (!v || json_is_null(v))
+        snprintf(buf, n, "-");
+    else if (json_is_integer(v))
+        snprintf(buf, n, "%lld", (long long)json_integer_value(v));
+    else {
+        double d = json_number_value(v);
+        if (d == floor(d) && fabs(d) < 1e15)
+            snprintf(buf, n, "%.0f", d);
+        else
+            snprintf(buf, n, "%.6g", d);
+    }
+}
+
+/* ---- commands --------------------------------------------------------------- */
+
+static int cmd_send(opts *o, int argc, char **argv)
+{
+    char *body = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&body, &len);
+    if (!f)
+        return 1;
+    if (argc > 0) {
+        for (int i = 0; i < argc; i++)
+            fprintf(f, "%s\n", argv[i]);
+    } else {
+        char buf[65536];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+            fwrite(buf, 1, n, f);
+    }
+    fclose(f);
+    char path[512] = "/v1/ingest";
+    if (o->tenant)
+        append_enc(path, sizeof(path), "tenant", o->tenant);
+    resp r;
+    int rc = http("POST", path, body, len, &r);
+    free(body);
+    if (rc)
+        return 1;
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    int status = r.status;
+    free(r.body);
+    if (!j) {
+        fprintf(stderr, "nexus: bad answer (HTTP %d)\n", status);
+        return 1;
+    }
+    if (status != 200) {
+        rc = print_error(j, status);
+        json_decref(j);
+        return rc;
+    }
+    if (o->json) {
+        dump(j);
+    } else {
+        printf("accepted %lld, rejected %lld", (long long)json_integer_value(json_object_get(j, "accepted")),
+               (long long)json_integer_value(json_object_get(j, "rejected")));
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(j, "errors"), k, v)
+            printf(" %s=%lld", k, (long long)json_integer_value(v));
+        printf("\n");
+    }
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_query(opts *o, const char *metric)
+{
+    char path[8192] = "/v1/summary";
+    append_enc(path, sizeof(path), "metric", metric);
+    if (o->tags)
+        append_enc(path, sizeof(path), "tags", o->tags);
+    append_enc(path, sizeof(path), "window", o->window ? o->window : "1m");
+    if (o->q)
+        append_enc(path, sizeof(path), "q", o->q);
+    if (o->tenant)
+        append_enc(path, sizeof(path), "tenant", o->tenant);
+    int status = 0;
+    json_t *j = get_json(path, &status);
+    if (!j)
+        return 1;
+    int rc = 0;
+    if (status != 200)
+        rc = print_error(j, status);
+    else if (o->json)
+        dump(j);
+    else {
+        printf("%s", json_string_value(json_object_get(j, "metric")));
+        const char *k;
+        json_t *v;
+        int first = 1;
+        json_object_foreach(json_object_get(j, "tags"), k, v) {
+            printf("%s%s:%s", first ? " {" : ",", k, json_string_value(v));
+            first = 0;
+        }
+        printf("%s  (%s, tenant %s, window %s)\n", first ? "" : "}",
+               json_string_value(json_object_get(j, "type")),
+               json_string_value(json_object_get(j, "tenant")),
+               json_string_value(json_object_get(j, "window")));
+        static const char *const fields[] = {"count", "sum", "min", "max", "mean", "stddev",
+                                             "rate", "last", "distinct", "alpha"};
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+            json_t *val = json_object_get(j, fields[i]);
+            if (!val)
+                continue;
+            char b[64];
+            fmt_num(b, sizeof(b), val);
+            printf("  %-10s %s\n", fields[i], b);
+        }
+        json_object_foreach(json_object_get(j, "quantiles"), k, v) {
+            char b[64], name[40];
+            fmt_num(b, sizeof(b), v);
+            snprintf(name, sizeof(name), "p%g", atof(k) * 100);
+            printf("  %-10s %s\n", name, b);
+        }
+        size_t i;
+        json_array_foreach(json_object_get(j, "top"), i, v) {
+            char b[64];
+            fmt_num(b, sizeof(b), json_object_get(v, "count"));
+            printf("  top%-7zu %s (%s)\n", i + 1, json_string_value(json_object_get(v, "member")), b);
+        }
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_streams(opts *o)
+{
+    char path[4096] = "/v1/streams";
+    if (o->prefix)
+        append_enc(path, sizeof(path), "prefix", o->prefix);
+    if (o->tenant)
+        append_enc(path, sizeof(path), "tenant", o->tenant);
+    int status = 0;
+    json_t *j = get_json(path, &status);
+    if (!j)
+        return 1;
+    int rc = 0;
+    if (status != 200)
+        rc = print_error(j, status);
+    else if (o->json)
+        dump(j);
+    else {
+        size_t i;
+        json_t *v;
+        printf("%-14s %s\n", "TYPE", "STREAM");
+        json_array_foreach(json_object_get(j, "streams"), i, v)
+            printf("%-14s %s\n", json_string_value(json_object_get(v, "type")),
+                   json_string_value(json_object_get(v, "key")));
+        printf("%lld streams\n", (long long)json_integer_value(json_object_get(j, "count")));
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_stats(opts *o)
+{
+    int status = 0;
+    json_t *j = get_json("/v1/stats", &status);
+    if (!j)
+        return 1;
+    int rc = 0;
+    if (status != 200)
+        rc = print_error(j, status);
+    else if (o->json)
+        dump(j);
+    else {
+        json_t *t = json_object_get(j, "totals");
+        char b[64];
+        printf("uptime %.0fs, %lld shards, rss %.1f MiB, %lld SSE subscribers\n",
+               json_number_value(json_object_get(j, "uptime_s")),
+               (long long)json_integer_value(json_object_get(j, "shards")),
+               (double)json_integer_value(json_object_get(j, "rss_bytes")) / 1048576.0,
+               (long long)json_integer_value(json_object_get(j, "subscribers")));
+        static const char *const f[] = {"datagrams", "lines", "events", "rejected", "kernel_drops",
+                                        "streams", "summary_bytes"};
+        for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+            fmt_num(b, sizeof(b), json_object_get(t, f[i]));
+            printf("  %-14s %s\n", f[i], b);
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(json_object_get(t, "rejected_by_reason"), k, v)
+            printf("  rejected:%-16s %lld\n", k, (long long)json_integer_value(v));
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int top_frame(opts *o, int clear)
+{
+    char path[512] = "/v1/streams";
+    char nbuf[16];
+    snprintf(nbuf, sizeof(nbuf), "%d", o->n);
+    append_enc(path, sizeof(path), "top", nbuf);
+    append_enc(path, sizeof(path), "window", o->window ? o->window : "10s");
+    if (o->tenant)
+        append_enc(path, sizeof(path), "tenant", o->tenant);
+    int status = 0;
+    json_t *j = get_json(path, &status);
+    if (!j)
+        return 1;
+    if (status != 200) {
+        int rc = print_error(j, status);
+        json_decref(j);
+        return rc;
+    }
+    if (clear)
+        printf("\033[H\033[2J");
+    time_t now = time(NULL);
+    char ts[32];
+    strftime(ts, sizeof(ts), "%H:%M:%S", localtime(&now));
+    printf("nexus top — tenant %s, %lld streams, window %s, %s\n\n",
+           json_string_value(json_object_get(j, "tenant")),
+           (long long)json_integer_value(json_object_get(j, "count")),
+           json_string_value(json_object_get(j, "window")), ts);
+    printf("%12s %12s %-13s %s\n", "RATE/s", "COUNT", "TYPE", "STREAM");
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "streams"), i, v) {
+        char r[64], c[64];
+        fmt_num(r, sizeof(r), json_object_get(v, "rate"));
+        fmt_num(c, sizeof(c), json_object_get(v, "count"));
+        printf("%12s %12s %-13s %s\n", r, c, json_string_value(json_object_get(v, "type")),
+               json_string_value(json_object_get(v, "key")));
+    }
+    fflush(stdout);
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_top(opts *o)
+{
+    if (o->once)
+        return top_frame(o, 0);
+    for (;;) {
+        if (top_frame(o, 1))
+            return 1;
+        struct timespec ts = {.tv_sec = (time_t)o->interval,
+                              .tv_nsec = (long)((o->interval - (double)(time_t)o->interval) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static int cmd_health(void)
+{
+    int status = 0;
+    json_t *j = get_json("/v1/health", &status);
+    if (!j)
+        return 1;
+    dump(j);
+    json_decref(j);
+    return status == 200 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {.n = 20, .interval = 1.0};
+    char *pos[256];
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (!strcmp(a, "--json")) o.json = 1;
+        else if (!strcmp(a, "--once")) o.once = 1;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
+        else if (!strcmp(a, "--tenant")) dst = &o.tenant;
+        else if (!strcmp(a, "--tags")) dst = &o.tags;
+        else if (!strcmp(a, "--window")) dst = &o.window;
+        else if (!strcmp(a, "--q")) dst = &o.q;
+        else if (!strcmp(a, "--prefix")) dst = &o.prefix;
+        else if (!strcmp(a, "--n") || !strcmp(a, "--interval")) {
+            if (i + 1 >= argc) { usage(); return 2; }
+            if (a[2] == 'n') o.n = atoi(argv[++i]);
+            else o.interval = atof(argv[++i]);
+            if (o.n <= 0 || !(o.interval > 0)) { usage(); return 2; }
+        } else if (npos < 256) pos[npos++] = argv[i];
+        if (dst) {
+            if (i + 1 >= argc) { usage(); return 2; }
+            *dst = argv[++i];
+        }
+    }
+    if (npos == 0) {
+        usage();
+        return 2;
+    }
+    const char *cmd = pos[0];
+    if (!strcmp(cmd, "send")) return cmd_send(&o, npos - 1, pos + 1);
+    if (!strcmp(cmd, "query")) {
+        if (npos != 2) { usage(); return 2; }
+        return cmd_query(&o, pos[1]);
+    }
+    if (!strcmp(cmd, "streams")) return cmd_streams(&o);
+    if (!strcmp(cmd, "stats")) return cmd_stats(&o);
+    if (!strcmp(cmd, "top")) return cmd_top(&o);
+    if (!strcmp(cmd, "health")) return cmd_health();
+    usage();
+    return 2;
+}
