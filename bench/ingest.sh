@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# bench/ingest.sh — issue 3's ingest benchmark: nexusd alone, driven over UDP
+# by nx-loadgen with StatsD lines from 10,000 tenants x 10 metrics.
+#
+# Prints (one "name value unit" line per figure, as every benchmark here):
+#   ingest_lossless_rate   highest offered rate whose lines nexusd applied
+#                          with < 0.1% loss AND caught up within 0.25 s +
+#                          10% of the probe after the sender stopped (loss =
+#                          sent - delta of /v1/stats totals.events)
+#   query_p50 / query_p99  single-stream GET /v1/summary latency (one
+#                          keep-alive connection, 200 queries/s, measured by
+#                          nx-loadgen in C) while sending at that rate
+# and writes the raw probes to bench/results/ingest-<UTC time>.json.
+#
+# Environment: BUILD (build/release), SHARDS (nexusd --shards, default its
+# own), THREADS (loadgen threads, 1), PROBE_S (2), DGRAM_BYTES (1400),
+# START_RATE (250000), MAX_RATE (64000000), QUERY_S (5).
+# nexusd and the load generator share this machine's cores, as the issue asks.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BUILD=${BUILD:-build/release}
+SHARDS=${SHARDS:-0}
+THREADS=${THREADS:-1}
+PROBE_S=${PROBE_S:-2}
+DGRAM_BYTES=${DGRAM_BYTES:-1400}
+START_RATE=${START_RATE:-250000}
+MAX_RATE=${MAX_RATE:-64000000}
+QUERY_S=${QUERY_S:-5}
+NEXUSD=$BUILD/bin/nexusd
+LOADGEN=$BUILD/bin/nx-loadgen
+
+make -j2 BUILD="$BUILD" "$NEXUSD" "$LOADGEN" >/dev/null
+
+TMP=$(mktemp -d /tmp/nx-ingest.XXXXXX)
+NX_PID=
+cleanup() {
+    if [ -n "$NX_PID" ] && kill -0 "$NX_PID" 2>/dev/null; then
+        kill -TERM "$NX_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$NX_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$NX_PID" 2>/dev/null || true
+    fi
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() { # $1 = tcp|udp
+    python3 -c "import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM if sys.argv[1]=='udp' else socket.SOCK_STREAM); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])" "$1"
+}
+UDP=$(free_port udp)
+HTTP=$(free_port tcp)
+args=(--data-dir "$TMP/data" --http "127.0.0.1:$HTTP" --statsd-udp "127.0.0.1:$UDP"
+      --statsd-tcp off --nxb-udp off --nxb-tcp off)
+[ "$SHARDS" -gt 0 ] && args+=(--shards "$SHARDS")
+"$NEXUSD" "${args[@]}" >"$TMP/nexusd.log" 2>&1 &
+NX_PID=$!
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$HTTP/v1/health" >/dev/null 2>&1 && break
+    kill -0 "$NX_PID" 2>/dev/null || { cat "$TMP/nexusd.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+events() { curl -sf "http://127.0.0.1:$HTTP/v1/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['totals']['events'])"; }
+
+# Waits until totals.events stops moving; prints "count lag_seconds".
+drain() {
+    local t0 last cur t_change now
+    t0=$(date +%s.%N); last=$(events); t_change=$t0
+    for _ in $(seq 60); do
+        sleep 0.1
+        cur=$(events); now=$(date +%s.%N)
+        if [ "$cur" != "$last" ]; then last=$cur; t_change=$now
+        elif python3 -c "import sys; sys.exit(0 if $now - $t_change >= 0.4 else 1)"; then break; fi
+    done
+    python3 -c "print($last, max(0.0, $t_change - $t0))"
+}
+
+PROBES="$TMP/probes.jsonl"
+: >"$PROBES"
+# probe RATE -> prints "ok|bad send_rate"; appends a JSON line to $PROBES
+probe() {
+    local rate=$1 before out sent send_rate d got lag
+    before=$(events)
+    out=$("$LOADGEN" --port "$UDP" --rate "$rate" --duration "$PROBE_S" --threads "$THREADS" \
+          --dgram-bytes "$DGRAM_BYTES")
+    sent=$(awk '$1=="lines_sent"{print $2}' <<<"$out")
+    send_rate=$(awk '$1=="send_rate"{print $2}' <<<"$out")
+    d=$(drain); got=$(( ${d% *} - before )); lag=${d#* }
+    python3 - "$rate" "$sent" "$send_rate" "$got" "$lag" "$PROBE_S" >>"$PROBES" <<'EOF'
+import json, sys
+rate, sent, srate, got, lag, dur = map(float, sys.argv[1:])
+loss = max(0.0, 1 - got / sent) if sent else 1.0
+ok = loss < 0.001 and lag <= 0.25 + 0.1 * dur
+print(json.dumps({"offered": rate, "sent": int(sent), "send_rate": srate, "applied": int(got),
+                  "loss": loss, "drain_lag_s": lag, "sustained": ok}))
+EOF
+    tail -1 "$PROBES" | python3 -c "import json,sys; p=json.load(sys.stdin); print('ok' if p['sustained'] else 'bad', p['send_rate']); print(f\"ingest: offered {p['offered']:>12,.0f}/s sent {p['send_rate']:>12,.0f}/s loss {p['loss']*100:7.3f}% lag {p['drain_lag_s']:.2f}s\", file=sys.stderr)"
+}
+
+lo=0; hi=0; rate=$START_RATE; best_send=0
+while python3 -c "import sys; sys.exit(0 if $rate <= $MAX_RATE else 1)"; do
+    read -r verdict srate < <(probe "$rate")
+    if [ "$verdict" = ok ]; then
+        lo=$rate; best_send=$srate
+        # the generator cannot offer more: stop growing
+        python3 -c "import sys; sys.exit(0 if $srate < 0.9 * $rate else 1)" && { echo "ingest: load generator limited" >&2; break; }
+        rate=$(( rate * 2 ))
+    else
+        hi=$rate; break
+    fi
+done
+if [ "$hi" -gt 0 ]; then
+    for _ in 1 2 3 4 5; do
+        python3 -c "import sys; sys.exit(0 if $hi - $lo > 0.06 * $hi else 1)" || break
+        if [ "$lo" -gt 0 ]; then mid=$(( (lo + hi) / 2 )); else mid=$(( hi / 4 )); fi
+        read -r verdict srate < <(probe "$mid")
+        if [ "$verdict" = ok ]; then lo=$mid; best_send=$srate; else hi=$mid; fi
+    done
+fi
+
+# Query latency under load: at the lossless rate, GET one busy stream.
+QURL="http://127.0.0.1:$HTTP/v1/summary?metric=bench.timer.m4&tenant=t0000&window=all&q=0.5,0.99"
+qrate=$lo; [ "$qrate" -gt 0 ] || qrate=$START_RATE
+qout=$("$LOADGEN" --port "$UDP" --rate "$qrate" --duration "$QUERY_S" --threads "$THREADS" \
+       --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
+rss=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['rss_bytes'])" "$stats")
+
+echo "ingest_lossless_rate $best_send lines/s"
+echo "ingest_first_lossy_offered $hi lines/s"
+awk '$1 ~ /^query_/ {print}' <<<"$qout"
+echo "query_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$qout") lines/s"
+echo "nexusd_rss $rss bytes"
+
+mkdir -p bench/results
+OUT=bench/results/ingest-$(date -u +%Y-%m-%dT%H%M%SZ).json
+python3 - "$OUT" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" <<'EOF'
+import json, os, sys
+out, probes, best, hi, qout, stats, shards, threads, dgram = sys.argv[1:]
+q = {}
+for line in qout.splitlines():
+    p = line.split()
+    if len(p) >= 2 and not line.startswith("#"):
+        try:
+            q[p[0]] = float(p[1])
+        except ValueError:
+            pass
+res = {"benchmark": "ingest", "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
+       "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
+                    "loadgen_threads": int(threads), "nexusd_shards": int(shards) or None},
+       "ingest_lossless_rate": float(best), "first_lossy_offered": float(hi),
+       "probes": [json.loads(l) for l in open(probes)], "query_under_load": q,
+       "nexusd_stats_end": json.loads(stats)}
+with open(out, "w") as f:
+    json.dump(res, f, indent=1)
+print(f"# raw figures: {out}")
+EOF
