@@ -248,7 +248,8 @@ static enum MHD_Result h_streams(nx_http *h, struct MHD_Connection *c)
         return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
     size_t limit = n;
     if (top) {
-        qsort(v, n, sizeof(*v), by_count_desc);
+        if (n)
+            qsort(v, n, sizeof(*v), by_count_desc);
         size_t t = (size_t)strtoul(top, NULL, 10);
         if (t < limit)
             limit = t;

@@ -307,7 +307,8 @@ int nx_server_streams(nx_server *s, const char *tenant, const char *prefix, int 
     size_t k = 0;
     for (int i = 0; i < s->n; i++) {
         if (all && !rc) {
-            memcpy(all + k, m[i].streams, m[i].nstreams * sizeof(*all));
+            if (m[i].nstreams)
+                memcpy(all + k, m[i].streams, m[i].nstreams * sizeof(*all));
             k += m[i].nstreams;
             free(m[i].streams);
         } else {
@@ -376,7 +377,8 @@ int nx_server_series(nx_server *s, const char *tenant, const char *key, size_t k
     size_t k = 0;
     for (int i = 0; i < s->n; i++) {
         if (all && !rc) {
-            memcpy(all + k, m[i].points, m[i].npoints * sizeof(*all));
+            if (m[i].npoints)
+                memcpy(all + k, m[i].points, m[i].npoints * sizeof(*all));
             k += m[i].npoints;
         }
         free(m[i].points);
@@ -435,7 +437,8 @@ int nx_server_export(nx_server *s, uint32_t window_s, int64_t now_ms, nx_export_
     size_t k = 0;
     for (int i = 0; i < s->n; i++) {
         if (all && !rc) {
-            memcpy(all + k, m[i].exp, m[i].nexp * sizeof(*all));
+            if (m[i].nexp)
+                memcpy(all + k, m[i].exp, m[i].nexp * sizeof(*all));
             k += m[i].nexp;
             free(m[i].exp);
         } else {
