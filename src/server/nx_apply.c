@@ -51,9 +51,18 @@ static void reject(nx_applier *a, nx_apply_result *res, int reason, const char *
         a->on_reject(a->reject_arg, reason, line, len, now);
 }
 
+/* The tenant of the previous line of the same batch: StatsD clients send a
+ * datagram per tenant, so most lines skip the tenant table. Valid for one
+ * batch only (tenants are never deleted while a batch is applied). */
+typedef struct tenant_cache {
+    const char *id;
+    size_t len;
+    nx_tenant *t;
+} tenant_cache;
+
 /* Applies one line; returns after counting it. */
 static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_t len,
-                       nx_apply_result *res)
+                       nx_apply_result *res, tenant_cache *tc)
 {
     nx_statsd_line l;
     int64_t now = b->recv_ms;
@@ -71,10 +80,15 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
     const char *tid = l.tenant ? l.tenant : b->tenant;
     size_t tlen = l.tenant ? l.tenant_len : b->tenant_len;
     nx_tenant *t;
-    rc = nx_engine_tenant(a->engine, tid, tlen, &t);
-    if (rc < 0) {
-        reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
-        return;
+    if (tc->t && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
+        t = tc->t;
+    } else {
+        rc = nx_engine_tenant(a->engine, tid, tlen, &t);
+        if (rc < 0) {
+            reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
+            return;
+        }
+        *tc = (tenant_cache){.id = tid, .len = tlen, .t = t};
     }
     nx_stream *s;
     rc = nx_tenant_stream(t, a->key, (size_t)klen, l.type, &s);
@@ -106,6 +120,7 @@ int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
     if (b->format != NX_BATCH_STATSD)
         return NX_EINVAL;
     const char *p = (const char *)b->data, *end = p + b->len;
+    tenant_cache tc = {NULL, 0, NULL};
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
@@ -113,7 +128,7 @@ int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
         if (len && p[len - 1] == '\r')
             len--;
         if (len)
-            apply_line(a, b, p, len, res);
+            apply_line(a, b, p, len, res, &tc);
         p = nl ? nl + 1 : end;
     }
     return 0;
