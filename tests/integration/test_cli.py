@@ -13,12 +13,10 @@ class Cli(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Nexusd(shards=2).start()
+        cls.addClassCleanup(cls.d.stop)  # runs even if setUpClass fails
         cls.env = dict(os.environ, NEXUS_URL=cls.d.base)
         cls.env.pop("NEXUS_TOKEN", None)
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
 
     def nexus(self, *args, stdin=None, rc=0):
         p = subprocess.run([nxtest.binary("nexus")] + list(args), input=stdin, capture_output=True,

@@ -15,10 +15,8 @@ class HttpApi(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Nexusd(shards=2, args=["--sse-heartbeat", "1"]).start()
+        cls.addClassCleanup(cls.d.stop)  # runs even if setUpClass fails
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
 
     def test_health(self):
         st, b = self.d.get("/v1/health")

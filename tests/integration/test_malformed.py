@@ -13,10 +13,8 @@ class Malformed(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Nexusd(shards=2).start()
+        cls.addClassCleanup(cls.d.stop)  # runs even if setUpClass fails
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
 
     def reasons(self):
         return self.d.totals()["rejected_by_reason"]

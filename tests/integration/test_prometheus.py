@@ -41,12 +41,10 @@ class Prometheus(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Nexusd(shards=2).start()
+        cls.addClassCleanup(cls.d.stop)  # runs even if setUpClass fails
         r = cls.d.ingest(WORKLOAD)
         assert r["accepted"] == len(WORKLOAD), r
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
 
     def metrics(self):
         st, body = self.d.get("/metrics", raw=True)

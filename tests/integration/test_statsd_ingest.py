@@ -14,10 +14,8 @@ class StatsdIngest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Nexusd(shards=2, unix=True).start()
+        cls.addClassCleanup(cls.d.stop)  # runs even if setUpClass fails
 
-    @classmethod
-    def tearDownClass(cls):
-        cls.d.stop()
 
     def send_and_wait(self, payloads, nlines, via="udp"):
         before = self.d.totals()["lines"]
