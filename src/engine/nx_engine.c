@@ -337,10 +337,15 @@ const char *nx_tenant_id(const nx_tenant *t)
     return t->id;
 }
 
+/* O(streams): the per-event counters live in the streams (one cache line
+ * less per event); stats are read rarely. */
 void nx_tenant_get_stats(const nx_tenant *t, nx_tenant_stats *out)
 {
     *out = t->st;
     out->streams = t->streams.count;
+    for (uint32_t i = 0; i < t->streams.cap; i++)
+        if (t->streams.ptr[i])
+            out->events += ((const nx_stream *)t->streams.ptr[i])->events;
 }
 
 void nx_tenant_set_limits(nx_tenant *t, uint32_t max_streams, uint64_t max_bytes)
@@ -415,9 +420,25 @@ static size_t stream_base_bytes(const nx_stream *s)
     return sizeof(nx_stream) + s->key_len + 1 + sizeof(uint64_t) + sizeof(void *);
 }
 
+/* Rings of at most this many slots live inside the stream's hist block. */
+#define NX_INLINE_RING_MAX 64
+
+static size_t align64(size_t n)
+{
+    return (n + 63) & ~(size_t)63;
+}
+
+/* The hist block: nx_window[nwindows], nx_tier[ntiers], then (64-byte
+ * aligned) the rings of the windows small enough to be inline. */
 static size_t stream_hist_block_bytes(const nx_engine *e)
 {
-    return sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers;
+    size_t b = align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers);
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
+        uint32_t n = e->cfg.windows[i].length_s / e->cfg.windows[i].bucket_s + 1;
+        if (n <= NX_INLINE_RING_MAX)
+            b += sizeof(nx_wslot) * n;
+    }
+    return b;
 }
 
 void nx_stream_account(nx_stream *s)
@@ -441,11 +462,20 @@ int nx_stream_hist_alloc(nx_stream *s)
     if (s->win)
         return 0;
     const nx_engine *e = s->tenant->eng;
-    s->win = malloc(stream_hist_block_bytes(e));
+    s->win = aligned_alloc(64, stream_hist_block_bytes(e));
     if (!s->win)
         return NX_ENOMEM;
-    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
-        nx_window_init(&s->win[i], e->cfg.windows[i].length_s, e->cfg.windows[i].bucket_s);
+    char *ring = (char *)s->win +
+                 align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers);
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
+        uint32_t n = e->cfg.windows[i].length_s / e->cfg.windows[i].bucket_s + 1;
+        nx_wslot *store = NULL;
+        if (n <= NX_INLINE_RING_MAX) {
+            store = (nx_wslot *)ring;
+            ring += sizeof(nx_wslot) * n;
+        }
+        nx_window_init(&s->win[i], e->cfg.windows[i].length_s, e->cfg.windows[i].bucket_s, store);
+    }
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         nx_tier_init(&tr[i], e->cfg.tiers[i].step_s, e->cfg.tiers[i].buckets);
@@ -492,6 +522,10 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     s->key_len = (uint16_t)key_len;
     nx_acc_init(&s->open);
     s->tenant = t;
+    int64_t late = t->late_ms, fut = t->future_ms;
+    s->late_ms = (int32_t)(late > NX_TOLERANCE_MS_MAX ? NX_TOLERANCE_MS_MAX : late);
+    s->future_ms = (int32_t)(fut > NX_TOLERANCE_MS_MAX ? NX_TOLERANCE_MS_MAX : fut);
+    s->events = 0;
     s->max_now_ms = INT64_MIN;
     s->last_update_ms = 0;
     s->first_ts = 0;
@@ -562,6 +596,7 @@ int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len)
     nx_stream *s = t->streams.ptr[i];
     table_remove_at(&t->streams, i);
     t->st.bytes -= s->bytes;
+    t->st.events += s->events;
     stream_destroy(t->eng, s);
     return 0;
 }
@@ -694,7 +729,6 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
 
 int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
 {
-    nx_tenant *t = s->tenant;
     double v = u->value, w = u->weight;
     if (UNLIKELY(!(w > 0) || !isfinite(w) || !isfinite(v)))
         return NX_EINVAL;
@@ -705,12 +739,12 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     else
         s->max_now_ms = now_ms;
     int64_t ts = u->ts_ms ? u->ts_ms : now_ms;
-    if (UNLIKELY(ts < now_ms - t->late_ms)) {
-        t->st.rejected_late++;
+    if (UNLIKELY(ts < now_ms - s->late_ms)) {
+        s->tenant->st.rejected_late++;
         return NX_ETOOLATE;
     }
-    if (UNLIKELY(ts > now_ms + t->future_ms)) {
-        t->st.rejected_future++;
+    if (UNLIKELY(ts > now_ms + s->future_ms)) {
+        s->tenant->st.rejected_future++;
         return NX_EFUTURE;
     }
     int64_t sec = sec_of(ts);
@@ -718,12 +752,13 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         s->last_update_ms = ts;
     if (UNLIKELY(ts < s->first_ts || s->first_ts == 0))
         s->first_ts = ts;
-    t->st.events++;
+    s->events++;
     nx_type type = (nx_type)s->type;
     if (LIKELY(sec == s->open_sec && type == NX_TYPE_COUNTER)) {
         nx_moments_add(&s->open.m, v, w);
         return 0;
     }
+    nx_tenant *t = s->tenant;
     int rc;
     if (type == NX_TYPE_GAUGE) {
         if (u->gauge_delta) {

@@ -18,13 +18,15 @@
  *     uvar ntenants, then per tenant:
  *       bytes id (uvar length + bytes, [a-z0-9_-]{1,64})
  *       uvar max_streams | uvar max_bytes
- *       uvar events | uvar rejected_late | uvar rejected_future |
- *       uvar rejected_quota | uvar rejected_type
- *         (streams and bytes are recomputed on decode)
+ *       uvar events_of_deleted_streams | uvar rejected_late |
+ *       uvar rejected_future | uvar rejected_quota | uvar rejected_type
+ *         (streams and bytes are recomputed on decode; the events stat is
+ *          this plus every stream's events)
  *       uvar nstreams, then per stream:
  *         bytes key (1..65535)
  *         u8   type (1..6)
  *         svar open_sec | svar max_now_ms | svar last_update_ms | svar first_ts
+ *         uvar events
  *         f64  last | svar last_ts
  *         acc  open | acc all                 (layout in src/window/nx_window.h)
  *         u8   has_hist; if 1: nwindows x window, then ntiers x tier
@@ -49,7 +51,7 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
     if ((rc = nx_buf_bytes(out, s->key, s->key_len)) || (rc = nx_buf_u8(out, s->type)) ||
         (rc = nx_buf_svar(out, s->open_sec)) || (rc = nx_buf_svar(out, s->max_now_ms)) ||
         (rc = nx_buf_svar(out, s->last_update_ms)) || (rc = nx_buf_svar(out, s->first_ts)) ||
-        (rc = nx_buf_f64(out, s->last)) || (rc = nx_buf_svar(out, s->last_ts)) ||
+        (rc = nx_buf_uvar(out, s->events)) || (rc = nx_buf_f64(out, s->last)) || (rc = nx_buf_svar(out, s->last_ts)) ||
         (rc = nx_acc_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)) ||
         (rc = nx_buf_u8(out, s->win ? 1 : 0)))
         return rc;
@@ -132,6 +134,7 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in)
     s->max_now_ms = nx_rbuf_svar(in);
     s->last_update_ms = nx_rbuf_svar(in);
     s->first_ts = nx_rbuf_svar(in);
+    s->events = nx_rbuf_uvar(in);
     s->last = nx_rbuf_f64(in);
     s->last_ts = nx_rbuf_svar(in);
     if (in->err || !isfinite(s->last) ||

@@ -23,6 +23,7 @@
 
 #define NX_TENANT_ID_MAX 64
 #define NX_STREAM_KEY_MAX 65535
+#define NX_TOLERANCE_MS_MAX 2000000000 /* tolerances are kept in int32 ms */
 
 typedef struct nx_table {
     uint64_t *hash;
@@ -39,14 +40,17 @@ struct nx_stream {
     uint16_t key_len;
     uint32_t pad1;
     nx_acc open;         /* the open one-second bucket (moments at offset 16) */
-    /* ---- cache line 1 ---- */
-    nx_tenant *tenant;
+    /* ---- cache line 1: the rest of what every event touches ---- */
     int64_t max_now_ms;  /* newest now_ms seen (time never goes backwards) */
     int64_t last_update_ms;
     int64_t first_ts;    /* oldest accepted event time, 0 if none */
+    uint64_t events;     /* accepted events (the tenant's stat sums these) */
+    int32_t late_ms;     /* copies of the engine's tolerances: no tenant */
+    int32_t future_ms;   /* or engine access on the fast path */
+    /* ---- cold ---- */
+    nx_tenant *tenant;
     double last;         /* gauges */
     int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
-    /* ---- cold ---- */
     nx_acc all;          /* all-time, closed buckets and late events */
     uint64_t hash;       /* XXH3 of the key */
     uint64_t bytes;      /* bytes accounted to the tenant for this stream */
@@ -57,7 +61,7 @@ struct nx_stream {
 struct nx_tenant {
     nx_engine *eng;
     int64_t late_ms, future_ms;
-    nx_tenant_stats st;
+    nx_tenant_stats st;  /* .events: events of deleted streams; .streams unused */
     uint32_t max_streams;
     uint64_t max_bytes;
     uint64_t hash;

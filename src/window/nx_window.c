@@ -154,14 +154,12 @@ size_t nx_acc_bytes(const nx_acc *a)
 
 static void wslot_init(nx_wslot *s)
 {
-    nx_acc_init(&s->a);
+    nx_moments_init(&s->m);
     s->fmin = INFINITY;
     s->fmax = -INFINITY;
-    s->fhll = NULL;
-    s->ftopk = NULL;
 }
 
-void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s)
+void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot *store)
 {
     assert(bucket_s > 0 && length_s % bucket_s == 0 && length_s >= bucket_s);
     memset(w, 0, sizeof(*w));
@@ -171,19 +169,26 @@ void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s)
     nx_acc_init(&w->inv);
     w->bmin = INFINITY;
     w->bmax = -INFINITY;
+    w->store = store;
 }
 
 static void window_free_data(nx_window *w)
 {
-    if (w->slots) {
+    if (w->sk) {
         for (uint32_t i = 0; i <= w->n; i++) {
-            nx_acc_free(&w->slots[i].a);
-            nx_hll_destroy(w->slots[i].fhll);
-            nx_topk_destroy(w->slots[i].ftopk);
+            nx_wsk *k = &w->sk[i];
+            nx_ddsketch_destroy(k->dd);
+            nx_hll_destroy(k->hll);
+            nx_topk_destroy(k->topk);
+            nx_hll_destroy(k->fhll);
+            nx_topk_destroy(k->ftopk);
         }
-        free(w->slots);
-        w->slots = NULL;
+        free(w->sk);
+        w->sk = NULL;
     }
+    if (w->slots != w->store)
+        free(w->slots);
+    w->slots = NULL;
     nx_acc_free(&w->inv);
     nx_hll_destroy(w->bhll);
     nx_topk_destroy(w->btopk);
@@ -200,20 +205,53 @@ void nx_window_free(nx_window *w)
     window_free_data(w);
 }
 
-static inline nx_wslot *wslot(const nx_window *w, int64_t k)
+static inline uint32_t widx(const nx_window *w, int64_t k)
 {
-    return &w->slots[floormod(k, w->n + 1)];
+    return floormod(k, w->n + 1);
 }
 
-static int window_alloc(nx_window *w)
+/* The sub-bucket of ring index i as an nx_acc (a view: store it back with
+ * slot_store after changing it). */
+static inline void slot_view(const nx_window *w, uint32_t i, nx_acc *a)
 {
-    if (w->slots)
-        return 0;
-    w->slots = malloc(sizeof(nx_wslot) * (w->n + 1));
-    if (!w->slots)
-        return NX_ENOMEM;
-    for (uint32_t i = 0; i <= w->n; i++)
-        wslot_init(&w->slots[i]);
+    a->m = w->slots[i].m;
+    if (w->sk) {
+        a->dd = w->sk[i].dd;
+        a->hll = w->sk[i].hll;
+        a->topk = w->sk[i].topk;
+    } else {
+        a->dd = NULL;
+        a->hll = NULL;
+        a->topk = NULL;
+    }
+}
+
+static inline void slot_store(nx_window *w, uint32_t i, const nx_acc *a)
+{
+    w->slots[i].m = a->m;
+    if (w->sk) {
+        w->sk[i].dd = a->dd;
+        w->sk[i].hll = a->hll;
+        w->sk[i].topk = a->topk;
+    }
+    assert(w->sk || (!a->dd && !a->hll && !a->topk));
+}
+
+/* Allocates the ring (and its sketch array when the type has sketches). */
+static int window_alloc(nx_window *w, bool sketches)
+{
+    if (!w->slots) {
+        w->slots = w->store ? w->store : malloc(sizeof(nx_wslot) * (w->n + 1));
+        if (!w->slots)
+            return NX_ENOMEM;
+        for (uint32_t i = 0; i <= w->n; i++)
+            wslot_init(&w->slots[i]);
+    }
+    if (sketches && !w->sk) {
+        w->sk = calloc(w->n + 1, sizeof(nx_wsk));
+        if (!w->sk)
+            return NX_ENOMEM;
+    }
     return 0;
 }
 
@@ -242,40 +280,42 @@ static int window_flip(nx_window *w, const nx_acc_params *p)
 {
     int64_t c = w->cur_k;
     int rc;
-    nx_wslot *next = NULL;
+    int64_t next = -1;
     for (int64_t k = c - 1; k >= c - (int64_t)w->n; k--) {
-        nx_wslot *s = wslot(w, k);
-        s->fmin = s->a.m.min;
-        s->fmax = s->a.m.max;
-        if (next) {
-            if (next->fmin < s->fmin)
-                s->fmin = next->fmin;
-            if (next->fmax > s->fmax)
-                s->fmax = next->fmax;
+        uint32_t i = widx(w, k);
+        nx_wslot *s = &w->slots[i];
+        s->fmin = s->m.min;
+        s->fmax = s->m.max;
+        if (next >= 0) {
+            const nx_wslot *x = &w->slots[next];
+            if (x->fmin < s->fmin)
+                s->fmin = x->fmin;
+            if (x->fmax > s->fmax)
+                s->fmax = x->fmax;
         }
-        bool has_set = (s->a.hll && !nx_acc_empty(&s->a)) || (next && topk_has(next->ftopk));
-        if (has_set) {
-            if ((rc = ensure_hll(&s->fhll, p)) || (rc = ensure_topk(&s->ftopk, p)))
-                return rc;
-            nx_hll_clear(s->fhll);
-            nx_topk_clear(s->ftopk);
-            if (s->a.hll && !nx_acc_empty(&s->a)) {
-                if ((rc = nx_hll_merge(s->fhll, s->a.hll)) ||
-                    (rc = nx_topk_merge(s->ftopk, s->a.topk)))
+        if (w->sk) {
+            nx_wsk *sk = &w->sk[i];
+            const nx_wsk *nk = next >= 0 ? &w->sk[next] : NULL;
+            bool mine = sk->hll && s->m.count > 0, theirs = nk && topk_has(nk->ftopk);
+            if (mine || theirs) {
+                if ((rc = ensure_hll(&sk->fhll, p)) || (rc = ensure_topk(&sk->ftopk, p)))
                     return rc;
-            }
-            if (next && topk_has(next->ftopk)) {
-                if ((rc = nx_hll_merge(s->fhll, next->fhll)) ||
-                    (rc = nx_topk_merge(s->ftopk, next->ftopk)))
+                nx_hll_clear(sk->fhll);
+                nx_topk_clear(sk->ftopk);
+                if (mine && ((rc = nx_hll_merge(sk->fhll, sk->hll)) ||
+                             (rc = nx_topk_merge(sk->ftopk, sk->topk))))
                     return rc;
+                if (theirs && ((rc = nx_hll_merge(sk->fhll, nk->fhll)) ||
+                               (rc = nx_topk_merge(sk->ftopk, nk->ftopk))))
+                    return rc;
+            } else {
+                if (sk->fhll)
+                    nx_hll_clear(sk->fhll);
+                if (sk->ftopk)
+                    nx_topk_clear(sk->ftopk);
             }
-        } else {
-            if (s->fhll)
-                nx_hll_clear(s->fhll);
-            if (s->ftopk)
-                nx_topk_clear(s->ftopk);
         }
-        next = s;
+        next = i;
     }
     w->nfront = w->n;
     back_clear(w);
@@ -293,32 +333,43 @@ static int window_step(nx_window *w, const nx_acc_params *p)
 {
     int rc;
     int64_t c = w->cur_k;
-    nx_wslot *e = wslot(w, c - (int64_t)w->n);
+    uint32_t ei = widx(w, c - (int64_t)w->n);
     if (w->nfront == 0 && back_has(w)) {
         if ((rc = window_flip(w, p)))
             return rc;
     }
     if (w->nfront > 0)
         w->nfront--;
-    if (!nx_acc_empty(&e->a)) {
-        nx_moments_sub(&w->inv.m, &e->a.m);
-        if (e->a.dd && w->inv.dd && (rc = nx_ddsketch_sub(w->inv.dd, e->a.dd)))
-            return rc;
-        nx_acc_clear(&e->a);
+    nx_wslot *e = &w->slots[ei];
+    if (e->m.count > 0) {
+        nx_moments_sub(&w->inv.m, &e->m);
+        if (w->sk) {
+            nx_wsk *sk = &w->sk[ei];
+            if (sk->dd && w->inv.dd && (rc = nx_ddsketch_sub(w->inv.dd, sk->dd)))
+                return rc;
+            if (sk->dd)
+                nx_ddsketch_clear(sk->dd);
+            if (sk->hll)
+                nx_hll_clear(sk->hll);
+            if (sk->topk)
+                nx_topk_clear(sk->topk);
+        }
+        nx_moments_init(&e->m);
         assert(w->nonempty > 0);
         w->nonempty--;
     }
     /* push the current sub-bucket (now complete) onto the back stack */
-    nx_wslot *s = wslot(w, c);
-    if (!nx_acc_empty(&s->a)) {
-        if (s->a.m.min < w->bmin)
-            w->bmin = s->a.m.min;
-        if (s->a.m.max > w->bmax)
-            w->bmax = s->a.m.max;
-        if (s->a.hll) {
+    uint32_t ci = widx(w, c);
+    const nx_wslot *s = &w->slots[ci];
+    if (s->m.count > 0) {
+        if (s->m.min < w->bmin)
+            w->bmin = s->m.min;
+        if (s->m.max > w->bmax)
+            w->bmax = s->m.max;
+        if (w->sk && w->sk[ci].hll) {
             if ((rc = ensure_hll(&w->bhll, p)) || (rc = ensure_topk(&w->btopk, p)) ||
-                (rc = nx_hll_merge(w->bhll, s->a.hll)) ||
-                (rc = nx_topk_merge(w->btopk, s->a.topk)))
+                (rc = nx_hll_merge(w->bhll, w->sk[ci].hll)) ||
+                (rc = nx_topk_merge(w->btopk, w->sk[ci].topk)))
                 return rc;
         }
     }
@@ -359,11 +410,15 @@ int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_pa
         return rc;
     int64_t k = floordiv(sec, w->bucket_s);
     assert(k == w->cur_k);
-    if ((rc = window_alloc(w)))
+    if ((rc = window_alloc(w, src->dd || src->hll || src->topk)))
         return rc;
-    nx_wslot *s = wslot(w, k);
-    bool was_empty = nx_acc_empty(&s->a);
-    if ((rc = nx_acc_merge(&s->a, src, p)))
+    uint32_t i = widx(w, k);
+    nx_acc a;
+    slot_view(w, i, &a);
+    bool was_empty = nx_acc_empty(&a);
+    rc = nx_acc_merge(&a, src, p);
+    slot_store(w, i, &a);
+    if (rc)
         return rc;
     if (src->dd) {
         if ((rc = ensure_dd(&w->inv.dd, p)) || (rc = nx_ddsketch_merge(w->inv.dd, src->dd)))
@@ -387,11 +442,15 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     int64_t c = w->cur_k;
     if (k < c - (int64_t)w->n)
         return 0; /* the window no longer covers it */
-    if ((rc = window_alloc(w)))
+    if ((rc = window_alloc(w, type == NX_TYPE_SET || nx_type_has_quantiles(type))))
         return rc;
-    nx_wslot *s = wslot(w, k);
-    bool was_empty = nx_acc_empty(&s->a);
-    if ((rc = nx_acc_add(&s->a, p, type, value, weight, member, member_len)))
+    uint32_t i = widx(w, k);
+    nx_acc a;
+    slot_view(w, i, &a);
+    bool was_empty = nx_acc_empty(&a);
+    rc = nx_acc_add(&a, p, type, value, weight, member, member_len);
+    slot_store(w, i, &a);
+    if (rc)
         return rc;
     if (was_empty)
         w->nonempty++;
@@ -410,12 +469,14 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
     if (j < (int64_t)w->nfront) {
         /* front: every suffix from the oldest up to k covers it */
-        for (int64_t i = c - (int64_t)w->n; i <= k; i++) {
-            nx_wslot *f = wslot(w, i);
+        for (int64_t x = c - (int64_t)w->n; x <= k; x++) {
+            uint32_t fi = widx(w, x);
             if (type == NX_TYPE_SET) {
+                nx_wsk *f = &w->sk[fi];
                 if ((rc = set_add(&f->fhll, &f->ftopk, p, member, member_len, weight)))
                     return rc;
             } else {
+                nx_wslot *f = &w->slots[fi];
                 if (value < f->fmin)
                     f->fmin = value;
                 if (value > f->fmax)
@@ -445,15 +506,17 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
     out->m = w->inv.m;
     out->m.min = w->bmin;
     out->m.max = w->bmax;
-    const nx_wslot *cur = wslot(w, w->cur_k);
-    const nx_wslot *front = w->nfront ? wslot(w, w->cur_k - (int64_t)w->n) : NULL;
-    if (!nx_acc_empty(&cur->a)) {
-        if (cur->a.m.min < out->m.min)
-            out->m.min = cur->a.m.min;
-        if (cur->a.m.max > out->m.max)
-            out->m.max = cur->a.m.max;
+    uint32_t ci = widx(w, w->cur_k);
+    const nx_wslot *cur = &w->slots[ci];
+    int64_t fi = w->nfront ? (int64_t)widx(w, w->cur_k - (int64_t)w->n) : -1;
+    if (cur->m.count > 0) {
+        if (cur->m.min < out->m.min)
+            out->m.min = cur->m.min;
+        if (cur->m.max > out->m.max)
+            out->m.max = cur->m.max;
     }
-    if (front) {
+    if (fi >= 0) {
+        const nx_wslot *front = &w->slots[fi];
         if (front->fmin < out->m.min)
             out->m.min = front->fmin;
         if (front->fmax > out->m.max)
@@ -463,26 +526,28 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
         if ((rc = nx_ddsketch_clone(w->inv.dd, &out->dd)))
             return rc;
     }
-    const nx_hll *hs[3] = {NULL, NULL, NULL};
-    const nx_topk *ts[3] = {NULL, NULL, NULL};
-    if (cur->a.hll && !nx_acc_empty(&cur->a)) {
-        hs[0] = cur->a.hll;
-        ts[0] = cur->a.topk;
-    }
-    if (front && topk_has(front->ftopk)) {
-        hs[1] = front->fhll;
-        ts[1] = front->ftopk;
-    }
-    if (topk_has(w->btopk)) {
-        hs[2] = w->bhll;
-        ts[2] = w->btopk;
-    }
-    for (int i = 0; i < 3; i++) {
-        if (!hs[i])
-            continue;
-        if ((rc = ensure_hll(&out->hll, p)) || (rc = ensure_topk(&out->topk, p)) ||
-            (rc = nx_hll_merge(out->hll, hs[i])) || (rc = nx_topk_merge(out->topk, ts[i])))
-            return rc;
+    if (w->sk) {
+        const nx_hll *hs[3] = {NULL, NULL, NULL};
+        const nx_topk *ts[3] = {NULL, NULL, NULL};
+        if (w->sk[ci].hll && cur->m.count > 0) {
+            hs[0] = w->sk[ci].hll;
+            ts[0] = w->sk[ci].topk;
+        }
+        if (fi >= 0 && topk_has(w->sk[fi].ftopk)) {
+            hs[1] = w->sk[fi].fhll;
+            ts[1] = w->sk[fi].ftopk;
+        }
+        if (topk_has(w->btopk)) {
+            hs[2] = w->bhll;
+            ts[2] = w->btopk;
+        }
+        for (int i = 0; i < 3; i++) {
+            if (!hs[i])
+                continue;
+            if ((rc = ensure_hll(&out->hll, p)) || (rc = ensure_topk(&out->topk, p)) ||
+                (rc = nx_hll_merge(out->hll, hs[i])) || (rc = nx_topk_merge(out->topk, ts[i])))
+                return rc;
+        }
     }
     if (!(out->m.count > 0)) {
         /* rounding left a vanishing count: report an empty window */
@@ -498,15 +563,22 @@ size_t nx_window_bytes(const nx_window *w)
         b += nx_hll_bytes(w->bhll);
     if (w->btopk)
         b += nx_topk_bytes(w->btopk);
-    if (w->slots) {
+    if (w->slots && w->slots != w->store)
         b += sizeof(nx_wslot) * (w->n + 1);
+    if (w->sk) {
+        b += sizeof(nx_wsk) * (w->n + 1);
         for (uint32_t i = 0; i <= w->n; i++) {
-            const nx_wslot *s = &w->slots[i];
-            b += nx_acc_bytes(&s->a);
-            if (s->fhll)
-                b += nx_hll_bytes(s->fhll);
-            if (s->ftopk)
-                b += nx_topk_bytes(s->ftopk);
+            const nx_wsk *k = &w->sk[i];
+            if (k->dd)
+                b += nx_ddsketch_bytes(k->dd);
+            if (k->hll)
+                b += nx_hll_bytes(k->hll);
+            if (k->topk)
+                b += nx_topk_bytes(k->topk);
+            if (k->fhll)
+                b += nx_hll_bytes(k->fhll);
+            if (k->ftopk)
+                b += nx_topk_bytes(k->ftopk);
         }
     }
     return b;

@@ -82,12 +82,21 @@ size_t nx_acc_bytes(const nx_acc *a);
 
 /* ---- sliding window ---------------------------------------------------- */
 
+/* One sub-bucket's moments and its front-stack suffix min/max: 64 bytes. */
 typedef struct nx_wslot {
-    nx_acc a;          /* the sub-bucket itself */
+    nx_moments m;      /* the sub-bucket (sets: count only) */
     double fmin, fmax; /* front stack: aggregate of this slot .. youngest front slot */
-    nx_hll *fhll;
-    nx_topk *ftopk;
 } nx_wslot;
+
+/* The sketches of one sub-bucket, in a parallel array that only the types
+ * with sketches allocate (counters and gauges pay 64 bytes per slot). */
+typedef struct nx_wsk {
+    nx_ddsketch *dd;
+    nx_hll *hll;
+    nx_topk *topk;
+    nx_hll *fhll;      /* front stack suffix (sets) */
+    nx_topk *ftopk;
+} nx_wsk;
 
 typedef struct nx_window {
     int64_t cur_k;     /* index of the current (partial) sub-bucket */
@@ -100,9 +109,14 @@ typedef struct nx_window {
     nx_hll *bhll;
     nx_topk *btopk;
     nx_wslot *slots;   /* ring of n+1, slot of sub-bucket k = k mod (n+1); NULL when empty */
+    nx_wsk *sk;        /* parallel ring of sketches; NULL for counters/gauges */
+    nx_wslot *store;   /* memory for the ring inside the owner's block, or NULL */
 } nx_window;
 
-void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s);
+/* store: room for n+1 slots that the window may use for its ring instead of
+ * allocating one (the engine keeps all rings of a stream in one block, so a
+ * bucket close touches one or two pages), or NULL. */
+void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot *store);
 void nx_window_free(nx_window *w);
 /* Moves the window so that second `sec`'s sub-bucket is current. Never moves
  * backwards. */

@@ -124,9 +124,11 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
         return 0;
     for (uint32_t i = 0; i <= w->n; i++) {
         const nx_wslot *s = &w->slots[i];
-        if ((rc = nx_acc_encode(&s->a, out)) || (rc = nx_buf_f64(out, s->fmin)) ||
-            (rc = nx_buf_f64(out, s->fmax)) || (rc = opt_hll_encode(s->fhll, out)) ||
-            (rc = opt_topk_encode(s->ftopk, out)))
+        const nx_wsk *k = w->sk ? &w->sk[i] : NULL;
+        nx_acc a = {s->m, k ? k->dd : NULL, k ? k->hll : NULL, k ? k->topk : NULL};
+        if ((rc = nx_acc_encode(&a, out)) || (rc = nx_buf_f64(out, s->fmin)) ||
+            (rc = nx_buf_f64(out, s->fmax)) || (rc = opt_hll_encode(k ? k->fhll : NULL, out)) ||
+            (rc = opt_topk_encode(k ? k->ftopk : NULL, out)))
             return rc;
     }
     return 0;
@@ -158,26 +160,48 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
     /* each slot takes at least 58 bytes: refuse absurd sizes before allocating */
     if (in->n / 58 < (size_t)w->n + 1)
         return NX_ECORRUPT;
-    w->slots = malloc(sizeof(nx_wslot) * ((size_t)w->n + 1));
+    w->slots = w->store ? w->store : malloc(sizeof(nx_wslot) * ((size_t)w->n + 1));
     if (!w->slots)
         return NX_ENOMEM;
     for (uint32_t i = 0; i <= w->n; i++) {
-        nx_acc_init(&w->slots[i].a);
-        w->slots[i].fhll = NULL;
-        w->slots[i].ftopk = NULL;
+        nx_moments_init(&w->slots[i].m);
+        w->slots[i].fmin = INFINITY;
+        w->slots[i].fmax = -INFINITY;
+    }
+    if (type == NX_TYPE_SET || nx_type_has_quantiles(type)) {
+        w->sk = calloc((size_t)w->n + 1, sizeof(nx_wsk));
+        if (!w->sk)
+            return NX_ENOMEM;
     }
     uint32_t seen = 0;
     for (uint32_t i = 0; i <= w->n; i++) {
         nx_wslot *s = &w->slots[i];
-        if ((rc = nx_acc_decode(in, &s->a, p, type)))
-            return rc;
+        nx_wsk *k = w->sk ? &w->sk[i] : NULL;
+        nx_acc a;
+        nx_acc_init(&a);
+        rc = nx_acc_decode(in, &a, p, type);
+        s->m = a.m;
+        if (k) {
+            k->dd = a.dd;
+            k->hll = a.hll;
+            k->topk = a.topk;
+        }
+        if (rc)
+            return rc; /* nx_acc_decode allows sketches only where the type has them */
         s->fmin = nx_rbuf_f64(in);
         s->fmax = nx_rbuf_f64(in);
         if (in->err || isnan(s->fmin) || isnan(s->fmax))
             return NX_ECORRUPT;
-        if ((rc = opt_decode(in, &s->fhll, &s->ftopk, p, type)))
+        nx_hll *fh = NULL;
+        nx_topk *ft = NULL;
+        rc = opt_decode(in, &fh, &ft, p, type);
+        if (k) {
+            k->fhll = fh;
+            k->ftopk = ft;
+        }
+        if (rc)
             return rc;
-        if (!nx_acc_empty(&s->a))
+        if (s->m.count > 0)
             seen++;
     }
     if (seen != w->nonempty)

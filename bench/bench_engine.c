@@ -1,0 +1,260 @@
+/*
+ * bench_engine.c — engine hot path and memory.
+ *
+ * For each of counter, distribution and set: one engine with 10,000 tenants
+ * x 10 streams of that type (100,000 streams), events pre-generated with a
+ * uniformly random stream per event, `now` advancing 1 s of simulated time
+ * per 3M events (so every stream closes its one-second bucket about once per
+ * 30 of its events, as in production). A warm-up brings every stream to
+ * steady state (130 simulated seconds at 2 events/s/stream, then 2 s of the
+ * workload); then only the update loop is timed. The loop prefetches the
+ * stream 16 events ahead with nx_stream_prefetch(), as a batching ingest does. Also: the same counter workload through the keyed
+ * path (tenant lookup + stream lookup + update), bytes per stream (fresh,
+ * idle, active), and the cost of 1m and 1h window reads.
+ *
+ * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the event count.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nexus.h"
+
+#define TENANTS 10000
+#define PER_TENANT 10
+#define NSTREAMS (TENANTS * PER_TENANT)
+#define EVENTS_PER_SEC 3000000ll
+#define T0 1700000000000ll
+
+static uint64_t rng_state = 0x1234567;
+static uint64_t rng(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts); /* CPU time: the machine is shared */
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct bev {
+    uint32_t stream;
+    uint32_t member;
+    double value;
+} bev;
+
+#define NMEMBERS 20000
+static char members[NMEMBERS][12];
+static uint32_t member_len[NMEMBERS];
+
+static nx_stream **make_streams(nx_engine *e, nx_type type, const char *prefix)
+{
+    nx_stream **ss = malloc(sizeof(nx_stream *) * NSTREAMS);
+    if (!ss)
+        exit(1);
+    for (int t = 0; t < TENANTS; t++) {
+        char id[32], key[64];
+        int n = snprintf(id, sizeof(id), "tenant-%d", t);
+        nx_tenant *tn;
+        if (nx_engine_tenant(e, id, (size_t)n, &tn))
+            exit(1);
+        for (int j = 0; j < PER_TENANT; j++) {
+            int kn = snprintf(key, sizeof(key), "%s.%d|host:web-%02d|env:prod", prefix, j, j);
+            if (nx_tenant_stream(tn, key, (size_t)kn, type, &ss[t * PER_TENANT + j]))
+                exit(1);
+        }
+    }
+    return ss;
+}
+
+static uint64_t engine_stream_bytes(nx_engine *e);
+
+static int sum_cb(nx_tenant *t, void *arg)
+{
+    nx_tenant_stats st;
+    nx_tenant_get_stats(t, &st);
+    ((uint64_t *)arg)[0] += st.bytes;
+    ((uint64_t *)arg)[1] += st.streams;
+    return 0;
+}
+
+static uint64_t engine_stream_bytes(nx_engine *e)
+{
+    uint64_t acc[2] = {0, 0};
+    nx_engine_foreach_tenant(e, sum_cb, acc);
+    return acc[1] ? acc[0] / acc[1] : 0;
+}
+
+static void gen(bev *ev, size_t n, nx_type type)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = rng();
+        ev[i].stream = (uint32_t)(r % NSTREAMS);
+        ev[i].member = (uint32_t)((r >> 32) % NMEMBERS);
+        if (type == NX_TYPE_COUNTER)
+            ev[i].value = (double)(1 + (r >> 40) % 10);
+        else { /* log-normal latencies: median 20 ms, sigma 0.6 (Box-Muller) */
+            double u1 = ((double)((r >> 40) & 0xFFFFFF) + 0.5) / 16777216.0;
+            double u2 = (double)(rng() >> 11) * 0x1.0p-53;
+            ev[i].value = 20.0 * exp(0.6 * sqrt(-2 * log(u1)) * cos(6.283185307179586 * u2));
+        }
+    }
+}
+
+/* Runs events [from, to) with now advancing; returns seconds. */
+static double run(nx_stream **ss, const bev *ev, size_t from, size_t to, int64_t base_ms)
+{
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    u.weight = 1;
+    double t0 = now_s();
+    for (size_t i = from; i < to; i++) {
+        const bev *x = &ev[i];
+        if (i + 16 < to)
+            nx_stream_prefetch(ss[ev[i + 16].stream]);
+        u.value = x->value;
+        u.member = members[x->member];
+        u.member_len = member_len[x->member];
+        int64_t now = base_ms + (int64_t)i * 1000 / EVENTS_PER_SEC;
+        if (nx_stream_update(ss[x->stream], &u, now) != 0) {
+            fprintf(stderr, "update failed\n");
+            exit(1);
+        }
+    }
+    return now_s() - t0;
+}
+
+static void read_cost(const char *name, nx_stream **ss, uint32_t window, int64_t now, int n)
+{
+    double t0 = now_s();
+    double sink = 0;
+    for (int i = 0; i < n; i++) {
+        nx_summary out;
+        if (nx_stream_read(ss[rng() % NSTREAMS], window, now, &out))
+            exit(1);
+        sink += out.count;
+        nx_summary_free(&out);
+    }
+    double dt = now_s() - t0;
+    printf("read_%s_ns %.0f ns/read\n", name, dt / n * 1e9);
+    if (sink < 0)
+        printf("#\n");
+}
+
+static void bench_type(nx_type type, const char *name, size_t nev)
+{
+    nx_engine *e;
+    if (nx_engine_create(NULL, &e))
+        exit(1);
+    nx_stream **ss = make_streams(e, type, name);
+    printf("%s_fresh_stream_bytes %" PRIu64 " bytes\n", name, engine_stream_bytes(e));
+    size_t warm = 2 * (size_t)EVENTS_PER_SEC;
+    nev += warm;
+    bev *ev = malloc(sizeof(bev) * nev);
+    if (!ev)
+        exit(1);
+    gen(ev, nev, type);
+    /* warm-up to steady state: 130 simulated seconds in which every stream
+     * gets 2 events per second (windows, tier rings and sketches reach their
+     * steady size), then two seconds of the real workload */
+    int64_t base = T0;
+    for (int sec = 0; sec < 130; sec++) {
+        nx_update u;
+        memset(&u, 0, sizeof(u));
+        u.weight = 1;
+        for (int k = 0; k < 2; k++)
+            for (int j = 0; j < NSTREAMS; j++) {
+                const bev *x = &ev[(size_t)(sec * 2 + k) * NSTREAMS / 4 + (size_t)j % nev];
+                u.value = x->value;
+                u.member = members[x->member];
+                u.member_len = member_len[x->member];
+                if (nx_stream_update(ss[j], &u, base + sec * 1000 + k * 400))
+                    exit(1);
+            }
+    }
+    base += 130 * 1000;
+    run(ss, ev, 0, warm, base);
+    double dt = run(ss, ev, warm, nev, base);
+    printf("%s_updates %.2f Mupdates/s/core\n", name, (double)(nev - warm) / dt / 1e6);
+    int64_t end = base + (int64_t)nev * 1000 / EVENTS_PER_SEC;
+    read_cost(type == NX_TYPE_COUNTER ? "1m_counter" : type == NX_TYPE_SET ? "1m_set" : "1m_distribution",
+              ss, 60, end, 20000);
+    read_cost(type == NX_TYPE_COUNTER ? "1h_counter" : type == NX_TYPE_SET ? "1h_set" : "1h_distribution",
+              ss, 3600, end, 20000);
+    printf("%s_active_stream_bytes %" PRIu64 " bytes\n", name, engine_stream_bytes(e));
+    printf("%s_engine_bytes %.1f MiB\n", name, nx_engine_bytes(e) / 1048576.0);
+    if (type == NX_TYPE_COUNTER) {
+        /* keyed path: tenant + stream lookups per event, as ingest does */
+        char (*keys)[64] = malloc(sizeof(*keys) * NSTREAMS);
+        char (*ids)[32] = malloc(sizeof(*ids) * TENANTS);
+        uint8_t *klen = malloc(NSTREAMS), *ilen = malloc(TENANTS);
+        if (!keys || !ids || !klen || !ilen)
+            exit(1);
+        for (int t = 0; t < TENANTS; t++) {
+            ilen[t] = (uint8_t)snprintf(ids[t], 32, "tenant-%d", t);
+            for (int j = 0; j < PER_TENANT; j++)
+                klen[t * PER_TENANT + j] = (uint8_t)snprintf(
+                    keys[t * PER_TENANT + j], 64, "%s.%d|host:web-%02d|env:prod", name, j, j);
+        }
+        nx_update u;
+        memset(&u, 0, sizeof(u));
+        u.weight = 1;
+        base = end + 1000;
+        double t0 = now_s();
+        for (size_t i = warm; i < nev; i++) {
+            uint32_t sidx = ev[i].stream, tidx = sidx / PER_TENANT;
+            nx_tenant *tn = nx_engine_tenant_find(e, ids[tidx], ilen[tidx]);
+            nx_stream *s;
+            if (!tn || nx_tenant_stream(tn, keys[sidx], klen[sidx], NX_TYPE_COUNTER, &s))
+                exit(1);
+            u.value = ev[i].value;
+            if (nx_stream_update(s, &u, base + (int64_t)i * 1000 / EVENTS_PER_SEC))
+                exit(1);
+        }
+        double kt = now_s() - t0;
+        printf("counter_updates_keyed %.2f Mupdates/s/core\n", (double)(nev - warm) / kt / 1e6);
+        free(keys);
+        free(ids);
+        free(klen);
+        free(ilen);
+        /* idle: 25 h later every window and tier has expired */
+        int64_t later = base + 25ll * 3600 * 1000;
+        for (int i = 0; i < NSTREAMS; i++) {
+            nx_summary out;
+            if (nx_stream_read(ss[i], 60, later, &out))
+                exit(1);
+            nx_summary_free(&out);
+        }
+        printf("counter_idle_stream_bytes %" PRIu64 " bytes\n", engine_stream_bytes(e));
+    }
+    free(ev);
+    free(ss);
+    nx_engine_destroy(e);
+}
+
+int main(void)
+{
+    const char *sc = getenv("NX_BENCH_SCALE");
+    double scale = sc ? atof(sc) : 1;
+    if (!(scale > 0))
+        scale = 1;
+    size_t nev = (size_t)(9e6 * scale);
+    for (int i = 0; i < NMEMBERS; i++)
+        member_len[i] = (uint32_t)snprintf(members[i], sizeof(members[i]), "user%d", i);
+    const char *only = getenv("NX_BENCH_ONLY");
+    if (!only || !strcmp(only, "counter"))
+        bench_type(NX_TYPE_COUNTER, "counter", nev);
+    if (!only || !strcmp(only, "distribution"))
+        bench_type(NX_TYPE_DISTRIBUTION, "distribution", nev);
+    if (!only || !strcmp(only, "set"))
+        bench_type(NX_TYPE_SET, "set", nev);
+    return 0;
+}
