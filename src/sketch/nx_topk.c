@@ -74,6 +74,14 @@ struct nx_topk {
     double total;
 };
 
+/* A member's bytes. A sketch whose members are all empty (e.g. one decoded
+ * from a snapshot) may have no arena at all: NULL + 0 is undefined in C. */
+static inline const char *tk_member(const nx_topk *t, const tk_item *it)
+{
+    return t->arena ? t->arena + it->off : "";
+}
+
+
 /* ---- heap ------------------------------------------------------------------ */
 
 static inline void heap_place(nx_topk *t, uint32_t pos, uint32_t it)
@@ -126,7 +134,7 @@ static uint32_t table_find(const nx_topk *t, const char *m, uint32_t len, uint64
         if (!e)
             return UINT32_MAX;
         const tk_item *it = &t->items[e - 1];
-        if (it->hash == h && it->len == len && (len == 0 || memcmp(t->arena + it->off, m, len) == 0))
+        if (it->hash == h && it->len == len && (len == 0 || memcmp(tk_member(t, it), m, len) == 0))
             return e - 1;
         s = (s + 1) & mask;
     }
@@ -383,7 +391,7 @@ static tk_cand *topk_cands(const nx_topk *t)
         return NULL;
     for (uint32_t i = 0; i < t->n; i++) {
         const tk_item *it = &t->items[i];
-        c[i] = (tk_cand){t->arena + it->off, it->len, it->hash, it->count, it->error};
+        c[i] = (tk_cand){tk_member(t, it), it->len, it->hash, it->count, it->error};
     }
     qsort(c, t->n, sizeof *c, cmp_cand);
     return c;
@@ -397,7 +405,7 @@ size_t nx_topk_list(const nx_topk *t, nx_topk_item *out, size_t max)
         /* no memory to sort: report the counters unsorted rather than nothing */
         for (size_t i = 0; i < n; i++) {
             const tk_item *it = &t->items[i];
-            out[i] = (nx_topk_item){t->arena + it->off, it->len, it->count, it->error};
+            out[i] = (nx_topk_item){tk_member(t, it), it->len, it->count, it->error};
         }
         return n;
     }
@@ -456,7 +464,7 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
     size_t n = 0;
     for (uint32_t i = 0; i < dst->n; i++) {
         const tk_item *it = &dst->items[i];
-        const char *m = dst->arena + it->off;
+        const char *m = tk_member(dst, it);
         uint32_t j = table_find(src, m, it->len, it->hash);
         double sc = j == UINT32_MAX ? m2 : src->items[j].count;
         double se = j == UINT32_MAX ? m2 : src->items[j].error;
@@ -464,7 +472,7 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
     }
     for (uint32_t j = 0; j < src->n; j++) {
         const tk_item *it = &src->items[j];
-        const char *m = src->arena + it->off;
+        const char *m = tk_member(src, it);
         if (table_find(dst, m, it->len, it->hash) != UINT32_MAX)
             continue;
         c[n++] = (tk_cand){m, it->len, it->hash, it->count + m1, it->error + m1};

@@ -375,12 +375,43 @@ static void test_codec(void **st)
     nx_buf_free(&b);
 }
 
+/* Regression (fuzz/crashes/fuzz_summary_decode-topk-null-offset): a sketch
+ * whose only members are empty strings owns no arena; listing, merging and a
+ * codec round trip must not compute NULL + 0 (UBSan aborts on it). */
+static void test_empty_members_without_arena(void **st)
+{
+    (void)st;
+    nx_topk *a, *b, *d;
+    assert_int_equal(nx_topk_create(8, &a), 0);
+    assert_int_equal(nx_topk_create(8, &b), 0);
+    assert_int_equal(nx_topk_add(a, "", 0, 3.0), 0);
+    assert_int_equal(nx_topk_add(b, "", 0, 2.0), 0);
+    nx_topk_item items[8];
+    assert_int_equal(nx_topk_list(a, items, 8), 1);
+    assert_int_equal(items[0].member_len, 0);
+    assert_true(items[0].count == 3.0);
+    assert_int_equal(nx_topk_merge(a, b), 0);
+    assert_int_equal(nx_topk_list(a, items, 8), 1);
+    assert_true(items[0].count == 5.0);
+    nx_buf buf = {0};
+    assert_int_equal(nx_topk_encode(a, &buf), 0);
+    nx_rbuf r = nx_rbuf_make(buf.data, buf.len);
+    assert_int_equal(nx_topk_decode(&r, &d), 0);
+    assert_int_equal(nx_topk_list(d, items, 8), 1);
+    assert_true(items[0].count == 5.0);
+    nx_buf_free(&buf);
+    nx_topk_destroy(a);
+    nx_topk_destroy(b);
+    nx_topk_destroy(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zipf),          cmocka_unit_test(test_merge),
         cmocka_unit_test(test_exact_when_small), cmocka_unit_test(test_churn_memory),
         cmocka_unit_test(test_codec),
+        cmocka_unit_test(test_empty_members_without_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
