@@ -6,7 +6,8 @@
 # out; the reproducer is copied to fuzz/crashes/<target>-<name>. A target
 # whose sources do not exist yet is reported as skipped.
 # Env: FUZZ_JOBS is not used on purpose: one target at a time (shared 2-core
-# machine). FUZZ_BUILD (default build/fuzz), FUZZ_MAXLEN (default 65536).
+# machine). Reproducers in fuzz/crashes/<target>-* are replayed first, as
+# regression inputs. FUZZ_BUILD (default build/fuzz), FUZZ_MAXLEN (default 65536).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-20}
@@ -28,6 +29,17 @@ for t in "${TARGETS[@]}"; do
   bin="$FUZZ_BUILD/$t"
   if [ ! -x "$bin" ]; then
     echo "fuzz: $t SKIPPED (its sources do not exist yet)"; skipped=$((skipped+1)); continue
+  fi
+  # Every reproducer ever found is a regression input: replay them first.
+  repro=(fuzz/crashes/"$t"-*)
+  if [ -e "${repro[0]}" ]; then
+    if ! "$bin" "${repro[@]}" >/tmp/nx_fuzz_repro.$$ 2>&1; then
+      echo "fuzz: $t FAILED replaying a known reproducer:"
+      grep -E 'Running:|ERROR|SUMMARY|runtime error|Assertion' /tmp/nx_fuzz_repro.$$ | head -10
+      fail=$((fail+1)); ran=$((ran+1)); rm -f /tmp/nx_fuzz_repro.$$; continue
+    fi
+    rm -f /tmp/nx_fuzz_repro.$$
+    echo "fuzz: $t replayed ${#repro[@]} known reproducer(s)"
   fi
   work=$(mktemp -d /tmp/nx_fuzz_$t.XXXXXX)
   mkdir -p "$work/corpus" "$work/art"
