@@ -26,6 +26,8 @@
 #include "store/nx_store.h"
 
 #include <assert.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,5 +334,28 @@ int nx_durable_snapshot(nx_durable *d, bool only_if_grown, uint64_t *lsn)
         if (lsn)
             *lsn = ss.last_snapshot_lsn;
     }
+    return rc;
+}
+
+int nx_durable_check_layout(const char *data_dir, int nshards)
+{
+    if (!data_dir[0])
+        return 0;
+    DIR *dir = opendir(data_dir);
+    if (!dir)
+        return 0; /* created later */
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL) {
+        int i;
+        char extra;
+        if (sscanf(de->d_name, "shard-%d%c", &i, &extra) == 1 && i >= nshards) {
+            nx_log(NX_LOG_ERROR, "data dir holds more shards than configured",
+                   "data_dir=\"%s\" found=%s shards=%d hint=\"restart with the same --shards\"",
+                   data_dir, de->d_name, nshards);
+            rc = NX_EINVAL;
+        }
+    }
+    closedir(dir);
     return rc;
 }

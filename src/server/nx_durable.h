@@ -86,5 +86,8 @@ int nx_durable_timeout_ms(const nx_durable *d);
  * snapshot. *lsn (may be NULL) = the LSN the snapshot covers. */
 int nx_durable_snapshot(nx_durable *d, bool only_if_grown, uint64_t *lsn);
 const nx_durable_stats *nx_durable_get_stats(const nx_durable *d);
+/* NX_EINVAL (logged) when data_dir holds shard-<i> with i >= nshards: its
+ * WAL and snapshots would be silently ignored. */
+int nx_durable_check_layout(const char *data_dir, int nshards);
 
 #endif

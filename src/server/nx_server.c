@@ -77,6 +77,9 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
         rc = NX_EIO;
         goto fail;
     }
+    rc = nx_durable_check_layout(s->cfg.data_dir, s->n);
+    if (rc)
+        goto fail;
     if (s->cfg.statsd_udp[0]) {
         rc = nx_listener_udp_group(s->cfg.statsd_udp, s->n, s->cfg.rcvbuf, udp);
         if (rc)

@@ -78,6 +78,14 @@ class DataDirTest(Base):
         d.stop()
         self.assertFalse(os.path.exists(self.data))
 
+    def test_fewer_shards_than_on_disk_refused(self):
+        d = self.daemon(shards=2).start()
+        d.stop()
+        d = self.daemon(shards=1)
+        with self.assertRaises(RuntimeError) as e:
+            d.start()
+        self.assertIn("more shards than configured", str(e.exception))
+
     def test_bad_ack_mode(self):
         d = self.daemon().start()
         st, b = d.post("/v1/ingest", "x:1|c\n", ack="never")
