@@ -96,6 +96,18 @@ static const char *arg(struct MHD_Connection *c, const char *k)
     return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, k);
 }
 
+/* WAL refusals: the batch was not acknowledged (docs/durability.md). */
+static enum MHD_Result send_store_error(struct MHD_Connection *c, int rc)
+{
+    if (rc == NX_ENOSPC)
+        return send_error(c, 507, "no_space", "the data directory is full: batch not stored");
+    if (rc == NX_EIO)
+        return send_error(c, 503, "io_error", "write-ahead log I/O error: batch not stored");
+    if (rc == NX_ETOOBIG)
+        return send_error(c, 413, "too_big", "batch over the WAL record limit");
+    return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+}
+
 /* ---- shared parameter parsing ---------------------------------------------- */
 
 /* metric + tags -> canonical key into buf; 0 or an error already sent */
@@ -354,6 +366,25 @@ static json_t *reasons_json(const uint64_t *reasons)
     return o;
 }
 
+/* Per-shard WAL / snapshot counters (nx_durable.h). */
+static json_t *durability_json(nx_http *h)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < nx_server_nshards(h->srv); i++) {
+        const nx_durable_stats *d = nx_shard_durable_stats(nx_server_shard(h->srv, i));
+#define L(f) (json_int_t)atomic_load_explicit(&d->f, memory_order_relaxed)
+        json_array_append_new(
+            a, json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "shard", i,
+                         "last_lsn", L(last_lsn), "durable_lsn", L(durable_lsn), "commits",
+                         L(commits), "syncs", L(syncs), "refused", L(refused), "failed_acks",
+                         L(failed_acks), "unlogged", L(unlogged), "snapshots", L(snapshots),
+                         "snapshot_lsn", L(snapshot_lsn), "recovery_us", L(recovery_us),
+                         "replayed", L(replayed)));
+#undef L
+    }
+    return a;
+}
+
 static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
 {
     int n = nx_server_nshards(h->srv);
@@ -408,12 +439,14 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
                                (json_int_t)tot[4], "rejected_by_reason", reasons_json(reasons),
                                "kernel_drops", (json_int_t)tot[5], "streams", (json_int_t)tot[6],
                                "summary_bytes", (json_int_t)tot[7]);
-    return send_json(c, 200,
-                     json_pack("{s:f,s:i,s:I,s:i,s:o,s:o}", "uptime_s",
-                               (double)(nx_now_ms() - nx_server_start_ms(h->srv)) / 1000.0,
-                               "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
-                               "subscribers", atomic_load(&h->subscribers), "totals", totals,
-                               "per_shard", shards));
+    json_t *out = json_pack("{s:f,s:i,s:I,s:i,s:o,s:o}", "uptime_s",
+                            (double)(nx_now_ms() - nx_server_start_ms(h->srv)) / 1000.0,
+                            "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
+                            "subscribers", atomic_load(&h->subscribers), "totals", totals,
+                            "per_shard", shards);
+    if (out)
+        json_object_set_new(out, "durability", durability_json(h));
+    return send_json(c, 200, out);
 }
 
 /* JSON ingest: {"events":[{metric,type,value,tags,rate,ts,delta}]} -> StatsD lines */
@@ -541,6 +574,14 @@ static enum MHD_Result h_ingest(nx_http *h, struct MHD_Connection *c, req_ctx *r
         return sent;
     if (rq->too_big)
         return send_error(c, 413, "too_big", "request body over --max-body");
+    const char *am = arg(c, "ack");
+    int ack = h->cfg->ack_durable ? NX_ACK_DURABLE : NX_ACK_APPLIED;
+    if (am && !strcmp(am, "durable"))
+        ack = NX_ACK_DURABLE;
+    else if (am && !strcmp(am, "applied"))
+        ack = NX_ACK_APPLIED;
+    else if (am)
+        return send_error(c, 400, "bad_ack", "ack must be durable or applied");
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     size_t off = 0;
     while (off < rq->len && (rq->body[off] == ' ' || rq->body[off] == '\n' || rq->body[off] == '\t'))
@@ -557,18 +598,48 @@ static enum MHD_Result h_ingest(nx_http *h, struct MHD_Connection *c, req_ctx *r
             return send_error(c, 400, "bad_json", err);
         if (rc)
             return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
-        rc = nx_server_ingest(h->srv, tenant, lines, ll, &res);
+        rc = nx_server_ingest_ack(h->srv, tenant, lines, ll, ack, &res);
         free(lines);
     } else {
-        rc = nx_server_ingest(h->srv, tenant, rq->body ? rq->body : "", rq->len, &res);
+        rc = nx_server_ingest_ack(h->srv, tenant, rq->body ? rq->body : "", rq->len, ack, &res);
     }
     if (rc)
-        return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+        return send_store_error(c, rc);
     nx_apply_result_add(&res, &pre);
     return send_json(c, 200,
                      json_pack("{s:I,s:I,s:I,s:o}", "accepted", (json_int_t)res.events,
                                "rejected", (json_int_t)res.rejected, "lines",
                                (json_int_t)res.lines, "errors", reasons_json(res.reasons)));
+}
+
+/* ---- admin ------------------------------------------------------------------ */
+
+/* POST /v1/admin/snapshot: snapshot every shard now, answer when on disk.
+ * Auth: nx_auth_resolve as every endpoint today (issue 6 will require the
+ * admin token here). */
+static enum MHD_Result h_admin_snapshot(nx_http *h, struct MHD_Connection *c)
+{
+    enum MHD_Result sent = MHD_NO;
+    char tenant[65];
+    if (auth(h, c, tenant, &sent))
+        return sent;
+    int n = nx_server_nshards(h->srv);
+    uint64_t *lsns = calloc((size_t)n, sizeof(*lsns));
+    if (!lsns)
+        return send_error(c, 500, "nomem", "out of memory");
+    int64_t t0 = nx_now_ms();
+    int rc = nx_server_snapshot(h->srv, lsns);
+    if (rc) {
+        free(lsns);
+        if (rc == NX_ENOENT)
+            return send_error(c, 409, "no_data_dir", "durability is off (no --data-dir)");
+        return send_store_error(c, rc);
+    }
+    json_t *a = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, json_pack("{s:i,s:I}", "shard", i, "lsn", (json_int_t)lsns[i]));
+    free(lsns);
+    return send_json(c, 200, json_pack("{s:o,s:I}", "shards", a, "ms", (json_int_t)(nx_now_ms() - t0)));
 }
 
 /* ---- SSE ------------------------------------------------------------------ */
@@ -762,6 +833,11 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         if (!is_post)
             return send_error(c, 405, "method_not_allowed", "use POST");
         return h_ingest(h, c, rq);
+    }
+    if (!strcmp(url, "/v1/admin/snapshot")) {
+        if (!is_post)
+            return send_error(c, 405, "method_not_allowed", "use POST");
+        return h_admin_snapshot(h, c);
     }
     static const struct {
         const char *path;

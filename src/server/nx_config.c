@@ -35,6 +35,9 @@ void nx_config_default(nx_config *c)
     c->sse_max_per_sec = 4;
     c->sse_heartbeat_s = 15;
     c->prom_window_s = 60;
+    c->ack_durable = 1;
+    c->snapshot_interval_ms = 60000;
+    c->wal_sync_ms = 1000;
     nx_engine_config_default(&c->engine);
 }
 
@@ -64,7 +67,26 @@ int nx_parse_duration_s(const char *s, uint32_t *out)
     return 0;
 }
 
-enum kind { K_STR, K_INT, K_BOOL, K_LEVEL, K_DOUBLE };
+int nx_parse_duration_ms(const char *s, uint32_t *out)
+{
+    size_t n = strlen(s);
+    if (n > 2 && strcmp(s + n - 2, "ms") == 0) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (end != s + n - 2 || errno || v > 0xfffffffful || s[0] == '-')
+            return NX_EINVAL;
+        *out = (uint32_t)v;
+        return 0;
+    }
+    uint32_t sec;
+    if (strcmp(s, "all") == 0 || s[0] == '-' || nx_parse_duration_s(s, &sec) || sec > 0xffffffffu / 1000)
+        return NX_EINVAL;
+    *out = sec * 1000;
+    return 0;
+}
+
+enum kind { K_STR, K_INT, K_BOOL, K_LEVEL, K_DOUBLE, K_MS, K_ACK };
 
 typedef struct opt {
     const char *key;
@@ -107,6 +129,9 @@ static const opt opts[] = {
     U32("late-tolerance", engine.late_tolerance_s, 0, 1 << 30, "seconds an event may be late [60]"),
     U32("future-tolerance", engine.future_tolerance_s, 0, 1 << 30, "seconds an event may be early [10]"),
     U32("max-streams-per-tenant", engine.max_streams_per_tenant, 0, 1 << 30, "0 = unlimited [0]"),
+    {"ack", K_ACK, offsetof(nx_config, ack_durable), 4, 0, 1, "default HTTP ingest ack: durable or applied [durable]"},
+    {"snapshot-interval", K_MS, offsetof(nx_config, snapshot_interval_ms), 4, 10, 86400000, "at most one snapshot per shard this often (250ms, 60s, 5m) [60s]"},
+    {"wal-sync-interval", K_MS, offsetof(nx_config, wal_sync_ms), 4, 1, 3600000, "fdatasync un-acked WAL data at least this often [1s]"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -135,7 +160,7 @@ int nx_config_set(nx_config *c, const char *key, const char *value, char *err, s
             const char *v = value;
             if (strcmp(o->key, "statsd-udp") == 0 || strcmp(o->key, "statsd-tcp") == 0 ||
                 strcmp(o->key, "nxb-udp") == 0 || strcmp(o->key, "nxb-tcp") == 0 ||
-                strcmp(o->key, "statsd-unix") == 0)
+                strcmp(o->key, "statsd-unix") == 0 || strcmp(o->key, "data-dir") == 0)
                 if (strcmp(v, "off") == 0)
                     v = "";
             if (strlen(v) >= o->size) {
@@ -181,6 +206,23 @@ int nx_config_set(nx_config *c, const char *key, const char *value, char *err, s
                 return NX_EINVAL;
             }
             *(int *)field = l;
+            return 0;
+        }
+        case K_ACK:
+            if (strcmp(value, "durable") && strcmp(value, "applied")) {
+                snprintf(err, errlen, "--%s: expected durable or applied", key);
+                return NX_EINVAL;
+            }
+            *(int *)field = strcmp(value, "durable") == 0;
+            return 0;
+        case K_MS: {
+            uint32_t ms;
+            if (nx_parse_duration_ms(value, &ms) || ms < o->min || ms > o->max) {
+                snprintf(err, errlen, "--%s: expected a duration in [%ldms, %lds] (e.g. 250ms, 1s, 5m)",
+                         key, o->min, o->max / 1000);
+                return NX_EINVAL;
+            }
+            *(uint32_t *)field = ms;
             return 0;
         }
         case K_DOUBLE: {

@@ -43,6 +43,9 @@ typedef struct nx_config {
     uint32_t sse_max_per_sec; /* default pushes per second per subscriber */
     uint32_t sse_heartbeat_s; /* comment line when idle */
     uint32_t prom_window_s;   /* window of the quantiles in /metrics */
+    int ack_durable;          /* default HTTP ingest ack: 1 durable (fsynced), 0 applied */
+    uint32_t snapshot_interval_ms; /* at most one snapshot per shard this often */
+    uint32_t wal_sync_ms;     /* fdatasync un-synced WAL data at least this often */
     nx_engine_config engine;
 } nx_config;
 
@@ -60,6 +63,8 @@ int nx_config_load_file(nx_config *c, const char *path, char *err, size_t errlen
 int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t errlen);
 void nx_config_usage(const char *prog);
 
+/* Parses "250ms", "10s", "5m", "1h" or plain seconds into milliseconds. */
+int nx_parse_duration_ms(const char *s, uint32_t *out);
 /* Parses "10s", "1m", "5m", "1h", "all" (NX_WINDOW_ALL) or plain seconds. */
 int nx_parse_duration_s(const char *s, uint32_t *out);
 

@@ -77,6 +77,9 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
         rc = NX_EIO;
         goto fail;
     }
+    rc = nx_durable_check_layout(s->cfg.data_dir, s->n);
+    if (rc)
+        goto fail;
     if (s->cfg.statsd_udp[0]) {
         rc = nx_listener_udp_group(s->cfg.statsd_udp, s->n, s->cfg.rcvbuf, udp);
         if (rc)
@@ -183,6 +186,30 @@ static void fan_out(nx_server *s, nx_shard_msg *m)
 int nx_server_ingest(nx_server *s, const char *tenant, const char *body, size_t len,
                      nx_apply_result *res)
 {
+    return nx_server_ingest_ack(s, tenant, body, len,
+                                s->cfg.ack_durable ? NX_ACK_DURABLE : NX_ACK_APPLIED, res);
+}
+
+int nx_server_snapshot(nx_server *s, uint64_t *lsns)
+{
+    nx_shard_msg *m = msgs_new(s, NX_MSG_SNAPSHOT, nx_now_ms());
+    if (!m)
+        return NX_ENOMEM;
+    fan_out(s, m);
+    int rc = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (m[i].rc && !rc)
+            rc = m[i].rc;
+        if (lsns)
+            lsns[i] = m[i].lsn;
+    }
+    free(m);
+    return rc;
+}
+
+int nx_server_ingest_ack(nx_server *s, const char *tenant, const char *body, size_t len,
+                         int ack, nx_apply_result *res)
+{
     memset(res, 0, sizeof(*res));
     int n = s->n;
     nx_shard_msg *m = calloc((size_t)n, sizeof(*m));
@@ -202,6 +229,7 @@ int nx_server_ingest(nx_server *s, const char *tenant, const char *body, size_t 
         }
         nx_shard_msg *x = &m[used];
         x->kind = NX_MSG_INGEST;
+        x->ack = ack;
         x->now_ms = now;
         x->batch = (nx_batch){.format = NX_BATCH_STATSD,
                               .source = NX_SRC_HTTP,

@@ -45,9 +45,20 @@ const nx_config *nx_server_config(const nx_server *s);
 nx_shard *nx_server_shard(nx_server *s, int i);
 int64_t nx_server_start_ms(const nx_server *s);
 
-/* Applies StatsD lines for a tenant; returns when every shard is done. */
+/* Applies StatsD lines for a tenant; returns when every shard is done
+ * (acknowledged with the configured default mode, --ack). */
 int nx_server_ingest(nx_server *s, const char *tenant, const char *body, size_t len,
                      nx_apply_result *res);
+/* The same with an explicit nx_ack_mode (NX_ACK_APPLIED / NX_ACK_DURABLE):
+ * returns 0 once every slice is applied and, for durable, fsynced; else the
+ * WAL's error (NX_ENOSPC, NX_EIO, NX_ETOOBIG). A body >= 64 KiB is cut into
+ * one slice per shard: on an error some slices may have been applied. */
+int nx_server_ingest_ack(nx_server *s, const char *tenant, const char *body, size_t len,
+                         int ack, nx_apply_result *res);
+/* Snapshots every shard now and waits until they are on disk; lsns (may be
+ * NULL, one per shard) receive the LSN each snapshot covers. NX_ENOENT when
+ * durability is off (no data dir). */
+int nx_server_snapshot(nx_server *s, uint64_t *lsns);
 /* Merged summary of one stream; NX_ENOENT when no shard has it. */
 int nx_server_summary(nx_server *s, const char *tenant, const char *key, size_t key_len,
                       uint32_t window_s, int64_t now_ms, nx_summary *out);

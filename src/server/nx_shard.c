@@ -11,6 +11,7 @@
  * epoll tags: the event's u64 is (kind << 32 | index).
  */
 #include "server/nx_shard.h"
+#include "server/nx_durable.h"
 #include "server/nx_log.h"
 
 #include <assert.h>
@@ -43,6 +44,7 @@ struct nx_shard {
     const nx_config *cfg;
     nx_engine *engine;
     nx_applier ap;
+    nx_durable *dur;    /* WAL + snapshots (nx_durable.h) */
     pthread_t thr;
     int started;
     int stopping;
@@ -116,7 +118,30 @@ static void publish(nx_shard *sh, const nx_apply_result *r)
 
 int nx_shard_apply(nx_shard *sh, const nx_batch *b, nx_apply_result *res)
 {
-    return nx_applier_apply(&sh->ap, b, res);
+    return nx_shard_submit(sh, b, NX_ACK_NONE, res, NULL, NULL);
+}
+
+int nx_shard_submit(nx_shard *sh, const nx_batch *b, int mode, nx_apply_result *res,
+                    nx_ack_fn done, void *arg)
+{
+    assert(mode == NX_ACK_NONE || done);
+    uint64_t lsn;
+    int rc = nx_durable_log(sh->dur, b, &lsn); /* the WAL first */
+    if (rc) {
+        nx_durable_note_refused(sh->dur, rc, mode != NX_ACK_NONE);
+        if (mode != NX_ACK_NONE)
+            return rc; /* refused: neither applied nor acked */
+    }
+    rc = nx_applier_apply(&sh->ap, b, res);
+    if (done && rc == 0)
+        rc = nx_durable_park(sh->dur, lsn, mode == NX_ACK_NONE ? NX_ACK_APPLIED : (nx_ack_mode)mode,
+                             done, arg);
+    return rc;
+}
+
+const nx_durable_stats *nx_shard_durable_stats(const nx_shard *sh)
+{
+    return nx_durable_get_stats(sh->dur);
 }
 
 static int epoll_add(int epfd, int fd, uint64_t tag, uint32_t events)
@@ -146,6 +171,9 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
         goto fail;
     sh->ap.on_reject = on_reject;
     sh->ap.reject_arg = sh;
+    rc = nx_durable_open(cfg, id, &sh->engine, &sh->ap, &sh->dur);
+    if (rc)
+        goto fail;
     rc = NX_ENOMEM;
     sh->vlen = cfg->recv_batch;
     sh->cbuf_each = CMSG_SPACE(sizeof(uint32_t));
@@ -201,6 +229,7 @@ void nx_shard_destroy(nx_shard *sh)
     if (sh->epfd >= 0)
         close(sh->epfd);
     nx_mailbox_destroy(&sh->mb);
+    nx_durable_close(sh->dur);
     nx_applier_free(&sh->ap);
     if (sh->engine)
         nx_engine_destroy(sh->engine);
@@ -541,8 +570,18 @@ static int count_tenant(nx_tenant *t, void *arg)
     return 0;
 }
 
+/* Ack of an HTTP ingest slice: the sender may free m once the waiter fires. */
+static void ingest_done(void *arg, int rc, uint64_t lsn)
+{
+    nx_shard_msg *m = arg;
+    (void)lsn;
+    m->rc = rc;
+    nx_waiter_done(m->waiter);
+}
+
 static void handle(nx_shard *sh, nx_shard_msg *m)
 {
+    int parked = 0;
     m->rc = 0;
     nx_tenant *t = NULL;
     if (m->tenant)
@@ -553,9 +592,15 @@ static void handle(nx_shard *sh, nx_shard_msg *m)
         break;
     case NX_MSG_INGEST:
         memset(&m->ingest, 0, sizeof(m->ingest));
-        m->rc = nx_shard_apply(sh, &m->batch, &m->ingest);
+        m->rc = nx_shard_submit(sh, &m->batch,
+                                !m->waiter ? NX_ACK_NONE : m->ack ? m->ack : NX_ACK_APPLIED,
+                                &m->ingest, m->waiter ? ingest_done : NULL, m);
+        parked = m->rc == 0 && m->waiter; /* answered by nx_durable_flush */
         publish(sh, &m->ingest);
         st_add(&sh->st.bytes, m->batch.len);
+        break;
+    case NX_MSG_SNAPSHOT:
+        m->rc = nx_durable_snapshot(sh->dur, false, &m->lsn);
         break;
     case NX_MSG_SUMMARY: {
         m->found = 0;
@@ -609,7 +654,7 @@ static void handle(nx_shard *sh, nx_shard_msg *m)
     st_add(&sh->st.messages, 1);
     nx_waiter *w = m->waiter;
     /* m may be freed by its sender as soon as the waiter fires */
-    if (w)
+    if (w && !parked)
         nx_waiter_done(w);
 }
 
@@ -636,7 +681,7 @@ static void *shard_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     struct epoll_event evs[64];
     while (!sh->stopping) {
-        int n = epoll_wait(sh->epfd, evs, 64, 1000);
+        int n = epoll_wait(sh->epfd, evs, 64, nx_durable_timeout_ms(sh->dur));
         for (int i = 0; i < n; i++) {
             uint64_t tag = evs[i].data.u64 >> 32;
             uint32_t idx = (uint32_t)evs[i].data.u64;
@@ -651,9 +696,18 @@ static void *shard_main(void *arg)
                 break;
             }
         }
+        nx_durable_flush(sh->dur, nx_now_ms()); /* group commit, acks, snapshots */
     }
     /* answer whatever is still queued so no sender waits forever */
     drain_mailbox(sh, -1);
+    nx_durable_flush(sh->dur, nx_now_ms());
+    /* clean shutdown: a final snapshot, so the next start replays nothing */
+    if (nx_durable_enabled(sh->dur)) {
+        uint64_t lsn;
+        int rc = nx_durable_snapshot(sh->dur, true, &lsn);
+        nx_log(rc ? NX_LOG_ERROR : NX_LOG_INFO, "shutdown snapshot", "shard=%d lsn=%llu error=%s",
+               sh->id, (unsigned long long)lsn, rc ? nx_errname(rc) : "none");
+    }
     return NULL;
 }
 

@@ -23,6 +23,7 @@
 #include "nexus.h"
 #include "server/nx_apply.h"
 #include "server/nx_config.h"
+#include "server/nx_durable.h"
 #include "server/nx_mailbox.h"
 
 #define NX_UDP_ROUNDS 8
@@ -36,6 +37,7 @@ typedef enum nx_msg_kind {
     NX_MSG_SERIES,   /* points of one stream */
     NX_MSG_EXPORT,   /* every stream of every tenant (Prometheus) */
     NX_MSG_STATS,    /* engine-side counts (tenants, streams, bytes) */
+    NX_MSG_SNAPSHOT, /* snapshot now, answer when it is on disk (lsn) */
 } nx_msg_kind;
 
 /* One stream in a listing. */
@@ -76,6 +78,7 @@ typedef struct nx_shard_msg {
     int64_t from_ms, to_ms;
     uint32_t step_s;
     nx_batch batch;
+    int ack;            /* NX_MSG_INGEST: nx_ack_mode (0 = applied) */
     /* answers (owned by the sender once the waiter fired) */
     nx_apply_result ingest;
     int found;
@@ -87,6 +90,7 @@ typedef struct nx_shard_msg {
     nx_export_entry *exp;
     size_t nexp;
     nx_engine_counts counts;
+    uint64_t lsn;       /* NX_MSG_SNAPSHOT: LSN covered */
 } nx_shard_msg;
 
 /* Counters written only by the shard thread. */
@@ -126,6 +130,25 @@ int nx_shard_id(const nx_shard *sh);
  * replay too). Shard thread only. Deterministic given the batch.
  */
 int nx_shard_apply(nx_shard *sh, const nx_batch *b, nx_apply_result *res);
+
+/*
+ * The same path with an acknowledgement (HTTP ingest, NXB over TCP). Shard
+ * thread only. Appends the batch to the WAL, THEN applies it (adds to *res).
+ *   mode NX_ACK_NONE, done NULL: fire and forget (what nx_shard_apply does);
+ *     applied even if the WAL refuses it (counted as `unlogged`).
+ *   NX_ACK_APPLIED / NX_ACK_DURABLE: if the WAL refuses the batch (disk
+ *     full, I/O error, > 64 MiB) returns NX_ENOSPC / NX_EIO / NX_ETOOBIG,
+ *     the batch is NOT applied and done is never called. Otherwise returns 0
+ *     and done(arg, rc, lsn) is called exactly once, on the shard thread, at
+ *     the end of the current loop iteration: rc 0 once the record is in the
+ *     kernel (APPLIED: survives kill -9) or fdatasync'ed (DURABLE: survives
+ *     power loss; one fsync per iteration for every waiter = group commit),
+ *     else the commit's error (the batch was applied in memory but must not
+ *     be acknowledged).
+ */
+int nx_shard_submit(nx_shard *sh, const nx_batch *b, int mode, nx_apply_result *res,
+                    nx_ack_fn done, void *arg);
+const nx_durable_stats *nx_shard_durable_stats(const nx_shard *sh);
 
 void nx_stream_infos_free(nx_stream_info *v, size_t n);
 void nx_export_free(nx_export_entry *v, size_t n);
