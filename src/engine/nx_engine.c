@@ -30,8 +30,9 @@
  *
  * Memory accounting: a stream's bytes = its struct and key + one table slot
  * + its window/tier block + every sketch it owns. It is recomputed when a
- * bucket closes, a late event lands, or a read moves the windows (never per
- * in-second event), and the difference goes to the tenant's stats.
+ * bucket closes (streams with sketches: every 16th second), a late event
+ * lands, or a read moves the windows (never per in-second event), and the
+ * difference goes to the tenant's stats.
  */
 #include <assert.h>
 #include <math.h>
@@ -670,6 +671,7 @@ static int stream_close(nx_stream *s)
     const nx_engine *e = s->tenant->eng;
     if ((rc = stream_advance(s, s->open_sec)))
         return rc;
+    bool fresh = s->win == NULL;
     if ((rc = nx_stream_hist_alloc(s)))
         return rc;
     for (uint32_t i = 0; i < e->cfg.nwindows; i++)
@@ -682,7 +684,12 @@ static int stream_close(nx_stream *s)
     if ((rc = nx_acc_merge(&s->all, &s->open, &e->ap)))
         return rc;
     nx_acc_clear(&s->open);
-    nx_stream_account(s);
+    /* Recounting a sketch stream's bytes walks ~60 sketches: do it every
+     * 16th second (and whenever the window block appears); reads, late
+     * events and deletes recount too, so the figure is at most 16 s stale. */
+    if (fresh || (s->type != NX_TYPE_SET && !nx_type_has_quantiles((nx_type)s->type)) ||
+        (s->open_sec & 15) == 0)
+        nx_stream_account(s);
     return 0;
 }
 
