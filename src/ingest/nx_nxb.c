@@ -341,7 +341,9 @@ int nx_nxb_next(nx_nxb_iter *it, nx_nxb_event *ev)
     }
     if (ext & NX_NXB_EXT_TS) {
         q = nxb_uvar_fast(q, &v);
-        ev->u.ts_ms = b->base_ts_ms + nxb_unzig(v);
+        /* wrapping add: a hostile delta must not be signed overflow; the
+         * engine rejects an absurd timestamp as too late / too early */
+        ev->u.ts_ms = (int64_t)((uint64_t)b->base_ts_ms + (uint64_t)nxb_unzig(v));
     }
     if (ext & NX_NXB_EXT_RATE) {
         ev->u.weight = 1.0 / nxb_ldf64(q);
