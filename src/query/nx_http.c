@@ -23,6 +23,7 @@
 #include "query/nx_http.h"
 #include "query/nx_auth.h"
 #include "query/nx_json.h"
+#include "query/nx_kstage_http.h"
 #include "query/nx_prom.h"
 #include "server/nx_log.h"
 
@@ -382,6 +383,10 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
             "tcp_accepted", (json_int_t)L(tcp_accepted), "tenants", (json_int_t)ec[i].tenants,
             "streams", (json_int_t)ec[i].streams, "summary_bytes", (json_int_t)ec[i].bytes,
             "messages", (json_int_t)L(messages));
+        if (o) {
+            json_object_set_new(o, "recv_calls", json_integer((json_int_t)L(recv_calls)));
+            json_object_set_new(o, "nxb", nx_shard_nxb_json(st));
+        }
         tot[0] += L(datagrams);
         tot[1] += L(bytes);
         tot[2] += L(lines);
@@ -409,11 +414,11 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
                                "kernel_drops", (json_int_t)tot[5], "streams", (json_int_t)tot[6],
                                "summary_bytes", (json_int_t)tot[7]);
     return send_json(c, 200,
-                     json_pack("{s:f,s:i,s:I,s:i,s:o,s:o}", "uptime_s",
+                     json_pack("{s:f,s:i,s:I,s:i,s:o,s:o,s:o}", "uptime_s",
                                (double)(nx_now_ms() - nx_server_start_ms(h->srv)) / 1000.0,
                                "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
                                "subscribers", atomic_load(&h->subscribers), "totals", totals,
-                               "per_shard", shards));
+                               "per_shard", shards, "kernel", nx_kstage_stats_json(h->srv)));
 }
 
 /* JSON ingest: {"events":[{metric,type,value,tags,rate,ts,delta}]} -> StatsD lines */
@@ -762,6 +767,13 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         if (!is_post)
             return send_error(c, 405, "method_not_allowed", "use POST");
         return h_ingest(h, c, rq);
+    }
+    if (!strcmp(url, "/v1/admin/quota")) {
+        if (strcmp(method, MHD_HTTP_METHOD_PUT) != 0)
+            return send_error(c, 405, "method_not_allowed", "use PUT");
+        unsigned status;
+        json_t *j = nx_kstage_quota_put(h->srv, c, &status);
+        return send_json(c, status, j);
     }
     static const struct {
         const char *path;

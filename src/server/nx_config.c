@@ -36,6 +36,7 @@ void nx_config_default(nx_config *c)
     c->sse_heartbeat_s = 15;
     c->prom_window_s = 60;
     nx_engine_config_default(&c->engine);
+    snprintf(c->steer, sizeof(c->steer), "auto");
 }
 
 int nx_parse_duration_s(const char *s, uint32_t *out)
@@ -64,7 +65,7 @@ int nx_parse_duration_s(const char *s, uint32_t *out)
     return 0;
 }
 
-enum kind { K_STR, K_INT, K_BOOL, K_LEVEL, K_DOUBLE };
+enum kind { K_STR, K_INT, K_BOOL, K_LEVEL, K_DOUBLE, K_NXBT };
 
 typedef struct opt {
     const char *key;
@@ -107,8 +108,67 @@ static const opt opts[] = {
     U32("late-tolerance", engine.late_tolerance_s, 0, 1 << 30, "seconds an event may be late [60]"),
     U32("future-tolerance", engine.future_tolerance_s, 0, 1 << 30, "seconds an event may be early [10]"),
     U32("max-streams-per-tenant", engine.max_streams_per_tenant, 0, 1 << 30, "0 = unlimited [0]"),
+    {"steer", K_STR, offsetof(nx_config, steer), 8, 0, 0, "kernel stage of UDP groups: auto, ebpf, cbpf or plain [auto]"},
+    {"nxb-tenant", K_NXBT, 0, 0, 0, 0, "NUM:ID, NXB tenant number -> tenant id (repeatable; 0 = default tenant)"},
+    {"tenant-quota", K_NXBT, 0, 0, 0, 0, "NUM:RATE[:BURST], NXB events/s quota of tenant NUM (repeatable)"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+const nx_nxb_tenant_cfg *nx_config_nxb_tenant(const nx_config *c, uint32_t num)
+{
+    for (uint32_t i = 0; i < c->nxb_ntenants; i++)
+        if (c->nxb_tenants[i].num == num)
+            return &c->nxb_tenants[i];
+    return NULL;
+}
+
+/* --nxb-tenant NUM:ID and --tenant-quota NUM:RATE[:BURST] fill one entry per
+ * NUM (a later flag for the same NUM overrides that part). */
+static int nxb_tenant_set(nx_config *c, const char *key, const char *value, char *err,
+                          size_t errlen)
+{
+    int quota = strcmp(key, "tenant-quota") == 0;
+    char *end;
+    errno = 0;
+    unsigned long num = strtoul(value, &end, 10);
+    if (end == value || *end != ':' || errno || num > UINT32_MAX)
+        goto bad;
+    const char *rest = end + 1;
+    nx_nxb_tenant_cfg *t = (nx_nxb_tenant_cfg *)nx_config_nxb_tenant(c, (uint32_t)num);
+    if (!t) {
+        if (c->nxb_ntenants == NX_NXB_TENANTS_MAX) {
+            snprintf(err, errlen, "--%s: at most %d NXB tenants", key, NX_NXB_TENANTS_MAX);
+            return NX_EINVAL;
+        }
+        t = &c->nxb_tenants[c->nxb_ntenants];
+        memset(t, 0, sizeof(*t));
+        t->num = (uint32_t)num;
+    }
+    if (!quota) {
+        if (!nx_tenant_id_valid(rest, strlen(rest)))
+            goto bad;
+        snprintf(t->id, sizeof(t->id), "%s", rest);
+    } else {
+        unsigned long long rate = strtoull(rest, &end, 10), burst = rate;
+        if (end == rest || (*end && *end != ':') || errno || rate > 1000000000ull)
+            goto bad;
+        if (*end == ':') {
+            const char *b = end + 1;
+            burst = strtoull(b, &end, 10);
+            if (end == b || *end || errno || burst > 1000000000ull)
+                goto bad;
+        }
+        t->rate = rate;
+        t->burst = burst;
+    }
+    if (t == &c->nxb_tenants[c->nxb_ntenants])
+        c->nxb_ntenants++;
+    return 0;
+bad:
+    snprintf(err, errlen, "--%s: expected %s", key,
+             quota ? "NUM:RATE[:BURST] (events/s, events)" : "NUM:ID with ID [a-z0-9_-]{1,64}");
+    return NX_EINVAL;
+}
 
 void nx_config_usage(const char *prog)
 {
@@ -140,6 +200,11 @@ int nx_config_set(nx_config *c, const char *key, const char *value, char *err, s
                     v = "";
             if (strlen(v) >= o->size) {
                 snprintf(err, errlen, "--%s: value too long", key);
+                return NX_EINVAL;
+            }
+            if (strcmp(o->key, "steer") == 0 && strcmp(v, "auto") && strcmp(v, "ebpf") &&
+                strcmp(v, "cbpf") && strcmp(v, "plain")) {
+                snprintf(err, errlen, "--%s: expected auto, ebpf, cbpf or plain", key);
                 return NX_EINVAL;
             }
             if (strcmp(o->key, "default-tenant") == 0 && !nx_tenant_id_valid(v, strlen(v))) {
@@ -193,6 +258,8 @@ int nx_config_set(nx_config *c, const char *key, const char *value, char *err, s
             *(double *)field = v;
             return 0;
         }
+        case K_NXBT:
+            return nxb_tenant_set(c, key, value, err, errlen);
         }
     }
     snprintf(err, errlen, "unknown option --%s (see --help)", key);
