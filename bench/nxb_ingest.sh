@@ -46,10 +46,10 @@ else:
 }
 
 start() {
-    HTTP=$(port); UDP=$(port)
-    "$BUILD/bin/nexusd" --http 127.0.0.1:$HTTP --statsd-udp 127.0.0.1:$UDP --statsd-tcp off \
+    HTTP=$(port); UDP=$(port); SD=$(port)
+    "$BUILD/bin/nexusd" --http 127.0.0.1:$HTTP --statsd-udp 127.0.0.1:$SD --statsd-tcp off \
         --nxb-udp 127.0.0.1:$UDP --nxb-tcp off --shards "$SHARDS" --data-dir "$TMP/data" \
-        --steer "$1" --rcvbuf 67108864 >"$TMP/nexusd.log" 2>&1 &
+        --steer "$1" --rcvbuf 67108864 $(for i in 1 2 3 4 5 6 7 8; do printf -- "--nxb-tenant %d:t%d " $i $i; done) >"$TMP/nexusd.log" 2>&1 &
     NX_PID=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HTTP/v1/health" >/dev/null && return; sleep 0.05; done
     echo "nexusd did not start" >&2; cat "$TMP/nexusd.log" >&2; exit 1
@@ -80,7 +80,7 @@ run_nxb() { # name steer
 run_statsd() {
     start auto
     local t0; t0=$(date +%s.%N)
-    "$BUILD/bin/nx-loadgen" --port "$UDP" --tenants 8 --metrics 2 --lines "$SD_LINES" \
+    "$BUILD/bin/nx-loadgen" --port "$SD" --tenants 8 --metrics 2 --lines "$SD_LINES" \
         --dgram-bytes 8192 >/dev/null 2>&1
     read -r ev calls t1 < <(settle statsd)
     report statsd_text "$SD_LINES" "$ev" "$calls" "$t0" "$t1" "8 KiB datagrams"
