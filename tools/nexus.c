@@ -2,6 +2,8 @@
  * nexus.c — the command-line client of nexusd's HTTP API.
  *
  *   nexus send [LINE...]            StatsD lines from args or stdin -> POST /v1/ingest
+ *   nexus send --nxb [--tcp] [--num N] [--nxb-addr HOST:PORT] [LINE...]
+ *                                   the same lines as NXB batches (libnexus-client)
  *   nexus query METRIC [--tags k:v,..] [--window 1m] [--q 0.5,0.99] [--json]
  *   nexus streams [--prefix P] [--json]
  *   nexus stats [--json]
@@ -30,10 +32,12 @@
 #include <unistd.h>
 
 #include "store/nx_store.h"
+#include "nexus_client.h"
+#include "ingest/nx_statsd.h"
 
 typedef struct opts {
-    const char *tenant, *tags, *window, *q, *prefix;
-    int json, once, n;
+    const char *tenant, *tags, *window, *q, *prefix, *num, *nxb_addr;
+    int json, once, n, nxb, tcp;
     double interval;
 } opts;
 
@@ -48,6 +52,9 @@ static void usage(void)
     fprintf(stderr,
             "usage: nexus [--tenant ID] COMMAND [ARGS]\n"
             "  send [LINE...]              send StatsD lines (args, or stdin) via POST /v1/ingest\n"
+            "  send --nxb [--tcp] [--num N] [--nxb-addr HOST:PORT] [LINE...]\n"
+            "                              the same as NXB binary batches over UDP (or TCP, acked)\n"
+            "                              to tenant number N (default 0; env NEXUS_NXB)\n"
             "  query METRIC [--tags k:v,..] [--window 1m|all] [--q 0.5,0.99] [--json]\n"
             "  streams [--prefix P] [--json]\n"
             "  stats [--json]\n"
@@ -255,8 +262,159 @@ static void fmt_num(char *buf, size_t n, json_t *v)
 
 /* ---- commands --------------------------------------------------------------- */
 
+/* ---- send --nxb ------------------------------------------------------------ */
+
+/* Streams seen so far: canonical key + type -> client stream id (open
+ * addressing, so a large stdin with many streams stays linear). */
+typedef struct sid_ent {
+    char *key;
+    size_t len;
+    int type;
+    uint32_t sid;
+} sid_ent;
+
+typedef struct sid_map {
+    sid_ent *e;
+    size_t cap, n;
+} sid_map;
+
+static uint64_t fnv(const char *p, size_t n, int type)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)type;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+    return h;
+}
+
+static int sid_get(sid_map *m, nx_client *c, int type, const char *key, size_t len, uint32_t *sid)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 256;
+        sid_ent *ne = calloc(nc, sizeof(*ne));
+        if (!ne)
+            return -1;
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->e[i].key) {
+                size_t j = fnv(m->e[i].key, m->e[i].len, m->e[i].type) & (nc - 1);
+                while (ne[j].key)
+                    j = (j + 1) & (nc - 1);
+                ne[j] = m->e[i];
+            }
+        free(m->e);
+        m->e = ne;
+        m->cap = nc;
+    }
+    size_t j = fnv(key, len, type) & (m->cap - 1);
+    for (; m->e[j].key; j = (j + 1) & (m->cap - 1))
+        if (m->e[j].type == type && m->e[j].len == len && !memcmp(m->e[j].key, key, len)) {
+            *sid = m->e[j].sid;
+            return 0;
+        }
+    if (nx_client_stream(c, (nx_type)type, key, len, sid) != 0)
+        return -1;
+    m->e[j] = (sid_ent){.key = strndup(key, len), .len = len, .type = type, .sid = *sid};
+    m->n++;
+    return m->e[j].key ? 0 : -1;
+}
+
+/* Parses one StatsD line and adds its values; 1 added, 0 rejected. */
+static int nxb_line(nx_client *c, sid_map *m, const char *line, size_t len, nx_tag *tags,
+                    const nx_statsd_limits *lim, char *key, size_t key_cap)
+{
+    nx_statsd_line l;
+    int rc = nx_statsd_parse(line, len, lim, tags, &l);
+    if (rc != NX_SD_OK || l.tenant) {
+        fprintf(stderr, "nexus: skipped line (%s): %.*s\n",
+                rc != NX_SD_OK ? nx_statsd_reason_name(rc) : "tenant tags need --num", (int)len,
+                line);
+        return 0;
+    }
+    int kl = nx_stream_key_build(l.name, l.name_len, l.tags, l.ntags, key, key_cap);
+    uint32_t sid;
+    if (kl < 0 || sid_get(m, c, l.type, key, (size_t)kl, &sid) != 0)
+        return 0;
+    uint32_t pos = 0;
+    nx_statsd_value v;
+    while (nx_statsd_value_next(&l, &pos, &v)) {
+        rc = l.type == NX_TYPE_SET ? nx_client_set_add(c, sid, v.member, v.member_len)
+                                   : nx_client_add(c, sid, v.value, l.ts_ms, l.rate, v.delta);
+        if (rc != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static int cmd_send_nxb(opts *o, int argc, char **argv)
+{
+    const char *addr = o->nxb_addr ? o->nxb_addr : getenv("NEXUS_NXB");
+    if (!addr || !*addr)
+        addr = "127.0.0.1:8126";
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : 0;
+    if (!colon || (size_t)(colon - addr) >= sizeof(host) || port <= 0 || port > 65535) {
+        fprintf(stderr, "nexus: bad NXB address '%s' (HOST:PORT)\n", addr);
+        return 2;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+    nx_client_opts co = NX_CLIENT_OPTS_INIT;
+    co.tenant_num = o->num ? (uint32_t)strtoul(o->num, NULL, 10) : 0;
+    co.crc = 1;
+    nx_client *c;
+    if (nx_client_open(o->tcp ? NX_CLIENT_TCP : NX_CLIENT_UDP, host, (uint16_t)port, &co, &c)) {
+        fprintf(stderr, "nexus: cannot connect to %s: %s\n", addr, strerror(errno));
+        return 1;
+    }
+    nx_statsd_limits lim;
+    nx_statsd_limits_default(&lim);
+    nx_tag tags[65];
+    char key[8192];
+    sid_map m = {0};
+    uint64_t ok = 0, bad = 0;
+    if (argc > 0) {
+        for (int i = 0; i < argc; i++)
+            nxb_line(c, &m, argv[i], strlen(argv[i]), tags, &lim, key, sizeof(key)) ? ok++ : bad++;
+    } else {
+        char *line = NULL;
+        size_t cap = 0;
+        ssize_t n;
+        while ((n = getline(&line, &cap, stdin)) > 0) {
+            while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                n--;
+            if (n)
+                nxb_line(c, &m, line, (size_t)n, tags, &lim, key, sizeof(key)) ? ok++ : bad++;
+        }
+        free(line);
+    }
+    int rc = nx_client_flush(c);
+    if (!rc && o->tcp)
+        rc = nx_client_wait_acks(c, 10000);
+    nx_client_stats st;
+    nx_client_get_stats(c, &st);
+    nx_client_close(c);
+    for (size_t i = 0; i < m.cap; i++)
+        free(m.e[i].key);
+    free(m.e);
+    if (o->tcp)
+        printf("lines %llu, skipped %llu, batches %llu, events %llu, acked %llu, refused %llu\n",
+               (unsigned long long)ok, (unsigned long long)bad,
+               (unsigned long long)st.batches_sent, (unsigned long long)st.events_sent,
+               (unsigned long long)st.events_acked, (unsigned long long)st.batches_refused);
+    else
+        printf("lines %llu, skipped %llu, batches %llu, events %llu (udp: not acknowledged)\n",
+               (unsigned long long)ok, (unsigned long long)bad,
+               (unsigned long long)st.batches_sent, (unsigned long long)st.events_sent);
+    if (rc) {
+        fprintf(stderr, "nexus: %s (last refusal status %u)\n", nx_strerror(rc), st.last_refusal);
+        return 1;
+    }
+    return bad ? 1 : 0;
+}
+
 static int cmd_send(opts *o, int argc, char **argv)
 {
+    if (o->nxb)
+        return cmd_send_nxb(o, argc, argv);
     char *body = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&body, &len);
@@ -545,6 +703,10 @@ int main(int argc, char **argv)
         const char **dst = NULL;
         if (!strcmp(a, "--json")) o.json = 1;
         else if (!strcmp(a, "--once")) o.once = 1;
+        else if (!strcmp(a, "--nxb")) o.nxb = 1;
+        else if (!strcmp(a, "--tcp")) o.tcp = 1;
+        else if (!strcmp(a, "--num")) dst = &o.num;
+        else if (!strcmp(a, "--nxb-addr")) dst = &o.nxb_addr;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
         else if (!strcmp(a, "--tenant")) dst = &o.tenant;
         else if (!strcmp(a, "--tags")) dst = &o.tags;

@@ -23,6 +23,7 @@
 #include "query/nx_http.h"
 #include "query/nx_auth.h"
 #include "query/nx_json.h"
+#include "query/nx_kstage_http.h"
 #include "query/nx_prom.h"
 #include "server/nx_log.h"
 
@@ -413,6 +414,10 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
             "tcp_accepted", (json_int_t)L(tcp_accepted), "tenants", (json_int_t)ec[i].tenants,
             "streams", (json_int_t)ec[i].streams, "summary_bytes", (json_int_t)ec[i].bytes,
             "messages", (json_int_t)L(messages));
+        if (o) {
+            json_object_set_new(o, "recv_calls", json_integer((json_int_t)L(recv_calls)));
+            json_object_set_new(o, "nxb", nx_shard_nxb_json(st));
+        }
         tot[0] += L(datagrams);
         tot[1] += L(bytes);
         tot[2] += L(lines);
@@ -444,8 +449,10 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
                             "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
                             "subscribers", atomic_load(&h->subscribers), "totals", totals,
                             "per_shard", shards);
-    if (out)
+    if (out) {
         json_object_set_new(out, "durability", durability_json(h));
+        json_object_set_new(out, "kernel", nx_kstage_stats_json(h->srv));
+    }
     return send_json(c, 200, out);
 }
 
@@ -838,6 +845,13 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         if (!is_post)
             return send_error(c, 405, "method_not_allowed", "use POST");
         return h_admin_snapshot(h, c);
+    }
+    if (!strcmp(url, "/v1/admin/quota")) {
+        if (strcmp(method, MHD_HTTP_METHOD_PUT) != 0)
+            return send_error(c, 405, "method_not_allowed", "use PUT");
+        unsigned status;
+        json_t *j = nx_kstage_quota_put(h->srv, c, &status);
+        return send_json(c, status, j);
     }
     static const struct {
         const char *path;

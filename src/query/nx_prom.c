@@ -25,6 +25,7 @@
  * (monotonic, as Prometheus requires).
  */
 #include "query/nx_prom.h"
+#include "query/nx_kstage_http.h"
 #include "server/nx_log.h"
 
 #include <ctype.h>
@@ -366,6 +367,7 @@ int nx_prom_render(nx_server *srv, int64_t now_ms, char **out, size_t *out_len)
         write_series(f, &ss[i], &qs);
     }
     own_stats(f, srv, now_ms);
+    nx_kstage_prom(f, srv);
     fclose(f);
     for (size_t i = 0; i < ns; i++) {
         free(ss[i].family);

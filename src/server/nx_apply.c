@@ -17,7 +17,10 @@ int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
     /* key = name + for each tag '|' k ':' v: never longer than the line */
     a->key_cap = (size_t)lim->max_line + 2 * ((size_t)lim->max_tags + 1) + 16;
     a->key = malloc(a->key_cap);
-    if (!a->tags || !a->key) {
+    a->nxb = malloc(sizeof(*a->nxb));
+    a->nxb_streams = calloc(NX_NXB_MAX_STREAMS, sizeof(nx_stream *));
+    a->nxb_serr = calloc(NX_NXB_MAX_STREAMS, sizeof(int));
+    if (!a->tags || !a->key || !a->nxb || !a->nxb_streams || !a->nxb_serr) {
         nx_applier_free(a);
         return NX_ENOMEM;
     }
@@ -28,8 +31,14 @@ void nx_applier_free(nx_applier *a)
 {
     free(a->tags);
     free(a->key);
+    free(a->nxb);
+    free(a->nxb_streams);
+    free(a->nxb_serr);
+    a->nxb_serr = NULL;
     a->tags = NULL;
     a->key = NULL;
+    a->nxb = NULL;
+    a->nxb_streams = NULL;
 }
 
 void nx_apply_result_add(nx_apply_result *dst, const nx_apply_result *src)
@@ -39,6 +48,16 @@ void nx_apply_result_add(nx_apply_result *dst, const nx_apply_result *src)
     dst->rejected += src->rejected;
     for (int i = 0; i < NX_SD_NREASONS; i++)
         dst->reasons[i] += src->reasons[i];
+    dst->nxb_batches += src->nxb_batches;
+    for (int i = 0; i < NX_NXB_NREJECT; i++)
+        dst->nxb_rejected[i] += src->nxb_rejected[i];
+    dst->nxb_last_status = src->nxb_last_status;
+    dst->nxb_last_applied = src->nxb_last_applied;
+}
+
+const char *nx_nxb_reject_name(int reason)
+{
+    return reason == NX_NXB_UNKNOWN_TENANT ? "unknown_tenant" : nx_nxb_reason_name(reason);
 }
 
 static void reject(nx_applier *a, nx_apply_result *res, int reason, const char *line, size_t len,
@@ -115,8 +134,82 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
     }
 }
 
+/* Counts an engine refusal of NXB events and keeps the batch's first one as
+ * its ack status (100 + -err, see docs/nxb.md). */
+static void nxb_refuse(nx_apply_result *res, int err, uint64_t n)
+{
+    int r = nx_statsd_reason_of_error(err);
+    res->rejected += n;
+    res->reasons[r] += n;
+    if (res->nxb_last_status == 0)
+        res->nxb_last_status = (uint8_t)(100 + (-err < 100 ? -err : 99));
+}
+
+/*
+ * One NXB batch: validated whole by nx_nxb_decode (a bad batch changes
+ * nothing), tenant number -> tenant, each declared stream looked up once,
+ * then every event goes to its stream. Engine refusals (late, type clash,
+ * stream quota) refuse those events only, as for StatsD lines.
+ */
+static int apply_nxb(nx_applier *a, const nx_batch *b, nx_apply_result *res)
+{
+    res->nxb_last_status = 0;
+    res->nxb_last_applied = 0;
+    int reason = 0;
+    if (nx_nxb_decode(b->data, b->len, a->nxb, NULL, &reason) != 0) {
+        assert(reason > 0 && reason < NX_NXB_NREASONS);
+        res->nxb_rejected[reason]++;
+        res->nxb_last_status = (uint8_t)reason;
+        return 0;
+    }
+    const nx_nxb_batch *nb = a->nxb;
+    const char *tid = b->tenant;
+    size_t tlen = b->tenant_len;
+    const nx_nxb_tenant_cfg *tc = a->nxb_cfg ? nx_config_nxb_tenant(a->nxb_cfg, nb->tenant_num) : NULL;
+    if (tc && tc->id[0]) {
+        tid = tc->id;
+        tlen = strlen(tc->id);
+    } else if (nb->tenant_num != 0) {
+        res->nxb_rejected[NX_NXB_UNKNOWN_TENANT]++;
+        res->nxb_last_status = NX_NXB_UNKNOWN_TENANT;
+        return 0;
+    }
+    res->nxb_batches++;
+    nx_tenant *t;
+    int rc = nx_engine_tenant(a->engine, tid, tlen, &t);
+    if (rc < 0) {
+        nxb_refuse(res, rc, nb->event_count);
+        return 0;
+    }
+    for (uint32_t i = 0; i < nb->nstreams; i++) {
+        rc = nx_tenant_stream(t, nb->streams[i].key, nb->streams[i].key_len,
+                              (nx_type)nb->streams[i].type, &a->nxb_streams[i]);
+        a->nxb_serr[i] = rc < 0 ? rc : 0;
+        if (rc < 0)
+            a->nxb_streams[i] = NULL;
+    }
+    nx_nxb_iter it;
+    nx_nxb_event ev;
+    nx_nxb_iter_init(&it, nb);
+    uint32_t applied = 0;
+    while (nx_nxb_next(&it, &ev)) {
+        assert(ev.stream_idx < nb->nstreams);
+        nx_stream *s = a->nxb_streams[ev.stream_idx];
+        rc = s ? nx_stream_update(s, &ev.u, b->recv_ms) : a->nxb_serr[ev.stream_idx];
+        if (rc < 0)
+            nxb_refuse(res, rc, 1);
+        else
+            applied++;
+    }
+    res->events += applied;
+    res->nxb_last_applied = applied;
+    return 0;
+}
+
 int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
 {
+    if (b->format == NX_BATCH_NXB)
+        return apply_nxb(a, b, res);
     if (b->format != NX_BATCH_STATSD)
         return NX_EINVAL;
     const char *p = (const char *)b->data, *end = p + b->len;

@@ -20,7 +20,16 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "nexus.h"
+#include "ingest/nx_nxb.h"
 #include "ingest/nx_statsd.h"
+#include "server/nx_config.h"
+
+/* NXB batch rejections: the nx_nxb_reason values, plus tenant numbers
+ * nexusd does not know (the kernel stage never checks that). */
+#define NX_NXB_UNKNOWN_TENANT NX_NXB_NREASONS
+#define NX_NXB_NREJECT (NX_NXB_NREASONS + 1)
+/* "unknown_tenant" or nx_nxb_reason_name(). */
+const char *nx_nxb_reject_name(int reason);
 
 typedef enum nx_batch_format {
     NX_BATCH_STATSD = 1, /* StatsD / DogStatsD text lines */
@@ -53,6 +62,14 @@ typedef struct nx_apply_result {
     uint64_t events;
     uint64_t rejected;
     uint64_t reasons[NX_SD_NREASONS];
+    /* NXB: batches applied, batches rejected whole (by NX_NXB_* reason), and
+     * the outcome of the LAST NXB batch for its TCP ack: status 0, a reject
+     * reason, or 100 + (-NX_E*) when the engine refused some events (then
+     * last_applied < its event count). */
+    uint64_t nxb_batches;
+    uint64_t nxb_rejected[NX_NXB_NREJECT];
+    uint8_t nxb_last_status;
+    uint32_t nxb_last_applied;
 } nx_apply_result;
 
 /* Called for each rejected line (for rate-limited logging). */
@@ -66,6 +83,13 @@ typedef struct nx_applier {
     size_t key_cap;
     nx_reject_fn on_reject;
     void *reject_arg;
+    /* NXB: the decoded batch (~16 KB) and its streams, reused per batch;
+     * tenant numbers other than 0 are resolved through nxb_cfg (may be NULL:
+     * then only num 0 = the batch's default tenant is known). */
+    nx_nxb_batch *nxb;
+    nx_stream **nxb_streams;
+    int *nxb_serr;       /* per declared stream: 0 or the lookup's NX_E* */
+    const nx_config *nxb_cfg;
 } nx_applier;
 
 int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim);

@@ -39,6 +39,7 @@ void nx_config_default(nx_config *c)
     c->snapshot_interval_ms = 60000;
     c->wal_sync_ms = 1000;
     nx_engine_config_default(&c->engine);
+    snprintf(c->steer, sizeof(c->steer), "auto");
 }
 
 int nx_parse_duration_s(const char *s, uint32_t *out)
@@ -86,7 +87,7 @@ int nx_parse_duration_ms(const char *s, uint32_t *out)
     return 0;
 }
 
-enum kind { K_STR, K_INT, K_BOOL, K_LEVEL, K_DOUBLE, K_MS, K_ACK };
+enum kind { K_STR, K_INT, K_BOOL, K_LEVEL, K_DOUBLE, K_MS, K_ACK, K_NXBT };
 
 typedef struct opt {
     const char *key;
@@ -132,8 +133,67 @@ static const opt opts[] = {
     {"ack", K_ACK, offsetof(nx_config, ack_durable), 4, 0, 1, "default HTTP ingest ack: durable or applied [durable]"},
     {"snapshot-interval", K_MS, offsetof(nx_config, snapshot_interval_ms), 4, 10, 86400000, "at most one snapshot per shard this often (250ms, 60s, 5m) [60s]"},
     {"wal-sync-interval", K_MS, offsetof(nx_config, wal_sync_ms), 4, 1, 3600000, "fdatasync un-acked WAL data at least this often [1s]"},
+    {"steer", K_STR, offsetof(nx_config, steer), 8, 0, 0, "kernel stage of UDP groups: auto, ebpf, cbpf or plain [auto]"},
+    {"nxb-tenant", K_NXBT, 0, 0, 0, 0, "NUM:ID, NXB tenant number -> tenant id (repeatable; 0 = default tenant)"},
+    {"tenant-quota", K_NXBT, 0, 0, 0, 0, "NUM:RATE[:BURST], NXB events/s quota of tenant NUM (repeatable)"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+const nx_nxb_tenant_cfg *nx_config_nxb_tenant(const nx_config *c, uint32_t num)
+{
+    for (uint32_t i = 0; i < c->nxb_ntenants; i++)
+        if (c->nxb_tenants[i].num == num)
+            return &c->nxb_tenants[i];
+    return NULL;
+}
+
+/* --nxb-tenant NUM:ID and --tenant-quota NUM:RATE[:BURST] fill one entry per
+ * NUM (a later flag for the same NUM overrides that part). */
+static int nxb_tenant_set(nx_config *c, const char *key, const char *value, char *err,
+                          size_t errlen)
+{
+    int quota = strcmp(key, "tenant-quota") == 0;
+    char *end;
+    errno = 0;
+    unsigned long num = strtoul(value, &end, 10);
+    if (end == value || *end != ':' || errno || num > UINT32_MAX)
+        goto bad;
+    const char *rest = end + 1;
+    nx_nxb_tenant_cfg *t = (nx_nxb_tenant_cfg *)nx_config_nxb_tenant(c, (uint32_t)num);
+    if (!t) {
+        if (c->nxb_ntenants == NX_NXB_TENANTS_MAX) {
+            snprintf(err, errlen, "--%s: at most %d NXB tenants", key, NX_NXB_TENANTS_MAX);
+            return NX_EINVAL;
+        }
+        t = &c->nxb_tenants[c->nxb_ntenants];
+        memset(t, 0, sizeof(*t));
+        t->num = (uint32_t)num;
+    }
+    if (!quota) {
+        if (!nx_tenant_id_valid(rest, strlen(rest)))
+            goto bad;
+        snprintf(t->id, sizeof(t->id), "%s", rest);
+    } else {
+        unsigned long long rate = strtoull(rest, &end, 10), burst = rate;
+        if (end == rest || (*end && *end != ':') || errno || rate > 1000000000ull)
+            goto bad;
+        if (*end == ':') {
+            const char *b = end + 1;
+            burst = strtoull(b, &end, 10);
+            if (end == b || *end || errno || burst > 1000000000ull)
+                goto bad;
+        }
+        t->rate = rate;
+        t->burst = burst;
+    }
+    if (t == &c->nxb_tenants[c->nxb_ntenants])
+        c->nxb_ntenants++;
+    return 0;
+bad:
+    snprintf(err, errlen, "--%s: expected %s", key,
+             quota ? "NUM:RATE[:BURST] (events/s, events)" : "NUM:ID with ID [a-z0-9_-]{1,64}");
+    return NX_EINVAL;
+}
 
 void nx_config_usage(const char *prog)
 {
@@ -165,6 +225,11 @@ int nx_config_set(nx_config *c, const char *key, const char *value, char *err, s
                     v = "";
             if (strlen(v) >= o->size) {
                 snprintf(err, errlen, "--%s: value too long", key);
+                return NX_EINVAL;
+            }
+            if (strcmp(o->key, "steer") == 0 && strcmp(v, "auto") && strcmp(v, "ebpf") &&
+                strcmp(v, "cbpf") && strcmp(v, "plain")) {
+                snprintf(err, errlen, "--%s: expected auto, ebpf, cbpf or plain", key);
                 return NX_EINVAL;
             }
             if (strcmp(o->key, "default-tenant") == 0 && !nx_tenant_id_valid(v, strlen(v))) {
@@ -235,6 +300,8 @@ int nx_config_set(nx_config *c, const char *key, const char *value, char *err, s
             *(double *)field = v;
             return 0;
         }
+        case K_NXBT:
+            return nxb_tenant_set(c, key, value, err, errlen);
         }
     }
     snprintf(err, errlen, "unknown option --%s (see --help)", key);

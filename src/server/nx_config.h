@@ -19,6 +19,17 @@
 #include "ingest/nx_statsd.h"
 
 #define NX_ADDR_MAX 128
+#define NX_NXB_TENANTS_MAX 64
+
+/* One NXB tenant: numeric id -> tenant id (--nxb-tenant NUM:ID) and/or its
+ * events/s quota (--tenant-quota NUM:RATE[:BURST]). Until the tenant
+ * registry is wired, this table is the only source of NXB tenants besides
+ * num 0 (= the default tenant). id "" = quota only. */
+typedef struct nx_nxb_tenant_cfg {
+    uint32_t num;
+    char id[65];
+    uint64_t rate, burst; /* events/s and events; rate 0 = no quota */
+} nx_nxb_tenant_cfg;
 
 typedef struct nx_config {
     char data_dir[PATH_MAX];
@@ -47,6 +58,9 @@ typedef struct nx_config {
     uint32_t snapshot_interval_ms; /* at most one snapshot per shard this often */
     uint32_t wal_sync_ms;     /* fdatasync un-synced WAL data at least this often */
     nx_engine_config engine;
+    char steer[8];            /* auto, ebpf, cbpf or plain (kernel stage of UDP groups) */
+    uint32_t nxb_ntenants;
+    nx_nxb_tenant_cfg nxb_tenants[NX_NXB_TENANTS_MAX];
 } nx_config;
 
 void nx_config_default(nx_config *c);
@@ -62,6 +76,8 @@ int nx_config_load_file(nx_config *c, const char *path, char *err, size_t errlen
  */
 int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t errlen);
 void nx_config_usage(const char *prog);
+/* The entry of NXB tenant num, or NULL. */
+const nx_nxb_tenant_cfg *nx_config_nxb_tenant(const nx_config *c, uint32_t num);
 
 /* Parses "250ms", "10s", "5m", "1h" or plain seconds into milliseconds. */
 int nx_parse_duration_ms(const char *s, uint32_t *out);

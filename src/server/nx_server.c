@@ -9,6 +9,7 @@
  * min/max combine).
  */
 #include "server/nx_server.h"
+#include "server/nx_kstage.h"
 #include "server/nx_listener.h"
 #include "server/nx_log.h"
 
@@ -28,12 +29,50 @@ struct nx_server {
     int unix_fd;
     int64_t start_ms;
     unsigned rr; /* round robin for small HTTP bodies (HTTP threads race on it harmlessly) */
+    nx_kstage *ks;
 };
 
 int nx_server_nshards(const nx_server *s) { return s->n; }
 const nx_config *nx_server_config(const nx_server *s) { return &s->cfg; }
 nx_shard *nx_server_shard(nx_server *s, int i) { return s->shards[i]; }
 int64_t nx_server_start_ms(const nx_server *s) { return s->start_ms; }
+nx_kstage *nx_server_kstage(nx_server *s) { return s->ks; }
+
+/* The NXB listeners: a steered UDP reuseport group and a TCP reuseport group
+ * (the kernel balances connections over shards), one socket each per shard. */
+static int nxb_listeners(nx_server *s)
+{
+    int n = s->n, rc = 0;
+    int *udp = malloc(sizeof(int) * (size_t)n), *tcp = malloc(sizeof(int) * (size_t)n);
+    if (!udp || !tcp) {
+        free(udp);
+        free(tcp);
+        return NX_ENOMEM;
+    }
+    for (int i = 0; i < n; i++)
+        udp[i] = tcp[i] = -1;
+    if (s->cfg.nxb_udp[0]) {
+        rc = nx_listener_udp_group(s->cfg.nxb_udp, n, s->cfg.rcvbuf, udp);
+        if (!rc)
+            rc = nx_kstage_attach(s->ks, NX_KS_NXB, udp, n);
+    }
+    if (!rc && s->cfg.nxb_tcp[0])
+        rc = nx_listener_tcp_group(s->cfg.nxb_tcp, n, tcp);
+    for (int i = 0; !rc && i < n; i++) {
+        rc = nx_shard_set_nxb(s->shards[i], udp[i], tcp[i], s->ks);
+        if (!rc)
+            udp[i] = tcp[i] = -1;
+    }
+    for (int i = 0; i < n; i++) {
+        if (udp[i] >= 0)
+            close(udp[i]);
+        if (tcp[i] >= 0)
+            close(tcp[i]);
+    }
+    free(udp);
+    free(tcp);
+    return rc;
+}
 
 static int mkdir_p(const char *path)
 {
@@ -69,6 +108,9 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
     int rc = NX_ENOMEM;
     if (!s->shards || !udp || !tcp)
         goto fail;
+    rc = nx_kstage_create(&s->cfg, s->n, &s->ks);
+    if (rc)
+        goto fail;
     for (int i = 0; i < s->n; i++)
         udp[i] = tcp[i] = -1;
     if (s->cfg.data_dir[0] && mkdir_p(s->cfg.data_dir) < 0) {
@@ -84,6 +126,9 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
         rc = nx_listener_udp_group(s->cfg.statsd_udp, s->n, s->cfg.rcvbuf, udp);
         if (rc)
             goto fail;
+        rc = nx_kstage_attach(s->ks, NX_KS_STATSD, udp, s->n);
+        if (rc)
+            goto fail_fds;
         if (hooks && hooks->udp_group) {
             rc = hooks->udp_group(hooks->arg, udp, s->n);
             if (rc)
@@ -106,6 +151,9 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
             goto fail_fds;
         udp[i] = tcp[i] = -1; /* owned by the shard now */
     }
+    rc = nxb_listeners(s);
+    if (rc)
+        goto fail_fds;
     free(udp);
     free(tcp);
     *out = s;
@@ -150,6 +198,7 @@ void nx_server_destroy(nx_server *s)
         for (int i = 0; i < s->n; i++)
             nx_shard_destroy(s->shards[i]);
     free(s->shards);
+    nx_kstage_destroy(s->ks); /* after the sockets closed: detaches the programs */
     if (s->unix_fd >= 0) {
         close(s->unix_fd);
         unlink(s->cfg.statsd_unix);

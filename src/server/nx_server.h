@@ -15,8 +15,12 @@
  * a query issued afterwards sees the events.
  *
  * Hooks: udp_group is called once with the StatsD UDP reuseport group right
- * after it is created and before any shard runs (the NXB/steering module
- * attaches its eBPF/cBPF program there).
+ * after it is created and before any shard runs.
+ *
+ * Kernel stage: the server owns an nx_kstage (server/nx_kstage.h) for its
+ * whole life; it steers the StatsD UDP group and the NXB UDP group
+ * (--steer) and holds the NXB quotas. HTTP reaches it through
+ * nx_server_kstage() for /v1/stats, /metrics and PUT /v1/admin/quota.
  */
 #ifndef NX_SERVER_H
 #define NX_SERVER_H
@@ -44,6 +48,7 @@ int nx_server_nshards(const nx_server *s);
 const nx_config *nx_server_config(const nx_server *s);
 nx_shard *nx_server_shard(nx_server *s, int i);
 int64_t nx_server_start_ms(const nx_server *s);
+struct nx_kstage *nx_server_kstage(nx_server *s);
 
 /* Applies StatsD lines for a tenant; returns when every shard is done
  * (acknowledged with the configured default mode, --ack). */

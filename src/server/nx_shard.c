@@ -12,7 +12,9 @@
  */
 #include "server/nx_shard.h"
 #include "server/nx_durable.h"
+#include "server/nx_kstage.h"
 #include "server/nx_log.h"
+#include "server/nx_nxb_tcp.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -31,6 +33,9 @@
 #define TAG_UNIX 3ull
 #define TAG_TCPL 4ull
 #define TAG_CONN 5ull
+#define TAG_NXBU 6ull
+#define TAG_NXBL 7ull
+#define TAG_NXBC 8ull
 
 typedef struct conn {
     int fd;          /* -1: free slot */
@@ -66,6 +71,10 @@ struct nx_shard {
     int64_t last_log_s[NX_SD_NREASONS];
     uint64_t suppressed[NX_SD_NREASONS];
     nx_shard_stats st;
+    /* NXB */
+    int nxb_udp_fd, nxb_tcp_fd;
+    nx_kstage *ks;
+    nx_nxb_tcp *nxbt;
 };
 
 int64_t nx_now_ms(void)
@@ -114,6 +123,11 @@ static void publish(nx_shard *sh, const nx_apply_result *r)
             if (r->reasons[i])
                 st_add(&sh->st.reasons[i], r->reasons[i]);
     }
+    if (r->nxb_batches)
+        st_add(&sh->st.nxb_batches, r->nxb_batches);
+    for (int i = 1; i < NX_NXB_NREJECT; i++)
+        if (r->nxb_rejected[i])
+            st_add(&sh->st.nxb_rejected[i], r->nxb_rejected[i]);
 }
 
 int nx_shard_apply(nx_shard *sh, const nx_batch *b, nx_apply_result *res)
@@ -163,6 +177,7 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
     sh->unix_fd = unix_fd;
     sh->epfd = -1;
     sh->mb.efd = -1;
+    sh->nxb_udp_fd = sh->nxb_tcp_fd = -1;
     int rc = nx_engine_create(&cfg->engine, &sh->engine);
     if (rc)
         goto fail;
@@ -174,6 +189,7 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
     rc = nx_durable_open(cfg, id, &sh->engine, &sh->ap, &sh->dur);
     if (rc)
         goto fail;
+    sh->ap.nxb_cfg = cfg;
     rc = NX_ENOMEM;
     sh->vlen = cfg->recv_batch;
     sh->cbuf_each = CMSG_SPACE(sizeof(uint32_t));
@@ -226,6 +242,11 @@ void nx_shard_destroy(nx_shard *sh)
         close(sh->udp_fd);
     if (sh->tcp_fd >= 0)
         close(sh->tcp_fd);
+    nx_nxb_tcp_destroy(sh->nxbt);
+    if (sh->nxb_udp_fd >= 0)
+        close(sh->nxb_udp_fd);
+    if (sh->nxb_tcp_fd >= 0)
+        close(sh->nxb_tcp_fd);
     if (sh->epfd >= 0)
         close(sh->epfd);
     nx_mailbox_destroy(&sh->mb);
@@ -276,8 +297,11 @@ static inline void poll_mailbox(nx_shard *sh)
     }
 }
 
+static void nxb_dgram(nx_shard *sh, const uint8_t *p, size_t len, int64_t now,
+                      nx_apply_result *res);
+
 /* Reads up to NX_UDP_ROUNDS recvmmsg batches from fd. */
-static void recv_dgrams(nx_shard *sh, int fd, uint8_t source)
+static void recv_dgrams(nx_shard *sh, int fd, uint8_t source, uint8_t format)
 {
     for (int round = 0; round < NX_UDP_ROUNDS; round++) {
         for (uint32_t i = 0; i < sh->vlen; i++) {
@@ -291,6 +315,7 @@ static void recv_dgrams(nx_shard *sh, int fd, uint8_t source)
             h->msg_controllen = sh->cbuf_each;
         }
         int n = recvmmsg(fd, sh->msgs, sh->vlen, MSG_DONTWAIT, NULL);
+        st_add(format == NX_BATCH_NXB ? &sh->st.nxb_recv_calls : &sh->st.recv_calls, 1);
         if (n <= 0) {
             if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
                 nx_log(NX_LOG_WARN, "recvmmsg failed", "shard=%d errno=\"%s\"", sh->id,
@@ -312,6 +337,14 @@ static void recv_dgrams(nx_shard *sh, int fd, uint8_t source)
                 }
             size_t len = sh->msgs[i].msg_len;
             bytes += len;
+            if (format == NX_BATCH_NXB) {
+                if (h->msg_flags & MSG_TRUNC)
+                    res.nxb_rejected[NX_NXB_OVERSIZED]++;
+                else
+                    nxb_dgram(sh, (const uint8_t *)h->msg_iov->iov_base, len, now, &res);
+                poll_mailbox(sh);
+                continue;
+            }
             if (h->msg_flags & MSG_TRUNC) {
                 res.lines++;
                 res.rejected++;
@@ -328,9 +361,11 @@ static void recv_dgrams(nx_shard *sh, int fd, uint8_t source)
             nx_shard_apply(sh, &b, &res);
             poll_mailbox(sh);
         }
-        st_add(&sh->st.datagrams, (uint64_t)n);
+        st_add(format == NX_BATCH_NXB ? &sh->st.nxb_datagrams : &sh->st.datagrams, (uint64_t)n);
         st_add(&sh->st.bytes, bytes);
-        if (have_drops)
+        if (have_drops && format == NX_BATCH_NXB)
+            st_set(&sh->st.kernel_drops_nxb, drops);
+        else if (have_drops)
             st_set(source == NX_SRC_UDP ? &sh->st.kernel_drops_udp : &sh->st.kernel_drops_unix,
                    drops);
         publish(sh, &res);
@@ -446,6 +481,82 @@ static void conn_read(nx_shard *sh, uint32_t idx)
     }
     c->len = (uint32_t)rest;
     publish(sh, &res);
+}
+
+/* ---- NXB ----------------------------------------------------------------- */
+
+/*
+ * One NXB batch from either transport: the user-space quota (a no-op for
+ * UDP under eBPF, which the kernel already charged), then the apply path.
+ * The tenant number and event count are read at their fixed offsets; a
+ * batch too short to hold them is left to the decoder to reject.
+ */
+static void nxb_batch(nx_shard *sh, const uint8_t *p, size_t len, int64_t now, int udp,
+                      nx_apply_result *res)
+{
+    if (len >= NX_NXB_HDR_LEN && sh->ks) {
+        uint32_t num, count;
+        memcpy(&num, p + NX_NXB_OFF_TENANT, 4);
+        memcpy(&count, p + NX_NXB_OFF_COUNT, 4);
+        if (count <= NX_NXB_MAX_EVENTS && !nx_kstage_admit(sh->ks, sh->id, num, count, now, udp)) {
+            st_add(&sh->st.nxb_quota_dropped, 1);
+            st_add(&sh->st.nxb_quota_dropped_events, count);
+            res->nxb_last_status = (uint8_t)(100 - NX_EQUOTA);
+            res->nxb_last_applied = 0;
+            return;
+        }
+    }
+    uint64_t before = res->events;
+    nx_batch b = {.format = NX_BATCH_NXB,
+                  .source = udp ? NX_SRC_UDP : NX_SRC_TCP,
+                  .tenant = sh->cfg->default_tenant,
+                  .tenant_len = (uint8_t)strlen(sh->cfg->default_tenant),
+                  .recv_ms = now,
+                  .data = p,
+                  .len = len};
+    nx_shard_apply(sh, &b, res);
+    st_add(&sh->st.nxb_events, res->events - before);
+}
+
+static void nxb_dgram(nx_shard *sh, const uint8_t *p, size_t len, int64_t now,
+                      nx_apply_result *res)
+{
+    nxb_batch(sh, p, len, now, 1, res);
+}
+
+/* nx_nxb_tcp's apply callback: one frame, its ack filled (ack = applied). */
+static int nxb_frame(void *arg, const uint8_t *p, size_t n, int64_t now, nx_nxb_ack *ack)
+{
+    nx_shard *sh = arg;
+    nx_apply_result res;
+    memset(&res, 0, sizeof(res));
+    nxb_batch(sh, p, n, now, 0, &res);
+    publish(sh, &res);
+    ack->status = res.nxb_last_status;
+    ack->events = res.nxb_last_applied;
+    return 0;
+}
+
+int nx_shard_set_nxb(nx_shard *sh, int udp_fd, int tcp_fd, nx_kstage *ks)
+{
+    assert(!sh->started);
+    sh->ks = ks;
+    if (tcp_fd >= 0 && !sh->nxbt) {
+        int rc = nx_nxb_tcp_create(sh->epfd, TAG_NXBC << 32, sh->nconns_max, &sh->st, nxb_frame,
+                                   sh, &sh->nxbt);
+        if (rc)
+            return rc;
+    }
+    if (udp_fd >= 0 && epoll_add(sh->epfd, udp_fd, TAG_NXBU << 32, EPOLLIN))
+        return NX_EIO;
+    if (tcp_fd >= 0 && epoll_add(sh->epfd, tcp_fd, TAG_NXBL << 32, EPOLLIN)) {
+        if (udp_fd >= 0)
+            epoll_ctl(sh->epfd, EPOLL_CTL_DEL, udp_fd, NULL);
+        return NX_EIO;
+    }
+    sh->nxb_udp_fd = udp_fd;
+    sh->nxb_tcp_fd = tcp_fd;
+    return 0;
 }
 
 /* ---- queries ----------------------------------------------------------- */
@@ -687,8 +798,11 @@ static void *shard_main(void *arg)
             uint32_t idx = (uint32_t)evs[i].data.u64;
             switch (tag) {
             case TAG_MBOX: drain_mailbox(sh, NX_MBOX_BURST); break;
-            case TAG_UDP: recv_dgrams(sh, sh->udp_fd, NX_SRC_UDP); break;
-            case TAG_UNIX: recv_dgrams(sh, sh->unix_fd, NX_SRC_UNIX); break;
+            case TAG_UDP: recv_dgrams(sh, sh->udp_fd, NX_SRC_UDP, NX_BATCH_STATSD); break;
+            case TAG_UNIX: recv_dgrams(sh, sh->unix_fd, NX_SRC_UNIX, NX_BATCH_STATSD); break;
+            case TAG_NXBU: recv_dgrams(sh, sh->nxb_udp_fd, NX_SRC_UDP, NX_BATCH_NXB); break;
+            case TAG_NXBL: nx_nxb_tcp_accept(sh->nxbt, sh->nxb_tcp_fd, sh->id); break;
+            case TAG_NXBC: nx_nxb_tcp_event(sh->nxbt, idx, evs[i].events); break;
             case TAG_TCPL: accept_conns(sh); break;
             case TAG_CONN:
                 if (idx < sh->nconns_max && sh->conns[idx].fd >= 0)

@@ -108,6 +108,18 @@ typedef struct nx_shard_stats {
     _Atomic uint64_t tcp_accepted;
     _Atomic uint64_t tcp_refused;   /* over max-tcp-conns */
     _Atomic uint64_t messages;      /* mailbox messages handled */
+    /* receive syscalls (recvmmsg calls, empty ones included) */
+    _Atomic uint64_t recv_calls;    /* StatsD UDP + unix sockets */
+    _Atomic uint64_t nxb_recv_calls;/* the NXB UDP socket */
+    /* NXB (UDP datagrams and TCP frames) */
+    _Atomic uint64_t nxb_datagrams;
+    _Atomic uint64_t kernel_drops_nxb; /* SO_RXQ_OVFL of the NXB UDP socket */
+    _Atomic uint64_t nxb_batches;   /* applied */
+    _Atomic uint64_t nxb_events;    /* applied events (also in events) */
+    _Atomic uint64_t nxb_rejected[NX_NXB_NREJECT]; /* whole batches, by reason */
+    _Atomic uint64_t nxb_quota_dropped;        /* batches over a user-space quota */
+    _Atomic uint64_t nxb_quota_dropped_events;
+    _Atomic uint64_t nxb_tcp_conns, nxb_tcp_accepted, nxb_tcp_desync, nxb_acks;
 } nx_shard_stats;
 
 typedef struct nx_shard nx_shard;
@@ -120,6 +132,11 @@ int nx_shard_start(nx_shard *sh);
 /* Sends NX_MSG_STOP and joins the thread (messages queued before are answered). */
 void nx_shard_stop(nx_shard *sh);
 void nx_shard_destroy(nx_shard *sh);
+
+/* Adds the shard's NXB sockets (handed over on success; -1 when absent)
+ * and the kernel stage its quotas come from. Before nx_shard_start. */
+struct nx_kstage;
+int nx_shard_set_nxb(nx_shard *sh, int udp_fd, int tcp_fd, struct nx_kstage *ks);
 
 void nx_shard_post(nx_shard *sh, nx_shard_msg *m);
 const nx_shard_stats *nx_shard_get_stats(const nx_shard *sh);

@@ -262,11 +262,10 @@ static void check_series(nx_stream *s, nx_type type, const model *md, int64_t no
     assert_int_equal(k, n);
 }
 
-static void run_property(nx_type type, uint64_t seed)
+static void run_property_cfg(nx_type type, uint64_t seed, const nx_engine_config *cfgp)
 {
     rng_state = seed;
-    nx_engine_config cfg;
-    nx_engine_config_default(&cfg);
+    nx_engine_config cfg = *cfgp;
     nx_engine *e;
     assert_int_equal(nx_engine_create(&cfg, &e), 0);
     nx_tenant *t;
@@ -288,7 +287,7 @@ static void run_property(nx_type type, uint64_t seed)
 
     static const double weights[] = {1, 1, 1, 1, 2, 4, 10, 0.5};
     int64_t now = 1700000000000ll + (int64_t)(rng() % 1000000);
-    size_t nevents = 6000 * (size_t)scale();
+    size_t nevents = 10000 * (size_t)scale();
     uint64_t late = 0, future = 0, reads = 0, gaps = 0;
     for (size_t i = 0; i < nevents; i++) {
         /* advance now */
@@ -411,7 +410,7 @@ static void run_property(nx_type type, uint64_t seed)
             /* prune events no window can cover any more */
             size_t k = 0;
             for (size_t j = 0; j < md.n; j++)
-                if (md.evs[j].sec >= md.clock - 4000)
+                if (md.evs[j].sec >= md.clock - 8000)
                     md.evs[k++] = md.evs[j];
             md.n = k;
         }
@@ -428,6 +427,35 @@ static void run_property(nx_type type, uint64_t seed)
     nx_engine_destroy(e);
 }
 
+static void run_property(nx_type type, uint64_t seed)
+{
+    nx_engine_config cfg;
+    nx_engine_config_default(&cfg);
+    run_property_cfg(type, seed, &cfg);
+}
+
+/* Another shape: a ring too big to live in the stream's block (600/5: 121
+ * slots), uneven windows, a short late tolerance, other tiers. */
+static void run_property_alt(nx_type type, uint64_t seed)
+{
+    nx_engine_config cfg;
+    nx_engine_config_default(&cfg);
+    cfg.nwindows = 4;
+    cfg.windows[0] = (nx_window_spec){3, 3};
+    cfg.windows[1] = (nx_window_spec){120, 2};
+    cfg.windows[2] = (nx_window_spec){600, 5};
+    cfg.windows[3] = (nx_window_spec){7200, 600};
+    cfg.ntiers = 2;
+    cfg.tiers[0] = (nx_tier_spec){1, 200};
+    cfg.tiers[1] = (nx_tier_spec){5, 1000};
+    cfg.topk_capacity = 16;
+    run_property_cfg(type, seed, &cfg);
+}
+
+static void test_alt_counter(void **st) { (void)st; run_property_alt(NX_TYPE_COUNTER, 11); }
+static void test_alt_distribution(void **st) { (void)st; run_property_alt(NX_TYPE_DISTRIBUTION, 12); }
+static void test_alt_set(void **st) { (void)st; run_property_alt(NX_TYPE_SET, 13); }
+
 static void test_counter(void **st) { (void)st; run_property(NX_TYPE_COUNTER, 1); }
 static void test_gauge(void **st) { (void)st; run_property(NX_TYPE_GAUGE, 2); }
 static void test_timer(void **st) { (void)st; run_property(NX_TYPE_TIMER, 3); }
@@ -441,6 +469,8 @@ int main(void)
         cmocka_unit_test(test_counter),   cmocka_unit_test(test_gauge),
         cmocka_unit_test(test_timer),     cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_set),
+        cmocka_unit_test(test_alt_counter), cmocka_unit_test(test_alt_distribution),
+        cmocka_unit_test(test_alt_set),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
