@@ -45,6 +45,9 @@
 #include "sketch/nx_hll.h"
 #include "sketch/nx_topk.h"
 
+/* `now` must be a sane epoch time: far from the int64 limits, so that
+ * now +- tolerances and window arithmetic never overflow. */
+#define NX_NOW_MAX 1000000000000000ll /* ms, ~ year 33658 */
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
@@ -741,6 +744,8 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         return NX_EINVAL;
     if (UNLIKELY(s->type == NX_TYPE_SET && !u->member))
         return NX_EINVAL;
+    if (UNLIKELY(now_ms < 0 || now_ms > NX_NOW_MAX))
+        return NX_EINVAL;
     if (UNLIKELY(now_ms < s->max_now_ms))
         now_ms = s->max_now_ms;
     else
@@ -795,6 +800,8 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
 /* Brings the stream to read time: clock = max(clock, now), windows moved. */
 static int stream_sync(nx_stream *s, int64_t now_ms)
 {
+    if (now_ms < 0 || now_ms > NX_NOW_MAX)
+        return NX_EINVAL;
     if (now_ms > s->max_now_ms)
         s->max_now_ms = now_ms;
     int64_t sec = sec_of(s->max_now_ms);

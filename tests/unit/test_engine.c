@@ -379,6 +379,12 @@ static void test_weights_rates_rejects(void **st)
     assert_int_equal(ts.events, 100 + 2 + 1000 + 1);
     assert_int_equal(nx_stream_last_update(c), now + 9900);
     assert_int_equal(nx_stream_read(c, 42, now, &out), NX_EINVAL);
+    /* absurd times never overflow: rejected */
+    assert_int_equal(upd(c, 1, 1, INT64_MAX, now + 20000), NX_EFUTURE);
+    assert_int_equal(upd(c, 1, 1, INT64_MIN, now + 20000), NX_ETOOLATE);
+    assert_int_equal(upd(c, 1, 1, 0, INT64_MAX), NX_EINVAL);
+    assert_int_equal(upd(c, 1, 1, 0, -5), NX_EINVAL);
+    assert_int_equal(nx_stream_read(c, 60, INT64_MAX, &out), NX_EINVAL);
     nx_engine_destroy(e);
 }
 
