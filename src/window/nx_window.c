@@ -10,7 +10,8 @@
  *    - front stack = complete sub-buckets [c-n, c-n+nfront-1]; slot i of it
  *      holds f* = aggregate of sub-buckets [i, c-n+nfront-1];
  *    - back stack = complete sub-buckets [c-n+nfront, c-1], aggregated in b*;
- *    - inv = moments (count/sum/mean/m2) and dd of all n+1 slots;
+ *    - inv = moments (count/sum/mean/m2) and dd of the n complete slots
+ *      (the current one joins when it completes);
  *    - nonempty = number of slots with data; 0 lets a long gap free the ring.
  *  A set stream's moments carry only count (sum/mean/m2 = 0, min/max = +-inf).
  *
@@ -362,6 +363,12 @@ static int window_step(nx_window *w, const nx_acc_params *p)
     uint32_t ci = widx(w, c);
     const nx_wslot *s = &w->slots[ci];
     if (s->m.count > 0) {
+        nx_moments_merge(&w->inv.m, &s->m);
+        if (w->sk && w->sk[ci].dd) {
+            if ((rc = ensure_dd(&w->inv.dd, p)) ||
+                (rc = nx_ddsketch_merge(w->inv.dd, w->sk[ci].dd)))
+                return rc;
+        }
         if (s->m.min < w->bmin)
             w->bmin = s->m.min;
         if (s->m.max > w->bmax)
@@ -420,11 +427,7 @@ int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_pa
     slot_store(w, i, &a);
     if (rc)
         return rc;
-    if (src->dd) {
-        if ((rc = ensure_dd(&w->inv.dd, p)) || (rc = nx_ddsketch_merge(w->inv.dd, src->dd)))
-            return rc;
-    }
-    nx_moments_merge(&w->inv.m, &src->m);
+    /* the current sub-bucket joins `inv` when it completes (window_step) */
     if (was_empty)
         w->nonempty++;
     return 0;
@@ -454,6 +457,8 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
         return rc;
     if (was_empty)
         w->nonempty++;
+    if (k == c)
+        return 0; /* the current sub-bucket is not in inv / the stacks yet */
     /* invertible aggregate */
     if (type == NX_TYPE_SET) {
         w->inv.m.count += weight;
@@ -464,8 +469,6 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
         }
         nx_moments_add(&w->inv.m, value, weight);
     }
-    if (k == c)
-        return 0;
     int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
     if (j < (int64_t)w->nfront) {
         /* front: every suffix from the oldest up to k covers it */
@@ -503,11 +506,14 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
     assert(nx_acc_empty(out));
     if (w->nonempty == 0 || !w->slots)
         return 0;
-    out->m = w->inv.m;
-    out->m.min = w->bmin;
-    out->m.max = w->bmax;
     uint32_t ci = widx(w, w->cur_k);
     const nx_wslot *cur = &w->slots[ci];
+    out->m = w->inv.m;
+    if (!(out->m.count > 0))
+        nx_moments_init(&out->m); /* rounding residue of subtractions */
+    nx_moments_merge(&out->m, &cur->m);
+    out->m.min = w->bmin;
+    out->m.max = w->bmax;
     int64_t fi = w->nfront ? (int64_t)widx(w, w->cur_k - (int64_t)w->n) : -1;
     if (cur->m.count > 0) {
         if (cur->m.min < out->m.min)
@@ -524,6 +530,10 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
     }
     if (w->inv.dd && w->inv.m.count > 0) {
         if ((rc = nx_ddsketch_clone(w->inv.dd, &out->dd)))
+            return rc;
+    }
+    if (w->sk && w->sk[ci].dd && cur->m.count > 0) {
+        if ((rc = ensure_dd(&out->dd, p)) || (rc = nx_ddsketch_merge(out->dd, w->sk[ci].dd)))
             return rc;
     }
     if (w->sk) {

@@ -13,9 +13,11 @@
  *             ring of N+1 slots: N complete sub-buckets plus the partial
  *             current one. A read costs O(sketch size), independent of N:
  *               - invertible parts (count/sum/mean/m2 and the DDSketch) live
- *                 in one running aggregate `inv` over all N+1 slots: a slot
- *                 is merged in when data arrives and subtracted when it is
- *                 evicted (nx_moments_sub, nx_ddsketch_sub);
+ *                 in one running aggregate `inv` over the N complete slots:
+ *                 a slot is merged in once, when it completes, and
+ *                 subtracted when it is evicted (nx_moments_sub,
+ *                 nx_ddsketch_sub) — a bucket close costs one merge per
+ *                 window (into the current slot), not two;
  *               - non-invertible parts (min, max, HLL, top-k) use Two-Stacks
  *                 over the N complete slots: the oldest `nfront` slots form
  *                 the front stack, each carrying the aggregate of itself and
@@ -25,7 +27,7 @@
  *                 from the back ("flip", O(N) merges every N steps, so O(1)
  *                 amortized). The current slot is outside both stacks (it is
  *                 still changing) and is merged at read time.
- *               read = inv (moments, dd) + min/max/hll/topk of
+ *               read = inv ⊕ current (moments, dd) + min/max/hll/topk of
  *                      front-top ⊕ back ⊕ current.
  *             Late events go straight into their slot and every aggregate
  *             that covers it (inv, back, or the front suffixes up to it).
@@ -104,7 +106,7 @@ typedef struct nx_window {
     uint32_t bucket_s; /* sub-bucket width */
     uint32_t nfront;   /* oldest complete slots that are on the front stack */
     uint32_t nonempty; /* slots holding data (0: the window is empty) */
-    nx_acc inv;        /* moments + dd over all n+1 slots (subtract on evict) */
+    nx_acc inv;        /* moments + dd of the n complete slots (subtract on evict) */
     double bmin, bmax; /* back stack aggregate */
     nx_hll *bhll;
     nx_topk *btopk;
