@@ -54,12 +54,20 @@ run_pyunit() {
   log="$LOGDIR/$name.log"
   local t0=$SECONDS
   (cd "$ROOT/tests/integration" && timeout "$TIMEOUT" python3 -m unittest -v "${name%.py}") >"$log" 2>&1; rc=$?
-  ok=$(grep -cE '\.\.\. ok$' "$log")
-  fail=$(grep -cE '\.\.\. (FAIL|ERROR)$' "$log")
+  # unittest's closing lines: "Ran N tests" then "OK (skipped=s)" or
+  # "FAILED (failures=f, errors=e, skipped=s)"; per-case lines can be split by
+  # warnings, the summary cannot.
+  local ran nf ne ns
+  ran=$(sed -n 's/^Ran \([0-9]*\) tests\{0,1\} in .*/\1/p' "$log" | tail -n 1)
+  nf=$(grep -E '^(OK|FAILED)' "$log" | tail -n 1 | grep -o 'failures=[0-9]*' | grep -o '[0-9]*')
+  ne=$(grep -E '^(OK|FAILED)' "$log" | tail -n 1 | grep -o 'errors=[0-9]*' | grep -o '[0-9]*')
+  ns=$(grep -E '^(OK|FAILED)' "$log" | tail -n 1 | grep -o 'skipped=[0-9]*' | grep -o '[0-9]*')
+  fail=$(( ${nf:-0} + ${ne:-0} ))
+  ok=$(( ${ran:-0} - fail - ${ns:-0} ))
   passed=$((passed + ok))
   if [ "$fail" -gt 0 ]; then
     failed=$((failed + fail))
-    while read -r l; do failures+=("$name: $l"); done < <(grep -E '\.\.\. (FAIL|ERROR)$' "$log")
+    while read -r l; do failures+=("$name: $l"); done < <(grep -E '^(FAIL|ERROR): ' "$log")
   elif [ "$rc" -ne 0 ]; then
     record "$name (exit $rc)" fail
   fi
