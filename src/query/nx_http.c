@@ -24,6 +24,8 @@
 #include "query/nx_auth.h"
 #include "query/nx_json.h"
 #include "query/nx_prom.h"
+#include "query/nx_udf_http.h"
+#include "server/nx_udfhost.h"
 #include "server/nx_log.h"
 
 #include <errno.h>
@@ -218,6 +220,7 @@ static enum MHD_Result h_summary(nx_http *h, struct MHD_Connection *c)
         return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
     json_t *j = nx_summary_json(tenant, key, (size_t)klen, &s, w, &q, topk, now);
     nx_summary_free(&s);
+    nx_udf_summary_attach(h->srv, tenant, key, (size_t)klen, j);
     return send_json(c, 200, j);
 }
 
@@ -408,12 +411,14 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
                                (json_int_t)tot[4], "rejected_by_reason", reasons_json(reasons),
                                "kernel_drops", (json_int_t)tot[5], "streams", (json_int_t)tot[6],
                                "summary_bytes", (json_int_t)tot[7]);
-    return send_json(c, 200,
-                     json_pack("{s:f,s:i,s:I,s:i,s:o,s:o}", "uptime_s",
-                               (double)(nx_now_ms() - nx_server_start_ms(h->srv)) / 1000.0,
-                               "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
-                               "subscribers", atomic_load(&h->subscribers), "totals", totals,
-                               "per_shard", shards));
+    json_t *res = json_pack("{s:f,s:i,s:I,s:i,s:o,s:o}", "uptime_s",
+                            (double)(nx_now_ms() - nx_server_start_ms(h->srv)) / 1000.0,
+                            "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
+                            "subscribers", atomic_load(&h->subscribers), "totals", totals,
+                            "per_shard", shards);
+    if (res && nx_server_udf(h->srv))
+        json_object_set_new(res, "udf", nx_udf_host_stats_json(nx_server_udf(h->srv)));
+    return send_json(c, 200, res);
 }
 
 /* JSON ingest: {"events":[{metric,type,value,tags,rate,ts,delta}]} -> StatsD lines */
@@ -763,6 +768,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
             return send_error(c, 405, "method_not_allowed", "use POST");
         return h_ingest(h, c, rq);
     }
+    if (!strncmp(url, "/v1/udfs", 8) && (url[8] == 0 || url[8] == '/'))
+        return nx_udf_http(h->srv, c, url, method, rq->body, rq->len, rq->too_big);
     static const struct {
         const char *path;
         enum MHD_Result (*fn)(nx_http *, struct MHD_Connection *);

@@ -44,6 +44,9 @@ int nx_server_nshards(const nx_server *s);
 const nx_config *nx_server_config(const nx_server *s);
 nx_shard *nx_server_shard(nx_server *s, int i);
 int64_t nx_server_start_ms(const nx_server *s);
+/* Tenant UDFs (server/nx_udfhost.h), NULL when disabled. */
+struct nx_udf_host;
+struct nx_udf_host *nx_server_udf(nx_server *s);
 
 /* Applies StatsD lines for a tenant; returns when every shard is done. */
 int nx_server_ingest(nx_server *s, const char *tenant, const char *body, size_t len,

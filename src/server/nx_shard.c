@@ -12,6 +12,7 @@
  */
 #include "server/nx_shard.h"
 #include "server/nx_log.h"
+#include "server/nx_udfhost.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -64,6 +65,7 @@ struct nx_shard {
     int64_t last_log_s[NX_SD_NREASONS];
     uint64_t suppressed[NX_SD_NREASONS];
     nx_shard_stats st;
+    nx_udf_shard *udf; /* owned by the server's nx_udf_host */
 };
 
 int64_t nx_now_ms(void)
@@ -116,7 +118,18 @@ static void publish(nx_shard *sh, const nx_apply_result *r)
 
 int nx_shard_apply(nx_shard *sh, const nx_batch *b, nx_apply_result *res)
 {
-    return nx_applier_apply(&sh->ap, b, res);
+    int rc = nx_applier_apply(&sh->ap, b, res);
+    if (sh->udf)
+        nx_udf_shard_flush(sh->udf); /* one nx_udf_update per instance per batch */
+    return rc;
+}
+
+void nx_shard_set_udf(nx_shard *sh, nx_udf_shard *u)
+{
+    assert(!sh->started);
+    sh->udf = u;
+    sh->ap.on_event = u ? nx_udf_shard_event : NULL;
+    sh->ap.event_arg = u;
 }
 
 static int epoll_add(int epfd, int fd, uint64_t tag, uint32_t events)
@@ -602,6 +615,10 @@ static void handle(nx_shard *sh, nx_shard_msg *m)
     case NX_MSG_STATS:
         memset(&m->counts, 0, sizeof(m->counts));
         nx_engine_foreach_tenant(sh->engine, count_tenant, &m->counts);
+        break;
+    case NX_MSG_UDF:
+        if (sh->udf && m->udf)
+            nx_udf_shard_handle(sh->udf, m->udf);
         break;
     default:
         m->rc = NX_EINVAL;
