@@ -289,7 +289,7 @@ static void reload(nx_udf_host *h)
     while ((t = readdir(d))) {
         if (!nx_tenant_id_valid(t->d_name, strlen(t->d_name)))
             continue;
-        char tdir[PATH_MAX + 80];
+        char tdir[PATH_MAX + 320];
         snprintf(tdir, sizeof(tdir), "%s/%s", h->udf_dir, t->d_name);
         DIR *td = opendir(tdir);
         if (!td)
@@ -306,7 +306,7 @@ static void reload(nx_udf_host *h)
             name[l - 5] = 0;
             if (!nx_udf_name_valid(name))
                 continue;
-            char path[PATH_MAX + 160];
+            char path[PATH_MAX + 640];
             snprintf(path, sizeof(path), "%s/%s", tdir, f->d_name);
             size_t n;
             uint8_t *w = read_file(path, &n);
