@@ -18,6 +18,8 @@ UDF_WASM     := $(UDF_EXAMPLES) $(UDF_HOSTILE)
 
 .PHONY: udf-examples
 udf-examples: $(UDF_WASM)
+# `make all` builds them too: tests/integration/test_udf.py uploads them from $(BUILD)/udf.
+all: udf-examples
 
 $(BUILD)/udf/%.wasm: examples/udf/%.c include/nexus_udf.h
 	@mkdir -p $(dir $@)

@@ -7,6 +7,8 @@
  *   nexus query METRIC [--tags k:v,..] [--window 1m] [--q 0.5,0.99] [--json]
  *   nexus streams [--prefix P] [--json]
  *   nexus stats [--json]
+ *   nexus udf put NAME FILE.wasm | bind NAME --metric M|--prefix P [--window all]
+ *             [--params k=v,..] | list | delete NAME       (docs/udf.md)
  *   nexus top [--window 10s] [--n 20] [--interval S] [--once]
  *   nexus health
  *   nexus admin snapshot            POST /v1/admin/snapshot (every shard, now)
@@ -36,7 +38,7 @@
 #include "ingest/nx_statsd.h"
 
 typedef struct opts {
-    const char *tenant, *tags, *window, *q, *prefix, *num, *nxb_addr;
+    const char *tenant, *tags, *window, *q, *prefix, *num, *nxb_addr, *metric, *params;
     int json, once, n, nxb, tcp;
     double interval;
 } opts;
@@ -62,6 +64,8 @@ static void usage(void)
             "  health\n"
             "  admin snapshot              snapshot every shard now (POST /v1/admin/snapshot)\n"
             "  admin verify DIR            check a data directory offline (exit 0 ok, 1 problems)\n"
+            "  udf put NAME FILE.wasm | udf bind NAME --metric M|--prefix P [--window all]\n"
+            "      [--params k=v,..] | udf list [--json] | udf delete NAME\n"
             "env: NEXUS_URL (default http://127.0.0.1:8080), NEXUS_TOKEN\n");
 }
 
@@ -693,6 +697,114 @@ static int cmd_admin_verify(const char *dir)
     return rc == 0 ? 0 : 1;
 }
 
+/* One request; prints the JSON answer (or a table for `udf list`). */
+static int udf_call(opts *o, const char *method, const char *path0, const char *body,
+                    size_t blen, int list)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", path0);
+    if (o->tenant)
+        append_enc(path, sizeof(path), "tenant", o->tenant);
+    resp r;
+    if (http(method, path, body, blen, &r))
+        return 1;
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    free(r.body);
+    if (!j) {
+        fprintf(stderr, "nexus: bad answer (HTTP %d)\n", r.status);
+        return 1;
+    }
+    int rc = 0;
+    if (r.status >= 300) {
+        rc = print_error(j, r.status);
+    } else if (list && !o->json) {
+        size_t i, k;
+        json_t *v, *b;
+        printf("%-24s %-10s %-16s %s\n", "NAME", "STATUS", "HASH", "BINDINGS / ERROR");
+        json_array_foreach(json_object_get(j, "udfs"), i, v) {
+            printf("%-24s %-10s %-16s", json_string_value(json_object_get(v, "name")),
+                   json_string_value(json_object_get(v, "status")),
+                   json_string_value(json_object_get(v, "hash")));
+            if (json_object_get(v, "error"))
+                printf(" %s", json_string_value(json_object_get(v, "error")));
+            json_array_foreach(json_object_get(v, "bindings"), k, b) {
+                json_t *m = json_object_get(b, "metric");
+                printf(" %s=%s[%s]", m ? "metric" : "prefix",
+                       json_string_value(m ? m : json_object_get(b, "prefix")),
+                       json_string_value(json_object_get(b, "status")));
+                if (json_object_get(b, "error"))
+                    printf(" (%s)", json_string_value(json_object_get(b, "error")));
+            }
+            printf("\n");
+        }
+    } else {
+        dump(j);
+    }
+    json_decref(j);
+    return rc;
+}
+
+static int cmd_udf(opts *o, int argc, char **argv)
+{
+    char path[512];
+    if (argc == 1 && !strcmp(argv[0], "list"))
+        return udf_call(o, "GET", "/v1/udfs", "", 0, 1);
+    if (argc < 2 || strlen(argv[1]) > 64) {
+        usage();
+        return 2;
+    }
+    snprintf(path, sizeof(path), "/v1/udfs/%s", argv[1]);
+    if (argc == 2 && !strcmp(argv[0], "delete"))
+        return udf_call(o, "DELETE", path, "", 0, 0);
+    if (argc == 3 && !strcmp(argv[0], "put")) {
+        FILE *f = fopen(argv[2], "rb");
+        if (!f) {
+            fprintf(stderr, "nexus: %s: %s\n", argv[2], strerror(errno));
+            return 1;
+        }
+        size_t cap = 1u << 16, n = 0;
+        char *buf = malloc(cap);
+        size_t r;
+        while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+            n += r;
+            if (n == cap) {
+                char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+                if (!nb) {
+                    free(buf);
+                    buf = NULL;
+                    break;
+                }
+                buf = nb;
+                cap *= 2;
+            }
+        }
+        fclose(f);
+        if (!buf) {
+            fprintf(stderr, "nexus: %s: too big\n", argv[2]);
+            return 1;
+        }
+        int rc = udf_call(o, "PUT", path, buf, n, 0);
+        free(buf);
+        return rc;
+    }
+    if (argc == 2 && !strcmp(argv[0], "bind") && (!o->metric) != (!o->prefix)) {
+        strncat(path, "/bind", sizeof(path) - strlen(path) - 1);
+        json_t *b = json_pack("{s:s,s:s,s:s}", o->metric ? "metric" : "prefix",
+                              o->metric ? o->metric : o->prefix, "window",
+                              o->window ? o->window : "all", "params",
+                              o->params ? o->params : "");
+        char *s = b ? json_dumps(b, JSON_COMPACT) : NULL;
+        json_decref(b);
+        if (!s)
+            return 1;
+        int rc = udf_call(o, "POST", path, s, strlen(s), 0);
+        free(s);
+        return rc;
+    }
+    usage();
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     opts o = {.n = 20, .interval = 1.0};
@@ -713,6 +825,8 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--window")) dst = &o.window;
         else if (!strcmp(a, "--q")) dst = &o.q;
         else if (!strcmp(a, "--prefix")) dst = &o.prefix;
+        else if (!strcmp(a, "--metric")) dst = &o.metric;
+        else if (!strcmp(a, "--params")) dst = &o.params;
         else if (!strcmp(a, "--n") || !strcmp(a, "--interval")) {
             if (i + 1 >= argc) { usage(); return 2; }
             if (a[2] == 'n') o.n = atoi(argv[++i]);
@@ -738,6 +852,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "stats")) return cmd_stats(&o);
     if (!strcmp(cmd, "top")) return cmd_top(&o);
     if (!strcmp(cmd, "health")) return cmd_health();
+    if (!strcmp(cmd, "udf")) return cmd_udf(&o, npos - 1, pos + 1);
     if (!strcmp(cmd, "admin") && npos == 2 && !strcmp(pos[1], "snapshot"))
         return cmd_admin_snapshot(&o);
     if (!strcmp(cmd, "admin") && npos == 3 && !strcmp(pos[1], "verify"))

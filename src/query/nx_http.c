@@ -25,6 +25,8 @@
 #include "query/nx_json.h"
 #include "query/nx_kstage_http.h"
 #include "query/nx_prom.h"
+#include "query/nx_udf_http.h"
+#include "server/nx_udfhost.h"
 #include "server/nx_log.h"
 
 #include <errno.h>
@@ -231,6 +233,7 @@ static enum MHD_Result h_summary(nx_http *h, struct MHD_Connection *c)
         return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
     json_t *j = nx_summary_json(tenant, key, (size_t)klen, &s, w, &q, topk, now);
     nx_summary_free(&s);
+    nx_udf_summary_attach(h->srv, tenant, key, (size_t)klen, j);
     return send_json(c, 200, j);
 }
 
@@ -453,6 +456,8 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
         json_object_set_new(out, "durability", durability_json(h));
         json_object_set_new(out, "kernel", nx_kstage_stats_json(h->srv));
     }
+    if (out && nx_server_udf(h->srv))
+        json_object_set_new(out, "udf", nx_udf_host_stats_json(nx_server_udf(h->srv)));
     return send_json(c, 200, out);
 }
 
@@ -853,6 +858,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         json_t *j = nx_kstage_quota_put(h->srv, c, &status);
         return send_json(c, status, j);
     }
+    if (!strncmp(url, "/v1/udfs", 8) && (url[8] == 0 || url[8] == '/'))
+        return nx_udf_http(h->srv, c, url, method, rq->body, rq->len, rq->too_big);
     static const struct {
         const char *path;
         enum MHD_Result (*fn)(nx_http *, struct MHD_Connection *);

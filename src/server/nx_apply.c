@@ -127,10 +127,13 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
         u.member = v.member;
         u.member_len = v.member_len;
         rc = nx_stream_update(s, &u, now);
-        if (rc < 0)
+        if (rc < 0) {
             reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
-        else
+        } else {
             res->events++;
+            if (a->on_event)
+                a->on_event(a->event_arg, t, a->key, (size_t)klen, &u, now);
+        }
     }
 }
 

@@ -90,6 +90,11 @@ typedef struct nx_applier {
     nx_stream **nxb_streams;
     int *nxb_serr;       /* per declared stream: 0 or the lookup's NX_E* */
     const nx_config *nxb_cfg;
+    /* Called after each applied value (feeds bound UDFs, server/nx_udfhost.h);
+     * NULL = none. key is the stream's canonical key. */
+    void (*on_event)(void *arg, nx_tenant *t, const char *key, size_t key_len,
+                     const nx_update *u, int64_t now_ms);
+    void *event_arg;
 } nx_applier;
 
 int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim);

@@ -12,6 +12,7 @@
 #include "server/nx_kstage.h"
 #include "server/nx_listener.h"
 #include "server/nx_log.h"
+#include "server/nx_udfhost.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -30,7 +31,10 @@ struct nx_server {
     int64_t start_ms;
     unsigned rr; /* round robin for small HTTP bodies (HTTP threads race on it harmlessly) */
     nx_kstage *ks;
+    nx_udf_host *udf; /* tenant UDFs (Wasm); NULL if the cache cannot be opened */
 };
+
+nx_udf_host *nx_server_udf(nx_server *s) { return s->udf; }
 
 int nx_server_nshards(const nx_server *s) { return s->n; }
 const nx_config *nx_server_config(const nx_server *s) { return &s->cfg; }
@@ -154,6 +158,9 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
     rc = nxb_listeners(s);
     if (rc)
         goto fail_fds;
+    if (s->cfg.data_dir[0] && nx_udf_host_create(s->cfg.data_dir, s->n, &s->udf) == 0)
+        for (int i = 0; i < s->n; i++)
+            nx_shard_set_udf(s->shards[i], nx_udf_host_shard(s->udf, i));
     free(udp);
     free(tcp);
     *out = s;
@@ -197,6 +204,7 @@ void nx_server_destroy(nx_server *s)
     if (s->shards)
         for (int i = 0; i < s->n; i++)
             nx_shard_destroy(s->shards[i]);
+    nx_udf_host_destroy(s->udf); /* after the shards: it owns their instances */
     free(s->shards);
     nx_kstage_destroy(s->ks); /* after the sockets closed: detaches the programs */
     if (s->unix_fd >= 0) {

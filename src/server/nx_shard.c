@@ -15,6 +15,7 @@
 #include "server/nx_kstage.h"
 #include "server/nx_log.h"
 #include "server/nx_nxb_tcp.h"
+#include "server/nx_udfhost.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -75,6 +76,7 @@ struct nx_shard {
     int nxb_udp_fd, nxb_tcp_fd;
     nx_kstage *ks;
     nx_nxb_tcp *nxbt;
+    nx_udf_shard *udf; /* owned by the server's nx_udf_host */
 };
 
 int64_t nx_now_ms(void)
@@ -147,6 +149,8 @@ int nx_shard_submit(nx_shard *sh, const nx_batch *b, int mode, nx_apply_result *
             return rc; /* refused: neither applied nor acked */
     }
     rc = nx_applier_apply(&sh->ap, b, res);
+    if (sh->udf)
+        nx_udf_shard_flush(sh->udf); /* one nx_udf_update per instance per batch */
     if (done && rc == 0)
         rc = nx_durable_park(sh->dur, lsn, mode == NX_ACK_NONE ? NX_ACK_APPLIED : (nx_ack_mode)mode,
                              done, arg);
@@ -156,6 +160,14 @@ int nx_shard_submit(nx_shard *sh, const nx_batch *b, int mode, nx_apply_result *
 const nx_durable_stats *nx_shard_durable_stats(const nx_shard *sh)
 {
     return nx_durable_get_stats(sh->dur);
+}
+
+void nx_shard_set_udf(nx_shard *sh, nx_udf_shard *u)
+{
+    assert(!sh->started);
+    sh->udf = u;
+    sh->ap.on_event = u ? nx_udf_shard_event : NULL;
+    sh->ap.event_arg = u;
 }
 
 static int epoll_add(int epfd, int fd, uint64_t tag, uint32_t events)
@@ -758,6 +770,10 @@ static void handle(nx_shard *sh, nx_shard_msg *m)
     case NX_MSG_STATS:
         memset(&m->counts, 0, sizeof(m->counts));
         nx_engine_foreach_tenant(sh->engine, count_tenant, &m->counts);
+        break;
+    case NX_MSG_UDF:
+        if (sh->udf && m->udf)
+            nx_udf_shard_handle(sh->udf, m->udf);
         break;
     default:
         m->rc = NX_EINVAL;

@@ -38,6 +38,7 @@ typedef enum nx_msg_kind {
     NX_MSG_EXPORT,   /* every stream of every tenant (Prometheus) */
     NX_MSG_STATS,    /* engine-side counts (tenants, streams, bytes) */
     NX_MSG_SNAPSHOT, /* snapshot now, answer when it is on disk (lsn) */
+    NX_MSG_UDF,      /* bind / unbind / results of UDF instances (udf: nx_udf_msg) */
 } nx_msg_kind;
 
 /* One stream in a listing. */
@@ -91,6 +92,7 @@ typedef struct nx_shard_msg {
     size_t nexp;
     nx_engine_counts counts;
     uint64_t lsn;       /* NX_MSG_SNAPSHOT: LSN covered */
+    void *udf;          /* NX_MSG_UDF: struct nx_udf_msg (server/nx_udfhost.h) */
 } nx_shard_msg;
 
 /* Counters written only by the shard thread. */
@@ -141,6 +143,9 @@ int nx_shard_set_nxb(nx_shard *sh, int udp_fd, int tcp_fd, struct nx_kstage *ks)
 void nx_shard_post(nx_shard *sh, nx_shard_msg *m);
 const nx_shard_stats *nx_shard_get_stats(const nx_shard *sh);
 int nx_shard_id(const nx_shard *sh);
+/* Attaches the shard's UDF state (before start): events feed bound UDFs. */
+struct nx_udf_shard;
+void nx_shard_set_udf(nx_shard *sh, struct nx_udf_shard *u);
 
 /*
  * The apply path: every batch from every source goes through here (WAL
