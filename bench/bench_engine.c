@@ -12,7 +12,12 @@
  * path (tenant lookup + stream lookup + update), bytes per stream (fresh,
  * idle, active), and the cost of 1m and 1h window reads.
  *
- * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the event count.
+ * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the event count,
+ * NX_BENCH_TENANTS sets the tenant count (10 streams each; default 10000),
+ * NX_BENCH_WARM_S the warm-up seconds, NX_BENCH_ONLY=counter|distribution|set
+ * runs one type. Memory: sets at steady state need tens of KiB per stream
+ * (window HLLs), so 100,000 set streams need far more than a 24 GiB box:
+ * run sets with NX_BENCH_TENANTS=1000.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -23,10 +28,12 @@
 
 #include "nexus.h"
 
-#define TENANTS 10000
 #define PER_TENANT 10
+static int TENANTS = 10000;     /* NX_BENCH_TENANTS */
+static int WARM_S = 130;        /* NX_BENCH_WARM_S */
 #define NSTREAMS (TENANTS * PER_TENANT)
-#define EVENTS_PER_SEC 3000000ll
+/* 30 events per stream per simulated second: 3M/s for 100,000 streams */
+#define EVENTS_PER_SEC (30ll * NSTREAMS)
 #define T0 1700000000000ll
 
 static uint64_t rng_state = 0x1234567;
@@ -166,7 +173,7 @@ static void bench_type(nx_type type, const char *name, size_t nev)
      * gets 2 events per second (windows, tier rings and sketches reach their
      * steady size), then two seconds of the real workload */
     int64_t base = T0;
-    for (int sec = 0; sec < 130; sec++) {
+    for (int sec = 0; sec < WARM_S; sec++) {
         nx_update u;
         memset(&u, 0, sizeof(u));
         u.weight = 1;
@@ -180,7 +187,7 @@ static void bench_type(nx_type type, const char *name, size_t nev)
                     exit(1);
             }
     }
-    base += 130 * 1000;
+    base += (int64_t)WARM_S * 1000;
     run(ss, ev, 0, warm, base);
     double dt = run(ss, ev, warm, nev, base);
     printf("%s_updates %.2f Mupdates/s/core\n", name, (double)(nev - warm) / dt / 1e6);
@@ -194,8 +201,8 @@ static void bench_type(nx_type type, const char *name, size_t nev)
     if (type == NX_TYPE_COUNTER) {
         /* keyed path: tenant + stream lookups per event, as ingest does */
         char (*keys)[64] = malloc(sizeof(*keys) * NSTREAMS);
-        char (*ids)[32] = malloc(sizeof(*ids) * TENANTS);
-        uint8_t *klen = malloc(NSTREAMS), *ilen = malloc(TENANTS);
+        char (*ids)[32] = malloc(sizeof(*ids) * (size_t)TENANTS);
+        uint8_t *klen = malloc(NSTREAMS), *ilen = malloc((size_t)TENANTS);
         if (!keys || !ids || !klen || !ilen)
             exit(1);
         for (int t = 0; t < TENANTS; t++) {
@@ -247,6 +254,11 @@ int main(void)
     if (!(scale > 0))
         scale = 1;
     size_t nev = (size_t)(9e6 * scale);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (getenv("NX_BENCH_TENANTS") && atoi(getenv("NX_BENCH_TENANTS")) > 0)
+        TENANTS = atoi(getenv("NX_BENCH_TENANTS"));
+    if (getenv("NX_BENCH_WARM_S") && atoi(getenv("NX_BENCH_WARM_S")) >= 0)
+        WARM_S = atoi(getenv("NX_BENCH_WARM_S"));
     for (int i = 0; i < NMEMBERS; i++)
         member_len[i] = (uint32_t)snprintf(members[i], sizeof(members[i]), "user%d", i);
     const char *only = getenv("NX_BENCH_ONLY");
