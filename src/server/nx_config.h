@@ -54,7 +54,7 @@ typedef struct nx_config {
     uint32_t sse_max_per_sec; /* default pushes per second per subscriber */
     uint32_t sse_heartbeat_s; /* comment line when idle */
     uint32_t prom_window_s;   /* window of the quantiles in /metrics */
-    int ack_durable;          /* default HTTP ingest ack: 1 durable (fsynced), 0 applied */
+    int ack_durable;          /* default ack of HTTP ingest and NXB over TCP: 1 durable (fsynced), 0 applied */
     uint32_t snapshot_interval_ms; /* at most one snapshot per shard this often */
     uint32_t wal_sync_ms;     /* fdatasync un-synced WAL data at least this often */
     nx_engine_config engine;

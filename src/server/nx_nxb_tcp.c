@@ -18,6 +18,9 @@
 typedef struct nconn {
     int fd;             /* -1: free */
     int blocked;        /* out buffer full: waiting for EPOLLOUT */
+    uint32_t gen;       /* bumped each time the slot takes a new connection */
+    uint32_t pending;   /* deferred acks not yet answered */
+    int closing;        /* EOF or out of sync: close once pending reaches 0 */
     uint8_t *in;
     uint32_t in_len, in_cap;
     uint8_t out[OUT_CAP];
@@ -64,7 +67,9 @@ static void conn_close(nx_nxb_tcp *t, nconn *c)
     epoll_ctl(t->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     free(c->in);
+    uint32_t gen = c->gen; /* kept: a late deferred ack must not match the next connection */
     memset(c, 0, sizeof(*c));
+    c->gen = gen;
     c->fd = -1;
     add(&t->st->nxb_tcp_conns, (uint64_t)-1);
 }
@@ -100,7 +105,9 @@ void nx_nxb_tcp_accept(nx_nxb_tcp *t, int listen_fd, int shard_id)
             continue;
         }
         nconn *c = &t->c[idx];
+        uint32_t gen = c->gen + 1;
         memset(c, 0, sizeof(*c));
+        c->gen = gen;
         c->fd = fd;
         c->in = in;
         c->in_cap = IN_INIT;
@@ -147,6 +154,19 @@ void nx_nxb_tcp_ack(nx_nxb_tcp *t, uint32_t idx, const nx_nxb_ack *ack)
     add(&t->st->nxb_acks, 1);
 }
 
+void nx_nxb_tcp_ack_deferred(nx_nxb_tcp *t, uint32_t idx, uint32_t gen, const nx_nxb_ack *ack)
+{
+    if (idx >= t->max || t->c[idx].fd < 0 || t->c[idx].gen != gen)
+        return;
+    nconn *c = &t->c[idx];
+    assert(c->pending > 0);
+    c->pending--;
+    nx_nxb_tcp_ack(t, idx, ack);
+    flush(c); /* an error shows at the connection's next event */
+    if (c->closing && !c->pending)
+        conn_close(t, c);
+}
+
 static void set_events(nx_nxb_tcp *t, uint32_t idx, uint32_t events)
 {
     struct epoll_event ev = {.events = events, .data.u64 = t->tag | idx};
@@ -162,7 +182,8 @@ static int frames(nx_nxb_tcp *t, uint32_t idx, int64_t now)
     uint32_t off = 0;
     int rc = 0;
     for (;;) {
-        if (c->out_len + NX_NXB_ACK_LEN > OUT_CAP) {
+        /* room for this frame's ack and every deferred one still to come */
+        if (c->out_len + ((size_t)c->pending + 1) * NX_NXB_ACK_LEN > OUT_CAP) {
             rc = 1;
             break;
         }
@@ -191,8 +212,10 @@ static int frames(nx_nxb_tcp *t, uint32_t idx, int64_t now)
         nx_nxb_ack ack = {0};
         memcpy(&ack.tenant_num, p + NX_NXB_OFF_TENANT, 4);
         memcpy(&ack.sequence, p + 16, 8);
-        if (t->fn(t->arg, p, (size_t)fl, now, &ack) == 0)
+        if (t->fn(t->arg, p, (size_t)fl, now, idx, c->gen, &ack) == 0)
             nx_nxb_tcp_ack(t, idx, &ack);
+        else
+            c->pending++;
         off += (uint32_t)fl;
     }
     if (off && off < c->in_len)
@@ -201,9 +224,24 @@ static int frames(nx_nxb_tcp *t, uint32_t idx, int64_t now)
     return rc;
 }
 
+/* Closes a connection that will be read no more (EOF, out of sync) once its
+ * deferred acks are out: until then it only waits for them, reading nothing. */
+static void conn_finish(nx_nxb_tcp *t, uint32_t idx)
+{
+    nconn *c = &t->c[idx];
+    flush(c); /* acks of what was applied, best effort */
+    if (!c->pending) {
+        conn_close(t, c);
+        return;
+    }
+    c->closing = 1;
+    set_events(t, idx, 0); /* EPOLLHUP/EPOLLERR still wake us */
+}
+
 /* Applies buffered frames, flushing acks in between, until the frames run
  * out or the client stops reading acks (then waits for EPOLLOUT). Returns -1
- * when the connection must be closed. */
+ * when the connection is dead (close it now), -2 when the stream is out of
+ * sync (finish it: acks of the frames before it still go out). */
 static int pump(nx_nxb_tcp *t, uint32_t idx, int64_t now)
 {
     nconn *c = &t->c[idx];
@@ -211,14 +249,13 @@ static int pump(nx_nxb_tcp *t, uint32_t idx, int64_t now)
         int rc = frames(t, idx, now);
         if (rc < 0) {
             nx_log(NX_LOG_WARN, "closing nxb tcp connection: stream out of sync", NULL);
-            flush(c); /* acks of the batches before it */
-            return -1;
+            return -2;
         }
         if (flush(c) < 0)
             return -1;
         if (rc == 0)
             break;
-        if (c->out_len + NX_NXB_ACK_LEN > OUT_CAP) {
+        if (c->out_len + ((size_t)c->pending + 1) * NX_NXB_ACK_LEN > OUT_CAP) {
             if (!c->blocked) {
                 c->blocked = 1;
                 set_events(t, idx, EPOLLOUT | EPOLLRDHUP);
@@ -239,9 +276,17 @@ void nx_nxb_tcp_event(nx_nxb_tcp *t, uint32_t idx, uint32_t events)
         return;
     nconn *c = &t->c[idx];
     int64_t now = nx_now_ms();
+    if (c->closing) {
+        if (events & (EPOLLHUP | EPOLLERR))
+            conn_close(t, c); /* the peer is gone: its acks have nowhere to go */
+        return;
+    }
     if (c->blocked) {
-        if (pump(t, idx, now) < 0)
+        int rc = pump(t, idx, now);
+        if (rc == -1)
             conn_close(t, c);
+        else if (rc == -2)
+            conn_finish(t, idx);
         return; /* read again on the next EPOLLIN */
     }
     if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
@@ -251,13 +296,15 @@ void nx_nxb_tcp_event(nx_nxb_tcp *t, uint32_t idx, uint32_t events)
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
-        flush(c); /* acks of what was applied, best effort */
-        conn_close(t, c);
+        conn_finish(t, idx);
         return;
     }
     add(&t->st->bytes, (uint64_t)r);
     add(&t->st->tcp_reads, 1);
     c->in_len += (uint32_t)r;
-    if (pump(t, idx, now) < 0)
+    int rc = pump(t, idx, now);
+    if (rc == -1)
         conn_close(t, c);
+    else if (rc == -2)
+        conn_finish(t, idx);
 }

@@ -7,11 +7,13 @@
  * hands every complete frame to the shard's apply callback, and queues the
  * ack the callback filled. Acks leave in batch order.
  *
- * THE ack point: nx_nxb_tcp_ack() is the only place an ack is queued. Today
- * the read loop calls it right after the batch is applied (ack = applied).
- * A durable mode (ack after the WAL fsync) returns NX_NXB_TCP_DEFERRED from
- * the apply callback and calls nx_nxb_tcp_ack() later from the shard, in
- * sequence order, once the group commit covering the batch is on disk.
+ * THE ack point: nx_nxb_tcp_ack() is the only place an ack is queued. The
+ * shard's apply callback returns NX_NXB_TCP_DEFERRED after handing the batch
+ * to the WAL (nx_shard_submit) and acks later, through
+ * nx_nxb_tcp_ack_deferred(), once the group commit covering the batch was
+ * written (ack=applied) or fsynced (ack=durable) — in batch order, because
+ * the shard releases parked acks first in, first out. A connection closed in
+ * between is recognised by its generation and its late acks are dropped.
  *
  * Back-pressure: acks go to a small per-connection out buffer flushed with
  * one write per read; a client that does not read its acks fills it, then
@@ -29,11 +31,12 @@
 
 #define NX_NXB_TCP_DEFERRED 1
 
-/* Applies one complete frame [p, p+n) and fills *ack (status, events;
- * tenant and sequence are pre-filled from the header). Returns 0 (ack now)
- * or NX_NXB_TCP_DEFERRED (the caller acks later). */
+/* Applies one complete frame [p, p+n) of connection conn (generation gen)
+ * and fills *ack (status, events; tenant and sequence are pre-filled from the
+ * header). Returns 0 (ack now) or NX_NXB_TCP_DEFERRED (the caller acks later
+ * with nx_nxb_tcp_ack_deferred(conn, gen)). */
 typedef int (*nx_nxb_tcp_apply_fn)(void *arg, const uint8_t *p, size_t n, int64_t now_ms,
-                                   nx_nxb_ack *ack);
+                                   uint32_t conn, uint32_t gen, nx_nxb_ack *ack);
 
 typedef struct nx_nxb_tcp nx_nxb_tcp;
 
@@ -47,5 +50,8 @@ void nx_nxb_tcp_accept(nx_nxb_tcp *t, int listen_fd, int shard_id);
 void nx_nxb_tcp_event(nx_nxb_tcp *t, uint32_t idx, uint32_t events);
 /* Queues the ack of a batch of connection idx (see above). */
 void nx_nxb_tcp_ack(nx_nxb_tcp *t, uint32_t idx, const nx_nxb_ack *ack);
+/* A deferred ack: queued and flushed if connection idx still is generation
+ * gen (else dropped: the client is gone). */
+void nx_nxb_tcp_ack_deferred(nx_nxb_tcp *t, uint32_t idx, uint32_t gen, const nx_nxb_ack *ack);
 
 #endif

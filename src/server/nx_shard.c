@@ -503,8 +503,8 @@ static void conn_read(nx_shard *sh, uint32_t idx)
  * The tenant number and event count are read at their fixed offsets; a
  * batch too short to hold them is left to the decoder to reject.
  */
-static void nxb_batch(nx_shard *sh, const uint8_t *p, size_t len, int64_t now, int udp,
-                      nx_apply_result *res)
+static int nxb_batch(nx_shard *sh, const uint8_t *p, size_t len, int64_t now, int udp,
+                     nx_apply_result *res, nx_ack_mode mode, nx_ack_fn done, void *arg)
 {
     if (len >= NX_NXB_HDR_LEN && sh->ks) {
         uint32_t num, count;
@@ -515,7 +515,7 @@ static void nxb_batch(nx_shard *sh, const uint8_t *p, size_t len, int64_t now, i
             st_add(&sh->st.nxb_quota_dropped_events, count);
             res->nxb_last_status = (uint8_t)(100 - NX_EQUOTA);
             res->nxb_last_applied = 0;
-            return;
+            return NX_EQUOTA;
         }
     }
     uint64_t before = res->events;
@@ -526,26 +526,71 @@ static void nxb_batch(nx_shard *sh, const uint8_t *p, size_t len, int64_t now, i
                   .recv_ms = now,
                   .data = p,
                   .len = len};
-    nx_shard_apply(sh, &b, res);
+    int rc = nx_shard_submit(sh, &b, mode, res, done, arg);
     st_add(&sh->st.nxb_events, res->events - before);
+    return rc;
 }
 
 static void nxb_dgram(nx_shard *sh, const uint8_t *p, size_t len, int64_t now,
                       nx_apply_result *res)
 {
-    nxb_batch(sh, p, len, now, 1, res);
+    nxb_batch(sh, p, len, now, 1, res, NX_ACK_NONE, NULL, NULL);
 }
 
-/* nx_nxb_tcp's apply callback: one frame, its ack filled (ack = applied). */
-static int nxb_frame(void *arg, const uint8_t *p, size_t n, int64_t now, nx_nxb_ack *ack)
+/* An NXB TCP ack waiting for the group commit that covers its batch. */
+typedef struct nxb_pending {
+    nx_shard *sh;
+    uint32_t conn, gen;
+    nx_nxb_ack ack;
+} nxb_pending;
+
+/* Released by the shard's end-of-iteration commit (nx_durable_flush), first
+ * in first out, so acks leave in batch order. rc != 0: the commit failed and
+ * the batch is not safe: the client is told (status 100 + error). */
+static void nxb_ack_done(void *arg, int rc, uint64_t lsn)
+{
+    (void)lsn;
+    nxb_pending *pd = arg;
+    if (rc) {
+        pd->ack.status = (uint8_t)(100 - rc);
+        pd->ack.events = 0;
+    }
+    if (pd->sh->nxbt)
+        nx_nxb_tcp_ack_deferred(pd->sh->nxbt, pd->conn, pd->gen, &pd->ack);
+    free(pd);
+}
+
+/* nx_nxb_tcp's apply callback: one frame into the WAL and the engine; its ack
+ * is answered when the group commit covering it is written or fsynced. */
+static int nxb_frame(void *arg, const uint8_t *p, size_t n, int64_t now, uint32_t conn_idx,
+                     uint32_t gen, nx_nxb_ack *ack)
 {
     nx_shard *sh = arg;
     nx_apply_result res;
     memset(&res, 0, sizeof(res));
-    nxb_batch(sh, p, n, now, 0, &res);
+    nxb_pending *pd = malloc(sizeof(*pd)); /* per batch, not per event */
+    if (!pd) {
+        ack->status = (uint8_t)(100 - NX_ENOMEM);
+        return 0;
+    }
+    *pd = (nxb_pending){.sh = sh, .conn = conn_idx, .gen = gen, .ack = *ack};
+    nx_ack_mode mode = sh->cfg->ack_durable ? NX_ACK_DURABLE : NX_ACK_APPLIED;
+    int rc = nxb_batch(sh, p, n, now, 0, &res, mode, nxb_ack_done, pd);
     publish(sh, &res);
-    ack->status = res.nxb_last_status;
-    ack->events = res.nxb_last_applied;
+    /* the callback fires at the end of this loop iteration: fill it now */
+    pd->ack.status = res.nxb_last_status;
+    pd->ack.events = res.nxb_last_applied;
+    if (rc == 0)
+        return NX_NXB_TCP_DEFERRED; /* parked by nx_shard_submit (also a rejected batch) */
+    /* Refused before apply (quota, WAL full): nothing to wait for, but the
+     * answer queues behind the parked acks of earlier batches (lsn 0 is
+     * released by the same commit), so acks stay in batch order. */
+    if (!pd->ack.status)
+        pd->ack.status = (uint8_t)(100 - rc);
+    if (nx_durable_park(sh->dur, 0, NX_ACK_APPLIED, nxb_ack_done, pd) == 0)
+        return NX_NXB_TCP_DEFERRED;
+    *ack = pd->ack;
+    free(pd);
     return 0;
 }
 

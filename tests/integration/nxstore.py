@@ -24,12 +24,13 @@ class StoreDaemon(nxtest.Nexusd):
     def start(self):
         self.http_port = nxtest.free_port(udp_too=False)
         self.statsd_port = nxtest.free_port(udp_too=True)
+        self.nxb_port = nxtest.free_port(udp_too=False)
         self.base = "http://127.0.0.1:%d" % self.http_port
         cmd = [nxtest.binary("nexusd"),
                "--http", "127.0.0.1:%d" % self.http_port,
                "--statsd-udp", "127.0.0.1:%d" % self.statsd_port,
                "--statsd-tcp", "127.0.0.1:%d" % self.statsd_port,
-               "--nxb-udp", "off", "--nxb-tcp", "off",
+               "--nxb-udp", "off", "--nxb-tcp", "127.0.0.1:%d" % self.nxb_port,
                "--data-dir", self.data_dir,
                "--shards", str(self.shards)] + self.extra
         self.runs += 1

@@ -1,8 +1,9 @@
 """Crash test: acknowledged means safe, and every batch counts exactly once.
 
-Two client threads post batches to POST /v1/ingest?ack=durable, one batch
-at a time each (so at most one is in flight per client). Batch i of client
-T carries a counter line `crash.tT:v|c` with a value v that no other batch
+Two client threads post batches to POST /v1/ingest?ack=durable and a third
+sends NXB batches over TCP (acked once fsynced: --ack durable is the
+default), one batch at a time each (so at most one is in flight per
+client). Batch i of client T carries a counter line `crash.tT:v|c` with a value v that no other batch
 of that client uses (v grows), a timer line with the same value, and a set
 member. nexusd (2 shards, snapshots every 150 ms so crashes land before,
 during and after snapshots) is killed with SIGKILL after a random 50-500
@@ -27,11 +28,14 @@ import threading
 import time
 import unittest
 
+import socket
+
 import nxtest
 from nxstore import StoreDaemon, verify
+from test_nxb import batch, parse_ack, recv_exact
 
 CYCLES = int(os.environ.get("NX_CRASH_CYCLES", "20") or 20)
-CLIENTS = 2
+CLIENTS = 3  # 0, 1: HTTP; 2: NXB over TCP
 
 
 class Client(threading.Thread):
@@ -68,6 +72,44 @@ class Client(threading.Thread):
             self.acked.append(v)
             self.inflight = None
             self.value += 1
+
+
+class NxbClient(Client):
+    """The same batches as NXB frames on one TCP connection, each waiting
+    for its ack (status 0 and its own sequence) before the next."""
+
+    def __init__(self, tid, port, next_value, nxb_port):
+        super().__init__(tid, port, next_value)
+        self.nxb_port = nxb_port
+
+    def frame(self, v):
+        return batch(0, v, [("c", "crash.t%d" % self.tid), ("ms", "crash.t%d.lat" % self.tid),
+                            ("s", "crash.members")],
+                     [(0, v), (1, v), (2, "m%d_%d" % (self.tid, v))])
+
+    def run(self):
+        try:
+            s = socket.create_connection(("127.0.0.1", self.nxb_port), timeout=10)
+        except OSError:
+            return
+        with s:
+            while True:
+                v = self.value
+                self.inflight = v
+                try:
+                    s.sendall(self.frame(v))
+                    a = recv_exact(s, 32)
+                except OSError:
+                    return  # killed: v stays in flight
+                if len(a) < 32:
+                    return  # connection closed by the kill
+                status, _, events, seq = parse_ack(a)
+                if status != 0 or seq != v or events != 3:
+                    self.errors.append((status, seq, events))
+                    return
+                self.acked.append(v)
+                self.inflight = None
+                self.value += 1
 
 
 class CrashTest(unittest.TestCase):
@@ -120,7 +162,9 @@ class CrashTest(unittest.TestCase):
         for cycle in range(CYCLES):
             self.d.start()
             self.reconcile(cycle, exp)
-            clients = [Client(t, self.d.http_port, next_value[t]) for t in range(CLIENTS)]
+            clients = [Client(t, self.d.http_port, next_value[t]) for t in range(CLIENTS - 1)]
+            clients.append(NxbClient(CLIENTS - 1, self.d.http_port, next_value[CLIENTS - 1],
+                                     self.d.nxb_port))
             for c in clients:
                 c.start()
             time.sleep(rnd.uniform(0.05, 0.5))
