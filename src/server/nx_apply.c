@@ -57,7 +57,9 @@ static void reject(nx_applier *a, nx_apply_result *res, int reason, const char *
 typedef struct tenant_cache {
     const char *id;
     size_t len;
-    nx_tenant *t;
+    nx_tenant *t;   /* NULL with reason set: the gate refused this tenant */
+    int reason;
+    uint32_t num;   /* from the gate */
 } tenant_cache;
 
 /* Applies one line; returns after counting it. */
@@ -79,16 +81,48 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
     }
     const char *tid = l.tenant ? l.tenant : b->tenant;
     size_t tlen = l.tenant ? l.tenant_len : b->tenant_len;
+    if (l.tenant && b->tenant_locked &&
+        (l.tenant_len != b->tenant_len || memcmp(l.tenant, b->tenant, tlen) != 0)) {
+        reject(a, res, NX_SD_WRONG_TENANT, line, len, now);
+        return;
+    }
     nx_tenant *t;
-    if (tc->t && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
+    if ((tc->t || tc->reason) && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
+        if (!tc->t) {
+            reject(a, res, tc->reason, line, len, now);
+            return;
+        }
         t = tc->t;
     } else {
+        nx_tenant_gate g = {0, 0, 0};
+        if (a->gate && (rc = a->gate(a->gate_arg, b, tid, tlen, &g)) != NX_SD_OK) {
+            *tc = (tenant_cache){.id = tid, .len = tlen, .reason = rc};
+            reject(a, res, rc, line, len, now);
+            return;
+        }
         rc = nx_engine_tenant(a->engine, tid, tlen, &t);
         if (rc < 0) {
             reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
             return;
         }
-        *tc = (tenant_cache){.id = tid, .len = tlen, .t = t};
+        if (a->gate)
+            nx_tenant_set_limits(t, g.max_streams, g.max_bytes);
+        *tc = (tenant_cache){.id = tid, .len = tlen, .t = t, .num = g.num};
+    }
+    uint32_t nvals = l.nvalues;
+    if (a->take && b->source != NX_SRC_REPLAY) {
+        uint32_t granted = a->take(a->gate_arg, tc->num, l.nvalues, now);
+        assert(granted <= l.nvalues);
+        if (granted < l.nvalues) {
+            uint32_t d = l.nvalues - granted;
+            res->rejected += d;
+            res->reasons[NX_SD_RATE_LIMITED] += d;
+            if (a->on_reject)
+                a->on_reject(a->reject_arg, NX_SD_RATE_LIMITED, line, len, now);
+        }
+        if (granted == 0)
+            return;
+        nvals = granted;
     }
     nx_stream *s;
     rc = nx_tenant_stream(t, a->key, (size_t)klen, l.type, &s);
@@ -102,7 +136,7 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
     u.ts_ms = l.ts_ms;
     uint32_t pos = 0;
     nx_statsd_value v;
-    while (nx_statsd_value_next(&l, &pos, &v)) {
+    while (nvals-- > 0 && nx_statsd_value_next(&l, &pos, &v)) {
         u.value = v.value;
         u.gauge_delta = v.delta;
         u.member = v.member;
@@ -120,7 +154,7 @@ int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
     if (b->format != NX_BATCH_STATSD)
         return NX_EINVAL;
     const char *p = (const char *)b->data, *end = p + b->len;
-    tenant_cache tc = {NULL, 0, NULL};
+    tenant_cache tc = {NULL, 0, NULL, 0, 0};
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;

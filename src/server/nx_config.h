@@ -43,7 +43,12 @@ typedef struct nx_config {
     uint32_t sse_max_per_sec; /* default pushes per second per subscriber */
     uint32_t sse_heartbeat_s; /* comment line when idle */
     uint32_t prom_window_s;   /* window of the quantiles in /metrics */
+    int allow_default;        /* tokenless `default` tenant (loopback) even with tenants */
     nx_engine_config engine;
+    /* Runtime, not a config key: the tenant registry opened by nexusd's main
+     * (src/server/nx_tenants.h), shared by the shards and the HTTP layer
+     * through their config pointer. NULL = no registry: open mode. */
+    struct nx_registry *registry;
 } nx_config;
 
 void nx_config_default(nx_config *c);

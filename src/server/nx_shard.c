@@ -12,6 +12,7 @@
  */
 #include "server/nx_shard.h"
 #include "server/nx_log.h"
+#include "server/nx_tenants.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -64,6 +65,7 @@ struct nx_shard {
     int64_t last_log_s[NX_SD_NREASONS];
     uint64_t suppressed[NX_SD_NREASONS];
     nx_shard_stats st;
+    nx_shard_tenants tn; /* tenant gate and events/s buckets */
 };
 
 int64_t nx_now_ms(void)
@@ -146,6 +148,10 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
         goto fail;
     sh->ap.on_reject = on_reject;
     sh->ap.reject_arg = sh;
+    rc = nx_shard_tenants_init(&sh->tn, cfg->registry, 1);
+    if (rc)
+        goto fail;
+    nx_shard_tenants_install(&sh->tn, &sh->ap);
     rc = NX_ENOMEM;
     sh->vlen = cfg->recv_batch;
     sh->cbuf_each = CMSG_SPACE(sizeof(uint32_t));
@@ -202,6 +208,7 @@ void nx_shard_destroy(nx_shard *sh)
         close(sh->epfd);
     nx_mailbox_destroy(&sh->mb);
     nx_applier_free(&sh->ap);
+    nx_shard_tenants_free(&sh->tn);
     if (sh->engine)
         nx_engine_destroy(sh->engine);
     free(sh->conns);
@@ -602,6 +609,10 @@ static void handle(nx_shard *sh, nx_shard_msg *m)
     case NX_MSG_STATS:
         memset(&m->counts, 0, sizeof(m->counts));
         nx_engine_foreach_tenant(sh->engine, count_tenant, &m->counts);
+        break;
+    case NX_MSG_TENANT_DELETE:
+    case NX_MSG_TENANT_STATS:
+        m->rc = nx_shard_tenants_handle(&sh->tn, sh->engine, m);
         break;
     default:
         m->rc = NX_EINVAL;

@@ -36,6 +36,8 @@ typedef enum nx_msg_kind {
     NX_MSG_SERIES,   /* points of one stream */
     NX_MSG_EXPORT,   /* every stream of every tenant (Prometheus) */
     NX_MSG_STATS,    /* engine-side counts (tenants, streams, bytes) */
+    NX_MSG_TENANT_DELETE, /* free a tenant's state and bucket (server/nx_tenants.h) */
+    NX_MSG_TENANT_STATS,  /* per-tenant counts (one tenant, or all when tenant is NULL) */
 } nx_msg_kind;
 
 /* One stream in a listing. */
@@ -87,6 +89,9 @@ typedef struct nx_shard_msg {
     nx_export_entry *exp;
     size_t nexp;
     nx_engine_counts counts;
+    uint32_t num;                     /* tenant num (TENANT_DELETE) */
+    struct nx_tenant_counts *tcounts; /* TENANT_STATS answer (malloc'ed) */
+    size_t ntcounts;
 } nx_shard_msg;
 
 /* Counters written only by the shard thread. */
