@@ -444,12 +444,14 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
                                (json_int_t)tot[4], "rejected_by_reason", reasons_json(reasons),
                                "kernel_drops", (json_int_t)tot[5], "streams", (json_int_t)tot[6],
                                "summary_bytes", (json_int_t)tot[7]);
-    return send_json(c, 200,
-                     json_pack("{s:f,s:i,s:I,s:i,s:o,s:o}", "uptime_s",
-                               (double)(nx_now_ms() - nx_server_start_ms(h->srv)) / 1000.0,
-                               "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
-                               "subscribers", atomic_load(&h->subscribers), "totals", totals,
-                               "per_shard", shards));
+    json_t *res = json_pack("{s:f,s:i,s:I,s:i,s:o,s:o}", "uptime_s",
+                            (double)(nx_now_ms() - nx_server_start_ms(h->srv)) / 1000.0,
+                            "shards", n, "rss_bytes", (json_int_t)rss * sysconf(_SC_PAGESIZE),
+                            "subscribers", atomic_load(&h->subscribers), "totals", totals,
+                            "per_shard", shards);
+    if (res && arg(c, "tenants")) /* per-tenant counts (admin view) */
+        json_object_set_new(res, "tenants", nx_tenants_counts_json(h->srv));
+    return send_json(c, 200, res);
 }
 
 /* JSON ingest: {"events":[{metric,type,value,tags,rate,ts,delta}]} -> StatsD lines */
