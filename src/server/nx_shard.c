@@ -148,7 +148,7 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
         goto fail;
     sh->ap.on_reject = on_reject;
     sh->ap.reject_arg = sh;
-    rc = nx_shard_tenants_init(&sh->tn, cfg->registry, 1);
+    rc = nx_shard_tenants_init(&sh->tn, cfg, 1);
     if (rc)
         goto fail;
     nx_shard_tenants_install(&sh->tn, &sh->ap);

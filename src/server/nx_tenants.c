@@ -98,20 +98,29 @@ static int gate(void *arg, const nx_batch *b, const char *id, size_t len, nx_ten
     /* one atomic load when nothing changed; failure (ENOMEM) keeps the old buckets */
     (void)nx_registry_sync_limits(st->reg, st->rl, st->divisor, b->recv_ms * 1000000,
                                   &st->seen_gen);
+    uint64_t gen = nx_registry_generation(st->reg);
+    if (gen != st->mode_gen) { /* a later change moves gen again: never stale for long */
+        st->mode_gen = gen;
+        st->default_on = nx_registry_default_enabled(st->reg);
+        st->embedded = nx_tenants_embedded(st->reg);
+    }
+    if (st->embedded) {
+        /* no tenant registered: any valid id, sharing the default tenant's
+         * quotas (num 0, unlimited unless configured) — no registry lock */
+        g->num = 0;
+        g->max_streams = st->dflt_max_streams;
+        g->max_bytes = st->dflt_max_bytes;
+        return NX_SD_OK;
+    }
     nx_tenant_info info;
-    if (nx_registry_get(st->reg, id, len, &info) == 0) {
-        if (info.num == 0 && !nx_registry_default_enabled(st->reg))
-            return NX_SD_UNKNOWN_TENANT;
-        g->num = info.num;
-        g->max_streams = info.quotas.max_streams;
-        g->max_bytes = info.quotas.max_bytes;
-        return NX_SD_OK;
-    }
-    if (nx_tenants_embedded(st->reg)) {
-        g->num = 0; /* shares the default tenant's (unlimited by default) bucket */
-        return NX_SD_OK;
-    }
-    return NX_SD_UNKNOWN_TENANT;
+    if (nx_registry_get(st->reg, id, len, &info) != 0)
+        return NX_SD_UNKNOWN_TENANT;
+    if (info.num == 0 && !st->default_on)
+        return NX_SD_UNKNOWN_TENANT;
+    g->num = info.num;
+    g->max_streams = info.quotas.max_streams ? info.quotas.max_streams : st->dflt_max_streams;
+    g->max_bytes = info.quotas.max_bytes ? info.quotas.max_bytes : st->dflt_max_bytes;
+    return NX_SD_OK;
 }
 
 static uint32_t take(void *arg, uint32_t num, uint32_t n, int64_t recv_ms)
@@ -120,16 +129,20 @@ static uint32_t take(void *arg, uint32_t num, uint32_t n, int64_t recv_ms)
     return nx_rl_table_take(st->rl, num, recv_ms * 1000000, n);
 }
 
-int nx_shard_tenants_init(nx_shard_tenants *st, nx_registry *reg, uint32_t divisor)
+int nx_shard_tenants_init(nx_shard_tenants *st, const nx_config *cfg, uint32_t divisor)
 {
     memset(st, 0, sizeof(*st));
+    nx_registry *reg = cfg->registry;
+    st->dflt_max_streams = cfg->engine.max_streams_per_tenant;
+    st->dflt_max_bytes = cfg->engine.max_bytes_per_tenant;
     if (!reg)
         return 0;
     if (divisor == 0 || divisor > NX_RL_MAX_DIVISOR)
         divisor = 1;
     st->reg = reg;
     st->divisor = divisor;
-    st->seen_gen = UINT64_MAX; /* first batch loads the buckets */
+    st->seen_gen = UINT64_MAX; /* first batch loads the buckets and the mode */
+    st->mode_gen = UINT64_MAX;
     return nx_rl_table_create(64, &st->rl);
 }
 

@@ -71,11 +71,18 @@ typedef struct nx_shard_tenants {
     nx_rl_table *rl;
     uint64_t seen_gen;
     uint32_t divisor;
+    uint64_t mode_gen; /* registry generation of the two flags below */
+    bool embedded;     /* nx_tenants_embedded() */
+    bool default_on;   /* nx_registry_default_enabled() */
+    uint32_t dflt_max_streams; /* engine config: when a quota is 0 */
+    uint64_t dflt_max_bytes;
 } nx_shard_tenants;
 
-/* divisor: each shard's bucket holds rate/divisor (1 today, see above; 0 is
- * taken as 1). reg may be NULL (then nothing is installed). */
-int nx_shard_tenants_init(nx_shard_tenants *st, nx_registry *reg, uint32_t divisor);
+/* Uses cfg->registry (NULL: nothing is installed). divisor: each shard's
+ * bucket holds rate/divisor (1 today, see above; 0 is taken as 1). A quota
+ * of 0 (unlimited) for max_streams / max_bytes falls back to the engine's
+ * --max-streams-per-tenant / max_bytes_per_tenant. */
+int nx_shard_tenants_init(nx_shard_tenants *st, const nx_config *cfg, uint32_t divisor);
 void nx_shard_tenants_free(nx_shard_tenants *st);
 /* Installs the gate on the shard's applier (no-op without a registry). */
 void nx_shard_tenants_install(nx_shard_tenants *st, nx_applier *a);

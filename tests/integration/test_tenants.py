@@ -461,6 +461,13 @@ class Lifecycle(unittest.TestCase):
             d.start()
         self.assertIn("tenants.json", str(cm.exception))
 
+    def test_engine_stream_limit_still_applies(self):
+        # --max-streams-per-tenant is the fallback when a tenant has no quota
+        d = Nexusd(args=["--max-streams-per-tenant", "2"]).start()
+        self.addCleanup(d.stop)
+        r = d.ingest(["e.a:1|c", "e.b:1|c", "e.c:1|c"])
+        self.assertEqual((r["accepted"], r["errors"]), (2, {"quota": 1}))
+
     def test_generated_admin_token(self):
         d = Nexusd().start()
         self.addCleanup(d.stop)
