@@ -21,6 +21,7 @@
 #include "server/nx_listener.h"
 #include "server/nx_log.h"
 #include "server/nx_server.h"
+#include "server/nx_tenants.h"
 
 int main(int argc, char **argv)
 {
@@ -50,9 +51,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "nexusd: cannot listen on HTTP address '%s'\n", cfg.http);
         return 1;
     }
+    /* tenant registry + admin token (never from argv); fatal if unusable */
+    nx_registry *reg = NULL;
+    if (nx_tenants_open(&cfg, &reg) != 0) {
+        close(http_fd);
+        fprintf(stderr, "nexusd: cannot open the tenant registry (see the log)\n");
+        return 1;
+    }
+    cfg.registry = reg;
     nx_server *srv = NULL;
     rc = nx_server_create(&cfg, NULL, &srv);
     if (rc) {
+        nx_registry_close(reg);
         close(http_fd);
         fprintf(stderr, "nexusd: cannot start: %s\n", nx_strerror(rc));
         return 1;
@@ -67,6 +77,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "nexusd: cannot start: %s\n", nx_strerror(rc));
         nx_server_stop(srv);
         nx_server_destroy(srv);
+        nx_registry_close(reg);
         return 1;
     }
     nx_log(NX_LOG_INFO, "nexusd started",
@@ -89,6 +100,8 @@ int main(int argc, char **argv)
     nx_http_stop(http);
     nx_server_stop(srv);
     nx_server_destroy(srv);
+    nx_registry_flush(reg);
+    nx_registry_close(reg);
     nx_log(NX_LOG_INFO, "nexusd stopped", NULL);
     return 0;
 }

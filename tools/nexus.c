@@ -7,6 +7,8 @@
  *   nexus query METRIC [--tags k:v,..] [--window 1m] [--q 0.5,0.99] [--json]
  *   nexus streams [--prefix P] [--json]
  *   nexus stats [--json]
+ *   nexus tenant create|list|get|delete|rotate-token|quotas   (admin token:
+ *                                   NEXUS_ADMIN_TOKEN, else NEXUS_TOKEN)
  *   nexus udf put NAME FILE.wasm | bind NAME --metric M|--prefix P [--window all]
  *             [--params k=v,..] | list | delete NAME       (docs/udf.md)
  *   nexus top [--window 10s] [--n 20] [--interval S] [--once]
@@ -66,6 +68,7 @@ static void usage(void)
             "  admin verify DIR            check a data directory offline (exit 0 ok, 1 problems)\n"
             "  udf put NAME FILE.wasm | udf bind NAME --metric M|--prefix P [--window all]\n"
             "      [--params k=v,..] | udf list [--json] | udf delete NAME\n"
+            "  tenant create|list|get|delete|rotate-token|quotas ...  (admin; nexus tenant for help)\n"
             "env: NEXUS_URL (default http://127.0.0.1:8080), NEXUS_TOKEN\n");
 }
 
@@ -805,8 +808,162 @@ static int cmd_udf(opts *o, int argc, char **argv)
     return 2;
 }
 
+/* ---- tenant administration (admin token) --------------------------------- */
+
+/*
+ * nexus tenant create ID [--events-per-s N] [--burst N] [--max-streams N]
+ *                        [--max-bytes N] [--http-per-s N]
+ * nexus tenant list | get ID | delete ID | rotate-token ID
+ * nexus tenant quotas ID [--events-per-s N ...]
+ * The admin token comes from NEXUS_ADMIN_TOKEN, else NEXUS_TOKEN (never
+ * from the command line: argv is visible to every user in ps).
+ */
+static int tenant_usage(void)
+{
+    fprintf(stderr,
+            "usage: nexus tenant create ID [--events-per-s N] [--burst N] [--max-streams N]\n"
+            "                              [--max-bytes N] [--http-per-s N]\n"
+            "       nexus tenant list | get ID | delete ID | rotate-token ID\n"
+            "       nexus tenant quotas ID [--events-per-s N ...]\n"
+            "admin token from env NEXUS_ADMIN_TOKEN (else NEXUS_TOKEN)\n");
+    return 2;
+}
+
+static int tenant_call(const char *method, const char *path, json_t *body, int as_json)
+{
+    char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    resp r;
+    int rc = http(method, path, b ? b : "", b ? strlen(b) : 0, &r);
+    free(b);
+    if (rc)
+        return 1;
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
+    int status = r.status;
+    free(r.body);
+    if (!j) {
+        fprintf(stderr, "nexus: bad answer (HTTP %d)\n", status);
+        return 1;
+    }
+    if (status >= 300) {
+        rc = print_error(j, status);
+        json_decref(j);
+        return rc;
+    }
+    json_t *list = json_object_get(j, "tenants");
+    if (!as_json && json_is_array(list)) {
+        size_t i;
+        json_t *t;
+        printf("%-24s %8s %12s %12s %14s\n", "ID", "NUM", "EVENTS/S", "MAX_STREAMS", "MAX_BYTES");
+        json_array_foreach(list, i, t) {
+            json_t *q = json_object_get(t, "quotas");
+            printf("%-24s %8lld %12lld %12lld %14lld\n", json_string_value(json_object_get(t, "id")),
+                   (long long)json_integer_value(json_object_get(t, "num")),
+                   (long long)json_integer_value(json_object_get(q, "events_per_s")),
+                   (long long)json_integer_value(json_object_get(q, "max_streams")),
+                   (long long)json_integer_value(json_object_get(q, "max_bytes")));
+        }
+    } else if (!as_json && json_object_get(j, "token")) {
+        printf("tenant %s (num %lld)\ntoken %s\n", json_string_value(json_object_get(j, "id")),
+               (long long)json_integer_value(json_object_get(j, "num")),
+               json_string_value(json_object_get(j, "token")));
+        fprintf(stderr, "(the token is shown once: store it now)\n");
+    } else if (!as_json && json_object_get(j, "deleted")) {
+        printf("deleted %s\n", json_string_value(json_object_get(j, "deleted")));
+    } else {
+        dump(j);
+    }
+    json_decref(j);
+    return 0;
+}
+
+static int cmd_tenant(int argc, char **argv)
+{
+    const char *adm = getenv("NEXUS_ADMIN_TOKEN");
+    if (adm && *adm)
+        setenv("NEXUS_TOKEN", adm, 1); /* http() sends NEXUS_TOKEN */
+    if (argc < 1)
+        return tenant_usage();
+    const char *sub = argv[0];
+    const char *id = NULL;
+    int as_json = 0;
+    json_t *q = json_object();
+    for (int i = 1; i < argc; i++) {
+        static const char *const keys[][2] = {
+            {"--events-per-s", "events_per_s"}, {"--burst", "burst"},
+            {"--max-streams", "max_streams"},   {"--max-bytes", "max_bytes"},
+            {"--http-per-s", "http_requests_per_s"},
+        };
+        int hit = 0;
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+            if (!strcmp(argv[i], keys[k][0])) {
+                char *end;
+                if (i + 1 >= argc)
+                    break;
+                long long v = strtoll(argv[i + 1], &end, 10);
+                if (*end || v < 0)
+                    break;
+                json_object_set_new(q, keys[k][1], json_integer(v));
+                i++;
+                hit = 1;
+            }
+        if (hit)
+            continue;
+        if (!strcmp(argv[i], "--json"))
+            as_json = 1;
+        else if (!id && argv[i][0] != '-')
+            id = argv[i];
+        else {
+            json_decref(q);
+            return tenant_usage();
+        }
+    }
+    char path[512] = "/v1/tenants";
+    if (id) {
+        size_t o = strlen(path);
+        snprintf(path + o, sizeof(path) - o, "/");
+        append_enc(path, sizeof(path), "", id); /* "?=" + id: fix up below */
+        char *qm = strstr(path, "?=");
+        if (qm)
+            memmove(qm, qm + 2, strlen(qm + 2) + 1);
+    }
+    if (!strcmp(sub, "list") && !id) {
+        json_decref(q);
+        return tenant_call("GET", "/v1/tenants", NULL, as_json);
+    }
+    if (!id) {
+        json_decref(q);
+        return tenant_usage();
+    }
+    if (!strcmp(sub, "create")) {
+        json_t *b = json_pack("{s:s}", "id", id);
+        if (json_object_size(q))
+            json_object_set(b, "quotas", q);
+        json_decref(q);
+        return tenant_call("POST", "/v1/tenants", b, as_json);
+    }
+    if (!strcmp(sub, "quotas")) {
+        char p2[600];
+        snprintf(p2, sizeof(p2), "%s/quotas", path);
+        return tenant_call("PUT", p2, q, as_json);
+    }
+    json_decref(q);
+    if (!strcmp(sub, "get"))
+        return tenant_call("GET", path, NULL, as_json);
+    if (!strcmp(sub, "delete"))
+        return tenant_call("DELETE", path, NULL, as_json);
+    if (!strcmp(sub, "rotate-token")) {
+        char p2[600];
+        snprintf(p2, sizeof(p2), "%s/rotate", path);
+        return tenant_call("POST", p2, NULL, as_json);
+    }
+    return tenant_usage();
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "tenant"))
+        return cmd_tenant(argc - 2, argv + 2);
     opts o = {.n = 20, .interval = 1.0};
     char *pos[256];
     int npos = 0;

@@ -40,6 +40,9 @@ static const char *const reason_names[NX_SD_NREASONS] = {
     [NX_SD_TOO_LATE] = "too_late",
     [NX_SD_TOO_EARLY] = "too_early",
     [NX_SD_INTERNAL] = "internal",
+    [NX_SD_UNKNOWN_TENANT] = "unknown_tenant",
+    [NX_SD_WRONG_TENANT] = "wrong_tenant",
+    [NX_SD_RATE_LIMITED] = "rate_limited",
 };
 
 const char *nx_statsd_reason_name(int reason)

@@ -50,6 +50,9 @@ typedef enum nx_sd_reason {
     NX_SD_TOO_LATE,       /* timestamp older than the late tolerance (engine) */
     NX_SD_TOO_EARLY,      /* timestamp too far in the future (engine) */
     NX_SD_INTERNAL,       /* out of memory or another engine error */
+    NX_SD_UNKNOWN_TENANT, /* tenant not in the registry (tenants configured) */
+    NX_SD_WRONG_TENANT,   /* tenant tag names another tenant than the token's */
+    NX_SD_RATE_LIMITED,   /* over the tenant's events/s quota (user space) */
     NX_SD_NREASONS
 } nx_sd_reason;
 

@@ -27,6 +27,7 @@
 #include "query/nx_prom.h"
 #include "query/nx_udf_http.h"
 #include "server/nx_udfhost.h"
+#include "query/nx_tenant_api.h"
 #include "server/nx_log.h"
 
 #include <errno.h>
@@ -184,11 +185,35 @@ static int parse_window(struct MHD_Connection *c, const nx_config *cfg, const ch
     return 0;
 }
 
+static enum MHD_Result send_auth_error(struct MHD_Connection *c, const nx_auth_error *e)
+{
+    if (e->status != 429)
+        return send_error(c, e->status, e->code, e->msg);
+    json_t *j = json_pack("{s:s,s:s,s:I}", "error", e->msg, "code", e->code, "retry_after",
+                          (json_int_t)e->retry_after_s);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!s)
+        return MHD_NO;
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(s);
+        return MHD_NO;
+    }
+    char ra[24];
+    snprintf(ra, sizeof(ra), "%llu", (unsigned long long)e->retry_after_s);
+    MHD_add_response_header(r, "Content-Type", "application/json");
+    MHD_add_response_header(r, "Retry-After", ra);
+    enum MHD_Result ret = MHD_queue_response(c, 429, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static int auth(nx_http *h, struct MHD_Connection *c, char tenant[65], enum MHD_Result *sent)
 {
     nx_auth_error e;
     if (nx_auth_resolve(h->cfg, c, tenant, &e) != 0) {
-        *sent = send_error(c, e.status, e.code, e.msg);
+        *sent = send_auth_error(c, &e);
         return -1;
     }
     return 0;
@@ -353,9 +378,13 @@ static enum MHD_Result h_series(nx_http *h, struct MHD_Connection *c)
 
 static enum MHD_Result h_metrics(nx_http *h, struct MHD_Connection *c)
 {
-    char *text;
+    char *text, tenant[65];
     size_t len;
-    int rc = nx_prom_render(h->srv, nx_now_ms(), &text, &len);
+    bool global;
+    nx_auth_error e;
+    if (nx_auth_view(h->cfg, c, tenant, &global, &e) != 0)
+        return send_auth_error(c, &e);
+    int rc = nx_prom_render_for(h->srv, global ? NULL : tenant, nx_now_ms(), &text, &len);
     if (rc)
         return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
     return send_text(c, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
@@ -391,6 +420,13 @@ static json_t *durability_json(nx_http *h)
 
 static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
 {
+    char tenant[65];
+    bool global;
+    nx_auth_error e;
+    if (nx_auth_view(h->cfg, c, tenant, &global, &e) != 0)
+        return send_auth_error(c, &e);
+    if (!global) /* a tenant sees only its own counts */
+        return send_json(c, 200, nx_tenant_stats_json(h->srv, tenant));
     int n = nx_server_nshards(h->srv);
     nx_engine_counts *ec = calloc((size_t)n, sizeof(*ec));
     if (!ec)
@@ -458,6 +494,8 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
     }
     if (out && nx_server_udf(h->srv))
         json_object_set_new(out, "udf", nx_udf_host_stats_json(nx_server_udf(h->srv)));
+    if (out && arg(c, "tenants")) /* per-tenant counts (admin view) */
+        json_object_set_new(out, "tenants", nx_tenants_counts_json(h->srv));
     return send_json(c, 200, out);
 }
 
@@ -841,6 +879,11 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         return MHD_YES;
     }
     int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    if (!strncmp(url, "/v1/tenants", 11) && (url[11] == 0 || url[11] == '/')) {
+        if (rq->too_big)
+            return send_error(c, 413, "too_big", "request body over --max-body");
+        return nx_tenant_api(h->srv, c, url, method, rq->body, rq->len);
+    }
     if (!strcmp(url, "/v1/ingest")) {
         if (!is_post)
             return send_error(c, 405, "method_not_allowed", "use POST");

@@ -26,6 +26,7 @@
  */
 #include "query/nx_prom.h"
 #include "query/nx_kstage_http.h"
+#include "query/nx_tenant_api.h"
 #include "server/nx_log.h"
 
 #include <ctype.h>
@@ -300,12 +301,32 @@ static void own_stats(FILE *f, nx_server *srv, int64_t now)
 
 int nx_prom_render(nx_server *srv, int64_t now_ms, char **out, size_t *out_len)
 {
+    return nx_prom_render_for(srv, NULL, now_ms, out, out_len);
+}
+
+int nx_prom_render_for(nx_server *srv, const char *tenant, int64_t now_ms, char **out,
+                       size_t *out_len)
+{
     const nx_config *cfg = nx_server_config(srv);
     nx_export_entry *ents = NULL;
     size_t n = 0;
     int rc = nx_server_export(srv, cfg->prom_window_s, now_ms, &ents, &n);
     if (rc)
         return rc;
+    if (tenant) { /* keep only that tenant's streams */
+        size_t w = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!strcmp(ents[i].tenant, tenant))
+                ents[w++] = ents[i];
+            else {
+                free(ents[i].key);
+                free(ents[i].tenant);
+                nx_summary_free(&ents[i].all);
+                nx_summary_free(&ents[i].win);
+            }
+        }
+        n = w;
+    }
     series *ss = calloc(n ? n : 1, sizeof(*ss));
     char *buf = NULL;
     size_t len = 0;
@@ -366,8 +387,11 @@ int nx_prom_render(nx_server *srv, int64_t now_ms, char **out, size_t *out_len)
         }
         write_series(f, &ss[i], &qs);
     }
-    own_stats(f, srv, now_ms);
-    nx_kstage_prom(f, srv);
+    if (!tenant) {
+        own_stats(f, srv, now_ms);
+        nx_kstage_prom(f, srv);
+    }
+    nx_tenant_prom(f, srv, tenant);
     fclose(f);
     for (size_t i = 0; i < ns; i++) {
         free(ss[i].family);

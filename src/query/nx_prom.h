@@ -12,5 +12,9 @@
 
 /* Renders /metrics into a malloc'd buffer (*out, free()). */
 int nx_prom_render(nx_server *srv, int64_t now_ms, char **out, size_t *out_len);
+/* Same, for one tenant only (its streams and per-tenant counters, no
+ * process-wide counters); tenant NULL = nx_prom_render. */
+int nx_prom_render_for(nx_server *srv, const char *tenant, int64_t now_ms, char **out,
+                       size_t *out_len);
 
 #endif

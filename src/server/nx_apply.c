@@ -3,8 +3,10 @@
  * (see nx_apply.h). Deterministic: no clock, no randomness, no I/O.
  */
 #include "server/nx_apply.h"
+#include "tenant/nx_registry.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,7 +78,9 @@ static void reject(nx_applier *a, nx_apply_result *res, int reason, const char *
 typedef struct tenant_cache {
     const char *id;
     size_t len;
-    nx_tenant *t;
+    nx_tenant *t;   /* NULL with reason set: the gate refused this tenant */
+    int reason;
+    uint32_t num;   /* from the gate */
 } tenant_cache;
 
 /* Applies one line; returns after counting it. */
@@ -98,16 +102,48 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
     }
     const char *tid = l.tenant ? l.tenant : b->tenant;
     size_t tlen = l.tenant ? l.tenant_len : b->tenant_len;
+    if (l.tenant && b->tenant_locked &&
+        (l.tenant_len != b->tenant_len || memcmp(l.tenant, b->tenant, tlen) != 0)) {
+        reject(a, res, NX_SD_WRONG_TENANT, line, len, now);
+        return;
+    }
     nx_tenant *t;
-    if (tc->t && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
+    if ((tc->t || tc->reason) && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
+        if (!tc->t) {
+            reject(a, res, tc->reason, line, len, now);
+            return;
+        }
         t = tc->t;
     } else {
+        nx_tenant_gate g = {0, 0, 0};
+        if (a->gate && (rc = a->gate(a->gate_arg, b, tid, tlen, &g)) != NX_SD_OK) {
+            *tc = (tenant_cache){.id = tid, .len = tlen, .reason = rc};
+            reject(a, res, rc, line, len, now);
+            return;
+        }
         rc = nx_engine_tenant(a->engine, tid, tlen, &t);
         if (rc < 0) {
             reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
             return;
         }
-        *tc = (tenant_cache){.id = tid, .len = tlen, .t = t};
+        if (a->gate)
+            nx_tenant_set_limits(t, g.max_streams, g.max_bytes);
+        *tc = (tenant_cache){.id = tid, .len = tlen, .t = t, .num = g.num};
+    }
+    uint32_t nvals = l.nvalues;
+    if (a->take && b->source != NX_SRC_REPLAY) {
+        uint32_t granted = a->take(a->gate_arg, tc->num, l.nvalues, now);
+        assert(granted <= l.nvalues);
+        if (granted < l.nvalues) {
+            uint32_t d = l.nvalues - granted;
+            res->rejected += d;
+            res->reasons[NX_SD_RATE_LIMITED] += d;
+            if (a->on_reject)
+                a->on_reject(a->reject_arg, NX_SD_RATE_LIMITED, line, len, now);
+        }
+        if (granted == 0)
+            return;
+        nvals = granted;
     }
     nx_stream *s;
     rc = nx_tenant_stream(t, a->key, (size_t)klen, l.type, &s);
@@ -121,7 +157,7 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
     u.ts_ms = l.ts_ms;
     uint32_t pos = 0;
     nx_statsd_value v;
-    while (nx_statsd_value_next(&l, &pos, &v)) {
+    while (nvals-- > 0 && nx_statsd_value_next(&l, &pos, &v)) {
         u.value = v.value;
         u.gauge_delta = v.delta;
         u.member = v.member;
@@ -173,9 +209,26 @@ static int apply_nxb(nx_applier *a, const nx_batch *b, nx_apply_result *res)
         tid = tc->id;
         tlen = strlen(tc->id);
     } else if (nb->tenant_num != 0) {
-        res->nxb_rejected[NX_NXB_UNKNOWN_TENANT]++;
-        res->nxb_last_status = NX_NXB_UNKNOWN_TENANT;
-        return 0;
+        /* the tenant registry's numbers (POST /v1/tenants answers "num") */
+        nx_tenant_info info;
+        nx_registry *reg = a->nxb_cfg ? a->nxb_cfg->registry : NULL;
+        if (!reg || nx_registry_get_num(reg, nb->tenant_num, &info) != 0) {
+            res->nxb_rejected[NX_NXB_UNKNOWN_TENANT]++;
+            res->nxb_last_status = NX_NXB_UNKNOWN_TENANT;
+            return 0;
+        }
+        snprintf(a->nxb_tenant, sizeof(a->nxb_tenant), "%s", info.id);
+        tid = a->nxb_tenant;
+        tlen = strlen(a->nxb_tenant);
+    }
+    if (a->gate) {
+        nx_tenant_gate g = {0, 0, 0};
+        if (a->gate(a->gate_arg, b, tid, tlen, &g) != NX_SD_OK) {
+            res->nxb_rejected[NX_NXB_UNKNOWN_TENANT]++;
+            res->nxb_last_status = NX_NXB_UNKNOWN_TENANT;
+            return 0;
+        }
+        a->nxb_gate = g;
     }
     res->nxb_batches++;
     nx_tenant *t;
@@ -184,6 +237,8 @@ static int apply_nxb(nx_applier *a, const nx_batch *b, nx_apply_result *res)
         nxb_refuse(res, rc, nb->event_count);
         return 0;
     }
+    if (a->gate)
+        nx_tenant_set_limits(t, a->nxb_gate.max_streams, a->nxb_gate.max_bytes);
     for (uint32_t i = 0; i < nb->nstreams; i++) {
         rc = nx_tenant_stream(t, nb->streams[i].key, nb->streams[i].key_len,
                               (nx_type)nb->streams[i].type, &a->nxb_streams[i]);
@@ -216,7 +271,7 @@ int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
     if (b->format != NX_BATCH_STATSD)
         return NX_EINVAL;
     const char *p = (const char *)b->data, *end = p + b->len;
-    tenant_cache tc = {NULL, 0, NULL};
+    tenant_cache tc = {NULL, 0, NULL, 0, 0};
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;

@@ -48,6 +48,8 @@ typedef struct nx_batch {
     uint8_t format;      /* nx_batch_format */
     uint8_t source;      /* nx_batch_source */
     uint8_t tenant_len;  /* default tenant for lines without a tenant tag */
+    uint8_t tenant_locked; /* 1: every line belongs to `tenant` (HTTP ingest with a
+                            * token); a tenant tag naming another is rejected */
     const char *tenant;
     int64_t recv_ms;     /* receive time: the engine's "now" for this batch */
     const uint8_t *data;
@@ -75,6 +77,27 @@ typedef struct nx_apply_result {
 /* Called for each rejected line (for rate-limited logging). */
 typedef void (*nx_reject_fn)(void *arg, int reason, const char *line, size_t len, int64_t now_ms);
 
+/*
+ * Optional tenant gate (the tenant registry, server/nx_tenants.h). `gate` is
+ * called once per batch and tenant (the applier caches the answer for the
+ * rest of the batch) BEFORE the engine tenant is found or created: it
+ * returns NX_SD_OK and fills *g (the tenant's num and engine limits, applied
+ * with nx_tenant_set_limits), or the reason to reject the line
+ * (NX_SD_UNKNOWN_TENANT). `take` grants up to n events of tenant num against
+ * its events/s quota (not called for NX_SRC_REPLAY: a replayed batch was
+ * admitted when it was received); refused values are counted as
+ * NX_SD_RATE_LIMITED and never create a stream. With a gate the applier's
+ * outcome also depends on the gate's state (registry, buckets).
+ */
+typedef struct nx_tenant_gate {
+    uint32_t num;
+    uint32_t max_streams; /* 0 = unlimited */
+    uint64_t max_bytes;   /* 0 = unlimited */
+} nx_tenant_gate;
+typedef int (*nx_gate_fn)(void *arg, const nx_batch *b, const char *id, size_t len,
+                          nx_tenant_gate *g);
+typedef uint32_t (*nx_take_fn)(void *arg, uint32_t num, uint32_t n, int64_t recv_ms);
+
 typedef struct nx_applier {
     nx_engine *engine;
     nx_statsd_limits lim;
@@ -95,6 +118,11 @@ typedef struct nx_applier {
     void (*on_event)(void *arg, nx_tenant *t, const char *key, size_t key_len,
                      const nx_update *u, int64_t now_ms);
     void *event_arg;
+    char nxb_tenant[72];    /* NXB: id of a registry tenant number, per batch */
+    struct nx_tenant_gate nxb_gate;
+    nx_gate_fn gate;     /* NULL: every valid tenant id is accepted, unlimited */
+    nx_take_fn take;
+    void *gate_arg;
 } nx_applier;
 
 int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim);

@@ -110,6 +110,7 @@ static const opt opts[] = {
     {"nxb-udp", K_STR, offsetof(nx_config, nxb_udp), NX_ADDR_MAX, 0, 0, "NXB binary UDP address [127.0.0.1:8126]"},
     {"nxb-tcp", K_STR, offsetof(nx_config, nxb_tcp), NX_ADDR_MAX, 0, 0, "NXB binary TCP address [127.0.0.1:8126]"},
     {"admin-token-file", K_STR, offsetof(nx_config, admin_token_file), PATH_MAX, 0, 0, "file holding the admin token [none]"},
+    {"allow-default", K_BOOL, offsetof(nx_config, allow_default), 4, 0, 1, "tokenless `default` tenant on loopback even when tenants exist (bare flag = yes) [no]"},
     {"default-tenant", K_STR, offsetof(nx_config, default_tenant), 65, 0, 0, "tenant of lines without a tenant tag [default]"},
     {"shards", K_INT, offsetof(nx_config, shards), 4, 0, 256, "shard threads, 0 = one per online CPU [0]"},
     {"pin", K_BOOL, offsetof(nx_config, pin), 4, 0, 1, "pin shard i to CPU i (yes/no) [yes]"},
@@ -405,6 +406,11 @@ int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t 
             val = eq + 1;
         } else {
             snprintf(key, sizeof(key), "%s", a + 2);
+            if (!strcmp(key, "allow-default") &&
+                (i + 1 >= argc || !strncmp(argv[i + 1], "--", 2))) {
+                c->allow_default = 1; /* bare flag */
+                continue;
+            }
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "%s needs a value", a);
                 return NX_EINVAL;

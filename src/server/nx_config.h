@@ -57,10 +57,15 @@ typedef struct nx_config {
     int ack_durable;          /* default ack of HTTP ingest and NXB over TCP: 1 durable (fsynced), 0 applied */
     uint32_t snapshot_interval_ms; /* at most one snapshot per shard this often */
     uint32_t wal_sync_ms;     /* fdatasync un-synced WAL data at least this often */
-    nx_engine_config engine;
     char steer[8];            /* auto, ebpf, cbpf or plain (kernel stage of UDP groups) */
     uint32_t nxb_ntenants;
     nx_nxb_tenant_cfg nxb_tenants[NX_NXB_TENANTS_MAX];
+    int allow_default;        /* tokenless `default` tenant (loopback) even with tenants */
+    nx_engine_config engine;
+    /* Runtime, not a config key: the tenant registry opened by nexusd's main
+     * (src/server/nx_tenants.h), shared by the shards and the HTTP layer
+     * through their config pointer. NULL = no registry: open mode. */
+    struct nx_registry *registry;
 } nx_config;
 
 void nx_config_default(nx_config *c);

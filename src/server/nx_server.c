@@ -13,6 +13,7 @@
 #include "server/nx_listener.h"
 #include "server/nx_log.h"
 #include "server/nx_udfhost.h"
+#include "server/nx_tenants.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -277,7 +278,10 @@ int nx_server_ingest_ack(nx_server *s, const char *tenant, const char *body, siz
     size_t pos = 0;
     int64_t now = nx_now_ms();
     int parts = len < 65536 ? 1 : n;
+    int locked = !nx_tenants_embedded(s->cfg.registry);
     unsigned first = parts == 1 ? (__atomic_fetch_add(&s->rr, 1, __ATOMIC_RELAXED) % (unsigned)n) : 0;
+    if (parts == 1 && locked) /* a token tenant's small bodies: its home shard (per-shard quotas) */
+        first = nx_tenants_home_shard(tenant, n);
     for (int i = 0; i < parts && pos < len; i++) {
         size_t end = i == parts - 1 ? len : pos + (len - pos) / (size_t)(parts - i);
         if (end < len) {
@@ -292,6 +296,7 @@ int nx_server_ingest_ack(nx_server *s, const char *tenant, const char *body, siz
                               .source = NX_SRC_HTTP,
                               .tenant = tenant,
                               .tenant_len = (uint8_t)strlen(tenant),
+                              .tenant_locked = (uint8_t)locked,
                               .recv_ms = now,
                               .data = (const uint8_t *)body + pos,
                               .len = end - pos};

@@ -16,6 +16,7 @@
 #include "server/nx_log.h"
 #include "server/nx_nxb_tcp.h"
 #include "server/nx_udfhost.h"
+#include "server/nx_tenants.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -77,6 +78,7 @@ struct nx_shard {
     nx_kstage *ks;
     nx_nxb_tcp *nxbt;
     nx_udf_shard *udf; /* owned by the server's nx_udf_host */
+    nx_shard_tenants tn; /* tenant gate and events/s buckets */
 };
 
 int64_t nx_now_ms(void)
@@ -198,6 +200,12 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
         goto fail;
     sh->ap.on_reject = on_reject;
     sh->ap.reject_arg = sh;
+    /* the tenant gate first: WAL replay goes through it too (unknown and
+     * deleted tenants stay rejected; replay skips the rate limit) */
+    rc = nx_shard_tenants_init(&sh->tn, cfg, 1);
+    if (rc)
+        goto fail;
+    nx_shard_tenants_install(&sh->tn, &sh->ap);
     rc = nx_durable_open(cfg, id, &sh->engine, &sh->ap, &sh->dur);
     if (rc)
         goto fail;
@@ -264,6 +272,7 @@ void nx_shard_destroy(nx_shard *sh)
     nx_mailbox_destroy(&sh->mb);
     nx_durable_close(sh->dur);
     nx_applier_free(&sh->ap);
+    nx_shard_tenants_free(&sh->tn);
     if (sh->engine)
         nx_engine_destroy(sh->engine);
     free(sh->conns);
@@ -819,6 +828,10 @@ static void handle(nx_shard *sh, nx_shard_msg *m)
     case NX_MSG_UDF:
         if (sh->udf && m->udf)
             nx_udf_shard_handle(sh->udf, m->udf);
+        break;
+    case NX_MSG_TENANT_DELETE:
+    case NX_MSG_TENANT_STATS:
+        m->rc = nx_shard_tenants_handle(&sh->tn, sh->engine, m);
         break;
     default:
         m->rc = NX_EINVAL;

@@ -39,6 +39,8 @@ typedef enum nx_msg_kind {
     NX_MSG_STATS,    /* engine-side counts (tenants, streams, bytes) */
     NX_MSG_SNAPSHOT, /* snapshot now, answer when it is on disk (lsn) */
     NX_MSG_UDF,      /* bind / unbind / results of UDF instances (udf: nx_udf_msg) */
+    NX_MSG_TENANT_DELETE, /* free a tenant's state and bucket (server/nx_tenants.h) */
+    NX_MSG_TENANT_STATS,  /* per-tenant counts (one tenant, or all when tenant is NULL) */
 } nx_msg_kind;
 
 /* One stream in a listing. */
@@ -93,6 +95,9 @@ typedef struct nx_shard_msg {
     nx_engine_counts counts;
     uint64_t lsn;       /* NX_MSG_SNAPSHOT: LSN covered */
     void *udf;          /* NX_MSG_UDF: struct nx_udf_msg (server/nx_udfhost.h) */
+    uint32_t num;                     /* tenant num (TENANT_DELETE) */
+    struct nx_tenant_counts *tcounts; /* TENANT_STATS answer (malloc'ed) */
+    size_t ntcounts;
 } nx_shard_msg;
 
 /* Counters written only by the shard thread. */

@@ -171,7 +171,21 @@ struct nx_registry {
     uint64_t written_gen;  /* guarded by persist_lock */
     bool admin_set;
     nx_token_hash admin;
+    nx_registry_observer obs; /* set before sharing; read-only afterwards */
+    void *obs_arg;
 };
+
+void nx_registry_set_observer(nx_registry *r, nx_registry_observer fn, void *arg)
+{
+    r->obs = fn;
+    r->obs_arg = arg;
+}
+
+static void nx__notify(nx_registry *r, nx_registry_op op, const nx_tenant_info *t)
+{
+    if (r->obs)
+        r->obs(r->obs_arg, op, t);
+}
 
 static void nx__err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -792,6 +806,7 @@ int nx_registry_create(nx_registry *r, const char *id, size_t len, const nx_quot
         *info = copy;
     memcpy(token, tok, sizeof tok);
     memset(tok, 0, sizeof tok);
+    nx__notify(r, NX_REG_OP_CREATE, &copy);
     return 0;
 }
 
@@ -804,9 +819,11 @@ int nx_registry_delete(nx_registry *r, const char *id, size_t len, unsigned flag
     int rc = 0;
     pthread_rwlock_wrlock(&r->lock);
     nx_treg *t = nx__find_id(r, id, len);
+    nx_tenant_info was;
     if (!t) {
         rc = NX_ENOENT;
     } else {
+        was = t->info;
         if (info)
             *info = t->info;
         nx__remove(r, t);
@@ -816,7 +833,9 @@ int nx_registry_delete(nx_registry *r, const char *id, size_t len, unsigned flag
     pthread_rwlock_unlock(&r->lock);
     if (rc)
         return rc;
-    return data ? nx__persist(r, data, dlen, gen) : 0;
+    rc = data ? nx__persist(r, data, dlen, gen) : 0;
+    nx__notify(r, NX_REG_OP_DELETE, &was); /* gone from memory even if not persisted */
+    return rc;
 }
 
 int nx_registry_rotate(nx_registry *r, const char *id, size_t len, unsigned flags,
@@ -861,10 +880,12 @@ int nx_registry_set_quotas(nx_registry *r, const char *id, size_t len, const nx_
     int rc;
     pthread_rwlock_wrlock(&r->lock);
     nx_treg *t = nx__find_id(r, id, len);
+    nx_tenant_info now_info;
     if (!t) {
         rc = NX_ENOENT;
     } else {
         t->info.quotas = *q;
+        now_info = t->info;
         while (atomic_flag_test_and_set_explicit(&t->http_lock, memory_order_acquire))
             ;
         rc = nx_rl_reconfigure(&t->http_rl, q->http_requests_per_s, 0, 1, nx__mono_ns());
@@ -875,7 +896,9 @@ int nx_registry_set_quotas(nx_registry *r, const char *id, size_t len, const nx_
     pthread_rwlock_unlock(&r->lock);
     if (rc)
         return rc;
-    return data ? nx__persist(r, data, dlen, gen) : 0;
+    rc = data ? nx__persist(r, data, dlen, gen) : 0;
+    nx__notify(r, NX_REG_OP_QUOTAS, &now_info);
+    return rc;
 }
 
 /* ---- reads -------------------------------------------------------------- */

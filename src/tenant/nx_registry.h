@@ -179,6 +179,24 @@ int nx_registry_http_admit(nx_registry *r, uint32_t num, int64_t now_ns,
 int nx_registry_sync_limits(nx_registry *r, nx_rl_table *t, uint32_t divisor, int64_t now_ns,
                             uint64_t *seen_gen);
 
+/*
+ * Change observer (one per registry; NULL to clear): called after every
+ * successful create, delete and quota change (set_quotas), outside the
+ * registry's locks, on the thread that made the change, with a copy of the
+ * tenant as it is now (as it was, for a delete). For whoever mirrors tenants
+ * or quotas elsewhere, e.g. the kernel stage's per-tenant maps: look tenants
+ * up by num with nx_registry_get_num, walk all with nx_registry_foreach.
+ * Token rotations do not call it (no quota or num changes). Set it before
+ * the registry is shared between threads.
+ */
+typedef enum nx_registry_op {
+    NX_REG_OP_CREATE = 1,
+    NX_REG_OP_DELETE = 2,
+    NX_REG_OP_QUOTAS = 3,
+} nx_registry_op;
+typedef void (*nx_registry_observer)(void *arg, nx_registry_op op, const nx_tenant_info *t);
+void nx_registry_set_observer(nx_registry *r, nx_registry_observer fn, void *arg);
+
 /* Calls fn(info) for each stored tenant under the read lock (fn must not call
  * back into the registry's writers). Stops when fn returns non-zero. */
 void nx_registry_foreach(nx_registry *r, int (*fn)(const nx_tenant_info *t, void *arg),
