@@ -152,6 +152,9 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in)
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
             if ((rc = nx_window_decode(in, &s->win[i], &e->ap, (nx_type)type)))
                 return rc;
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            if (s->open_sec != INT64_MIN && !nx_window_valid_at(&s->win[i], s->open_sec))
+                return NX_ECORRUPT;
         nx_tier *tr = nx_stream_tiers(e, s);
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             if ((rc = nx_tier_decode(in, &tr[i])))

@@ -384,6 +384,11 @@ static int window_step(nx_window *w, const nx_acc_params *p)
     return 0;
 }
 
+bool nx_window_valid_at(const nx_window *w, int64_t sec)
+{
+    return w->cur_k <= floordiv(sec, w->bucket_s);
+}
+
 int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p)
 {
     int64_t k = floordiv(sec, w->bucket_s);

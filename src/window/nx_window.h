@@ -115,6 +115,11 @@ typedef struct nx_window {
     nx_wslot *store;   /* memory for the ring inside the owner's block, or NULL */
 } nx_window;
 
+/* The invariant a decoded window must satisfy before use: its current
+ * sub-bucket is not after the stream clock's (a snapshot that passed its
+ * CRC but breaks it is rejected, not trusted into an assert). */
+bool nx_window_valid_at(const nx_window *w, int64_t sec);
+
 /* store: room for n+1 slots that the window may use for its ring instead of
  * allocating one (the engine keeps all rings of a stream in one block, so a
  * bucket close touches one or two pages), or NULL. */
