@@ -144,7 +144,8 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in)
         (rc = nx_acc_decode(in, &s->all, &e->ap, (nx_type)type)))
         return rc;
     uint8_t has = nx_rbuf_u8(in);
-    if (in->err || has > 1)
+    /* a stream that never saw an event has no windows */
+    if (in->err || has > 1 || (has && s->open_sec == INT64_MIN))
         return NX_ECORRUPT;
     if (has) {
         if ((rc = nx_stream_hist_alloc(s)))
