@@ -100,7 +100,8 @@ int main(int argc, char **argv)
     nx_http_stop(http);
     nx_server_stop(srv);
     nx_server_destroy(srv);
-    nx_registry_flush(reg);
+    if (reg)
+        nx_registry_flush(reg);
     nx_registry_close(reg);
     nx_log(NX_LOG_INFO, "nexusd stopped", NULL);
     return 0;

@@ -37,9 +37,13 @@ static int mkdir_p(const char *path)
 
 int nx_tenants_open(const nx_config *cfg, nx_registry **out)
 {
+    *out = NULL;
     if (!cfg->data_dir[0]) {
-        nx_log(NX_LOG_ERROR, "a data directory is needed for the tenant registry", NULL);
-        return NX_EINVAL;
+        /* --data-dir off: nothing may be persisted, so no tenants can be
+         * registered; the daemon runs in open mode (tenant `default` and
+         * tokenless tenant ids, loopback), admin endpoints answer 403. */
+        nx_log(NX_LOG_WARN, "no data directory: tenant registry disabled, open mode", NULL);
+        return 0;
     }
     if (mkdir_p(cfg->data_dir) < 0) {
         nx_log(NX_LOG_ERROR, "cannot create data dir", "dir=\"%s\" errno=\"%s\"", cfg->data_dir,
