@@ -9,6 +9,7 @@
  * min/max combine).
  */
 #include "server/nx_server.h"
+#include "common/nx_fs.h"
 #include "server/nx_kstage.h"
 #include "server/nx_listener.h"
 #include "server/nx_log.h"
@@ -79,22 +80,6 @@ static int nxb_listeners(nx_server *s)
     return rc;
 }
 
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_server **out)
 {
     nx_server *s = calloc(1, sizeof(*s));
@@ -118,7 +103,7 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
         goto fail;
     for (int i = 0; i < s->n; i++)
         udp[i] = tcp[i] = -1;
-    if (s->cfg.data_dir[0] && mkdir_p(s->cfg.data_dir) < 0) {
+    if (s->cfg.data_dir[0] && nx_mkdirs(s->cfg.data_dir, 0755) < 0) {
         nx_log(NX_LOG_ERROR, "cannot create data dir", "dir=\"%s\" errno=\"%s\"",
                s->cfg.data_dir, strerror(errno));
         rc = NX_EIO;

@@ -4,6 +4,7 @@
  * nx_tenants.h for the design).
  */
 #include "server/nx_tenants.h"
+#include "common/nx_fs.h"
 #include "server/nx_log.h"
 #include "server/nx_server.h"
 #include "server/nx_shard.h"
@@ -19,22 +20,6 @@
 
 /* ---- startup ------------------------------------------------------------- */
 
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-        return -1;
-    return 0;
-}
-
 int nx_tenants_open(const nx_config *cfg, nx_registry **out)
 {
     *out = NULL;
@@ -45,7 +30,7 @@ int nx_tenants_open(const nx_config *cfg, nx_registry **out)
         nx_log(NX_LOG_WARN, "no data directory: tenant registry disabled, open mode", NULL);
         return 0;
     }
-    if (mkdir_p(cfg->data_dir) < 0) {
+    if (nx_mkdirs(cfg->data_dir, 0755) < 0) {
         nx_log(NX_LOG_ERROR, "cannot create data dir", "dir=\"%s\" errno=\"%s\"", cfg->data_dir,
                strerror(errno));
         return NX_EIO;

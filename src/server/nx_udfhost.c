@@ -15,6 +15,7 @@
  * list until the end of the batch.
  */
 #include "server/nx_udfhost.h"
+#include "common/nx_fs.h"
 #include "isolate/nx_udf_rt.h"
 #include "server/nx_log.h"
 #include "ingest/nx_statsd.h"
@@ -216,20 +217,6 @@ static int register_locked(nx_udf_host *h, const char *tenant, const char *name,
     return 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
-{
-    char tmp[PATH_MAX + 96];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-                return -1;
-            *p = '/';
-        }
-    return mkdir(tmp, mode) < 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Writes <udf_dir>/<tenant>/<name>.wasm atomically (tmp + rename). */
 static int persist(nx_udf_host *h, const char *tenant, const char *name, const uint8_t *p,
                    size_t n)
@@ -238,7 +225,7 @@ static int persist(nx_udf_host *h, const char *tenant, const char *name, const u
     snprintf(dir, sizeof(dir), "%s/%s", h->udf_dir, tenant);
     snprintf(path, sizeof(path), "%s/%s.wasm", dir, name);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    if (mkdir_p(dir, 0700) < 0)
+    if (nx_mkdirs(dir, 0700) < 0)
         return NX_EIO;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)

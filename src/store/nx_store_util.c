@@ -3,6 +3,7 @@
  * Nothing here keeps state: the log destination is passed by every caller.
  */
 #include "store/nx_store_util.h"
+#include "common/nx_fs.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,24 +59,11 @@ int nx_store_fsync_dir(const char *dir)
 
 int nx_store_mkdirs(const char *path)
 {
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp)
+    if (!path[0])
         return NX_EINVAL;
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char c = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-            return nx_store_errno(errno);
-        tmp[i] = c;
-    }
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return nx_store_errno(errno);
-    return S_ISDIR(st.st_mode) ? NX_OK : NX_EINVAL;
+    if (nx_mkdirs(path, 0755) == 0)
+        return NX_OK;
+    return errno == ENOTDIR || errno == ENAMETOOLONG ? NX_EINVAL : nx_store_errno(errno);
 }
 
 double nx_store_now_ms(void)
