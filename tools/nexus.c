@@ -252,6 +252,25 @@ static void dump(json_t *j)
     }
 }
 
+/* GET path and show the answer: an error as an error (exit 1), --json as
+ * the raw document, else through the command's table printer. */
+static int show_get(const opts *o, const char *path, void (*table)(json_t *j))
+{
+    int status = 0;
+    json_t *j = get_json(path, &status);
+    if (!j)
+        return 1;
+    int rc = 0;
+    if (status != 200)
+        rc = print_error(j, status);
+    else if (o->json)
+        dump(j);
+    else
+        table(j);
+    json_decref(j);
+    return rc;
+}
+
 static void fmt_num(char *buf, size_t n, json_t *v)
 {
     if (!v || json_is_null(v))
@@ -472,6 +491,49 @@ static int cmd_send(opts *o, int argc, char **argv)
     return 0;
 }
 
+static void query_table(json_t *j)
+{
+    printf("%s", json_string_value(json_object_get(j, "metric")));
+    const char *k;
+    json_t *v;
+    int first = 1;
+    json_object_foreach(json_object_get(j, "tags"), k, v) {
+        printf("%s%s:%s", first ? " {" : ",", k, json_string_value(v));
+        first = 0;
+    }
+    printf("%s  (%s, tenant %s, window %s)\n", first ? "" : "}",
+           json_string_value(json_object_get(j, "type")),
+           json_string_value(json_object_get(j, "tenant")),
+           json_string_value(json_object_get(j, "window")));
+    static const char *const fields[] = {"count", "sum", "min", "max", "mean", "stddev",
+                                         "rate", "last", "distinct", "alpha"};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        json_t *val = json_object_get(j, fields[i]);
+        if (!val)
+            continue;
+        char b[64];
+        fmt_num(b, sizeof(b), val);
+        printf("  %-10s %s\n", fields[i], b);
+    }
+    json_object_foreach(json_object_get(j, "quantiles"), k, v) {
+        char b[64], name[40];
+        fmt_num(b, sizeof(b), v);
+        snprintf(name, sizeof(name), "p%g", atof(k) * 100);
+        printf("  %-10s %s\n", name, b);
+    }
+    size_t i;
+    json_array_foreach(json_object_get(j, "top"), i, v) {
+        char b[64];
+        fmt_num(b, sizeof(b), json_object_get(v, "count"));
+        printf("  top%-7zu %s (%s)\n", i + 1, json_string_value(json_object_get(v, "member")), b);
+    }
+    json_object_foreach(json_object_get(j, "udfs"), k, v) {
+        char *u = json_dumps(v, JSON_COMPACT);
+        printf("  udf %-6s %s\n", k, u ? u : "?");
+        free(u);
+    }
+}
+
 static int cmd_query(opts *o, const char *metric)
 {
     char path[8192] = "/v1/summary";
@@ -483,53 +545,18 @@ static int cmd_query(opts *o, const char *metric)
         append_enc(path, sizeof(path), "q", o->q);
     if (o->tenant)
         append_enc(path, sizeof(path), "tenant", o->tenant);
-    int status = 0;
-    json_t *j = get_json(path, &status);
-    if (!j)
-        return 1;
-    int rc = 0;
-    if (status != 200)
-        rc = print_error(j, status);
-    else if (o->json)
-        dump(j);
-    else {
-        printf("%s", json_string_value(json_object_get(j, "metric")));
-        const char *k;
-        json_t *v;
-        int first = 1;
-        json_object_foreach(json_object_get(j, "tags"), k, v) {
-            printf("%s%s:%s", first ? " {" : ",", k, json_string_value(v));
-            first = 0;
-        }
-        printf("%s  (%s, tenant %s, window %s)\n", first ? "" : "}",
-               json_string_value(json_object_get(j, "type")),
-               json_string_value(json_object_get(j, "tenant")),
-               json_string_value(json_object_get(j, "window")));
-        static const char *const fields[] = {"count", "sum", "min", "max", "mean", "stddev",
-                                             "rate", "last", "distinct", "alpha"};
-        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-            json_t *val = json_object_get(j, fields[i]);
-            if (!val)
-                continue;
-            char b[64];
-            fmt_num(b, sizeof(b), val);
-            printf("  %-10s %s\n", fields[i], b);
-        }
-        json_object_foreach(json_object_get(j, "quantiles"), k, v) {
-            char b[64], name[40];
-            fmt_num(b, sizeof(b), v);
-            snprintf(name, sizeof(name), "p%g", atof(k) * 100);
-            printf("  %-10s %s\n", name, b);
-        }
-        size_t i;
-        json_array_foreach(json_object_get(j, "top"), i, v) {
-            char b[64];
-            fmt_num(b, sizeof(b), json_object_get(v, "count"));
-            printf("  top%-7zu %s (%s)\n", i + 1, json_string_value(json_object_get(v, "member")), b);
-        }
-    }
-    json_decref(j);
-    return rc;
+    return show_get(o, path, query_table);
+}
+
+static void streams_table(json_t *j)
+{
+    size_t i;
+    json_t *v;
+    printf("%-14s %s\n", "TYPE", "STREAM");
+    json_array_foreach(json_object_get(j, "streams"), i, v)
+        printf("%-14s %s\n", json_string_value(json_object_get(v, "type")),
+               json_string_value(json_object_get(v, "key")));
+    printf("%lld streams\n", (long long)json_integer_value(json_object_get(j, "count")));
 }
 
 static int cmd_streams(opts *o)
@@ -539,60 +566,33 @@ static int cmd_streams(opts *o)
         append_enc(path, sizeof(path), "prefix", o->prefix);
     if (o->tenant)
         append_enc(path, sizeof(path), "tenant", o->tenant);
-    int status = 0;
-    json_t *j = get_json(path, &status);
-    if (!j)
-        return 1;
-    int rc = 0;
-    if (status != 200)
-        rc = print_error(j, status);
-    else if (o->json)
-        dump(j);
-    else {
-        size_t i;
-        json_t *v;
-        printf("%-14s %s\n", "TYPE", "STREAM");
-        json_array_foreach(json_object_get(j, "streams"), i, v)
-            printf("%-14s %s\n", json_string_value(json_object_get(v, "type")),
-                   json_string_value(json_object_get(v, "key")));
-        printf("%lld streams\n", (long long)json_integer_value(json_object_get(j, "count")));
+    return show_get(o, path, streams_table);
+}
+
+static void stats_table(json_t *j)
+{
+    json_t *t = json_object_get(j, "totals");
+    char b[64];
+    printf("uptime %.0fs, %lld shards, rss %.1f MiB, %lld SSE subscribers\n",
+           json_number_value(json_object_get(j, "uptime_s")),
+           (long long)json_integer_value(json_object_get(j, "shards")),
+           (double)json_integer_value(json_object_get(j, "rss_bytes")) / 1048576.0,
+           (long long)json_integer_value(json_object_get(j, "subscribers")));
+    static const char *const f[] = {"datagrams", "lines", "events", "rejected", "kernel_drops",
+                                    "streams", "summary_bytes"};
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        fmt_num(b, sizeof(b), json_object_get(t, f[i]));
+        printf("  %-14s %s\n", f[i], b);
     }
-    json_decref(j);
-    return rc;
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(t, "rejected_by_reason"), k, v)
+        printf("  rejected:%-16s %lld\n", k, (long long)json_integer_value(v));
 }
 
 static int cmd_stats(opts *o)
 {
-    int status = 0;
-    json_t *j = get_json("/v1/stats", &status);
-    if (!j)
-        return 1;
-    int rc = 0;
-    if (status != 200)
-        rc = print_error(j, status);
-    else if (o->json)
-        dump(j);
-    else {
-        json_t *t = json_object_get(j, "totals");
-        char b[64];
-        printf("uptime %.0fs, %lld shards, rss %.1f MiB, %lld SSE subscribers\n",
-               json_number_value(json_object_get(j, "uptime_s")),
-               (long long)json_integer_value(json_object_get(j, "shards")),
-               (double)json_integer_value(json_object_get(j, "rss_bytes")) / 1048576.0,
-               (long long)json_integer_value(json_object_get(j, "subscribers")));
-        static const char *const f[] = {"datagrams", "lines", "events", "rejected", "kernel_drops",
-                                        "streams", "summary_bytes"};
-        for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-            fmt_num(b, sizeof(b), json_object_get(t, f[i]));
-            printf("  %-14s %s\n", f[i], b);
-        }
-        const char *k;
-        json_t *v;
-        json_object_foreach(json_object_get(t, "rejected_by_reason"), k, v)
-            printf("  rejected:%-16s %lld\n", k, (long long)json_integer_value(v));
-    }
-    json_decref(j);
-    return rc;
+    return show_get(o, "/v1/stats", stats_table);
 }
 
 static int top_frame(opts *o, int clear)
