@@ -106,15 +106,17 @@ void nx_hll_destroy(nx_hll *h)
     free(h);
 }
 
-/* Empties the sketch and returns it to the (unallocated) sparse form. */
+/* Empties the sketch, keeping its memory for reuse (a window slot is
+ * cleared and refilled every bucket): a sparse table keeps its capacity, a
+ * dense sketch stays dense with every register zero. */
 void nx_hll_clear(nx_hll *h)
 {
-    free(h->sparse);
-    free(h->regs);
-    h->sparse = NULL;
-    h->regs = NULL;
-    h->n = h->cap = 0;
-    h->dense = 0;
+    if (h->dense) {
+        memset(h->regs, 0, dense_bytes(h->m));
+    } else if (h->n) {
+        memset(h->sparse, 0, (size_t)h->cap * sizeof(uint32_t));
+        h->n = 0;
+    }
 }
 
 int nx_hll_clone(const nx_hll *h, nx_hll **out)

@@ -281,13 +281,16 @@ void nx_topk_destroy(nx_topk *t)
     free(t);
 }
 
-/* Empties the sketch and frees its storage (capacity kept). */
+/* Empties the sketch, keeping its counters, table and arena for reuse
+ * (a window slot is cleared and refilled every bucket). */
 void nx_topk_clear(nx_topk *t)
 {
-    uint32_t k = t->k;
-    topk_free_parts(t);
-    memset(t, 0, sizeof *t);
-    t->k = k;
+    if (t->n && t->table)
+        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    t->n = 0;
+    t->alen = 0;
+    t->adead = 0;
+    t->total = 0;
 }
 
 /* Adds a new counter (member not monitored, n < k). */
@@ -449,6 +452,86 @@ static double topk_min(const nx_topk *t)
     return t->n == t->k ? t->items[t->heap[0]].count : 0;
 }
 
+/* Candidate order (cmp_cand) on two counters of t. */
+static int item_cmp(const void *a, const void *b, void *arg)
+{
+    const nx_topk *t = arg;
+    const tk_item *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    uint32_t l = x->len < y->len ? x->len : y->len;
+    int c = l ? memcmp(tk_member(t, x), tk_member(t, y), l) : 0;
+    if (c)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* Puts the counters in the layout a sketch built from its sorted
+ * candidates has (topk_build, decode): items by candidate order, the heap
+ * as sequential inserts make it, the table rebuilt. Which of several tied
+ * minimum counters a later add evicts depends on that layout, so an
+ * in-place merge must end in it for a snapshot round trip (which rebuilds
+ * from the sorted list) to keep evolving identically. */
+static void topk_canonical(nx_topk *t)
+{
+    if (t->n <= 24) {
+        for (uint32_t i = 1; i < t->n; i++) {
+            tk_item x = t->items[i];
+            uint32_t j = i;
+            while (j > 0 && item_cmp(&t->items[j - 1], &x, t) > 0) {
+                t->items[j] = t->items[j - 1];
+                j--;
+            }
+            t->items[j] = x;
+        }
+    } else {
+        qsort_r(t->items, t->n, sizeof *t->items, item_cmp, t);
+    }
+    for (uint32_t i = 0; i < t->n; i++) {
+        t->heap[i] = i;
+        t->items[i].heap_pos = i;
+        heap_up(t, i);
+    }
+    if (t->tcap)
+        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    for (uint32_t i = 0; i < t->n; i++)
+        table_insert(t, i);
+}
+
+/* The merge when the union of both sides fits in k counters: nothing is
+ * dropped, so the result (same counts and errors as the general merge) is
+ * built in dst's own storage, without allocating a fresh sketch or
+ * sorting the candidates of both sides (only dst's at most k counters). */
+static int topk_merge_inplace(nx_topk *dst, const nx_topk *src, double m1, double m2)
+{
+    if (m2 > 0) {
+        for (uint32_t i = 0; i < dst->n; i++) {
+            tk_item *it = &dst->items[i];
+            if (table_find(src, tk_member(dst, it), it->len, it->hash) == UINT32_MAX) {
+                it->count += m2;
+                it->error += m2;
+            }
+        }
+    }
+    for (uint32_t j = 0; j < src->n; j++) {
+        const tk_item *it = &src->items[j];
+        const char *m = tk_member(src, it);
+        uint32_t i = table_find(dst, m, it->len, it->hash);
+        if (i != UINT32_MAX) {
+            dst->items[i].count += it->count;
+            dst->items[i].error += it->error;
+        } else {
+            assert(dst->n < dst->k);
+            int rc = topk_insert(dst, m, it->len, it->hash, it->count + m1, it->error + m1);
+            if (rc)
+                return rc;
+        }
+    }
+    topk_canonical(dst);
+    dst->total += src->total;
+    return 0;
+}
+
 int nx_topk_merge(nx_topk *dst, const nx_topk *src)
 {
     if (dst->k != src->k)
@@ -458,6 +541,21 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
         return 0;
     }
     double m1 = topk_min(dst), m2 = topk_min(src);
+    if (dst->n + src->n <= dst->k) {
+        /* cheap bound on the union; the count of new members is exact
+         * below when the bound does not hold */
+        return topk_merge_inplace(dst, src, m1, m2);
+    }
+    {
+        uint32_t fresh = 0;
+        for (uint32_t j = 0; j < src->n; j++) {
+            const tk_item *it = &src->items[j];
+            if (table_find(dst, tk_member(src, it), it->len, it->hash) == UINT32_MAX)
+                fresh++;
+        }
+        if ((uint64_t)dst->n + fresh <= dst->k)
+            return topk_merge_inplace(dst, src, m1, m2);
+    }
     tk_cand *c = malloc(((size_t)dst->n + src->n) * sizeof *c);
     if (!c)
         return NX_ENOMEM;
