@@ -437,6 +437,54 @@ static int topk_build(uint32_t k, double total, const tk_cand *c, size_t n, nx_t
     return 0;
 }
 
+/* Refills t (icap >= n) with the sorted candidates c, whose members may
+ * point into t's own arena: the same counters, heap and table layout as
+ * topk_build gives (see topk_canonical), in t's storage. */
+static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
+{
+    assert(n <= t->icap && t->tcap >= 2 * t->icap);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += c[i].len;
+    char *a = NULL;
+    size_t cap = 0;
+    if (bytes) {
+        cap = 2 * bytes < 64 ? 64 : 2 * bytes;
+        a = malloc(cap);
+        if (!a)
+            return NX_ENOMEM;
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        tk_item *it = &t->items[i];
+        if (c[i].len)
+            memcpy(a + pos, c[i].m, c[i].len);
+        it->count = c[i].count;
+        it->error = c[i].error;
+        it->hash = c[i].hash;
+        it->off = (uint32_t)pos;
+        it->len = c[i].len;
+        pos += c[i].len;
+    }
+    free(t->arena);
+    t->arena = a;
+    t->alen = pos;
+    t->acap = cap;
+    t->adead = 0;
+    t->n = (uint32_t)n;
+    for (uint32_t i = 0; i < t->n; i++) {
+        t->heap[i] = i;
+        t->items[i].heap_pos = i;
+        heap_up(t, i);
+    }
+    if (t->tcap)
+        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    for (uint32_t i = 0; i < t->n; i++)
+        table_insert(t, i);
+    t->total = total;
+    return 0;
+}
+
 int nx_topk_clone(const nx_topk *t, nx_topk **out)
 {
     tk_cand *c = topk_cands(t);
@@ -556,7 +604,9 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
         if ((uint64_t)dst->n + fresh <= dst->k)
             return topk_merge_inplace(dst, src, m1, m2);
     }
-    tk_cand *c = malloc(((size_t)dst->n + src->n) * sizeof *c);
+    tk_cand stackbuf[256];
+    size_t want = (size_t)dst->n + src->n;
+    tk_cand *c = want <= 256 ? stackbuf : malloc(want * sizeof *c);
     if (!c)
         return NX_ENOMEM;
     size_t n = 0;
@@ -578,15 +628,23 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
     qsort(c, n, sizeof *c, cmp_cand);
     if (n > dst->k)
         n = dst->k;
-    nx_topk *t;
-    int rc = topk_build(dst->k, dst->total + src->total, c, n, &t);
-    free(c);
-    if (rc)
-        return rc;
-    topk_free_parts(dst);
-    *dst = *t;
-    free(t);
-    return 0;
+    int rc;
+    if (dst->icap >= n) {
+        /* dst's counters are big enough: rebuild it in place (one new
+         * arena) rather than allocating a whole sketch */
+        rc = topk_rebuild(dst, dst->total + src->total, c, n);
+    } else {
+        nx_topk *t;
+        rc = topk_build(dst->k, dst->total + src->total, c, n, &t);
+        if (rc == 0) {
+            topk_free_parts(dst);
+            *dst = *t;
+            free(t);
+        }
+    }
+    if (c != stackbuf)
+        free(c);
+    return rc;
 }
 
 /* ---- codec ------------------------------------------------------------------- */
