@@ -446,10 +446,17 @@ static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += c[i].len;
+    /* the new members go after the live arena bytes (no candidate points
+     * there) and are moved down afterwards; a fresh arena only when the
+     * tail is too short */
     char *a = NULL;
-    size_t cap = 0;
-    if (bytes) {
-        cap = 2 * bytes < 64 ? 64 : 2 * bytes;
+    size_t cap = 0, base = 0;
+    if (bytes && t->arena && t->acap - t->alen >= bytes) {
+        a = t->arena;
+        cap = t->acap;
+        base = t->alen;
+    } else if (bytes) {
+        cap = 2 * bytes + 64;
         a = malloc(cap);
         if (!a)
             return NX_ENOMEM;
@@ -458,7 +465,7 @@ static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
     for (size_t i = 0; i < n; i++) {
         tk_item *it = &t->items[i];
         if (c[i].len)
-            memcpy(a + pos, c[i].m, c[i].len);
+            memcpy(a + base + pos, c[i].m, c[i].len);
         it->count = c[i].count;
         it->error = c[i].error;
         it->hash = c[i].hash;
@@ -466,8 +473,12 @@ static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
         it->len = c[i].len;
         pos += c[i].len;
     }
-    free(t->arena);
-    t->arena = a;
+    if (a && a == t->arena) {
+        memmove(a, a + base, pos);
+    } else {
+        free(t->arena);
+        t->arena = a;
+    }
     t->alen = pos;
     t->acap = cap;
     t->adead = 0;
