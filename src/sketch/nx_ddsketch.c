@@ -191,6 +191,15 @@ static int store_make_dense(dd_store *st, uint32_t max_bins, int32_t mn, int32_t
 {
     assert(mx >= mn && (int64_t)mx - mn + 1 <= (int64_t)max_bins);
     uint32_t range = (uint32_t)((int64_t)mx - mn + 1);
+    if (st->dense && !st->used && st->cap >= range) {
+        /* an emptied dense store (all bins zero) that is wide enough:
+         * re-centre it instead of reallocating */
+        st->lo = (int32_t)(mn - (int64_t)(st->cap - range) / 2);
+        st->min_key = mn;
+        st->max_key = mx;
+        st->used = 1;
+        return 0;
+    }
     uint32_t cap = range + range / 2 + 8;
     if (st->dense && st->cap > cap)
         cap = st->cap;
@@ -422,7 +431,17 @@ static int store_merge(dd_store *dst, const dd_store *src, uint32_t max_bins, ui
             if (rc)
                 return rc;
         }
-        STORE_FOREACH(src, k, c, { dst->counts[clamp_key(k, mn, mx) - dst->lo] += c; });
+        if (src->dense && src->min_key >= mn && src->max_key <= mx) {
+            /* no folding: a straight (vectorizable) bin-wise add; zero
+             * bins add nothing */
+            double *d = dst->counts + (src->min_key - dst->lo);
+            const double *sc = src->counts + (src->min_key - src->lo);
+            uint32_t len = (uint32_t)((int64_t)src->max_key - src->min_key + 1);
+            for (uint32_t x = 0; x < len; x++)
+                d[x] += sc[x];
+        } else {
+            STORE_FOREACH(src, k, c, { dst->counts[clamp_key(k, mn, mx) - dst->lo] += c; });
+        }
         dst->min_key = mn;
         dst->max_key = mx;
         dst->total = store_total(dst) + src->total;
