@@ -39,7 +39,7 @@
  * Subtraction (windows' subtract-on-evict): bin-wise, a result <= 1e-9 of
  *   the bin's previous count is residue and becomes 0; zero bins are
  *   dropped/trimmed; when no bin is left the sketch is exactly empty
- *   (count 0, storage freed). A key of src outside dst's range (it was folded
+ *   (count 0; the bin buffers are kept for reuse, as by nx_ddsketch_clear). A key of src outside dst's range (it was folded
  *   in dst) is subtracted from the fold bin.
  *
  * Serialized layout (little-endian; the version is in the caller's frame):
@@ -81,6 +81,7 @@ typedef struct dd_store {
     uint32_t cap;   /* allocated slots */
     int32_t lo;     /* dense: key of counts[0] */
     int32_t min_key, max_key; /* range of used keys (valid when used) */
+    double total;   /* sum of the bins, kept up to date (no walk per merge) */
     uint8_t dense;
     uint8_t used;      /* at least one key since the last clear */
     uint8_t fold_high; /* neg store: collapse the highest keys */
@@ -117,6 +118,28 @@ static void store_free(dd_store *st)
     uint8_t fh = st->fold_high;
     memset(st, 0, sizeof *st);
     st->fold_high = fh;
+}
+
+/* Empties the store but keeps its buffer (a bucket close must not
+ * reallocate): a dense store stays dense with every bin zero and the
+ * sentinel range [INT32_MAX, INT32_MIN], which the add fast paths extend
+ * like any other range; a sparse store keeps its block with n = 0.
+ * Invariant used here: a dense store's non-zero bins lie in [min_key,
+ * max_key] (every writer clamps to or extends that range, trims zero). */
+static void store_reset(dd_store *st)
+{
+    if (st->dense) {
+        if (st->used && st->max_key >= st->min_key)
+            memset(st->counts + (st->min_key - st->lo), 0,
+                   (size_t)((int64_t)st->max_key - st->min_key + 1) * sizeof(double));
+        st->min_key = INT32_MAX;
+        st->max_key = INT32_MIN;
+    } else {
+        st->n = 0;
+        st->min_key = st->max_key = 0;
+    }
+    st->used = 0;
+    st->total = 0;
 }
 
 static size_t store_bytes(const dd_store *st)
@@ -168,6 +191,15 @@ static int store_make_dense(dd_store *st, uint32_t max_bins, int32_t mn, int32_t
 {
     assert(mx >= mn && (int64_t)mx - mn + 1 <= (int64_t)max_bins);
     uint32_t range = (uint32_t)((int64_t)mx - mn + 1);
+    if (st->dense && !st->used && st->cap >= range) {
+        /* an emptied dense store (all bins zero) that is wide enough:
+         * re-centre it instead of reallocating */
+        st->lo = (int32_t)(mn - (int64_t)(st->cap - range) / 2);
+        st->min_key = mn;
+        st->max_key = mx;
+        st->used = 1;
+        return 0;
+    }
     uint32_t cap = range + range / 2 + 8;
     if (st->dense && st->cap > cap)
         cap = st->cap;
@@ -285,6 +317,8 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
         st->counts[k - st->lo] += w;
         st->min_key = mn;
         st->max_key = mx;
+        st->used = 1;
+        st->total += w;
         return 0;
     }
     if (st->used && (mn > st->min_key || mx < st->max_key))
@@ -305,6 +339,7 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
     st->min_key = mn;
     st->max_key = mx;
     st->used = 1;
+    st->total += w;
     return sparse_maybe_densify(st, max_bins);
 }
 
@@ -314,6 +349,7 @@ static inline int store_add(dd_store *st, uint32_t max_bins, int32_t k, double w
         int64_t i = (int64_t)k - st->lo;
         if (i >= 0 && i < st->cap && k >= st->min_key && k <= st->max_key) {
             st->counts[i] += w;
+            st->total += w;
             return 0;
         }
         /* inside the array but outside the used range: cheap extension,
@@ -321,10 +357,12 @@ static inline int store_add(dd_store *st, uint32_t max_bins, int32_t k, double w
         if (i >= 0 && i < st->cap && (int64_t)st->max_key - k < (int64_t)max_bins &&
             (int64_t)k - st->min_key < (int64_t)max_bins) {
             st->counts[i] += w;
+            st->total += w;
             if (k < st->min_key)
                 st->min_key = k;
             if (k > st->max_key)
                 st->max_key = k;
+            st->used = 1;
             return 0;
         }
     }
@@ -344,7 +382,7 @@ static void store_trim(dd_store *st)
         while (b >= a && !(st->counts[b - st->lo] > 0))
             st->counts[b-- - st->lo] = 0;
         if (a > b) {
-            store_free(st);
+            store_reset(st);
             return;
         }
         st->min_key = a;
@@ -360,7 +398,7 @@ static void store_trim(dd_store *st)
         }
     st->n = w;
     if (w == 0) {
-        store_free(st);
+        store_reset(st);
         return;
     }
     st->min_key = st->keys[0];
@@ -369,9 +407,7 @@ static void store_trim(dd_store *st)
 
 static double store_total(const dd_store *st)
 {
-    double t = 0;
-    STORE_FOREACH(st, k, c, { (void)k; t += c; });
-    return t;
+    return st->used ? st->total : 0;
 }
 
 /* dst += src, same max_bins. */
@@ -395,46 +431,67 @@ static int store_merge(dd_store *dst, const dd_store *src, uint32_t max_bins, ui
             if (rc)
                 return rc;
         }
-        STORE_FOREACH(src, k, c, { dst->counts[clamp_key(k, mn, mx) - dst->lo] += c; });
+        if (src->dense && src->min_key >= mn && src->max_key <= mx) {
+            /* no folding: a straight (vectorizable) bin-wise add; zero
+             * bins add nothing */
+            double *d = dst->counts + (src->min_key - dst->lo);
+            const double *sc = src->counts + (src->min_key - src->lo);
+            uint32_t len = (uint32_t)((int64_t)src->max_key - src->min_key + 1);
+            for (uint32_t x = 0; x < len; x++)
+                d[x] += sc[x];
+        } else {
+            STORE_FOREACH(src, k, c, { dst->counts[clamp_key(k, mn, mx) - dst->lo] += c; });
+        }
         dst->min_key = mn;
         dst->max_key = mx;
+        dst->total = store_total(dst) + src->total;
         dst->used = 1;
         return 0;
     }
-    /* both sparse: linear merge into a new block */
-    dd_store t = {0};
-    t.fold_high = dst->fold_high;
-    int rc = sparse_reserve(&t, dst->n + src->n);
+    /* both sparse: linear merge in place, from the top down (dst grows to
+     * n1 + n2 entries first; the write position never passes the read
+     * position of dst, and clamping is monotonic so equal keys are
+     * adjacent), then the result is moved down to the start. */
+    double total = store_total(dst) + src->total;
+    uint32_t n1 = dst->n, n2 = src->n;
+    int rc = sparse_reserve(dst, n1 + n2);
     if (rc)
         return rc;
-    uint32_t i = 0, j = 0;
-    while (i < dst->n || j < src->n) {
+    int64_t i = (int64_t)n1 - 1, j = (int64_t)n2 - 1;
+    uint32_t w = n1 + n2; /* entries [w, n1 + n2) are written */
+    while (i >= 0 || j >= 0) {
         int32_t k;
         double c;
-        if (j >= src->n || (i < dst->n && dst->keys[i] < src->keys[j])) {
+        if (j < 0 || (i >= 0 && dst->keys[i] > src->keys[j])) {
             k = dst->keys[i];
-            c = dst->counts[i++];
-        } else if (i >= dst->n || src->keys[j] < dst->keys[i]) {
+            c = dst->counts[i--];
+        } else if (i < 0 || src->keys[j] > dst->keys[i]) {
             k = src->keys[j];
-            c = src->counts[j++];
+            c = src->counts[j--];
         } else {
             k = dst->keys[i];
-            c = dst->counts[i++] + src->counts[j++];
+            c = dst->counts[i--] + src->counts[j--];
         }
         k = clamp_key(k, mn, mx);
-        if (t.n > 0 && t.keys[t.n - 1] == k) {
-            t.counts[t.n - 1] += c;
+        if (w < n1 + n2 && dst->keys[w] == k) {
+            dst->counts[w] += c;
         } else {
-            t.keys[t.n] = k;
-            t.counts[t.n] = c;
-            t.n++;
+            assert(w > 0 && (int64_t)w - 1 > i);
+            w--;
+            dst->keys[w] = k;
+            dst->counts[w] = c;
         }
     }
-    t.used = 1;
-    t.min_key = mn;
-    t.max_key = mx;
-    free(dst->counts);
-    *dst = t;
+    uint32_t n = n1 + n2 - w;
+    if (w > 0) {
+        memmove(dst->keys, dst->keys + w, n * sizeof(int32_t));
+        memmove(dst->counts, dst->counts + w, n * sizeof(double));
+    }
+    dst->n = n;
+    dst->used = 1;
+    dst->min_key = mn;
+    dst->max_key = mx;
+    dst->total = total;
     return sparse_maybe_densify(dst, max_bins);
 }
 
@@ -454,8 +511,10 @@ static void store_sub(dd_store *dst, const dd_store *src)
                 p = &dst->counts[i];
         }
         if (p) {
-            double v = *p - c;
-            *p = v <= NX_DD_RESIDUE * *p ? 0 : v;
+            double old = *p;
+            double v = old - c;
+            *p = v <= NX_DD_RESIDUE * old ? 0 : v;
+            dst->total -= old - *p;
         }
     });
     store_trim(dst);
@@ -504,11 +563,12 @@ void nx_ddsketch_destroy(nx_ddsketch *s)
     free(s);
 }
 
-/* Empties the sketch and frees its bins (alpha and max_bins are kept). */
+/* Empties the sketch, keeping its bin buffers for reuse (alpha and max_bins
+ * are kept; nx_ddsketch_bytes still counts the buffers). */
 void nx_ddsketch_clear(nx_ddsketch *s)
 {
-    store_free(&s->pos);
-    store_free(&s->neg);
+    store_reset(&s->pos);
+    store_reset(&s->neg);
     s->zero = 0;
     s->count = 0;
     s->collapsed = 0;
@@ -736,6 +796,7 @@ static int store_decode(nx_ddsketch *s, dd_store *st, nx_rbuf *in)
             return NX_ECORRUPT;
         st->keys[i] = (int32_t)key;
         st->counts[i] = c;
+        st->total += c;
     }
     st->n = (uint32_t)n;
     st->used = 1;

@@ -281,13 +281,16 @@ void nx_topk_destroy(nx_topk *t)
     free(t);
 }
 
-/* Empties the sketch and frees its storage (capacity kept). */
+/* Empties the sketch, keeping its counters, table and arena for reuse
+ * (a window slot is cleared and refilled every bucket). */
 void nx_topk_clear(nx_topk *t)
 {
-    uint32_t k = t->k;
-    topk_free_parts(t);
-    memset(t, 0, sizeof *t);
-    t->k = k;
+    if (t->n && t->table)
+        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    t->n = 0;
+    t->alen = 0;
+    t->adead = 0;
+    t->total = 0;
 }
 
 /* Adds a new counter (member not monitored, n < k). */
@@ -434,6 +437,65 @@ static int topk_build(uint32_t k, double total, const tk_cand *c, size_t n, nx_t
     return 0;
 }
 
+/* Refills t (icap >= n) with the sorted candidates c, whose members may
+ * point into t's own arena: the same counters, heap and table layout as
+ * topk_build gives (see topk_canonical), in t's storage. */
+static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
+{
+    assert(n <= t->icap && t->tcap >= 2 * t->icap);
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += c[i].len;
+    /* the new members go after the live arena bytes (no candidate points
+     * there) and are moved down afterwards; a fresh arena only when the
+     * tail is too short */
+    char *a = NULL;
+    size_t cap = 0, base = 0;
+    if (bytes && t->arena && t->acap - t->alen >= bytes) {
+        a = t->arena;
+        cap = t->acap;
+        base = t->alen;
+    } else if (bytes) {
+        cap = 2 * bytes + 64;
+        a = malloc(cap);
+        if (!a)
+            return NX_ENOMEM;
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < n; i++) {
+        tk_item *it = &t->items[i];
+        if (c[i].len)
+            memcpy(a + base + pos, c[i].m, c[i].len);
+        it->count = c[i].count;
+        it->error = c[i].error;
+        it->hash = c[i].hash;
+        it->off = (uint32_t)pos;
+        it->len = c[i].len;
+        pos += c[i].len;
+    }
+    if (a && a == t->arena) {
+        memmove(a, a + base, pos);
+    } else {
+        free(t->arena);
+        t->arena = a;
+    }
+    t->alen = pos;
+    t->acap = cap;
+    t->adead = 0;
+    t->n = (uint32_t)n;
+    for (uint32_t i = 0; i < t->n; i++) {
+        t->heap[i] = i;
+        t->items[i].heap_pos = i;
+        heap_up(t, i);
+    }
+    if (t->tcap)
+        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    for (uint32_t i = 0; i < t->n; i++)
+        table_insert(t, i);
+    t->total = total;
+    return 0;
+}
+
 int nx_topk_clone(const nx_topk *t, nx_topk **out)
 {
     tk_cand *c = topk_cands(t);
@@ -449,6 +511,86 @@ static double topk_min(const nx_topk *t)
     return t->n == t->k ? t->items[t->heap[0]].count : 0;
 }
 
+/* Candidate order (cmp_cand) on two counters of t. */
+static int item_cmp(const void *a, const void *b, void *arg)
+{
+    const nx_topk *t = arg;
+    const tk_item *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    uint32_t l = x->len < y->len ? x->len : y->len;
+    int c = l ? memcmp(tk_member(t, x), tk_member(t, y), l) : 0;
+    if (c)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+/* Puts the counters in the layout a sketch built from its sorted
+ * candidates has (topk_build, decode): items by candidate order, the heap
+ * as sequential inserts make it, the table rebuilt. Which of several tied
+ * minimum counters a later add evicts depends on that layout, so an
+ * in-place merge must end in it for a snapshot round trip (which rebuilds
+ * from the sorted list) to keep evolving identically. */
+static void topk_canonical(nx_topk *t)
+{
+    if (t->n <= 24) {
+        for (uint32_t i = 1; i < t->n; i++) {
+            tk_item x = t->items[i];
+            uint32_t j = i;
+            while (j > 0 && item_cmp(&t->items[j - 1], &x, t) > 0) {
+                t->items[j] = t->items[j - 1];
+                j--;
+            }
+            t->items[j] = x;
+        }
+    } else {
+        qsort_r(t->items, t->n, sizeof *t->items, item_cmp, t);
+    }
+    for (uint32_t i = 0; i < t->n; i++) {
+        t->heap[i] = i;
+        t->items[i].heap_pos = i;
+        heap_up(t, i);
+    }
+    if (t->tcap)
+        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    for (uint32_t i = 0; i < t->n; i++)
+        table_insert(t, i);
+}
+
+/* The merge when the union of both sides fits in k counters: nothing is
+ * dropped, so the result (same counts and errors as the general merge) is
+ * built in dst's own storage, without allocating a fresh sketch or
+ * sorting the candidates of both sides (only dst's at most k counters). */
+static int topk_merge_inplace(nx_topk *dst, const nx_topk *src, double m1, double m2)
+{
+    if (m2 > 0) {
+        for (uint32_t i = 0; i < dst->n; i++) {
+            tk_item *it = &dst->items[i];
+            if (table_find(src, tk_member(dst, it), it->len, it->hash) == UINT32_MAX) {
+                it->count += m2;
+                it->error += m2;
+            }
+        }
+    }
+    for (uint32_t j = 0; j < src->n; j++) {
+        const tk_item *it = &src->items[j];
+        const char *m = tk_member(src, it);
+        uint32_t i = table_find(dst, m, it->len, it->hash);
+        if (i != UINT32_MAX) {
+            dst->items[i].count += it->count;
+            dst->items[i].error += it->error;
+        } else {
+            assert(dst->n < dst->k);
+            int rc = topk_insert(dst, m, it->len, it->hash, it->count + m1, it->error + m1);
+            if (rc)
+                return rc;
+        }
+    }
+    topk_canonical(dst);
+    dst->total += src->total;
+    return 0;
+}
+
 int nx_topk_merge(nx_topk *dst, const nx_topk *src)
 {
     if (dst->k != src->k)
@@ -458,7 +600,24 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
         return 0;
     }
     double m1 = topk_min(dst), m2 = topk_min(src);
-    tk_cand *c = malloc(((size_t)dst->n + src->n) * sizeof *c);
+    if (dst->n + src->n <= dst->k) {
+        /* cheap bound on the union; the count of new members is exact
+         * below when the bound does not hold */
+        return topk_merge_inplace(dst, src, m1, m2);
+    }
+    {
+        uint32_t fresh = 0;
+        for (uint32_t j = 0; j < src->n; j++) {
+            const tk_item *it = &src->items[j];
+            if (table_find(dst, tk_member(src, it), it->len, it->hash) == UINT32_MAX)
+                fresh++;
+        }
+        if ((uint64_t)dst->n + fresh <= dst->k)
+            return topk_merge_inplace(dst, src, m1, m2);
+    }
+    tk_cand stackbuf[256];
+    size_t want = (size_t)dst->n + src->n;
+    tk_cand *c = want <= 256 ? stackbuf : malloc(want * sizeof *c);
     if (!c)
         return NX_ENOMEM;
     size_t n = 0;
@@ -480,15 +639,23 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
     qsort(c, n, sizeof *c, cmp_cand);
     if (n > dst->k)
         n = dst->k;
-    nx_topk *t;
-    int rc = topk_build(dst->k, dst->total + src->total, c, n, &t);
-    free(c);
-    if (rc)
-        return rc;
-    topk_free_parts(dst);
-    *dst = *t;
-    free(t);
-    return 0;
+    int rc;
+    if (dst->icap >= n) {
+        /* dst's counters are big enough: rebuild it in place (one new
+         * arena) rather than allocating a whole sketch */
+        rc = topk_rebuild(dst, dst->total + src->total, c, n);
+    } else {
+        nx_topk *t;
+        rc = topk_build(dst->k, dst->total + src->total, c, n, &t);
+        if (rc == 0) {
+            topk_free_parts(dst);
+            *dst = *t;
+            free(t);
+        }
+    }
+    if (c != stackbuf)
+        free(c);
+    return rc;
 }
 
 /* ---- codec ------------------------------------------------------------------- */
