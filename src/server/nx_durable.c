@@ -89,11 +89,19 @@ static int ops_load(void *arg, const uint8_t *raw, size_t n, uint64_t lsn)
     return 0;
 }
 
+/* The WAL record's source byte: the nx_batch source (1..5) in the low bits,
+ * bit 7 set when the batch was tenant-locked (HTTP ingest with a token). */
+#define NX_WAL_SRC_LOCKED 0x80
+
 static int ops_apply(void *arg, const nx_wal_record *r)
 {
     nx_durable *d = arg;
+    /* A replayed batch was admitted when it was received: it skips the
+     * rate limit (NX_SRC_REPLAY), but keeps its tenant lock, so a line
+     * naming another tenant is refused again, never written there. */
     nx_batch b = {.format = r->format,
-                  .source = r->source,
+                  .source = NX_SRC_REPLAY,
+                  .tenant_locked = (r->source & NX_WAL_SRC_LOCKED) != 0,
                   .tenant_len = r->tenant_len,
                   .tenant = r->tenant,
                   .recv_ms = r->recv_ms,
@@ -194,6 +202,7 @@ const nx_durable_stats *nx_durable_get_stats(const nx_durable *d)
 
 /* ---- write path ------------------------------------------------------------ */
 
+
 int nx_durable_log(nx_durable *d, const nx_batch *b, uint64_t *lsn)
 {
     *lsn = 0;
@@ -203,7 +212,7 @@ int nx_durable_log(nx_durable *d, const nx_batch *b, uint64_t *lsn)
         return NX_ETOOBIG;
     nx_wal_record r = {.recv_ms = b->recv_ms,
                        .format = b->format,
-                       .source = b->source,
+                       .source = (uint8_t)(b->source | (b->tenant_locked ? NX_WAL_SRC_LOCKED : 0)),
                        .tenant_len = b->tenant_len,
                        .tenant = b->tenant,
                        .payload = b->data,

@@ -426,6 +426,32 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual((t["num"], t["quotas"]["max_streams"]), (r["num"], 9))
         self.assertEqual(Client(d).get("/v1/streams")[0], 401)  # default still off
 
+    def test_tenant_lock_survives_wal_replay(self):
+        """A line naming another tenant in a token's HTTP body is refused;
+        after kill -9 the WAL replays that batch, and the refusal must hold
+        (the batch's tenant lock is part of its WAL record)."""
+        tmp = tempfile.mkdtemp(prefix="nxtenant-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        data = os.path.join(tmp, "data")
+        args = ["--admin-token-file", admin_file(tmp), "--data-dir", data,
+                "--snapshot-interval", "1h"]
+        d = Nexusd(args=args).start()
+        try:
+            adm = Client(d, ADMIN)
+            ta = create(adm, "ra")["token"]
+            tb = create(adm, "rb")["token"]
+            st, r = Client(d, ta).ingest("rp.own:1|c\nrp.cross:1|c|#tenant:rb\n")
+            self.assertEqual((st, r["accepted"], r["errors"]), (200, 1, {"wrong_tenant": 1}))
+        finally:
+            d.proc.kill()  # SIGKILL: no shutdown snapshot, recovery replays the WAL
+            d.proc.wait(10)
+        d = Nexusd(args=args).start()
+        self.addCleanup(d.stop)
+        self.assertIn("replayed=1", d.read_log())
+        self.assertEqual(Client(d, ta).get("/v1/summary", metric="rp.own", window="all")[1]["count"], 1)
+        self.assertEqual(Client(d, tb).get("/v1/summary", metric="rp.cross", window="all")[0], 404)
+        self.assertEqual(Client(d, ta).get("/v1/summary", metric="rp.cross", window="all")[0], 404)
+
     def test_allow_default(self):
         tmp = tempfile.mkdtemp(prefix="nxtenant-")
         self.addCleanup(shutil.rmtree, tmp, True)
