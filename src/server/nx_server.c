@@ -25,6 +25,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Upper bound on shard threads (the --shards flag's limit too). */
+#define NX_SHARDS_MAX 256
+
 struct nx_server {
     nx_config cfg;
     int n;
@@ -92,6 +95,8 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
         long c = sysconf(_SC_NPROCESSORS_ONLN);
         s->n = c > 0 ? (int)c : 1;
     }
+    if (s->n > NX_SHARDS_MAX)
+        s->n = NX_SHARDS_MAX; /* --shards is capped at the same value */
     s->shards = calloc((size_t)s->n, sizeof(nx_shard *));
     int *udp = malloc(sizeof(int) * (size_t)s->n);
     int *tcp = malloc(sizeof(int) * (size_t)s->n);
@@ -225,6 +230,48 @@ static void fan_out(nx_server *s, nx_shard_msg *m)
     nx_waiter_wait(&w);
     nx_waiter_destroy(&w);
 }
+
+/*
+ * Concatenates the arrays every shard answered (parts[i], counts[i] items of
+ * `each` bytes; each part is freed, its items move) into one array. On any
+ * shard error or allocation failure everything is freed with free_items and
+ * the first error is returned; *out is NULL when there are no items.
+ */
+static int gather(int n, void **parts, const size_t *counts, const int *rcs, size_t each,
+                  void (*free_items)(void *v, size_t n), void **out, size_t *nout)
+{
+    size_t total = 0;
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        total += counts[i];
+        if (rcs[i] && !rc)
+            rc = rcs[i];
+    }
+    uint8_t *all = NULL;
+    if (!rc && total && !(all = malloc(total * each)))
+        rc = NX_ENOMEM;
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
+        if (rc) {
+            free_items(parts[i], counts[i]);
+            continue;
+        }
+        if (counts[i])
+            memcpy(all + k * each, parts[i], counts[i] * each);
+        k += counts[i];
+        free(parts[i]);
+    }
+    if (rc) {
+        free(all);
+        return rc;
+    }
+    *out = all;
+    *nout = k;
+    return 0;
+}
+
+static void free_infos(void *v, size_t n) { nx_stream_infos_free(v, n); }
+static void free_exports(void *v, size_t n) { nx_export_free(v, n); }
 
 int nx_server_ingest(nx_server *s, const char *tenant, const char *body, size_t len,
                      nx_apply_result *res)
@@ -369,33 +416,21 @@ int nx_server_streams(nx_server *s, const char *tenant, const char *prefix, int 
         m[i].window_s = window_s;
     }
     fan_out(s, m);
-    size_t total = 0;
-    int rc = 0;
+    void *parts[NX_SHARDS_MAX];
+    size_t counts[NX_SHARDS_MAX];
+    int rcs[NX_SHARDS_MAX];
     for (int i = 0; i < s->n; i++) {
-        total += m[i].nstreams;
-        if (m[i].rc)
-            rc = m[i].rc;
-    }
-    nx_stream_info *all = total ? malloc(total * sizeof(*all)) : NULL;
-    if (total && !all)
-        rc = NX_ENOMEM;
-    size_t k = 0;
-    for (int i = 0; i < s->n; i++) {
-        if (all && !rc) {
-            if (m[i].nstreams)
-                memcpy(all + k, m[i].streams, m[i].nstreams * sizeof(*all));
-            k += m[i].nstreams;
-            free(m[i].streams);
-        } else {
-            nx_stream_infos_free(m[i].streams, m[i].nstreams);
-        }
+        parts[i] = m[i].streams;
+        counts[i] = m[i].nstreams;
+        rcs[i] = m[i].rc;
     }
     free(m);
-    if (rc) {
-        if (all)
-            nx_stream_infos_free(all, k);
+    void *v = NULL;
+    size_t k = 0;
+    int rc = gather(s->n, parts, counts, rcs, sizeof(nx_stream_info), free_infos, &v, &k);
+    if (rc)
         return rc;
-    }
+    nx_stream_info *all = v;
     if (k)
         qsort(all, k, sizeof(*all), info_cmp);
     size_t w = 0;
@@ -499,34 +534,23 @@ int nx_server_export(nx_server *s, uint32_t window_s, int64_t now_ms, nx_export_
     for (int i = 0; i < s->n; i++)
         m[i].window_s = window_s;
     fan_out(s, m);
-    size_t total = 0;
-    int rc = 0;
+    void *parts[NX_SHARDS_MAX];
+    size_t counts[NX_SHARDS_MAX];
+    int rcs[NX_SHARDS_MAX];
     for (int i = 0; i < s->n; i++) {
-        total += m[i].nexp;
-        if (m[i].rc)
-            rc = m[i].rc;
-    }
-    nx_export_entry *all = malloc((total ? total : 1) * sizeof(*all));
-    if (!all)
-        rc = NX_ENOMEM;
-    size_t k = 0;
-    for (int i = 0; i < s->n; i++) {
-        if (all && !rc) {
-            if (m[i].nexp)
-                memcpy(all + k, m[i].exp, m[i].nexp * sizeof(*all));
-            k += m[i].nexp;
-            free(m[i].exp);
-        } else {
-            nx_export_free(m[i].exp, m[i].nexp);
-        }
+        parts[i] = m[i].exp;
+        counts[i] = m[i].nexp;
+        rcs[i] = m[i].rc;
     }
     free(m);
-    if (rc) {
-        if (all)
-            nx_export_free(all, k);
+    void *v = NULL;
+    size_t k = 0;
+    int rc = gather(s->n, parts, counts, rcs, sizeof(nx_export_entry), free_exports, &v, &k);
+    if (rc)
         return rc;
-    }
-    qsort(all, k, sizeof(*all), exp_cmp);
+    nx_export_entry *all = v;
+    if (k)
+        qsort(all, k, sizeof(*all), exp_cmp);
     size_t w = 0;
     for (size_t i = 0; i < k; i++) {
         nx_export_entry *prev = w ? &all[w - 1] : NULL;
