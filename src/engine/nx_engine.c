@@ -432,11 +432,17 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-/* The hist block: nx_window[nwindows], nx_tier[ntiers], then (64-byte
- * aligned) the rings of the windows small enough to be inline. */
+/* The hist block: nx_window[nwindows], nx_tier[ntiers], nx_pending, then
+ * (64-byte aligned) the rings of the windows small enough to be inline. */
+static size_t stream_hist_head_bytes(const nx_engine *e)
+{
+    return align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers +
+                   sizeof(nx_pending));
+}
+
 static size_t stream_hist_block_bytes(const nx_engine *e)
 {
-    size_t b = align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers);
+    size_t b = stream_hist_head_bytes(e);
     for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
         uint32_t n = e->cfg.windows[i].length_s / e->cfg.windows[i].bucket_s + 1;
         if (n <= NX_INLINE_RING_MAX)
@@ -456,6 +462,9 @@ void nx_stream_account(nx_stream *s)
         const nx_tier *tr = nx_stream_tiers(e, s);
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             b += nx_tier_bytes(&tr[i]);
+        const nx_pending *pd = nx_stream_pending(e, s);
+        for (uint32_t i = 0; i < NX_PENDING_MAX; i++)
+            b += nx_acc_bytes(&pd->acc[i]);
     }
     s->tenant->st.bytes += b - s->bytes;
     s->bytes = b;
@@ -469,8 +478,7 @@ int nx_stream_hist_alloc(nx_stream *s)
     s->win = aligned_alloc(64, stream_hist_block_bytes(e));
     if (!s->win)
         return NX_ENOMEM;
-    char *ring = (char *)s->win +
-                 align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers);
+    char *ring = (char *)s->win + stream_hist_head_bytes(e);
     for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
         uint32_t n = e->cfg.windows[i].length_s / e->cfg.windows[i].bucket_s + 1;
         nx_wslot *store = NULL;
@@ -483,6 +491,13 @@ int nx_stream_hist_alloc(nx_stream *s)
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         nx_tier_init(&tr[i], e->cfg.tiers[i].step_s, e->cfg.tiers[i].buckets);
+    nx_pending *pd = nx_stream_pending(e, s);
+    pd->n = 0;
+    pd->pad = 0;
+    for (uint32_t i = 0; i < NX_PENDING_MAX; i++) {
+        pd->sec[i] = 0;
+        nx_acc_init(&pd->acc[i]);
+    }
     return 0;
 }
 
@@ -495,6 +510,9 @@ static void stream_hist_free(const nx_engine *e, nx_stream *s)
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         nx_tier_free(&tr[i]);
+    nx_pending *pd = nx_stream_pending(e, s);
+    for (uint32_t i = 0; i < NX_PENDING_MAX; i++)
+        nx_acc_free(&pd->acc[i]);
     free(s->win);
     s->win = NULL;
 }
@@ -640,13 +658,14 @@ static inline int64_t sec_of(int64_t ms)
 }
 
 /* Moves windows and tiers to second `sec` (expiring what fell out) and frees
- * the whole block when nothing is left in it. */
-static int stream_advance(nx_stream *s, int64_t sec)
+ * the whole block when nothing is left in it (never while seconds are
+ * pending: the ring lives in the block). */
+static int hist_advance(nx_stream *s, int64_t sec)
 {
     if (!s->win)
         return 0;
     const nx_engine *e = s->tenant->eng;
-    bool empty = true;
+    bool empty = nx_stream_pending(e, s)->n == 0;
     for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
         int rc = nx_window_advance(&s->win[i], sec, &e->ap);
         if (rc)
@@ -665,33 +684,78 @@ static int stream_advance(nx_stream *s, int64_t sec)
     return 0;
 }
 
-/* Folds the open bucket into windows, tiers and all-time, and clears it. */
+/* Folds one closed second into windows, tiers and all-time. */
+static int fold_second(nx_stream *s, int64_t sec, const nx_acc *a)
+{
+    const nx_engine *e = s->tenant->eng;
+    int rc;
+    if ((rc = hist_advance(s, sec)))
+        return rc;
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+        if ((rc = nx_window_fold(&s->win[i], sec, a, &e->ap)))
+            return rc;
+    nx_tier *tr = nx_stream_tiers(e, s);
+    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+        if ((rc = nx_tier_add(&tr[i], sec, &a->m)))
+            return rc;
+    return nx_acc_merge(&s->all, a, &e->ap);
+}
+
+/* Folds every pending second, oldest first. On an error the seconds not yet
+ * folded stay pending (the failed one is retried by the next flush). */
+static int stream_flush(nx_stream *s)
+{
+    if (!s->win)
+        return 0;
+    nx_pending *pd = nx_stream_pending(s->tenant->eng, s);
+    uint32_t done = 0;
+    int rc = 0;
+    while (done < pd->n && !(rc = fold_second(s, pd->sec[done], &pd->acc[done])))
+        nx_acc_clear(&pd->acc[done++]);
+    if (done) {
+        /* keep the ring's order: move what is left to the front */
+        for (uint32_t i = done; i < pd->n; i++) {
+            nx_acc t = pd->acc[i - done];
+            pd->acc[i - done] = pd->acc[i];
+            pd->acc[i] = t;
+            pd->sec[i - done] = pd->sec[i];
+        }
+        pd->n -= done;
+        /* the bytes figure follows the folds (a recount walks every window:
+         * once per flush, so it is at most NX_PENDING_MAX seconds stale;
+         * reads, late events and deletes recount too) */
+        nx_stream_account(s);
+    }
+    return rc;
+}
+
+/* Flushes the pending seconds, then moves windows and tiers to `sec`. */
+static int stream_advance(nx_stream *s, int64_t sec)
+{
+    int rc = stream_flush(s);
+    return rc ? rc : hist_advance(s, sec);
+}
+
+/* Hands the open bucket to the pending ring (folding the ring first when it
+ * is full) and leaves an empty one, with recycled sketches, open. */
 static int stream_close(nx_stream *s)
 {
     int rc;
     if (nx_acc_empty(&s->open))
         return 0;
     const nx_engine *e = s->tenant->eng;
-    if ((rc = stream_advance(s, s->open_sec)))
-        return rc;
     bool fresh = s->win == NULL;
     if ((rc = nx_stream_hist_alloc(s)))
         return rc;
-    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
-        if ((rc = nx_window_fold(&s->win[i], s->open_sec, &s->open, &e->ap)))
-            return rc;
-    nx_tier *tr = nx_stream_tiers(e, s);
-    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
-        if ((rc = nx_tier_add(&tr[i], s->open_sec, &s->open.m)))
-            return rc;
-    if ((rc = nx_acc_merge(&s->all, &s->open, &e->ap)))
+    nx_pending *pd = nx_stream_pending(e, s);
+    if (pd->n == NX_PENDING_MAX && (rc = stream_flush(s)))
         return rc;
-    nx_acc_clear(&s->open);
-    /* Recounting a sketch stream's bytes walks ~60 sketches: do it every
-     * 16th second (and whenever the window block appears); reads, late
-     * events and deletes recount too, so the figure is at most 16 s stale. */
-    if (fresh || (s->type != NX_TYPE_SET && !nx_type_has_quantiles((nx_type)s->type)) ||
-        (s->open_sec & 15) == 0)
+    nx_acc t = pd->acc[pd->n];
+    pd->acc[pd->n] = s->open;
+    pd->sec[pd->n] = s->open_sec;
+    pd->n++;
+    s->open = t;
+    if (fresh)
         nx_stream_account(s);
     return 0;
 }

@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 1 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 2 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -29,7 +29,10 @@
  *         uvar events
  *         f64  last | svar last_ts
  *         acc  open | acc all                 (layout in src/window/nx_window.h)
- *         u8   has_hist; if 1: nwindows x window, then ntiers x tier
+ *         u8   has_hist; if 1: nwindows x window, then ntiers x tier, then
+ *              uvar npending (<= 8), npending x (svar sec | acc): the closed
+ *              seconds not yet folded, oldest first, each non-empty and
+ *              before open_sec (version 1 had no pending list)
  *   Trailing bytes are an error.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
@@ -43,7 +46,21 @@
 #include "engine/nx_engine_int.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 1
+#define NX_ENGINE_VERSION 2
+
+/* An empty open bucket may hold cleared sketches recycled by the pending
+ * ring (or none): encode it canonically, without them, so equal states
+ * encode equally. */
+static int open_encode(const nx_acc *open, nx_buf *out)
+{
+    if (!nx_acc_empty(open))
+        return nx_acc_encode(open, out);
+    nx_acc bare = *open;
+    bare.dd = NULL;
+    bare.hll = NULL;
+    bare.topk = NULL;
+    return nx_acc_encode(&bare, out);
+}
 
 static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
 {
@@ -52,7 +69,7 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
         (rc = nx_buf_svar(out, s->open_sec)) || (rc = nx_buf_svar(out, s->max_now_ms)) ||
         (rc = nx_buf_svar(out, s->last_update_ms)) || (rc = nx_buf_svar(out, s->first_ts)) ||
         (rc = nx_buf_uvar(out, s->events)) || (rc = nx_buf_f64(out, s->last)) || (rc = nx_buf_svar(out, s->last_ts)) ||
-        (rc = nx_acc_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)) ||
+        (rc = open_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)) ||
         (rc = nx_buf_u8(out, s->win ? 1 : 0)))
         return rc;
     if (!s->win)
@@ -63,6 +80,12 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
     const nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         if ((rc = nx_tier_encode(&tr[i], out)))
+            return rc;
+    const nx_pending *pd = nx_stream_pending(e, s);
+    if ((rc = nx_buf_uvar(out, pd->n)))
+        return rc;
+    for (uint32_t i = 0; i < pd->n; i++)
+        if ((rc = nx_buf_svar(out, pd->sec[i])) || (rc = nx_acc_encode(&pd->acc[i], out)))
             return rc;
     return 0;
 }
@@ -119,7 +142,31 @@ fail:
 
 /* ---- decoding ---------------------------------------------------------------- */
 
-static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in)
+/* The pending list: at most NX_PENDING_MAX non-empty seconds, strictly
+ * increasing, all before the open second. */
+static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in)
+{
+    nx_pending *pd = nx_stream_pending(e, s);
+    uint64_t n = nx_rbuf_uvar(in);
+    if (in->err || n > NX_PENDING_MAX)
+        return NX_ECORRUPT;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t sec = nx_rbuf_svar(in);
+        if (in->err || sec >= s->open_sec || sec < INT64_MIN / 4 ||
+            (i > 0 && sec <= pd->sec[i - 1]))
+            return NX_ECORRUPT;
+        pd->sec[i] = sec;
+        pd->n = i + 1; /* owned from here on: freed with the stream */
+        int rc = nx_acc_decode(in, &pd->acc[i], &e->ap, (nx_type)s->type);
+        if (rc)
+            return rc;
+        if (nx_acc_empty(&pd->acc[i]))
+            return NX_ECORRUPT;
+    }
+    return 0;
+}
+
+static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
 {
     size_t klen;
     const uint8_t *key = nx_rbuf_bytes(in, &klen, NX_STREAM_KEY_MAX);
@@ -153,19 +200,24 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in)
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
             if ((rc = nx_window_decode(in, &s->win[i], &e->ap, (nx_type)type)))
                 return rc;
-        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
-            if (s->open_sec != INT64_MIN && !nx_window_valid_at(&s->win[i], s->open_sec))
-                return NX_ECORRUPT;
         nx_tier *tr = nx_stream_tiers(e, s);
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             if ((rc = nx_tier_decode(in, &tr[i])))
                 return rc;
+        if (version >= 2 && (rc = pending_decode(e, s, in)))
+            return rc;
+        /* windows are not past the first second still to fold into them */
+        const nx_pending *pd = nx_stream_pending(e, s);
+        int64_t upto = pd->n ? pd->sec[0] : s->open_sec;
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            if (!nx_window_valid_at(&s->win[i], upto))
+                return NX_ECORRUPT;
     }
     nx_stream_account(s);
     return 0;
 }
 
-static int tenant_decode(nx_engine *e, nx_rbuf *in)
+static int tenant_decode(nx_engine *e, nx_rbuf *in, int version)
 {
     size_t idlen;
     const uint8_t *id = nx_rbuf_bytes(in, &idlen, NX_TENANT_ID_MAX);
@@ -190,7 +242,7 @@ static int tenant_decode(nx_engine *e, nx_rbuf *in)
         return NX_ECORRUPT;
     t->max_streams = (uint32_t)ms;
     for (uint64_t i = 0; i < nstreams; i++)
-        if ((rc = stream_decode(e, t, in)))
+        if ((rc = stream_decode(e, t, in, version)))
             return rc;
     return 0;
 }
@@ -198,7 +250,12 @@ static int tenant_decode(nx_engine *e, nx_rbuf *in)
 int nx_engine_decode(const nx_engine_config *cfg, const uint8_t *p, size_t n, nx_engine **out)
 {
     nx_rbuf in;
+    int version = NX_ENGINE_VERSION;
     int rc = nx_frame_open(p, n, NX_ENGINE_MAGIC, NX_ENGINE_VERSION, &in);
+    if (rc == NX_EVERSION) {
+        version = 1; /* the same but without pending seconds */
+        rc = nx_frame_open(p, n, NX_ENGINE_MAGIC, 1, &in);
+    }
     if (rc)
         return rc;
     nx_engine_config def;
@@ -245,7 +302,7 @@ int nx_engine_decode(const nx_engine_config *cfg, const uint8_t *p, size_t n, nx
         goto fail;
     }
     for (uint64_t i = 0; i < ntenants; i++)
-        if ((rc = tenant_decode(e, &in)))
+        if ((rc = tenant_decode(e, &in, version)))
             goto fail;
     if (in.err || in.n != 0) {
         rc = NX_ECORRUPT;

@@ -14,6 +14,15 @@
  *  - windows and tiers hang off `hist`, allocated at the first bucket close
  *    and freed again when everything in them expired: a stream idle for
  *    longer than the longest window and tier costs only its struct and key.
+ *  - write-behind: a closed second does not go into windows, tiers and
+ *    all-time at once; it waits in the stream's pending ring (in the hist
+ *    block, up to NX_PENDING_MAX seconds) and the ring is folded in one go
+ *    when it is full or before anything reads or changes the windows
+ *    (reads, series, late events, snapshots see a flushed stream or encode
+ *    the ring). Folding 8 seconds together touches each window, tier and
+ *    all-time once instead of 8 times: a close is one 72-byte swap, and the
+ *    cache misses of the fold are shared by 8 seconds. The result is the
+ *    same state bit for bit as folding every second when it closes.
  */
 #ifndef NX_ENGINE_INT_H
 #define NX_ENGINE_INT_H
@@ -58,6 +67,18 @@ struct nx_stream {
     char key[];          /* key_len bytes + NUL */
 };
 
+/* Closed seconds not yet folded (see the header comment). Invariants:
+ * sec[0] < sec[1] < ... < sec[n-1] < the stream's open_sec; acc[0..n-1] are
+ * non-empty; acc[n..] are empty but may keep sketches for reuse (a close
+ * swaps the open bucket with acc[n], so it allocates nothing). */
+#define NX_PENDING_MAX 8
+typedef struct nx_pending {
+    uint32_t n;
+    uint32_t pad;
+    int64_t sec[NX_PENDING_MAX];
+    nx_acc acc[NX_PENDING_MAX];
+} nx_pending;
+
 struct nx_tenant {
     nx_engine *eng;
     int64_t late_ms, future_ms;
@@ -79,6 +100,12 @@ struct nx_engine {
 static inline nx_tier *nx_stream_tiers(const nx_engine *e, const nx_stream *s)
 {
     return (nx_tier *)(s->win + e->cfg.nwindows);
+}
+
+/* The pending ring sits after the tiers in the hist block. */
+static inline nx_pending *nx_stream_pending(const nx_engine *e, const nx_stream *s)
+{
+    return (nx_pending *)(nx_stream_tiers(e, s) + e->cfg.ntiers);
 }
 
 /* Internal helpers shared with the codec. */
