@@ -200,6 +200,30 @@ static int store_make_dense(dd_store *st, uint32_t max_bins, int32_t mn, int32_t
         st->used = 1;
         return 0;
     }
+    if (st->dense && st->cap >= range && mn <= st->min_key && mx >= st->max_key) {
+        /* the array is wide enough and nothing needs folding: slide the
+         * used bins to re-centre instead of reallocating (window slots and
+         * aggregates are refilled every second with slightly different
+         * ranges; a calloc per merge showed up at ~10% of the profile) */
+        int32_t lo = (int32_t)(mn - (int64_t)(st->cap - range) / 2);
+        size_t len = (size_t)((int64_t)st->max_key - st->min_key + 1);
+        double *from = st->counts + (st->min_key - st->lo);
+        double *to = st->counts + (st->min_key - lo);
+        memmove(to, from, len * sizeof(double));
+        /* zero what the move left behind (bins outside the used range are
+         * zero: the invariant of store_reset) */
+        if (to < from) {
+            double *z = to + len > from ? to + len : from;
+            memset(z, 0, (size_t)(from + len - z) * sizeof(double));
+        } else if (to > from) {
+            double *ze = from + len < to ? from + len : to;
+            memset(from, 0, (size_t)(ze - from) * sizeof(double));
+        }
+        st->lo = lo;
+        st->min_key = mn;
+        st->max_key = mx;
+        return 0;
+    }
     uint32_t cap = range + range / 2 + 8;
     if (st->dense && st->cap > cap)
         cap = st->cap;

@@ -397,6 +397,42 @@ static void codec_check(const nx_ddsketch *s)
     nx_buf_free(&b2);
 }
 
+/* A reused dense sketch (the window slots' pattern: clear, refill with a
+ * different range, merge ranges reaching past either end of the array)
+ * equals one built from scratch over the same values, whether the store
+ * slides its bins in place or reallocates. */
+static void test_reuse_shifting_ranges(void **st)
+{
+    (void)st;
+    nx_ddsketch *reused, *fresh, *part;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &reused), 0);
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &part), 0);
+    uint64_t seed = 99;
+    for (int round = 0; round < 200; round++) {
+        nx_ddsketch_clear(reused);
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &fresh), 0);
+        /* a centre that wanders over three decades, narrow and wide spreads */
+        double centre = pow(10.0, (double)(round % 7) / 2.0);
+        for (int m = 0; m < 6; m++) {
+            nx_ddsketch_clear(part);
+            double spread = (m % 3 == 0) ? 1.05 : (m % 3 == 1 ? 3.0 : 40.0);
+            double shift = (m & 1) ? spread : 1.0 / spread;
+            for (int i = 0; i < 40; i++) {
+                seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+                double u = (double)(seed >> 11) * 0x1.0p-53;
+                double v = centre * shift * pow(spread, 2 * u - 1);
+                assert_int_equal(nx_ddsketch_add(part, v, 1), 0);
+                assert_int_equal(nx_ddsketch_add(fresh, v, 1), 0);
+            }
+            assert_int_equal(nx_ddsketch_merge(reused, part), 0);
+        }
+        assert_true(nx_ddsketch_equal(reused, fresh));
+        nx_ddsketch_destroy(fresh);
+    }
+    nx_ddsketch_destroy(reused);
+    nx_ddsketch_destroy(part);
+}
+
 static void test_codec(void **st)
 {
     nx_ddsketch *s;
@@ -438,6 +474,7 @@ int main(void)
         cmocka_unit_test(test_small_and_empty), cmocka_unit_test(test_weights),
         cmocka_unit_test(test_merge_union),  cmocka_unit_test(test_collapse),
         cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
+        cmocka_unit_test(test_reuse_shifting_ranges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
