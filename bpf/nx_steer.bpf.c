@@ -7,9 +7,12 @@
  *      in sk_reuseport programs skb->data is the UDP header, so the payload
  *      starts at offset 8 — checked by tests/unit/test_steer.c, which fails
  *      if any datagram lands on the wrong socket).
- *   2. Not NXB (no magic, too short: StatsD text) -> shard = flow hash %
- *      nshards. Such a tenant's streams are spread over shards; queries
- *      merge the partial summaries (summaries are mergeable exactly).
+ *   2. Not NXB (StatsD text) -> the first line's DogStatsD `tenant:` tag
+ *      (first 256 bytes) -> shard = FNV-1a(tenant) % nshards, so a tenant's
+ *      datagrams meet on one core even when they come from one client
+ *      socket (a flow hash would put one client's whole traffic on one
+ *      shard); no tag -> flow hash % nshards. Either way any shard accepts
+ *      any tenant: queries merge the shards' partial summaries.
  *   3. NXB -> tenant_num at payload offset 8 -> nx_tenants gives the owner
  *      shard (default tenant_num % nshards) and the quota; the token bucket
  *      in nx_buckets is charged the batch's event count (or payload bytes);
@@ -155,6 +158,72 @@ static __always_inline int bucket_take(__u32 tenant, const struct nx_steer_tenan
     return ok;
 }
 
+/* The tenant-tag scan of a StatsD text datagram, one byte per bpf_loop
+ * step (the verifier checks the step once instead of unrolling 256
+ * iterations of data-dependent branches, which exceeds its budget). */
+_Static_assert((NX_STEER_TEXT_SCAN & (NX_STEER_TEXT_SCAN - 1)) == 0, "scan size: power of two");
+struct text_scan {
+    __u8 buf[NX_STEER_TEXT_SCAN];
+    __u32 len;     /* bytes loaded into buf */
+    __u32 h, hn;   /* FNV-1a so far, bytes hashed */
+    __u32 hashing; /* 0: searching; >1: skipping "tenant:"; 1: hashing the value */
+};
+
+static long text_scan_step(__u64 idx, void *arg)
+{
+    struct text_scan *t = arg;
+    __u32 i = (__u32)idx;
+    if (i >= t->len || i >= NX_STEER_TEXT_SCAN)
+        return 1;
+    /* the masks change nothing (i + 8 < NX_STEER_TEXT_SCAN where they are
+     * used) but give the verifier bounds it cannot lose in a register copy */
+#define TB(k) t->buf[(i + (k)) & (NX_STEER_TEXT_SCAN - 1)]
+    __u8 c = TB(0);
+    if (t->hashing > 1) { /* skipping the rest of "tenant:" */
+        t->hashing--;
+        return 0;
+    }
+    if (t->hashing == 1) {
+        if (!nx_steer_tenant_char(c) || t->hn >= NX_STEER_TENANT_MAX)
+            return 1;
+        t->h = (t->h ^ c) * NX_STEER_FNV_PRIME;
+        t->hn++;
+        return 0;
+    }
+    if (c == '\n')
+        return 1;
+    if ((c == '#' || c == ',') && i + 8 < NX_STEER_TEXT_SCAN && i + 8 < t->len &&
+        TB(1) == 't' && TB(2) == 'e' && TB(3) == 'n' && TB(4) == 'a' && TB(5) == 'n' &&
+        TB(6) == 't' && TB(7) == ':')
+        t->hashing = 8; /* skip 7 bytes, then hash */
+    return 0;
+#undef TB
+}
+
+/* The shard of a StatsD text datagram from its tenant tag; -1 if it has
+ * none in the first NX_STEER_TEXT_SCAN bytes of its first line. */
+static __always_inline int text_tenant_shard(struct sk_reuseport_md *md, __u32 plen, __u32 n,
+                                             struct text_scan *t)
+{
+    /* at most NX_STEER_TEXT_SCAN - 1 bytes: the mask is the bound the
+     * verifier sees on the helper's length */
+    __u64 len = plen < NX_STEER_TEXT_SCAN - 1 ? plen : NX_STEER_TEXT_SCAN - 1;
+    /* in asm so that the compiler cannot drop it as redundant */
+    asm volatile("%[l] &= %[m]" : [l] "+r"(len) : [m] "i"(NX_STEER_TEXT_SCAN - 1));
+    if (len < 9)
+        return -1;
+    if (bpf_skb_load_bytes(md, UDP_HLEN, t->buf, len))
+        return -1;
+    t->len = (__u32)len;
+    t->h = NX_STEER_FNV_INIT;
+    t->hn = 0;
+    t->hashing = 0;
+    bpf_loop(NX_STEER_TEXT_SCAN, text_scan_step, t, 0);
+    if (t->hashing != 1 || t->hn == 0)
+        return -1;
+    return (int)(t->h % n);
+}
+
 SEC("sk_reuseport")
 int nx_steer(struct sk_reuseport_md *md)
 {
@@ -165,9 +234,16 @@ int nx_steer(struct sk_reuseport_md *md)
     struct nxb_head h;
     __u32 shard;
     if (bpf_skb_load_bytes(md, UDP_HLEN, &h, sizeof(h)) || h.magic != NX_STEER_NXB_MAGIC) {
-        /* StatsD text (or anything else): spread by flow hash */
-        gcount(NX_STEER_G_OTHER);
-        shard = md->hash % n;
+        /* StatsD text (or anything else): by tenant tag, else flow hash */
+        struct text_scan scan;
+        int ts = text_tenant_shard(md, (__u32)bytes, n, &scan);
+        if (ts >= 0) {
+            gcount(NX_STEER_G_TEXT_TENANT);
+            shard = (__u32)ts;
+        } else {
+            gcount(NX_STEER_G_OTHER);
+            shard = md->hash % n;
+        }
         ctr_add(bpf_map_lookup_elem(&nx_shard_stats, &shard), 1, 0, bytes);
     } else {
         gcount(NX_STEER_G_NXB);

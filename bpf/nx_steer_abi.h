@@ -52,12 +52,29 @@ struct nx_steer_ctr {
     __u64 dropped_pkts, dropped_events, dropped_bytes;
 };
 
+/* StatsD text: the owner shard of a datagram is FNV-1a-32 of the value of
+ * its first line's DogStatsD `tenant:` tag (a tag = after '#' or ','),
+ * modulo nshards. Only the first NX_STEER_TEXT_SCAN - 1 bytes are searched and
+ * at most NX_STEER_TENANT_MAX bytes of the value hashed ([A-Za-z0-9_-]);
+ * no tag there -> flow hash. Both sides use these definitions. */
+#define NX_STEER_TEXT_SCAN 256
+#define NX_STEER_TENANT_MAX 64
+#define NX_STEER_FNV_INIT 2166136261u
+#define NX_STEER_FNV_PRIME 16777619u
+
+static inline int nx_steer_tenant_char(__u8 c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+           (c >= 'A' && c <= 'Z');
+}
+
 /* global counters (index into nx_global_stats) */
 #define NX_STEER_G_NXB 0          /* NXB datagrams seen */
-#define NX_STEER_G_OTHER 1        /* non-NXB (StatsD text): flow-hash steered */
+#define NX_STEER_G_OTHER 1        /* non-NXB without a tenant tag: flow-hash steered */
 #define NX_STEER_G_SELECT_ERR 2   /* bpf_sk_select_reuseport failed: kernel hash */
 #define NX_STEER_G_STATS_FULL 3   /* tenant stats table full: not counted per tenant */
 #define NX_STEER_G_DROPPED 4      /* datagrams dropped over quota */
-#define NX_STEER_G_N 5
+#define NX_STEER_G_TEXT_TENANT 5  /* StatsD text steered by its tenant tag */
+#define NX_STEER_G_N 6
 
 #endif

@@ -289,8 +289,30 @@ int nx_steer_global_counters(const nx_steer *s, nx_steer_global *out)
     }
     out->nxb_pkts = g[NX_STEER_G_NXB];
     out->other_pkts = g[NX_STEER_G_OTHER];
+    out->text_tenant_pkts = g[NX_STEER_G_TEXT_TENANT];
     out->select_err = g[NX_STEER_G_SELECT_ERR];
     out->stats_full = g[NX_STEER_G_STATS_FULL];
     out->dropped_pkts = g[NX_STEER_G_DROPPED];
     return NX_OK;
+}
+
+int nx_steer_text_shard(const void *payload, size_t len, uint32_t nshards)
+{
+    const uint8_t *buf = payload;
+    if (nshards == 0)
+        return -1;
+    if (len > NX_STEER_TEXT_SCAN - 1)
+        len = NX_STEER_TEXT_SCAN - 1;
+    if (len < 9)
+        return -1;
+    static const char tag[] = "tenant:";
+    for (size_t i = 0; i + 8 < len && buf[i] != '\n'; i++) {
+        if ((buf[i] != '#' && buf[i] != ',') || memcmp(buf + i + 1, tag, 7) != 0)
+            continue;
+        uint32_t h = NX_STEER_FNV_INIT, hn = 0;
+        for (size_t j = i + 8; j < len && hn < NX_STEER_TENANT_MAX && nx_steer_tenant_char(buf[j]); j++, hn++)
+            h = (h ^ buf[j]) * NX_STEER_FNV_PRIME;
+        return hn ? (int)(h % nshards) : -1;
+    }
+    return -1;
 }

@@ -11,7 +11,8 @@
  *                  datagrams in the kernel, per-CPU counters. Needs
  *                  CAP_BPF/CAP_NET_ADMIN (root).
  *   NX_STEER_CBPF  classic BPF via SO_ATTACH_REUSEPORT_CBPF (unprivileged):
- *                  NXB datagrams to socket tenant_num % n, others hashed.
+ *                  NXB datagrams to socket tenant_num % n, StatsD text to
+ *                  FNV-1a(tenant tag) % n (nx_steer_text_shard), others hashed.
  *                  No owner-shard override, no kernel quotas, no counters.
  *   NX_STEER_PLAIN the kernel's reuseport hash (4-tuple): every datagram
  *                  lands on some socket; tenants spread over shards.
@@ -53,7 +54,8 @@ typedef struct nx_steer_counters {
 
 typedef struct nx_steer_global {
     uint64_t nxb_pkts;    /* NXB datagrams seen by the program */
-    uint64_t other_pkts;  /* non-NXB (StatsD text), flow-hash steered */
+    uint64_t other_pkts;  /* non-NXB without a tenant tag, flow-hash steered */
+    uint64_t text_tenant_pkts; /* StatsD text steered by its `tenant:` tag */
     uint64_t select_err;  /* socket selection failed (kernel hash used) */
     uint64_t stats_full;  /* tenant counter table full */
     uint64_t dropped_pkts;/* over quota */
@@ -89,6 +91,11 @@ int nx_steer_clear_tenant(nx_steer *s, uint32_t tenant_num);
 /* The shard whose socket receives NXB datagrams of this tenant, or -1 when
  * the mode does not steer by tenant (plain). */
 int nx_steer_shard_of(const nx_steer *s, uint32_t tenant_num);
+
+/* The shard the eBPF program picks for a StatsD text datagram (the same
+ * scan and hash, nx_steer_abi.h), or -1 when it has no tenant tag in its
+ * first line's first NX_STEER_TEXT_SCAN bytes (then: flow hash). */
+int nx_steer_text_shard(const void *payload, size_t len, uint32_t nshards);
 
 /* Kernel counters summed over CPUs (eBPF mode; NX_EINVAL otherwise).
  * A tenant never seen reads as zeros. */

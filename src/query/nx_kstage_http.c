@@ -107,8 +107,9 @@ json_t *nx_kstage_stats_json(nx_server *srv)
         nx_steer_global gl;
         if (s && nx_steer_global_counters(s, &gl) == 0)
             json_object_set_new(o, "global",
-                                json_pack("{s:I,s:I,s:I,s:I,s:I}", "nxb_pkts",
-                                          (json_int_t)gl.nxb_pkts, "other_pkts",
+                                json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "nxb_pkts",
+                                          (json_int_t)gl.nxb_pkts, "text_tenant_pkts",
+                                          (json_int_t)gl.text_tenant_pkts, "other_pkts",
                                           (json_int_t)gl.other_pkts, "select_errors",
                                           (json_int_t)gl.select_err, "stats_full",
                                           (json_int_t)gl.stats_full, "dropped_pkts",

@@ -227,6 +227,80 @@ static void test_ebpf_steering(void **state)
     group_close(&g);
 }
 
+/* StatsD text: every datagram of a tenant (tag anywhere in the first
+ * line's tag list, any sending socket) lands on the socket that
+ * nx_steer_text_shard names; the 40 tenants cover every socket; datagrams
+ * without a tag, or with it only on a later line, are flow-hashed. */
+static void test_ebpf_text_tenant_steering(void **state)
+{
+    (void)state;
+    group g;
+    group_open(&g);
+    nx_steer *s;
+    assert_int_equal(nx_steer_attach(g.fds, NSOCK, NX_STEER_AUTO, &s), 0);
+    if (nx_steer_mode_of(s) != NX_STEER_EBPF) {
+        assert_false(have_root());
+        nx_steer_detach(s);
+        group_close(&g);
+        skip();
+    }
+    enum { TEN = 40, PER = 6 };
+    int expect[TEN], used[NSOCK] = {0};
+    char dg[512];
+    for (int t = 0; t < TEN; t++) {
+        for (int k = 0; k < PER; k++) {
+            int n = k % 3 == 0   ? snprintf(dg, sizeof dg, "api.hits:1|c|#tenant:t%04d\nx:2|g", t)
+                    : k % 3 == 1 ? snprintf(dg, sizeof dg, "lat:%d|ms|@0.5|#env:prod,tenant:t%04d,az:b", k, t)
+                                 : snprintf(dg, sizeof dg, "u:%d|s|#a:b,c:d,tenant:t%04d", k, t);
+            int sh = nx_steer_text_shard(dg, (size_t)n, NSOCK);
+            assert_true(sh >= 0 && sh < NSOCK);
+            if (k == 0)
+                expect[t] = sh;
+            assert_int_equal(sh, expect[t]); /* the tag's value decides, not its place */
+            send_on(&g, t + k, dg, (size_t)n);
+        }
+        used[expect[t]] = 1;
+    }
+    for (int i = 0; i < NSOCK; i++)
+        assert_true(used[i]);
+    /* no tag in the first line (or none at all): flow hash */
+    int n1 = snprintf(dg, sizeof dg, "plain:1|c\nother:1|c|#tenant:t0001");
+    int n2 = snprintf(dg + 256, 256, "plain:1|c|#mytenant:t0001");
+    assert_int_equal(nx_steer_text_shard(dg, (size_t)n1, NSOCK), -1);
+    assert_int_equal(nx_steer_text_shard(dg + 256, (size_t)n2, NSOCK), -1);
+    send_on(&g, 0, dg, (size_t)n1);
+    send_on(&g, 1, dg + 256, (size_t)n2);
+
+    static uint8_t b[65536];
+    int total = 0, tagged_ok = 0;
+    for (int i = 0; i < NSOCK; i++) {
+        for (;;) {
+            ssize_t n = recv(g.fds[i], b, sizeof(b) - 1, MSG_DONTWAIT);
+            if (n < 0)
+                break;
+            total++;
+            b[n] = 0;
+            const char *p = strstr((const char *)b, "tenant:t");
+            int t;
+            size_t first_line = strcspn((const char *)b, "\n");
+            if (p && (size_t)(p - (const char *)b) < first_line &&
+                sscanf(p, "tenant:t%d", &t) == 1 && (p[-1] == '#' || p[-1] == ',')) {
+                if (i != expect[t])
+                    fail_msg("tenant t%04d arrived on socket %d, expected %d", t, i, expect[t]);
+                tagged_ok++;
+            }
+        }
+    }
+    assert_int_equal(total, TEN * PER + 2);
+    assert_int_equal(tagged_ok, TEN * PER);
+    nx_steer_global gl;
+    assert_int_equal(nx_steer_global_counters(s, &gl), 0);
+    assert_int_equal(gl.text_tenant_pkts, TEN * PER);
+    assert_int_equal(gl.other_pkts, 2);
+    nx_steer_detach(s);
+    group_close(&g);
+}
+
 static void test_ebpf_quota(void **state)
 {
     (void)state;
@@ -373,6 +447,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ebpf_steering),
+        cmocka_unit_test(test_ebpf_text_tenant_steering),
         cmocka_unit_test(test_ebpf_quota),
         cmocka_unit_test(test_cbpf_and_plain_same_answers),
         cmocka_unit_test(test_bad_args),
