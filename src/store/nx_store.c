@@ -13,7 +13,14 @@
  * compress, write and fsync run on the nx_snapshotter thread. Snapshots are
  * started at most every snapshot_interval_ms, and only when the WAL has grown
  * since the last one (an idle shard writes none), or when the WAL has grown by
- * snapshot_wal_bytes (bounding recovery time), or on request.
+ * the WAL threshold (bounding recovery time), or on request. The threshold
+ * is max(snapshot_wal_bytes, 2 x the last snapshot's raw size): a snapshot
+ * stalls the shard for time proportional to the state, so under heavy
+ * ingest with a large state a fixed 256 MiB would snapshot every few
+ * seconds and stall a double-digit share of the time; tying the WAL budget
+ * to the state size keeps snapshot work at most about half the WAL volume
+ * while replay stays bounded by about twice the snapshot's size (the
+ * auto-rewrite-percentage idea of Redis's AOF).
  */
 #include "store/nx_store.h"
 
@@ -133,6 +140,7 @@ int nx_store_open(const nx_store_options *opt, const nx_store_ops *ops, nx_store
         return rc;
     }
     st->last_snap_lsn = r.snapshot_lsn;
+    st->stats.last_raw_bytes = r.snapshot_raw_bytes;
     st->wal_bytes_at_snap = 0;
     r.total_ms = nx_store_now_ms() - t0;
     nx_store_logf(opt->log, opt->log_arg, r.wal.gap ? 2 : 0,
@@ -200,6 +208,13 @@ static void collect(nx_store *st)
     atomic_fetch_add(&st->done, 1);
 }
 
+/* WAL bytes since the last snapshot that make the next one due. */
+static uint64_t wal_threshold(const nx_store *st)
+{
+    uint64_t t = st->opt.snapshot_wal_bytes, s2 = 2 * st->stats.last_raw_bytes;
+    return s2 > t ? s2 : t;
+}
+
 static int start_snapshot(nx_store *st, int64_t now_ms)
 {
     /* Everything covered must at least be in the kernel before the snapshot
@@ -209,6 +224,10 @@ static int start_snapshot(nx_store *st, int64_t now_ms)
         return rc;
     double t0 = nx_store_now_ms();
     nx_buf raw = {0};
+    /* room for the last size + 1/8: no realloc copies of a few hundred MB
+     * while the state grows steadily (if it fails, the buffer just grows) */
+    if (st->stats.last_raw_bytes)
+        (void)nx_buf_reserve(&raw, st->stats.last_raw_bytes + st->stats.last_raw_bytes / 8);
     rc = st->ops.encode ? st->ops.encode(st->ops.arg, &raw) : NX_EINVAL;
     st->stats.last_encode_ms = nx_store_now_ms() - t0;
     if (rc == NX_OK && !raw.data)
@@ -239,12 +258,12 @@ int nx_store_tick(nx_store *st, int64_t now_ms)
     bool req = atomic_exchange(&st->requested, false);
     bool grown = nx_wal_last_lsn(st->wal) > st->last_snap_lsn;
     bool due = grown && (now_ms - st->last_snap_ms >= (int64_t)st->opt.snapshot_interval_ms ||
-                         nx_wal_bytes_written(st->wal) - st->wal_bytes_at_snap >= st->opt.snapshot_wal_bytes);
+                         nx_wal_bytes_written(st->wal) - st->wal_bytes_at_snap >= wal_threshold(st));
     if (!st->last_snap_ms && !req && grown) {
         /* First tick after open: start the interval clock instead of
          * snapshotting immediately (recovery just replayed the tail). */
         st->last_snap_ms = now_ms;
-        due = nx_wal_bytes_written(st->wal) - st->wal_bytes_at_snap >= st->opt.snapshot_wal_bytes;
+        due = nx_wal_bytes_written(st->wal) - st->wal_bytes_at_snap >= wal_threshold(st);
     }
     if (!req && !due)
         return NX_OK;

@@ -40,7 +40,8 @@ typedef struct nx_store_options {
     int zstd_level;               /* 0 = 3 */
     size_t keep_snapshots;        /* 0 = 2 */
     uint32_t snapshot_interval_ms;/* 0 = 60000; snapshot at most this often */
-    uint64_t snapshot_wal_bytes;  /* 0 = 256 MiB: also snapshot after this much WAL */
+    uint64_t snapshot_wal_bytes;  /* 0 = 256 MiB: also snapshot after this much WAL
+                                   * (or 2 x the last snapshot's raw size, if more) */
     nx_store_log_fn log;
     void *log_arg;
 } nx_store_options;
