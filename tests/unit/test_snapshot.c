@@ -413,9 +413,59 @@ static void test_store_tick_policy(void **state)
     free(dir);
 }
 
+/* The WAL budget between snapshots is max(snapshot_wal_bytes, 2 x the last
+ * snapshot's raw size): with a 1-byte budget and a 16 KiB state, WAL growth
+ * past 1 byte (and past the state's own size) is not yet due; past twice
+ * the state's size it is. */
+static void test_store_wal_budget_follows_state(void **state)
+{
+    (void)state;
+    char *dir = ts_tmpdir("store");
+    toy *t = calloc(1, sizeof *t);
+    nx_store_ops ops = {toy_load, toy_apply, toy_encode, t};
+    nx_store_options o = toy_opts(dir);
+    o.snapshot_interval_ms = 3600 * 1000;
+    o.snapshot_wal_bytes = 1;
+    o.segment_bytes = 1 << 20;
+    nx_store *st;
+    assert_int_equal(nx_store_open(&o, &ops, NULL, &st), 0);
+    int64_t now = 1000000;
+    toy_batches(st, t, 0, 10);
+    assert_int_equal(nx_store_tick(st, now), 0); /* first tick: 1 byte of WAL is due */
+    for (int i = 0; i < 2000 && nx_store_snapshots_done(st) < 1; i++) {
+        usleep(1000);
+        assert_int_equal(nx_store_tick(st, now), 0);
+    }
+    assert_int_equal(nx_store_snapshots_done(st), 1);
+    const uint64_t raw = sizeof t->counts;
+    nx_wal *w = nx_store_wal(st);
+    uint64_t base = nx_wal_bytes_written(w);
+    uint32_t b = 10;
+    for (; nx_wal_bytes_written(w) - base < raw + raw / 2; b++)
+        toy_batches(st, t, b, b + 1);
+    assert_int_equal(nx_store_tick(st, now + 1), 0);
+    usleep(20000);
+    assert_int_equal(nx_store_tick(st, now + 2), 0);
+    assert_int_equal(nx_store_snapshots_done(st), 1); /* 1.5 x state: not due */
+    for (; nx_wal_bytes_written(w) - base < 2 * raw; b++)
+        toy_batches(st, t, b, b + 1);
+    assert_true(4 * b <= TOY_IDS);
+    assert_int_equal(nx_store_tick(st, now + 3), 0);
+    for (int i = 0; i < 2000 && nx_store_snapshots_done(st) < 2; i++) {
+        usleep(1000);
+        assert_int_equal(nx_store_tick(st, now + 3), 0);
+    }
+    assert_int_equal(nx_store_snapshots_done(st), 2); /* 2 x state: due */
+    nx_store_close(st);
+    ts_rmrf(dir);
+    free(t);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_store_wal_budget_follows_state),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_flipped_and_truncated),
         cmocka_unit_test(test_list_and_prune),
