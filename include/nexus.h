@@ -297,6 +297,19 @@ int nx_summary_decode(const uint8_t *p, size_t n, nx_summary *out);
  * error *out is untouched).
  */
 int nx_engine_encode(const nx_engine *e, nx_buf *out);
+/* Incremental encoding, for snapshots that must not stall the shard: begin
+ * captures the state of this instant (tenant headers now, each stream
+ * copy-on-write: encoded before anything changes it, or by a later step);
+ * the engine stays fully usable meanwhile. Each step encodes about
+ * max_bytes more (SIZE_MAX: everything left); when *done, *out holds the
+ * same kind of bytes nx_engine_encode gives (nx_engine_decode reads both),
+ * owned by the caller. size_hint reserves the buffer (0: none). Errors:
+ * NX_EEXIST (begin while one is in progress), NX_EINVAL (step with none),
+ * NX_ENOMEM; after an error the encoding is over. */
+int nx_engine_encode_begin(nx_engine *e, size_t size_hint);
+int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *done);
+void nx_engine_encode_abort(nx_engine *e);
+bool nx_engine_encoding(const nx_engine *e);
 int nx_engine_decode(const nx_engine_config *cfg, const uint8_t *p, size_t n, nx_engine **out);
 
 #ifdef __cplusplus

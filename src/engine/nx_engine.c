@@ -229,6 +229,7 @@ void nx_engine_destroy(nx_engine *e)
         if (e->tenants.ptr[i])
             tenant_destroy(e->tenants.ptr[i]);
     table_free(&e->tenants);
+    nx_engine_encode_abort(e);
     free(e);
 }
 
@@ -306,6 +307,9 @@ int nx_engine_tenant_delete(nx_engine *e, const char *id, size_t id_len)
     if (!found)
         return NX_ENOENT;
     nx_tenant *t = e->tenants.ptr[i];
+    for (uint32_t k = 0; k < t->streams.cap; k++)
+        if (t->streams.ptr[k])
+            nx_snap_touch(t->streams.ptr[k]);
     table_remove_at(&e->tenants, i);
     tenant_destroy(t);
     return 0;
@@ -556,6 +560,7 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     nx_acc_init(&s->all);
     s->hash = nx_hash_bytes(key, key_len);
     s->win = NULL;
+    s->snap_epoch = t->eng->snap.epoch; /* not part of a snapshot in progress */
     memcpy(s->key, key, key_len);
     s->key[key_len] = 0;
     bool found;
@@ -616,6 +621,7 @@ int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len)
     if (!found)
         return NX_ENOENT;
     nx_stream *s = t->streams.ptr[i];
+    nx_snap_touch(s);
     table_remove_at(&t->streams, i);
     t->st.bytes -= s->bytes;
     t->st.events += s->events;
@@ -810,6 +816,7 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         return NX_EINVAL;
     if (UNLIKELY(now_ms < 0 || now_ms > NX_NOW_MAX))
         return NX_EINVAL;
+    nx_snap_touch(s);
     if (UNLIKELY(now_ms < s->max_now_ms))
         now_ms = s->max_now_ms;
     else
@@ -866,6 +873,7 @@ static int stream_sync(nx_stream *s, int64_t now_ms)
 {
     if (now_ms < 0 || now_ms > NX_NOW_MAX)
         return NX_EINVAL;
+    nx_snap_touch(s);
     if (now_ms > s->max_now_ms)
         s->max_now_ms = now_ms;
     int64_t sec = sec_of(s->max_now_ms);

@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 2 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 3 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -15,14 +15,19 @@
  *     uvar ntiers,   then per tier:   uvar step_s   | uvar buckets
  *         (the shape of the state; decoding needs a config with the same
  *          values — tolerances and limits may differ — else NX_EINVAL)
- *     uvar ntenants, then per tenant:
+ *     uvar ntenants, then per tenant (its header):
  *       bytes id (uvar length + bytes, [a-z0-9_-]{1,64})
  *       uvar max_streams | uvar max_bytes
  *       uvar events_of_deleted_streams | uvar rejected_late |
  *       uvar rejected_future | uvar rejected_quota | uvar rejected_type
  *         (streams and bytes are recomputed on decode; the events stat is
  *          this plus every stream's events)
- *       uvar nstreams, then per stream:
+ *       uvar nstreams
+ *     uvar total streams (the sum of the headers' nstreams), then per stream,
+ *     in any order (an incremental snapshot writes them as it reaches them):
+ *       uvar tenant (index into the header list; each tenant gets exactly
+ *                    its nstreams)
+ *       stream:
  *         bytes key (1..65535)
  *         u8   type (1..6)
  *         svar open_sec | svar max_now_ms | svar last_update_ms | svar first_ts
@@ -34,6 +39,8 @@
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (version 1 had no pending list)
  *   Trailing bytes are an error.
+ *   Versions 1 and 2 (still decoded) nest each tenant's streams right after
+ *   its header instead of the flat list.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -46,7 +53,7 @@
 #include "engine/nx_engine_int.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 2
+#define NX_ENGINE_VERSION 3
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
@@ -90,7 +97,7 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
     return 0;
 }
 
-static int tenant_encode(const nx_tenant *t, nx_buf *out)
+static int tenant_header_encode(const nx_tenant *t, nx_buf *out)
 {
     int rc;
     if ((rc = nx_buf_bytes(out, t->id, t->id_len)) || (rc = nx_buf_uvar(out, t->max_streams)) ||
@@ -100,44 +107,172 @@ static int tenant_encode(const nx_tenant *t, nx_buf *out)
         (rc = nx_buf_uvar(out, t->st.rejected_quota)) ||
         (rc = nx_buf_uvar(out, t->st.rejected_type)) || (rc = nx_buf_uvar(out, t->streams.count)))
         return rc;
-    for (uint32_t i = 0; i < t->streams.cap; i++)
-        if (t->streams.ptr[i] && (rc = stream_encode(t->eng, t->streams.ptr[i], out)))
-            return rc;
     return 0;
+}
+
+/* Frame start, configuration shape, tenant headers and the stream total
+ * (tenants in table order: the order nx_engine_encode_begin numbers them). */
+static int head_encode(const nx_engine *e, nx_buf *out, size_t *start)
+{
+    int rc;
+    const nx_engine_config *c = &e->cfg;
+    if ((rc = nx_frame_begin(out, NX_ENGINE_MAGIC, NX_ENGINE_VERSION, start)))
+        return rc;
+    if ((rc = nx_buf_f64(out, c->alpha)) || (rc = nx_buf_uvar(out, c->ddsketch_max_bins)) ||
+        (rc = nx_buf_u8(out, c->hll_precision)) || (rc = nx_buf_uvar(out, c->topk_capacity)) ||
+        (rc = nx_buf_uvar(out, c->nwindows)))
+        return rc;
+    for (uint32_t i = 0; i < c->nwindows; i++)
+        if ((rc = nx_buf_uvar(out, c->windows[i].length_s)) ||
+            (rc = nx_buf_uvar(out, c->windows[i].bucket_s)))
+            return rc;
+    if ((rc = nx_buf_uvar(out, c->ntiers)))
+        return rc;
+    for (uint32_t i = 0; i < c->ntiers; i++)
+        if ((rc = nx_buf_uvar(out, c->tiers[i].step_s)) ||
+            (rc = nx_buf_uvar(out, c->tiers[i].buckets)))
+            return rc;
+    if ((rc = nx_buf_uvar(out, e->tenants.count)))
+        return rc;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < e->tenants.cap; i++) {
+        const nx_tenant *t = e->tenants.ptr[i];
+        if (!t)
+            continue;
+        if ((rc = tenant_header_encode(t, out)))
+            return rc;
+        total += t->streams.count;
+    }
+    return nx_buf_uvar(out, total);
 }
 
 int nx_engine_encode(const nx_engine *e, nx_buf *out)
 {
     size_t start, len0 = out->len;
-    int rc;
-    const nx_engine_config *c = &e->cfg;
-    if ((rc = nx_frame_begin(out, NX_ENGINE_MAGIC, NX_ENGINE_VERSION, &start)))
-        return rc;
-    if ((rc = nx_buf_f64(out, c->alpha)) || (rc = nx_buf_uvar(out, c->ddsketch_max_bins)) ||
-        (rc = nx_buf_u8(out, c->hll_precision)) || (rc = nx_buf_uvar(out, c->topk_capacity)) ||
-        (rc = nx_buf_uvar(out, c->nwindows)))
-        goto fail;
-    for (uint32_t i = 0; i < c->nwindows; i++)
-        if ((rc = nx_buf_uvar(out, c->windows[i].length_s)) ||
-            (rc = nx_buf_uvar(out, c->windows[i].bucket_s)))
-            goto fail;
-    if ((rc = nx_buf_uvar(out, c->ntiers)))
-        goto fail;
-    for (uint32_t i = 0; i < c->ntiers; i++)
-        if ((rc = nx_buf_uvar(out, c->tiers[i].step_s)) ||
-            (rc = nx_buf_uvar(out, c->tiers[i].buckets)))
-            goto fail;
-    if ((rc = nx_buf_uvar(out, e->tenants.count)))
-        goto fail;
-    for (uint32_t i = 0; i < e->tenants.cap; i++)
-        if (e->tenants.ptr[i] && (rc = tenant_encode(e->tenants.ptr[i], out)))
-            goto fail;
-    if ((rc = nx_frame_end(out, start)))
-        goto fail;
-    return 0;
-fail:
-    out->len = len0;
+    int rc = head_encode(e, out, &start);
+    uint64_t idx = 0;
+    for (uint32_t i = 0; rc == 0 && i < e->tenants.cap; i++) {
+        const nx_tenant *t = e->tenants.ptr[i];
+        if (!t)
+            continue;
+        for (uint32_t k = 0; rc == 0 && k < t->streams.cap; k++)
+            if (t->streams.ptr[k] && !(rc = nx_buf_uvar(out, idx)))
+                rc = stream_encode(e, t->streams.ptr[k], out);
+        idx++;
+    }
+    if (rc == 0)
+        rc = nx_frame_end(out, start);
+    if (rc)
+        out->len = len0;
     return rc;
+}
+
+/* ---- incremental encoding (see nx_engine_snap in nx_engine_int.h) ---------- */
+
+int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
+{
+    nx_engine_snap *sn = &e->snap;
+    if (sn->active)
+        return NX_EEXIST;
+    nx_buf b = {0};
+    int rc = size_hint ? nx_buf_reserve(&b, size_hint) : 0;
+    if (rc == 0)
+        rc = head_encode(e, &b, &sn->frame_start);
+    if (rc) {
+        nx_buf_free(&b);
+        return rc;
+    }
+    uint32_t idx = 0;
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < e->tenants.cap; i++) {
+        nx_tenant *t = e->tenants.ptr[i];
+        if (!t)
+            continue;
+        t->snap_idx = idx++;
+        total += t->streams.count;
+    }
+    sn->buf = b;
+    sn->epoch++; /* every existing stream now differs: due */
+    sn->due = total;
+    sn->cur_t = sn->cur_s = 0;
+    sn->emitted = 0;
+    sn->err = 0;
+    sn->active = true;
+    return 0;
+}
+
+void nx_engine_snap_emit(nx_engine *e, nx_stream *s)
+{
+    nx_engine_snap *sn = &e->snap;
+    int rc = nx_buf_uvar(&sn->buf, s->tenant->snap_idx);
+    if (rc == 0)
+        rc = stream_encode(e, s, &sn->buf);
+    if (rc && !sn->err)
+        sn->err = rc;
+    s->snap_epoch = sn->epoch;
+    sn->due--;
+    sn->emitted++;
+}
+
+int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *done)
+{
+    nx_engine_snap *sn = &e->snap;
+    *done = false;
+    if (!sn->active)
+        return NX_EINVAL;
+    size_t from = sn->buf.len;
+    while (sn->due > 0 && !sn->err) {
+        if (sn->cur_t >= e->tenants.cap) {
+            /* a table rehashed or shifted under the cursor: sweep again;
+             * a whole sweep that found nothing due while `due` says there
+             * is would loop forever: a bug, reported instead */
+            if (sn->emitted == 0) {
+                sn->err = NX_EIO;
+                break;
+            }
+            sn->emitted = 0;
+            sn->cur_t = sn->cur_s = 0;
+            continue;
+        }
+        nx_tenant *t = e->tenants.ptr[sn->cur_t];
+        if (!t || sn->cur_s >= t->streams.cap) {
+            sn->cur_t++;
+            sn->cur_s = 0;
+            continue;
+        }
+        nx_stream *s = t->streams.ptr[sn->cur_s++];
+        if (s && s->snap_epoch != sn->epoch) {
+            nx_engine_snap_emit(e, s);
+            if (sn->buf.len - from >= max_bytes)
+                break;
+        }
+    }
+    int rc = sn->err;
+    if (rc == 0 && sn->due > 0)
+        return 0; /* more steps */
+    if (rc == 0)
+        rc = nx_frame_end(&sn->buf, sn->frame_start);
+    sn->active = false;
+    if (rc) {
+        nx_buf_free(&sn->buf);
+        return rc;
+    }
+    *out = sn->buf;
+    memset(&sn->buf, 0, sizeof(sn->buf));
+    *done = true;
+    return 0;
+}
+
+void nx_engine_encode_abort(nx_engine *e)
+{
+    nx_buf_free(&e->snap.buf);
+    memset(&e->snap.buf, 0, sizeof(e->snap.buf));
+    e->snap.active = false;
+}
+
+bool nx_engine_encoding(const nx_engine *e)
+{
+    return e->snap.active;
 }
 
 /* ---- decoding ---------------------------------------------------------------- */
@@ -217,7 +352,8 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
     return 0;
 }
 
-static int tenant_decode(nx_engine *e, nx_rbuf *in, int version)
+/* A tenant header; *nstreams = its stream count (bounded by the input). */
+static int tenant_header_decode(nx_engine *e, nx_rbuf *in, nx_tenant **out, uint64_t *nstreams)
 {
     size_t idlen;
     const uint8_t *id = nx_rbuf_bytes(in, &idlen, NX_TENANT_ID_MAX);
@@ -236,15 +372,56 @@ static int tenant_decode(nx_engine *e, nx_rbuf *in, int version)
     t->st.rejected_future = nx_rbuf_uvar(in);
     t->st.rejected_quota = nx_rbuf_uvar(in);
     t->st.rejected_type = nx_rbuf_uvar(in);
-    uint64_t nstreams = nx_rbuf_uvar(in);
+    *nstreams = nx_rbuf_uvar(in);
     /* a stream takes well over 100 bytes: bound the count by the input */
-    if (in->err || ms > UINT32_MAX || nstreams > in->n / 100)
+    if (in->err || ms > UINT32_MAX || *nstreams > in->n / 100)
         return NX_ECORRUPT;
     t->max_streams = (uint32_t)ms;
-    for (uint64_t i = 0; i < nstreams; i++)
-        if ((rc = stream_decode(e, t, in, version)))
-            return rc;
+    *out = t;
     return 0;
+}
+
+/* Versions 1 and 2: each tenant's streams follow its header. */
+static int tenants_decode_nested(nx_engine *e, nx_rbuf *in, uint64_t ntenants, int version)
+{
+    for (uint64_t i = 0; i < ntenants; i++) {
+        nx_tenant *t;
+        uint64_t n;
+        int rc = tenant_header_decode(e, in, &t, &n);
+        for (uint64_t k = 0; rc == 0 && k < n; k++)
+            rc = stream_decode(e, t, in, version);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Version 3: all headers, then the flat list of (tenant index, stream). */
+static int tenants_decode_flat(nx_engine *e, nx_rbuf *in, uint64_t ntenants, int version)
+{
+    nx_tenant **ts = calloc(ntenants ? ntenants : 1, sizeof(*ts));
+    uint64_t *want = calloc(ntenants ? ntenants : 1, sizeof(*want));
+    int rc = ts && want ? 0 : NX_ENOMEM;
+    uint64_t sum = 0;
+    for (uint64_t i = 0; rc == 0 && i < ntenants; i++) {
+        rc = tenant_header_decode(e, in, &ts[i], &want[i]);
+        sum += want[i];
+    }
+    uint64_t total = rc ? 0 : nx_rbuf_uvar(in);
+    if (rc == 0 && (in->err || total != sum))
+        rc = NX_ECORRUPT;
+    for (uint64_t k = 0; rc == 0 && k < total; k++) {
+        uint64_t idx = nx_rbuf_uvar(in);
+        if (in->err || idx >= ntenants || want[idx] == 0) {
+            rc = NX_ECORRUPT;
+            break;
+        }
+        want[idx]--;
+        rc = stream_decode(e, ts[idx], in, version);
+    }
+    free(ts);
+    free(want);
+    return rc;
 }
 
 int nx_engine_decode(const nx_engine_config *cfg, const uint8_t *p, size_t n, nx_engine **out)
@@ -252,9 +429,10 @@ int nx_engine_decode(const nx_engine_config *cfg, const uint8_t *p, size_t n, nx
     nx_rbuf in;
     int version = NX_ENGINE_VERSION;
     int rc = nx_frame_open(p, n, NX_ENGINE_MAGIC, NX_ENGINE_VERSION, &in);
-    if (rc == NX_EVERSION) {
-        version = 1; /* the same but without pending seconds */
-        rc = nx_frame_open(p, n, NX_ENGINE_MAGIC, 1, &in);
+    /* older versions: 2 nests streams under tenants, 1 also lacks pending seconds */
+    for (int v = NX_ENGINE_VERSION - 1; rc == NX_EVERSION && v >= 1; v--) {
+        version = v;
+        rc = nx_frame_open(p, n, NX_ENGINE_MAGIC, (uint8_t)v, &in);
     }
     if (rc)
         return rc;
@@ -301,9 +479,10 @@ int nx_engine_decode(const nx_engine_config *cfg, const uint8_t *p, size_t n, nx
         rc = NX_ECORRUPT;
         goto fail;
     }
-    for (uint64_t i = 0; i < ntenants; i++)
-        if ((rc = tenant_decode(e, &in, version)))
-            goto fail;
+    rc = version >= 3 ? tenants_decode_flat(e, &in, ntenants, version)
+                      : tenants_decode_nested(e, &in, ntenants, version);
+    if (rc)
+        goto fail;
     if (in.err || in.n != 0) {
         rc = NX_ECORRUPT;
         goto fail;

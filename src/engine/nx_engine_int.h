@@ -56,6 +56,9 @@ struct nx_stream {
     uint64_t events;     /* accepted events (the tenant's stat sums these) */
     int32_t late_ms;     /* copies of the engine's tolerances: no tenant */
     int32_t future_ms;   /* or engine access on the fast path */
+    uint32_t snap_epoch; /* != the engine's snapshot epoch: still due in the
+                          * snapshot being encoded (nx_engine_snap) */
+    uint32_t pad2;
     /* ---- cold ---- */
     nx_tenant *tenant;
     double last;         /* gauges */
@@ -81,6 +84,7 @@ typedef struct nx_pending {
 
 struct nx_tenant {
     nx_engine *eng;
+    uint32_t snap_idx;   /* position in the header list of the snapshot being encoded */
     int64_t late_ms, future_ms;
     nx_tenant_stats st;  /* .events: events of deleted streams; .streams unused */
     uint32_t max_streams;
@@ -91,11 +95,50 @@ struct nx_tenant {
     char id[NX_TENANT_ID_MAX + 1];
 };
 
+/*
+ * An incremental snapshot (nx_engine_encode_begin/step): the encoding of
+ * the state at the instant of begin, produced over many steps while the
+ * engine keeps changing — copy-on-write at stream granularity.
+ *  - begin writes the header and every tenant's header (ids, limits,
+ *    stats, stream counts) at once — small — and bumps `epoch`;
+ *  - a stream is due while its snap_epoch differs from `epoch`; streams
+ *    created after begin get the new epoch, so they are not part of it;
+ *  - before anything changes a due stream (update, read, series, delete,
+ *    tenant delete) the engine encodes it as it still is (snap_touch);
+ *  - steps encode due streams in table order up to a byte budget; tables
+ *    that rehash or shift under the cursor only mean another sweep;
+ *  - when `due` reaches 0 the frame is closed and handed out.
+ * Every stream of the begin instant is thus encoded exactly once, in the
+ * state it had then. An error on a mutation path never fails the mutation:
+ * it is kept in `err` and returned by the final step.
+ */
+typedef struct nx_engine_snap {
+    bool active;
+    int err;
+    uint32_t epoch;
+    uint64_t due;        /* streams of the begin instant not yet encoded */
+    uint32_t cur_t, cur_s;
+    uint64_t emitted;    /* streams encoded since the cursor last wrapped */
+    size_t frame_start;
+    nx_buf buf;
+} nx_engine_snap;
+
 struct nx_engine {
     nx_engine_config cfg;
     nx_acc_params ap;
     nx_table tenants;
+    nx_engine_snap snap;
 };
+
+/* Encodes a due stream into the snapshot in progress (nx_engine_codec.c). */
+void nx_engine_snap_emit(nx_engine *e, nx_stream *s);
+/* Call before changing anything a snapshot encodes of s. */
+static inline void nx_snap_touch(nx_stream *s)
+{
+    nx_engine *e = s->tenant->eng;
+    if (__builtin_expect(e->snap.active, 0) && s->snap_epoch != e->snap.epoch)
+        nx_engine_snap_emit(e, s);
+}
 
 static inline nx_tier *nx_stream_tiers(const nx_engine *e, const nx_stream *s)
 {

@@ -123,6 +123,26 @@ static int ops_encode(void *arg, nx_buf *out)
     return nx_engine_encode(*d->engine, out);
 }
 
+/* Incremental snapshots: the engine keeps ingesting while its state of the
+ * begin instant is encoded step by step (copy-on-write per stream). */
+static int ops_encode_begin(void *arg, size_t size_hint)
+{
+    nx_durable *d = arg;
+    return nx_engine_encode_begin(*d->engine, size_hint);
+}
+
+static int ops_encode_step(void *arg, size_t max_bytes, nx_buf *out, bool *done)
+{
+    nx_durable *d = arg;
+    return nx_engine_encode_step(*d->engine, max_bytes, out, done);
+}
+
+static void ops_encode_abort(void *arg)
+{
+    nx_durable *d = arg;
+    nx_engine_encode_abort(*d->engine);
+}
+
 /* ---- lifecycle ------------------------------------------------------------ */
 
 int nx_durable_open(const nx_config *cfg, int shard, nx_engine **engine, nx_applier *ap,
@@ -153,7 +173,13 @@ int nx_durable_open(const nx_config *cfg, int shard, nx_engine **engine, nx_appl
                             .snapshot_interval_ms = d->snap_ms,
                             .log = store_log,
                             .log_arg = d};
-    nx_store_ops ops = {.load = ops_load, .apply = ops_apply, .encode = ops_encode, .arg = d};
+    nx_store_ops ops = {.load = ops_load,
+                        .apply = ops_apply,
+                        .encode = ops_encode,
+                        .encode_begin = ops_encode_begin,
+                        .encode_step = ops_encode_step,
+                        .encode_abort = ops_encode_abort,
+                        .arg = d};
     nx_store_recovery rep;
     int rc = nx_store_open(&opt, &ops, &rep, &d->st);
     if (rc) {
@@ -319,6 +345,8 @@ int nx_durable_timeout_ms(const nx_durable *d)
         t = d->sync_ms;
     if (d->st && d->snap_ms < t)
         t = d->snap_ms;
+    if (d->st && nx_store_encoding(d->st))
+        t = 1; /* an incremental snapshot advances one step per tick */
     return (int)t;
 }
 

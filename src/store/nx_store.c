@@ -45,6 +45,9 @@ struct nx_store {
     uint64_t last_snap_lsn;      /* LSN covered by the newest snapshot */
     uint64_t wal_bytes_at_snap;  /* nx_wal_bytes_written() then */
     atomic_bool requested;
+    bool encoding;               /* an incremental encode is in progress */
+    uint64_t enc_lsn;            /* ... covering the WAL up to this LSN */
+    int64_t enc_now_ms;
     atomic_uint_fast64_t done;
     nx_store_stats stats;
 };
@@ -160,6 +163,8 @@ void nx_store_close(nx_store *st)
 {
     if (!st)
         return;
+    if (st->encoding && st->ops.encode_abort)
+        st->ops.encode_abort(st->ops.arg);
     nx_snapshotter_stop(st->snap);
     nx_wal_close(st->wal);
     free(st);
@@ -200,11 +205,20 @@ static void collect(nx_store *st)
         nx_store_logf(st->opt.log, st->opt.log_arg, 1, "shard %" PRIu32 ": removing old WAL segments failed",
                       st->opt.shard);
     st->stats.wal_segments_removed += removed;
-    nx_store_logf(st->opt.log, st->opt.log_arg, 0,
-                  "shard %" PRIu32 ": snapshot lsn %" PRIu64 ": %" PRIu64 " -> %" PRIu64
-                  " bytes, encode %.1f ms (shard stall), write %.1f ms (background), %zu WAL segment(s) removed",
-                  st->opt.shard, r.meta.lsn, r.meta.raw_len, r.meta.comp_len, st->stats.last_encode_ms,
-                  r.write_ms, removed);
+    if (st->stats.last_encode_steps)
+        nx_store_logf(st->opt.log, st->opt.log_arg, 0,
+                      "shard %" PRIu32 ": snapshot lsn %" PRIu64 ": %" PRIu64 " -> %" PRIu64
+                      " bytes, encode %.1f ms in %" PRIu32 " steps (longest %.1f ms: the shard stall), "
+                      "write %.1f ms (background), %zu WAL segment(s) removed",
+                      st->opt.shard, r.meta.lsn, r.meta.raw_len, r.meta.comp_len,
+                      st->stats.last_encode_total_ms, st->stats.last_encode_steps,
+                      st->stats.last_encode_ms, r.write_ms, removed);
+    else
+        nx_store_logf(st->opt.log, st->opt.log_arg, 0,
+                      "shard %" PRIu32 ": snapshot lsn %" PRIu64 ": %" PRIu64 " -> %" PRIu64
+                      " bytes, encode %.1f ms (shard stall), write %.1f ms (background), %zu WAL segment(s) removed",
+                      st->opt.shard, r.meta.lsn, r.meta.raw_len, r.meta.comp_len, st->stats.last_encode_ms,
+                      r.write_ms, removed);
     atomic_fetch_add(&st->done, 1);
 }
 
@@ -215,6 +229,48 @@ static uint64_t wal_threshold(const nx_store *st)
     return s2 > t ? s2 : t;
 }
 
+/* Hands a finished encoding to the writer thread and records the start. */
+static int submit_snapshot(nx_store *st, nx_buf *raw, uint64_t lsn, int64_t now_ms)
+{
+    int rc = nx_snapshotter_submit(st->snap, raw, lsn);
+    nx_buf_free(raw);
+    if (rc)
+        return rc;
+    st->last_snap_ms = now_ms;
+    st->last_snap_lsn = lsn;
+    return NX_OK;
+}
+
+/* Bytes per incremental step: ~1 ms of encoding on this hardware, so a
+ * query or a datagram never waits behind more than that. */
+#define NX_STORE_STEP_BYTES (128u << 10)
+
+/* One step of the incremental encode in progress (max_bytes SIZE_MAX:
+ * finish it now). */
+static int step_encode(nx_store *st, size_t max_bytes)
+{
+    nx_buf raw = {0};
+    bool done = false;
+    double t0 = nx_store_now_ms();
+    int rc = st->ops.encode_step(st->ops.arg, max_bytes, &raw, &done);
+    double dt = nx_store_now_ms() - t0;
+    st->stats.last_encode_total_ms += dt;
+    st->stats.last_encode_steps++;
+    if (dt > st->stats.last_encode_ms)
+        st->stats.last_encode_ms = dt;
+    if (rc || done)
+        st->encoding = false;
+    if (rc) {
+        nx_store_logf(st->opt.log, st->opt.log_arg, 2, "shard %" PRIu32 ": snapshot encode failed: %s",
+                      st->opt.shard, nx_strerror(rc));
+        st->stats.snapshot_failures++;
+        return rc;
+    }
+    if (!done)
+        return NX_OK;
+    return submit_snapshot(st, &raw, st->enc_lsn, st->enc_now_ms);
+}
+
 static int start_snapshot(nx_store *st, int64_t now_ms)
 {
     /* Everything covered must at least be in the kernel before the snapshot
@@ -222,6 +278,25 @@ static int start_snapshot(nx_store *st, int64_t now_ms)
     int rc = nx_wal_commit(st->wal, false, NULL);
     if (rc)
         return rc;
+    if (st->ops.encode_begin && st->ops.encode_step) {
+        uint64_t hint = st->stats.last_raw_bytes;
+        rc = st->ops.encode_begin(st->ops.arg, (size_t)(hint + hint / 8));
+        if (rc)
+            return rc;
+        st->encoding = true;
+        st->enc_lsn = nx_wal_last_lsn(st->wal);
+        st->enc_now_ms = now_ms;
+        st->stats.last_encode_ms = 0;
+        st->stats.last_encode_total_ms = 0;
+        st->stats.last_encode_steps = 0;
+        /* the WAL budget counts from the instant the state was captured */
+        st->wal_bytes_at_snap = nx_wal_bytes_written(st->wal);
+        st->last_snap_ms = now_ms;
+        st->last_snap_lsn = st->enc_lsn;
+        return NX_OK;
+    }
+    st->stats.last_encode_steps = 0;
+    st->stats.last_encode_total_ms = 0;
     double t0 = nx_store_now_ms();
     nx_buf raw = {0};
     /* room for the last size + 1/8: no realloc copies of a few hundred MB
@@ -240,19 +315,17 @@ static int start_snapshot(nx_store *st, int64_t now_ms)
         return rc;
     }
     uint64_t lsn = nx_wal_last_lsn(st->wal);
-    rc = nx_snapshotter_submit(st->snap, &raw, lsn);
-    nx_buf_free(&raw);
-    if (rc)
-        return rc;
-    st->last_snap_ms = now_ms;
-    st->last_snap_lsn = lsn;
-    st->wal_bytes_at_snap = nx_wal_bytes_written(st->wal);
-    return NX_OK;
+    rc = submit_snapshot(st, &raw, lsn, now_ms);
+    if (rc == NX_OK)
+        st->wal_bytes_at_snap = nx_wal_bytes_written(st->wal);
+    return rc;
 }
 
 int nx_store_tick(nx_store *st, int64_t now_ms)
 {
     collect(st);
+    if (st->encoding)
+        return step_encode(st, NX_STORE_STEP_BYTES);
     if (nx_snapshotter_busy(st->snap))
         return NX_OK;
     bool req = atomic_exchange(&st->requested, false);
@@ -278,12 +351,23 @@ void nx_store_request_snapshot(nx_store *st)
 
 int nx_store_snapshot_now(nx_store *st, bool wait)
 {
+    /* an incremental encode in progress is finished first: the writer
+     * takes one snapshot at a time */
+    if (st->encoding && wait) {
+        int r0 = step_encode(st, SIZE_MAX);
+        if (r0 && r0 != NX_EEXIST)
+            return r0;
+    }
     if (wait)
         nx_snapshotter_wait(st->snap);
     collect(st);
+    if (st->encoding)
+        return NX_EEXIST;
     uint64_t before = atomic_load(&st->done);
     uint64_t fails = st->stats.snapshot_failures;
     int rc = start_snapshot(st, st->last_snap_ms);
+    if (rc == NX_OK && st->encoding && wait)
+        rc = step_encode(st, SIZE_MAX); /* asked to wait: no point in slicing */
     if (rc || !wait)
         return rc;
     nx_snapshotter_wait(st->snap);
@@ -298,6 +382,11 @@ int nx_store_snapshot_now(nx_store *st, bool wait)
 uint64_t nx_store_snapshots_done(const nx_store *st)
 {
     return atomic_load(&((nx_store *)st)->done);
+}
+
+bool nx_store_encoding(const nx_store *st)
+{
+    return st->encoding;
 }
 
 void nx_store_get_stats(const nx_store *st, nx_store_stats *out)

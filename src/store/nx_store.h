@@ -54,6 +54,14 @@ typedef struct nx_store_ops {
     int (*apply)(void *arg, const nx_wal_record *r);
     /* Encode the current state (called on the shard thread). */
     int (*encode)(void *arg, nx_buf *out);
+    /* Optional incremental encoding (both or neither): begin captures the
+     * state of this instant while the owner keeps changing it; each step,
+     * called from nx_store_tick, encodes about max_bytes more and sets
+     * *done with the whole encoding in *out. Without them a snapshot is one
+     * encode call (the stall). */
+    int (*encode_begin)(void *arg, size_t size_hint);
+    int (*encode_step)(void *arg, size_t max_bytes, nx_buf *out, bool *done);
+    void (*encode_abort)(void *arg); /* drop an unfinished one (store closed) */
     void *arg;
 } nx_store_ops;
 
@@ -71,7 +79,10 @@ typedef struct nx_store_stats {
     uint64_t snapshots;        /* written since open */
     uint64_t snapshot_failures;
     uint64_t last_snapshot_lsn;
-    double last_encode_ms;     /* the shard-thread stall */
+    double last_encode_ms;     /* the shard-thread stall: the whole encode, or with
+                                * incremental encoding the longest step */
+    double last_encode_total_ms; /* incremental: the steps' sum (CPU on the shard) */
+    uint32_t last_encode_steps;
     double last_write_ms;      /* background: compress + write + fsync + prune */
     double last_compress_ms;
     uint64_t last_raw_bytes, last_comp_bytes;
@@ -104,6 +115,9 @@ void nx_store_request_snapshot(nx_store *st);
 int nx_store_snapshot_now(nx_store *st, bool wait);
 /* Thread-safe: number of snapshots completed (successfully) since open. */
 uint64_t nx_store_snapshots_done(const nx_store *st);
+/* True while an incremental snapshot encode is in progress (the owner
+ * should tick often: each tick encodes one step). */
+bool nx_store_encoding(const nx_store *st);
 void nx_store_get_stats(const nx_store *st, nx_store_stats *out);
 
 /* ---- offline verify (nexus admin verify) -------------------------------- */

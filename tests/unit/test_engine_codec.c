@@ -279,6 +279,78 @@ static void test_engine_pending_roundtrip(void **st)
     nx_engine_destroy(a);
 }
 
+/* Incremental encoding: the bytes finished after many steps, while the
+ * engine kept taking events, reads, stream and tenant deletes and new
+ * tenants, decode to exactly the state of the begin instant (the same state
+ * a one-shot encode taken at begin decodes to). */
+static void test_engine_incremental_encode(void **st)
+{
+    (void)st;
+    for (int round = 0; round < 3; round++) {
+        rng_state = 5000 + (uint64_t)round;
+        nx_engine *a;
+        assert_int_equal(nx_engine_create(NULL, &a), 0);
+        int64_t now = T0;
+        drive(a, 900 + (uint64_t)round, 4000 * scale(), &now);
+        nx_buf at_begin = {0};
+        assert_int_equal(nx_engine_encode(a, &at_begin), 0);
+        int64_t begin_now = now;
+        assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+        assert_true(nx_engine_encoding(a));
+        assert_int_equal(nx_engine_encode_begin(a, 0), NX_EEXIST);
+        nx_buf inc = {0};
+        bool done = false;
+        int steps = 0;
+        for (int k = 0; !done; k++) {
+            /* mutate between steps: events and reads on random streams */
+            drive(a, 7000 + (uint64_t)(round * 1000 + k), 40, &now);
+            if (k == 0) /* all its streams still due */
+                assert_int_equal(nx_engine_tenant_delete(a, "t2", 2), 0);
+            if (k == 1) {
+                nx_tenant *t = nx_engine_tenant_find(a, "t1", 2);
+                assert_non_null(t);
+                assert_int_equal(nx_tenant_stream_delete(t, "m11|k:v", 7), 0);
+            }
+            if (k == 2) {
+                nx_tenant *t;
+                nx_stream *s;
+                assert_int_equal(nx_engine_tenant(a, "late-newcomer", 13, &t), 0);
+                assert_int_equal(nx_tenant_stream(t, "x", 1, NX_TYPE_COUNTER, &s), 0);
+            }
+            assert_int_equal(nx_engine_encode_step(a, 2048, &inc, &done), 0);
+            steps++;
+            assert_true(steps < 100000);
+        }
+        assert_false(nx_engine_encoding(a));
+        assert_true(steps > 3); /* really incremental */
+        nx_engine *from_inc = NULL, *from_begin = NULL;
+        assert_int_equal(nx_engine_decode(NULL, inc.data, inc.len, &from_inc), 0);
+        assert_int_equal(nx_engine_decode(NULL, at_begin.data, at_begin.len, &from_begin), 0);
+        assert_null(nx_engine_tenant_find(from_inc, "late-newcomer", 13));
+        engines_equal(from_begin, from_inc, begin_now + 1000);
+        engines_equal(from_inc, from_begin, begin_now + 1000);
+        /* a one-step encode right away equals a one-shot encode */
+        nx_buf one = {0}, again = {0};
+        assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+        assert_int_equal(nx_engine_encode_step(a, SIZE_MAX, &one, &done), 0);
+        assert_true(done);
+        assert_int_equal(nx_engine_encode(a, &again), 0);
+        assert_int_equal(one.len, again.len);
+        assert_memory_equal(one.data, again.data, one.len);
+        /* abort leaves the engine able to begin again */
+        assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+        nx_engine_encode_abort(a);
+        assert_false(nx_engine_encoding(a));
+        nx_buf_free(&one);
+        nx_buf_free(&again);
+        nx_buf_free(&inc);
+        nx_buf_free(&at_begin);
+        nx_engine_destroy(from_inc);
+        nx_engine_destroy(from_begin);
+        nx_engine_destroy(a);
+    }
+}
+
 static void test_engine_corrupt(void **st)
 {
     (void)st;
@@ -412,6 +484,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_roundtrip),
         cmocka_unit_test(test_engine_pending_roundtrip),
+        cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_corrupt),
         cmocka_unit_test(test_summary_roundtrip),
     };

@@ -291,7 +291,7 @@ static void test_store_fallback(void **state)
     (void)state;
     char *dir = ts_tmpdir("store");
     toy *t = calloc(1, sizeof *t);
-    nx_store_ops ops = {toy_load, toy_apply, toy_encode, t};
+    nx_store_ops ops = {.load = toy_load, .apply = toy_apply, .encode = toy_encode, .arg = t};
     nx_store_options o = toy_opts(dir);
     nx_store *st;
     nx_store_recovery rep;
@@ -373,7 +373,7 @@ static void test_store_tick_policy(void **state)
     (void)state;
     char *dir = ts_tmpdir("store");
     toy *t = calloc(1, sizeof *t);
-    nx_store_ops ops = {toy_load, toy_apply, toy_encode, t};
+    nx_store_ops ops = {.load = toy_load, .apply = toy_apply, .encode = toy_encode, .arg = t};
     nx_store_options o = toy_opts(dir);
     o.snapshot_interval_ms = 1000;
     nx_store *st;
@@ -422,7 +422,7 @@ static void test_store_wal_budget_follows_state(void **state)
     (void)state;
     char *dir = ts_tmpdir("store");
     toy *t = calloc(1, sizeof *t);
-    nx_store_ops ops = {toy_load, toy_apply, toy_encode, t};
+    nx_store_ops ops = {.load = toy_load, .apply = toy_apply, .encode = toy_encode, .arg = t};
     nx_store_options o = toy_opts(dir);
     o.snapshot_interval_ms = 3600 * 1000;
     o.snapshot_wal_bytes = 1;

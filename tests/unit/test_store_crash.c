@@ -95,7 +95,7 @@ static int64_t now_ms(void)
 static void child(const char *dir, int wfd)
 {
     toy *t = calloc(1, sizeof *t);
-    nx_store_ops ops = {toy_load, toy_apply, toy_encode, t};
+    nx_store_ops ops = {.load = toy_load, .apply = toy_apply, .encode = toy_encode, .arg = t};
     nx_store_options o = opts(dir);
     nx_store *st;
     if (!t || nx_store_open(&o, &ops, NULL, &st) != 0)
@@ -159,7 +159,7 @@ static void test_kill9_cycles(void **state)
             fail_msg("child exited by itself (status %d): out of ids or an error", status);
 
         memset(t, 0, sizeof *t);
-        nx_store_ops ops = {toy_load, toy_apply, toy_encode, t};
+        nx_store_ops ops = {.load = toy_load, .apply = toy_apply, .encode = toy_encode, .arg = t};
         nx_store_options o = opts(dir);
         nx_store *st;
         nx_store_recovery rep;
