@@ -165,7 +165,12 @@ const uint8_t *nx_rbuf_bytes(nx_rbuf *r, size_t *n, size_t max)
 
 uint32_t nx_crc32(const void *p, size_t n)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
+    return nx_crc32_more((uint32_t)crc32(0L, Z_NULL, 0), p, n);
+}
+
+uint32_t nx_crc32_more(uint32_t crc0, const void *p, size_t n)
+{
+    uLong crc = crc0;
     const Bytef *b = p;
     while (n > 0) { /* zlib takes uInt lengths */
         uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
@@ -189,9 +194,14 @@ int nx_frame_begin(nx_buf *b, uint32_t magic, uint8_t version, size_t *start)
 
 int nx_frame_end(nx_buf *b, size_t start)
 {
-    if (start > b->len || b->len - start < 5)
+    return nx_frame_end_from(b, start, nx_crc32(NULL, 0), start);
+}
+
+int nx_frame_end_from(nx_buf *b, size_t start, uint32_t crc, size_t upto)
+{
+    if (start > b->len || b->len - start < 5 || upto < start || upto > b->len)
         return NX_EINVAL;
-    return nx_buf_u32(b, nx_crc32(b->data + start, b->len - start));
+    return nx_buf_u32(b, nx_crc32_more(crc, b->data + upto, b->len - upto));
 }
 
 int nx_frame_open(const uint8_t *p, size_t n, uint32_t magic, uint8_t version, nx_rbuf *payload)

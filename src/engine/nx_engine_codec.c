@@ -195,6 +195,8 @@ int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
     sn->epoch++; /* every existing stream now differs: due */
     sn->due = total;
     sn->cur_t = sn->cur_s = 0;
+    sn->crc = nx_crc32(NULL, 0);
+    sn->crc_upto = sn->frame_start;
     sn->emitted = 0;
     sn->err = 0;
     sn->active = true;
@@ -248,10 +250,14 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
         }
     }
     int rc = sn->err;
+    /* checksum what was added since the last step (steps and copy-on-write
+     * encodes only append), so the last step does not read it all */
+    sn->crc = nx_crc32_more(sn->crc, sn->buf.data + sn->crc_upto, sn->buf.len - sn->crc_upto);
+    sn->crc_upto = sn->buf.len;
     if (rc == 0 && sn->due > 0)
         return 0; /* more steps */
     if (rc == 0)
-        rc = nx_frame_end(&sn->buf, sn->frame_start);
+        rc = nx_frame_end_from(&sn->buf, sn->frame_start, sn->crc, sn->crc_upto);
     sn->active = false;
     if (rc) {
         nx_buf_free(&sn->buf);

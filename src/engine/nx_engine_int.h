@@ -120,6 +120,8 @@ typedef struct nx_engine_snap {
     uint32_t cur_t, cur_s;
     uint64_t emitted;    /* streams encoded since the cursor last wrapped */
     size_t frame_start;
+    uint32_t crc;        /* CRC of buf[frame_start, crc_upto): kept up per step */
+    size_t crc_upto;
     nx_buf buf;
 } nx_engine_snap;
 
