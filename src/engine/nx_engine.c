@@ -111,11 +111,11 @@ static uint32_t table_probe(const nx_table *tb, uint64_t h, const char *key, siz
 {
     uint32_t mask = tb->cap - 1, i = (uint32_t)h & mask;
     for (;;) {
-        if (!tb->ptr[i]) {
+        if (!tb->slot[i].ptr) {
             *found = false;
             return i;
         }
-        if (tb->hash[i] == h && eq(tb->ptr[i], key, len)) {
+        if (tb->slot[i].hash == h && eq(tb->slot[i].ptr, key, len)) {
             *found = true;
             return i;
         }
@@ -126,26 +126,19 @@ static uint32_t table_probe(const nx_table *tb, uint64_t h, const char *key, siz
 static int table_grow(nx_table *tb)
 {
     uint32_t ncap = tb->cap ? tb->cap * 2 : 8;
-    uint64_t *nh = calloc(ncap, sizeof(uint64_t));
-    void **np = calloc(ncap, sizeof(void *));
-    if (!nh || !np) {
-        free(nh);
-        free(np);
+    nx_table_slot *ns = calloc(ncap, sizeof(*ns));
+    if (!ns)
         return NX_ENOMEM;
-    }
     for (uint32_t i = 0; i < tb->cap; i++) {
-        if (!tb->ptr[i])
+        if (!tb->slot[i].ptr)
             continue;
-        uint32_t j = (uint32_t)tb->hash[i] & (ncap - 1);
-        while (np[j])
+        uint32_t j = (uint32_t)tb->slot[i].hash & (ncap - 1);
+        while (ns[j].ptr)
             j = (j + 1) & (ncap - 1);
-        nh[j] = tb->hash[i];
-        np[j] = tb->ptr[i];
+        ns[j] = tb->slot[i];
     }
-    free(tb->hash);
-    free(tb->ptr);
-    tb->hash = nh;
-    tb->ptr = np;
+    free(tb->slot);
+    tb->slot = ns;
     tb->cap = ncap;
     return 0;
 }
@@ -162,19 +155,19 @@ static int table_reserve(nx_table *tb)
 static void table_remove_at(nx_table *tb, uint32_t i)
 {
     uint32_t mask = tb->cap - 1, j = i;
-    tb->ptr[i] = NULL;
+    tb->slot[i].ptr = NULL;
     for (;;) {
         j = (j + 1) & mask;
-        if (!tb->ptr[j])
+        if (!tb->slot[j].ptr)
             break;
-        uint32_t home = (uint32_t)tb->hash[j] & mask;
+        uint32_t home = (uint32_t)tb->slot[j].hash & mask;
         /* can entry j move to the hole at i? yes unless home lies in (i, j] */
         bool stay = (i <= j) ? (home > i && home <= j) : (home > i || home <= j);
         if (stay)
             continue;
-        tb->hash[i] = tb->hash[j];
-        tb->ptr[i] = tb->ptr[j];
-        tb->ptr[j] = NULL;
+        tb->slot[i].hash = tb->slot[j].hash;
+        tb->slot[i].ptr = tb->slot[j].ptr;
+        tb->slot[j].ptr = NULL;
         i = j;
     }
     tb->count--;
@@ -182,8 +175,7 @@ static void table_remove_at(nx_table *tb, uint32_t i)
 
 static void table_free(nx_table *tb)
 {
-    free(tb->hash);
-    free(tb->ptr);
+    free(tb->slot);
     memset(tb, 0, sizeof(*tb));
 }
 
@@ -215,8 +207,8 @@ static void stream_destroy(nx_engine *e, nx_stream *s);
 static void tenant_destroy(nx_tenant *t)
 {
     for (uint32_t i = 0; i < t->streams.cap; i++)
-        if (t->streams.ptr[i])
-            stream_destroy(t->eng, t->streams.ptr[i]);
+        if (t->streams.slot[i].ptr)
+            stream_destroy(t->eng, t->streams.slot[i].ptr);
     table_free(&t->streams);
     free(t);
 }
@@ -226,8 +218,8 @@ void nx_engine_destroy(nx_engine *e)
     if (!e)
         return;
     for (uint32_t i = 0; i < e->tenants.cap; i++)
-        if (e->tenants.ptr[i])
-            tenant_destroy(e->tenants.ptr[i]);
+        if (e->tenants.slot[i].ptr)
+            tenant_destroy(e->tenants.slot[i].ptr);
     table_free(&e->tenants);
     nx_engine_encode_abort(e);
     free(e);
@@ -262,7 +254,7 @@ nx_tenant *nx_engine_tenant_find(nx_engine *e, const char *id, size_t id_len)
         return NULL;
     bool found;
     uint32_t i = table_probe(&e->tenants, nx_hash_bytes(id, id_len), id, id_len, tenant_eq, &found);
-    return found ? e->tenants.ptr[i] : NULL;
+    return found ? e->tenants.slot[i].ptr : NULL;
 }
 
 int nx_engine_tenant(nx_engine *e, const char *id, size_t id_len, nx_tenant **out)
@@ -282,6 +274,8 @@ int nx_engine_tenant(nx_engine *e, const char *id, size_t id_len, nx_tenant **ou
     t->eng = e;
     t->late_ms = (int64_t)e->cfg.late_tolerance_s * 1000;
     t->future_ms = (int64_t)e->cfg.future_tolerance_s * 1000;
+    t->snap_active = e->snap.active; /* its streams are all new: never due */
+    t->snap_epoch = e->snap.epoch;
     t->max_streams = e->cfg.max_streams_per_tenant;
     t->max_bytes = e->cfg.max_bytes_per_tenant;
     t->hash = nx_hash_bytes(id, id_len);
@@ -291,8 +285,8 @@ int nx_engine_tenant(nx_engine *e, const char *id, size_t id_len, nx_tenant **ou
     bool found;
     uint32_t i = table_probe(&e->tenants, t->hash, id, id_len, tenant_eq, &found);
     assert(!found);
-    e->tenants.hash[i] = t->hash;
-    e->tenants.ptr[i] = t;
+    e->tenants.slot[i].hash = t->hash;
+    e->tenants.slot[i].ptr = t;
     e->tenants.count++;
     *out = t;
     return 0;
@@ -306,10 +300,10 @@ int nx_engine_tenant_delete(nx_engine *e, const char *id, size_t id_len)
     uint32_t i = table_probe(&e->tenants, nx_hash_bytes(id, id_len), id, id_len, tenant_eq, &found);
     if (!found)
         return NX_ENOENT;
-    nx_tenant *t = e->tenants.ptr[i];
+    nx_tenant *t = e->tenants.slot[i].ptr;
     for (uint32_t k = 0; k < t->streams.cap; k++)
-        if (t->streams.ptr[k])
-            nx_snap_touch(t->streams.ptr[k]);
+        if (t->streams.slot[k].ptr)
+            nx_snap_touch(t->streams.slot[k].ptr);
     table_remove_at(&e->tenants, i);
     tenant_destroy(t);
     return 0;
@@ -318,7 +312,7 @@ int nx_engine_tenant_delete(nx_engine *e, const char *id, size_t id_len)
 void nx_engine_foreach_tenant(nx_engine *e, int (*fn)(nx_tenant *t, void *arg), void *arg)
 {
     for (uint32_t i = 0; i < e->tenants.cap; i++)
-        if (e->tenants.ptr[i] && fn(e->tenants.ptr[i], arg))
+        if (e->tenants.slot[i].ptr && fn(e->tenants.slot[i].ptr, arg))
             return;
 }
 
@@ -331,7 +325,7 @@ uint64_t nx_engine_bytes(const nx_engine *e)
 {
     uint64_t b = sizeof(*e) + (uint64_t)e->tenants.cap * (sizeof(uint64_t) + sizeof(void *));
     for (uint32_t i = 0; i < e->tenants.cap; i++) {
-        const nx_tenant *t = e->tenants.ptr[i];
+        const nx_tenant *t = e->tenants.slot[i].ptr;
         if (t)
             b += sizeof(*t) + t->st.bytes +
                  (uint64_t)t->streams.cap * (sizeof(uint64_t) + sizeof(void *)) -
@@ -352,8 +346,8 @@ void nx_tenant_get_stats(const nx_tenant *t, nx_tenant_stats *out)
     *out = t->st;
     out->streams = t->streams.count;
     for (uint32_t i = 0; i < t->streams.cap; i++)
-        if (t->streams.ptr[i])
-            out->events += ((const nx_stream *)t->streams.ptr[i])->events;
+        if (t->streams.slot[i].ptr)
+            out->events += ((const nx_stream *)t->streams.slot[i].ptr)->events;
 }
 
 void nx_tenant_set_limits(nx_tenant *t, uint32_t max_streams, uint64_t max_bytes)
@@ -548,9 +542,6 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     s->key_len = (uint16_t)key_len;
     nx_acc_init(&s->open);
     s->tenant = t;
-    int64_t late = t->late_ms, fut = t->future_ms;
-    s->late_ms = (int32_t)(late > NX_TOLERANCE_MS_MAX ? NX_TOLERANCE_MS_MAX : late);
-    s->future_ms = (int32_t)(fut > NX_TOLERANCE_MS_MAX ? NX_TOLERANCE_MS_MAX : fut);
     s->events = 0;
     s->max_now_ms = INT64_MIN;
     s->last_update_ms = 0;
@@ -569,8 +560,8 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
         free(s);
         return NX_EEXIST;
     }
-    t->streams.hash[i] = s->hash;
-    t->streams.ptr[i] = s;
+    t->streams.slot[i].hash = s->hash;
+    t->streams.slot[i].ptr = s;
     t->streams.count++;
     s->bytes = 0;
     nx_stream_account(s);
@@ -585,7 +576,7 @@ nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
     bool found;
     uint32_t i = table_probe(&t->streams, nx_hash_bytes(key, key_len), key, key_len, stream_eq,
                              &found);
-    return found ? t->streams.ptr[i] : NULL;
+    return found ? t->streams.slot[i].ptr : NULL;
 }
 
 int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
@@ -620,7 +611,7 @@ int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len)
                              &found);
     if (!found)
         return NX_ENOENT;
-    nx_stream *s = t->streams.ptr[i];
+    nx_stream *s = t->streams.slot[i].ptr;
     nx_snap_touch(s);
     table_remove_at(&t->streams, i);
     t->st.bytes -= s->bytes;
@@ -632,7 +623,7 @@ int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len)
 void nx_tenant_foreach_stream(nx_tenant *t, int (*fn)(nx_stream *s, void *arg), void *arg)
 {
     for (uint32_t i = 0; i < t->streams.cap; i++)
-        if (t->streams.ptr[i] && fn(t->streams.ptr[i], arg))
+        if (t->streams.slot[i].ptr && fn(t->streams.slot[i].ptr, arg))
             return;
 }
 
@@ -822,11 +813,12 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     else
         s->max_now_ms = now_ms;
     int64_t ts = u->ts_ms ? u->ts_ms : now_ms;
-    if (UNLIKELY(ts < now_ms - s->late_ms)) {
+    const nx_tenant *tn = s->tenant;
+    if (UNLIKELY(ts < now_ms - tn->late_ms)) {
         s->tenant->st.rejected_late++;
         return NX_ETOOLATE;
     }
-    if (UNLIKELY(ts > now_ms + s->future_ms)) {
+    if (UNLIKELY(ts > now_ms + tn->future_ms)) {
         s->tenant->st.rejected_future++;
         return NX_EFUTURE;
     }

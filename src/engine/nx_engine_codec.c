@@ -136,7 +136,7 @@ static int head_encode(const nx_engine *e, nx_buf *out, size_t *start)
         return rc;
     uint64_t total = 0;
     for (uint32_t i = 0; i < e->tenants.cap; i++) {
-        const nx_tenant *t = e->tenants.ptr[i];
+        const nx_tenant *t = e->tenants.slot[i].ptr;
         if (!t)
             continue;
         if ((rc = tenant_header_encode(t, out)))
@@ -152,12 +152,12 @@ int nx_engine_encode(const nx_engine *e, nx_buf *out)
     int rc = head_encode(e, out, &start);
     uint64_t idx = 0;
     for (uint32_t i = 0; rc == 0 && i < e->tenants.cap; i++) {
-        const nx_tenant *t = e->tenants.ptr[i];
+        const nx_tenant *t = e->tenants.slot[i].ptr;
         if (!t)
             continue;
         for (uint32_t k = 0; rc == 0 && k < t->streams.cap; k++)
-            if (t->streams.ptr[k] && !(rc = nx_buf_uvar(out, idx)))
-                rc = stream_encode(e, t->streams.ptr[k], out);
+            if (t->streams.slot[k].ptr && !(rc = nx_buf_uvar(out, idx)))
+                rc = stream_encode(e, t->streams.slot[k].ptr, out);
         idx++;
     }
     if (rc == 0)
@@ -168,6 +168,14 @@ int nx_engine_encode(const nx_engine *e, nx_buf *out)
 }
 
 /* ---- incremental encoding (see nx_engine_snap in nx_engine_int.h) ---------- */
+
+/* The end of a snapshot: tenants stop checking their streams. */
+static void snap_flags_off(nx_engine *e)
+{
+    for (uint32_t i = 0; i < e->tenants.cap; i++)
+        if (e->tenants.slot[i].ptr)
+            ((nx_tenant *)e->tenants.slot[i].ptr)->snap_active = 0;
+}
 
 int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
 {
@@ -184,15 +192,17 @@ int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
     }
     uint32_t idx = 0;
     uint64_t total = 0;
+    sn->epoch++; /* every existing stream now differs: due */
     for (uint32_t i = 0; i < e->tenants.cap; i++) {
-        nx_tenant *t = e->tenants.ptr[i];
+        nx_tenant *t = e->tenants.slot[i].ptr;
         if (!t)
             continue;
         t->snap_idx = idx++;
+        t->snap_active = 1;
+        t->snap_epoch = sn->epoch;
         total += t->streams.count;
     }
     sn->buf = b;
-    sn->epoch++; /* every existing stream now differs: due */
     sn->due = total;
     sn->cur_t = sn->cur_s = 0;
     sn->crc = nx_crc32(NULL, 0);
@@ -236,13 +246,13 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
             sn->cur_t = sn->cur_s = 0;
             continue;
         }
-        nx_tenant *t = e->tenants.ptr[sn->cur_t];
+        nx_tenant *t = e->tenants.slot[sn->cur_t].ptr;
         if (!t || sn->cur_s >= t->streams.cap) {
             sn->cur_t++;
             sn->cur_s = 0;
             continue;
         }
-        nx_stream *s = t->streams.ptr[sn->cur_s++];
+        nx_stream *s = t->streams.slot[sn->cur_s++].ptr;
         if (s && s->snap_epoch != sn->epoch) {
             nx_engine_snap_emit(e, s);
             if (sn->buf.len - from >= max_bytes)
@@ -250,6 +260,8 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
         }
     }
     int rc = sn->err;
+    if (rc || sn->due == 0)
+        snap_flags_off(e);
     /* checksum what was added since the last step (steps and copy-on-write
      * encodes only append), so the last step does not read it all */
     sn->crc = nx_crc32_more(sn->crc, sn->buf.data + sn->crc_upto, sn->buf.len - sn->crc_upto);
@@ -271,6 +283,8 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
 
 void nx_engine_encode_abort(nx_engine *e)
 {
+    if (e->snap.active)
+        snap_flags_off(e);
     nx_buf_free(&e->snap.buf);
     memset(&e->snap.buf, 0, sizeof(e->snap.buf));
     e->snap.active = false;

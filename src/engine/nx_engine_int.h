@@ -5,10 +5,11 @@
  *
  * Layout choices (see docs/engine.md):
  *  - tables are open-addressing, linear probing, power-of-two capacity, load
- *    <= 3/4, deletion by backward shift (no tombstones); each table keeps two
- *    parallel arrays, the 64-bit XXH3 hashes and the object pointers, so a
- *    probe compares hashes in one cache line and touches an object only on a
- *    hash hit; the key bytes live inside the object.
+ *    <= 3/4, deletion by backward shift (no tombstones); a slot is the 64-bit
+ *    XXH3 hash and the object pointer side by side (16 bytes), so a lookup
+ *    misses on one line for both (two parallel arrays cost two misses on
+ *    the random-access ingest path) and touches an object only on a hash
+ *    hit; the key bytes live inside the object.
  *  - a stream's first 64 bytes hold what an event of the open second touches
  *    (clock, type, the open bucket's moments); the stream is 64-byte aligned.
  *  - windows and tiers hang off `hist`, allocated at the first bucket close
@@ -32,11 +33,14 @@
 
 #define NX_TENANT_ID_MAX 64
 #define NX_STREAM_KEY_MAX 65535
-#define NX_TOLERANCE_MS_MAX 2000000000 /* tolerances are kept in int32 ms */
+
+typedef struct nx_table_slot {
+    uint64_t hash;
+    void *ptr;    /* NULL: empty */
+} nx_table_slot;
 
 typedef struct nx_table {
-    uint64_t *hash;
-    void **ptr;
+    nx_table_slot *slot;
     uint32_t cap; /* 0 or a power of two */
     uint32_t count;
 } nx_table;
@@ -47,20 +51,18 @@ struct nx_stream {
     uint8_t type;        /* nx_type */
     uint8_t pad0;
     uint16_t key_len;
-    uint32_t pad1;
+    uint32_t snap_epoch; /* != its tenant's snap_epoch while a snapshot is being
+                          * encoded: still due in it (nx_engine_snap) */
     nx_acc open;         /* the open one-second bucket (moments at offset 16) */
     /* ---- cache line 1: the rest of what every event touches ---- */
     int64_t max_now_ms;  /* newest now_ms seen (time never goes backwards) */
     int64_t last_update_ms;
     int64_t first_ts;    /* oldest accepted event time, 0 if none */
     uint64_t events;     /* accepted events (the tenant's stat sums these) */
-    int32_t late_ms;     /* copies of the engine's tolerances: no tenant */
-    int32_t future_ms;   /* or engine access on the fast path */
-    uint32_t snap_epoch; /* != the engine's snapshot epoch: still due in the
-                          * snapshot being encoded (nx_engine_snap) */
-    uint32_t pad2;
+    nx_tenant *tenant;   /* every event reads its first line: tolerances and
+                          * the snapshot flag (in cache on the ingest path,
+                          * which has just looked the tenant up) */
     /* ---- cold ---- */
-    nx_tenant *tenant;
     double last;         /* gauges */
     int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
     nx_acc all;          /* all-time, closed buckets and late events */
@@ -83,9 +85,12 @@ typedef struct nx_pending {
 } nx_pending;
 
 struct nx_tenant {
+    /* ---- first line: what every event of the tenant reads ---- */
     nx_engine *eng;
-    uint32_t snap_idx;   /* position in the header list of the snapshot being encoded */
     int64_t late_ms, future_ms;
+    uint8_t snap_active; /* a snapshot is being encoded (copy of the engine's) */
+    uint32_t snap_epoch; /* ... and its epoch */
+    uint32_t snap_idx;   /* position in the header list of that snapshot */
     nx_tenant_stats st;  /* .events: events of deleted streams; .streams unused */
     uint32_t max_streams;
     uint64_t max_bytes;
@@ -134,12 +139,14 @@ struct nx_engine {
 
 /* Encodes a due stream into the snapshot in progress (nx_engine_codec.c). */
 void nx_engine_snap_emit(nx_engine *e, nx_stream *s);
-/* Call before changing anything a snapshot encodes of s. */
+/* Call before changing anything a snapshot encodes of s. Reads the
+ * tenant's copy of the flag: one line the ingest path has in cache, where
+ * the engine's would be two more dependent loads per event. */
 static inline void nx_snap_touch(nx_stream *s)
 {
-    nx_engine *e = s->tenant->eng;
-    if (__builtin_expect(e->snap.active, 0) && s->snap_epoch != e->snap.epoch)
-        nx_engine_snap_emit(e, s);
+    nx_tenant *t = s->tenant;
+    if (__builtin_expect(t->snap_active, 0) && s->snap_epoch != t->snap_epoch)
+        nx_engine_snap_emit(t->eng, s);
 }
 
 static inline nx_tier *nx_stream_tiers(const nx_engine *e, const nx_stream *s)
