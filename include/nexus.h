@@ -119,6 +119,16 @@ int nx_engine_create(const nx_engine_config *cfg, nx_engine **out);
 void nx_engine_destroy(nx_engine *e);
 const nx_engine_config *nx_engine_config_of(const nx_engine *e);
 
+/* Calls fn(arg, id, id_len) for every tenant now and for each one created
+ * later (one hook per engine; fn NULL removes it). For owners that index
+ * tenants outside the engine, e.g. nexusd's per-shard tenant filter, which
+ * lets a point query skip the shards that never saw its tenant.
+ * nx_engine_inherit_hook gives dst src's hook (and calls it for dst's
+ * tenants): for an engine that replaces another (snapshot recovery). */
+void nx_engine_on_tenant(nx_engine *e, void (*fn)(void *arg, const char *id, size_t id_len),
+                         void *arg);
+void nx_engine_inherit_hook(nx_engine *dst, const nx_engine *src);
+
 /* Finds the tenant with this id, creating it if absent. */
 int nx_engine_tenant(nx_engine *e, const char *id, size_t id_len, nx_tenant **out);
 /* Finds a tenant; NULL if absent. */

@@ -288,8 +288,29 @@ int nx_engine_tenant(nx_engine *e, const char *id, size_t id_len, nx_tenant **ou
     e->tenants.slot[i].hash = t->hash;
     e->tenants.slot[i].ptr = t;
     e->tenants.count++;
+    if (e->on_tenant)
+        e->on_tenant(e->on_tenant_arg, t->id, t->id_len);
     *out = t;
     return 0;
+}
+
+void nx_engine_on_tenant(nx_engine *e, void (*fn)(void *arg, const char *id, size_t id_len),
+                         void *arg)
+{
+    e->on_tenant = fn;
+    e->on_tenant_arg = arg;
+    if (!fn)
+        return;
+    for (uint32_t i = 0; i < e->tenants.cap; i++) {
+        const nx_tenant *t = e->tenants.slot[i].ptr;
+        if (t)
+            fn(arg, t->id, t->id_len);
+    }
+}
+
+void nx_engine_inherit_hook(nx_engine *dst, const nx_engine *src)
+{
+    nx_engine_on_tenant(dst, src->on_tenant, src->on_tenant_arg);
 }
 
 int nx_engine_tenant_delete(nx_engine *e, const char *id, size_t id_len)

@@ -135,6 +135,8 @@ struct nx_engine {
     nx_acc_params ap;
     nx_table tenants;
     nx_engine_snap snap;
+    void (*on_tenant)(void *arg, const char *id, size_t id_len);
+    void *on_tenant_arg;
 };
 
 /* Encodes a due stream into the snapshot in progress (nx_engine_codec.c). */

@@ -82,6 +82,7 @@ static int ops_load(void *arg, const uint8_t *raw, size_t n, uint64_t lsn)
     int rc = nx_engine_decode(d->ecfg, raw, n, &e);
     if (rc)
         return rc; /* state unchanged: the store tries an older snapshot */
+    nx_engine_inherit_hook(e, *d->engine);
     nx_engine_destroy(*d->engine);
     *d->engine = e;
     d->ap->engine = e;

@@ -219,16 +219,44 @@ static nx_shard_msg *msgs_new(nx_server *s, int kind, int64_t now)
     return m;
 }
 
-static void fan_out(nx_server *s, nx_shard_msg *m)
+/* Posts m[i] to every shard i with sel[i] (sel NULL: all) and waits for
+ * their answers; unselected messages stay as msgs_new left them (not
+ * found, rc 0). */
+static void fan_out_to(nx_server *s, nx_shard_msg *m, const bool *sel)
 {
+    int k = 0;
+    for (int i = 0; i < s->n; i++)
+        k += !sel || sel[i];
+    if (k == 0)
+        return;
     nx_waiter w;
-    nx_waiter_init(&w, s->n);
+    nx_waiter_init(&w, k);
     for (int i = 0; i < s->n; i++) {
+        if (sel && !sel[i])
+            continue;
         m[i].waiter = &w;
         nx_shard_post(s->shards[i], &m[i]);
     }
     nx_waiter_wait(&w);
     nx_waiter_destroy(&w);
+}
+
+static void fan_out(nx_server *s, nx_shard_msg *m)
+{
+    fan_out_to(s, m, NULL);
+}
+
+/* A query about one tenant asks only the shards whose tenant filter says
+ * they may hold it (with tenant-steered ingest, usually one): on a shard
+ * that never saw the tenant the answer is "not found" anyway, and each
+ * shard asked costs a wakeup and a mailbox round trip. */
+static void fan_out_tenant(nx_server *s, nx_shard_msg *m, const char *tenant)
+{
+    bool sel[NX_SHARDS_MAX];
+    size_t len = strlen(tenant);
+    for (int i = 0; i < s->n; i++)
+        sel[i] = nx_shard_may_have_tenant(s->shards[i], tenant, len);
+    fan_out_to(s, m, sel);
 }
 
 /*
@@ -366,7 +394,7 @@ int nx_server_summary(nx_server *s, const char *tenant, const char *key, size_t 
         m[i].key_len = key_len;
         m[i].window_s = window_s;
     }
-    fan_out(s, m);
+    fan_out_tenant(s, m, tenant);
     int rc = NX_ENOENT, found = 0, type_clash = 0;
     for (int i = 0; i < s->n; i++) {
         if (m[i].rc && rc == NX_ENOENT)
@@ -415,7 +443,7 @@ int nx_server_streams(nx_server *s, const char *tenant, const char *prefix, int 
         m[i].with_counts = with_counts;
         m[i].window_s = window_s;
     }
-    fan_out(s, m);
+    fan_out_tenant(s, m, tenant);
     void *parts[NX_SHARDS_MAX];
     size_t counts[NX_SHARDS_MAX];
     int rcs[NX_SHARDS_MAX];
@@ -472,7 +500,7 @@ int nx_server_series(nx_server *s, const char *tenant, const char *key, size_t k
         m[i].to_ms = to_ms;
         m[i].step_s = step_s;
     }
-    fan_out(s, m);
+    fan_out_tenant(s, m, tenant);
     size_t total = 0;
     int rc = 0, found = 0;
     for (int i = 0; i < s->n; i++) {

@@ -20,6 +20,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdatomic.h>
+#include <xxhash.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +48,15 @@ typedef struct conn {
     char *buf;
 } conn;
 
+#define NX_TENANT_BITS (1u << 16)
+
+static void tenant_seen(void *arg, const char *id, size_t len);
+
 struct nx_shard {
     int id;
     const nx_config *cfg;
     nx_engine *engine;
+    _Atomic uint64_t tenant_bits[NX_TENANT_BITS / 64]; /* nx_shard_may_have_tenant */
     nx_applier ap;
     nx_durable *dur;    /* WAL + snapshots (nx_durable.h) */
     pthread_t thr;
@@ -195,6 +202,7 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
     int rc = nx_engine_create(&cfg->engine, &sh->engine);
     if (rc)
         goto fail;
+    nx_engine_on_tenant(sh->engine, tenant_seen, sh);
     rc = nx_applier_init(&sh->ap, sh->engine, &cfg->limits);
     if (rc)
         goto fail;
@@ -291,6 +299,28 @@ void nx_shard_post(nx_shard *sh, nx_shard_msg *m)
 const nx_shard_stats *nx_shard_get_stats(const nx_shard *sh)
 {
     return &sh->st;
+}
+
+static inline uint32_t tenant_bit(const char *id, size_t len)
+{
+    return (uint32_t)XXH3_64bits(id, len) & (NX_TENANT_BITS - 1);
+}
+
+/* Engine hook: runs on the shard thread before the new tenant's first event
+ * is applied; release, so a query thread that learns of that event (an
+ * ingest ack) and then loads the word with acquire sees the bit. */
+static void tenant_seen(void *arg, const char *id, size_t len)
+{
+    nx_shard *sh = arg;
+    uint32_t b = tenant_bit(id, len);
+    atomic_fetch_or_explicit(&sh->tenant_bits[b / 64], 1ull << (b % 64), memory_order_release);
+}
+
+bool nx_shard_may_have_tenant(const nx_shard *sh, const char *id, size_t id_len)
+{
+    uint32_t b = tenant_bit(id, id_len);
+    uint64_t w = atomic_load_explicit(&((nx_shard *)sh)->tenant_bits[b / 64], memory_order_acquire);
+    return (w >> (b % 64)) & 1;
 }
 
 int nx_shard_id(const nx_shard *sh)

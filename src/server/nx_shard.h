@@ -148,6 +148,12 @@ int nx_shard_set_nxb(nx_shard *sh, int udp_fd, int tcp_fd, struct nx_kstage *ks)
 void nx_shard_post(nx_shard *sh, nx_shard_msg *m);
 const nx_shard_stats *nx_shard_get_stats(const nx_shard *sh);
 int nx_shard_id(const nx_shard *sh);
+
+/* The tenant filter: false only if this shard's engine never had a tenant
+ * with this id (a bitmap of hashed ids, set by the shard before it applies
+ * the tenant's first event, never cleared; read lock-free by query threads,
+ * so point queries post only to shards that may hold the tenant). */
+bool nx_shard_may_have_tenant(const nx_shard *sh, const char *id, size_t id_len);
 /* Attaches the shard's UDF state (before start): events feed bound UDFs. */
 struct nx_udf_shard;
 void nx_shard_set_udf(nx_shard *sh, struct nx_udf_shard *u);

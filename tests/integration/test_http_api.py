@@ -32,6 +32,31 @@ class HttpApi(unittest.TestCase):
             self.assertEqual(self.d.summary("h1.ryw")["sum"], i)
             self.assertEqual(self.d.summary("h1.lat")["count"], i)
 
+    def test_point_queries_ask_only_shards_that_saw_the_tenant(self):
+        # one UDP datagram: its tenant lives on exactly one shard
+        self.d.send_udp("f1.hits:5|c|#tenant:solo1")
+        def visible():
+            st, body = self.d.get("/v1/summary", metric="f1.hits", tenant="solo1")
+            return st == 200 and body["sum"] == 5
+        nxtest.wait_for(visible, 10, what="solo1 visible")
+        def msgs():
+            return [s["messages"] for s in self.d.stats()["per_shard"]]
+        before = msgs()
+        for _ in range(20):
+            self.assertEqual(self.d.summary("f1.hits", tenant="solo1")["sum"], 5)
+        after = msgs()
+        grew = sorted(a - b for a, b in zip(after, before))
+        # the owning shard answered the 20 queries (+1 for the stats read
+        # between), the other one only the stats read
+        self.assertGreaterEqual(grew[-1], 20)
+        self.assertLessEqual(grew[0], 2)
+        # a tenant no shard has ever seen: 404 without asking anyone
+        before = msgs()
+        for _ in range(10):
+            self.d.summary("f1.hits", tenant="never-seen-tenant", expect=404)
+        after = msgs()
+        self.assertLessEqual(max(a - b for a, b in zip(after, before)), 2)
+
     def test_large_body_split_over_shards(self):
         n = 50000
         body = "".join("h2.big:%d|ms|#k:%d\n" % (i, i % 3) for i in range(n))

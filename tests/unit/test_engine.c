@@ -509,9 +509,52 @@ static void test_config(void **st)
     nx_engine_destroy(e);
 }
 
+/* The tenant hook sees every tenant once: existing ones when it is set,
+ * new ones as they are created (not on lookups), and an engine that
+ * inherits it replays its own tenants. */
+typedef struct seen {
+    int n;
+    char last[80];
+} seen;
+
+static void on_tenant(void *arg, const char *id, size_t len)
+{
+    seen *s = arg;
+    s->n++;
+    snprintf(s->last, sizeof s->last, "%.*s", (int)len, id);
+}
+
+static void test_tenant_hook(void **state)
+{
+    (void)state;
+    nx_engine *e, *f;
+    nx_tenant *t;
+    assert_int_equal(nx_engine_create(NULL, &e), 0);
+    assert_int_equal(nx_engine_tenant(e, "alpha", 5, &t), 0);
+    seen s = {0};
+    nx_engine_on_tenant(e, on_tenant, &s);
+    assert_int_equal(s.n, 1);
+    assert_string_equal(s.last, "alpha");
+    assert_int_equal(nx_engine_tenant(e, "beta", 4, &t), 0);
+    assert_int_equal(nx_engine_tenant(e, "beta", 4, &t), 0); /* found: no call */
+    assert_int_equal(s.n, 2);
+    assert_string_equal(s.last, "beta");
+    assert_int_equal(nx_engine_create(NULL, &f), 0);
+    assert_int_equal(nx_engine_tenant(f, "gamma", 5, &t), 0);
+    nx_engine_inherit_hook(f, e);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.last, "gamma");
+    nx_engine_on_tenant(e, NULL, NULL);
+    assert_int_equal(nx_engine_tenant(e, "delta", 5, &t), 0);
+    assert_int_equal(s.n, 3);
+    nx_engine_destroy(e);
+    nx_engine_destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tenant_hook),
         cmocka_unit_test(test_tenants),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_streams_types_quota),
