@@ -166,20 +166,28 @@ static void check_steered(const rx *r, const int *expect)
 
 static int have_root(void) { return geteuid() == 0; }
 
+/* Opens a group and attaches the eBPF program (mode: AUTO or EBPF); skips
+ * the test where eBPF cannot load, which as root must not happen. */
+static nx_steer *open_ebpf_or_skip(group *g, nx_steer_mode mode)
+{
+    group_open(g);
+    nx_steer *s;
+    assert_int_equal(nx_steer_attach(g->fds, NSOCK, mode, &s), 0);
+    if (nx_steer_mode_of(s) != NX_STEER_EBPF) {
+        assert_false(have_root()); /* as root the eBPF program must load */
+        nx_steer_detach(s);
+        group_close(g);
+        skip();
+    }
+    return s;
+}
+
 static void test_ebpf_steering(void **state)
 {
     (void)state;
     group g;
-    group_open(&g);
-    nx_steer *s;
-    assert_int_equal(nx_steer_attach(g.fds, NSOCK, NX_STEER_AUTO, &s), 0);
+    nx_steer *s = open_ebpf_or_skip(&g, NX_STEER_AUTO);
     printf("# steering: %s\n", nx_steer_describe(s));
-    if (nx_steer_mode_of(s) != NX_STEER_EBPF) {
-        assert_false(have_root()); /* as root the eBPF program must load */
-        nx_steer_detach(s);
-        group_close(&g);
-        skip();
-    }
     /* tenant 7 overrides its default shard (7 % 4 = 3) to shard 0 */
     assert_int_equal(nx_steer_set_tenant(s, 7, 0, NX_STEER_QUOTA_KIND_NONE, 0, 0), 0);
     assert_int_equal(nx_steer_set_tenant(s, 7, NSOCK, NX_STEER_QUOTA_KIND_NONE, 0, 0), NX_EINVAL);
@@ -235,15 +243,7 @@ static void test_ebpf_text_tenant_steering(void **state)
 {
     (void)state;
     group g;
-    group_open(&g);
-    nx_steer *s;
-    assert_int_equal(nx_steer_attach(g.fds, NSOCK, NX_STEER_AUTO, &s), 0);
-    if (nx_steer_mode_of(s) != NX_STEER_EBPF) {
-        assert_false(have_root());
-        nx_steer_detach(s);
-        group_close(&g);
-        skip();
-    }
+    nx_steer *s = open_ebpf_or_skip(&g, NX_STEER_AUTO);
     enum { TEN = 40, PER = 6 };
     int expect[TEN], used[NSOCK] = {0};
     char dg[512];
@@ -305,15 +305,7 @@ static void test_ebpf_quota(void **state)
 {
     (void)state;
     group g;
-    group_open(&g);
-    nx_steer *s;
-    assert_int_equal(nx_steer_attach(g.fds, NSOCK, NX_STEER_EBPF, &s), 0);
-    if (nx_steer_mode_of(s) != NX_STEER_EBPF) {
-        assert_false(have_root());
-        nx_steer_detach(s);
-        group_close(&g);
-        skip();
-    }
+    nx_steer *s = open_ebpf_or_skip(&g, NX_STEER_EBPF);
     /* tenant 5: 300 events burst, 1 event/s refill: exactly 30 batches of
      * 10 pass (a 10-event refill would take 10 s); tenant 8: bytes quota of
      * exactly 5 datagrams; tenant 6: no quota. */
