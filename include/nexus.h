@@ -181,18 +181,6 @@ int nx_stream_key_build(const char *name, size_t name_len, nx_tag *tags, size_t 
 int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
                      nx_stream **out);
 nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len);
-/* The same lookups in two steps, for batch ingest (DPDK style): hash every
- * key of a batch and prefetch its table slot, then look them up while the
- * slots arrive. `hash` must be nx_stream_key_hash(key, key_len). */
-uint64_t nx_stream_key_hash(const char *key, size_t key_len);
-void nx_tenant_stream_prefetch(const nx_tenant *t, uint64_t hash);
-/* Second step: once the slot is in cache, prefetch the stream it points to
- * (its hot lines and its key, which the lookup compares) if its hash
- * matches; then, after the lookup, the open bucket's sketches. */
-void nx_tenant_stream_prefetch_object(const nx_tenant *t, uint64_t hash);
-void nx_stream_prefetch_sketches(const nx_stream *s);
-int nx_tenant_stream_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t hash,
-                            nx_type type, nx_stream **out);
 /* Deletes one stream and gives its bytes back to the tenant. NX_ENOENT if absent. */
 int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len);
 /* Calls fn for each stream of the tenant; stops early when fn returns non-zero.

@@ -590,67 +590,23 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     return 0;
 }
 
-static nx_stream *stream_find_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t h)
+nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
 {
     if (t->streams.count == 0)
         return NULL;
     bool found;
-    uint32_t i = table_probe(&t->streams, h, key, key_len, stream_eq, &found);
+    uint32_t i = table_probe(&t->streams, nx_hash_bytes(key, key_len), key, key_len, stream_eq,
+                             &found);
     return found ? t->streams.slot[i].ptr : NULL;
-}
-
-nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
-{
-    return stream_find_hashed(t, key, key_len, nx_hash_bytes(key, key_len));
-}
-
-uint64_t nx_stream_key_hash(const char *key, size_t key_len)
-{
-    return nx_hash_bytes(key, key_len);
-}
-
-void nx_tenant_stream_prefetch(const nx_tenant *t, uint64_t hash)
-{
-    if (t->streams.cap)
-        __builtin_prefetch(&t->streams.slot[(uint32_t)hash & (t->streams.cap - 1)]);
-}
-
-void nx_tenant_stream_prefetch_object(const nx_tenant *t, uint64_t hash)
-{
-    if (!t->streams.cap)
-        return;
-    const nx_table_slot *sl = &t->streams.slot[(uint32_t)hash & (t->streams.cap - 1)];
-    const nx_stream *s = sl->ptr;
-    if (!s || sl->hash != hash)
-        return;
-    __builtin_prefetch(s, 1);
-    __builtin_prefetch((const char *)s + 64, 1);
-    __builtin_prefetch(s->key);
-}
-
-void nx_stream_prefetch_sketches(const nx_stream *s)
-{
-    if (s->open.dd)
-        __builtin_prefetch(s->open.dd, 1);
-    if (s->open.hll)
-        __builtin_prefetch(s->open.hll, 1);
-    if (s->open.topk)
-        __builtin_prefetch(s->open.topk, 1);
 }
 
 int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
                      nx_stream **out)
 {
-    return nx_tenant_stream_hashed(t, key, key_len, nx_hash_bytes(key, key_len), type, out);
-}
-
-int nx_tenant_stream_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t hash,
-                            nx_type type, nx_stream **out)
-{
     if (key_len == 0 || key_len > NX_STREAM_KEY_MAX || type < NX_TYPE_COUNTER ||
         type > NX_TYPE_SET)
         return NX_EINVAL;
-    nx_stream *s = stream_find_hashed(t, key, key_len, hash);
+    nx_stream *s = nx_tenant_stream_find(t, key, key_len);
     if (s) {
         if (s->type != type) {
             t->st.rejected_type++;

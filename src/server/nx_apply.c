@@ -10,23 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Lines applied together (nx_apply.h): enough to overlap the cache misses
- * of the table and stream lookups, few enough to stay in L1. */
-#define NX_APPLY_GROUP 32
-
-/* One line between the passes of its group. */
-typedef struct nx_pline {
-    const char *line;   /* the raw line (reject messages) */
-    size_t len;
-    nx_statsd_line l;   /* parsed; l.tags is stale after pass 1 (the key has them) */
-    const char *key;    /* in the applier's key arena */
-    uint32_t key_len;
-    uint32_t nvals;     /* values to apply (after the rate limit) */
-    uint64_t hash;
-    nx_tenant *t;
-    nx_stream *s;       /* pass 2; NULL if the lookup refused it */
-} nx_pline;
-
 int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
 {
     memset(a, 0, sizeof(*a));
@@ -35,13 +18,11 @@ int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
     a->tags = calloc((size_t)lim->max_tags + 1, sizeof(nx_tag));
     /* key = name + for each tag '|' k ':' v: never longer than the line */
     a->key_cap = (size_t)lim->max_line + 2 * ((size_t)lim->max_tags + 1) + 16;
-    a->arena_cap = a->key_cap * 2 > 65536 ? a->key_cap * 2 : 65536;
-    a->key = malloc(a->arena_cap);
-    a->group = calloc(NX_APPLY_GROUP, sizeof(nx_pline));
+    a->key = malloc(a->key_cap);
     a->nxb = malloc(sizeof(*a->nxb));
     a->nxb_streams = calloc(NX_NXB_MAX_STREAMS, sizeof(nx_stream *));
     a->nxb_serr = calloc(NX_NXB_MAX_STREAMS, sizeof(int));
-    if (!a->tags || !a->key || !a->group || !a->nxb || !a->nxb_streams || !a->nxb_serr) {
+    if (!a->tags || !a->key || !a->nxb || !a->nxb_streams || !a->nxb_serr) {
         nx_applier_free(a);
         return NX_ENOMEM;
     }
@@ -52,8 +33,6 @@ void nx_applier_free(nx_applier *a)
 {
     free(a->tags);
     free(a->key);
-    free(a->group);
-    a->group = NULL;
     free(a->nxb);
     free(a->nxb_streams);
     free(a->nxb_serr);
@@ -104,12 +83,9 @@ typedef struct tenant_cache {
     uint32_t num;   /* from the gate */
 } tenant_cache;
 
-/* Pass 1 of a line: parse, key (at key_at in the arena), tenant, rate
- * limit; hashes the key and prefetches its stream-table slot. Returns 1 if
- * the line goes on to the next passes (filled into *pl), 0 if it was
- * rejected (counted) or has nothing left to apply. */
-static int line_prepare(nx_applier *a, const nx_batch *b, const char *line, size_t len,
-                        char *key_at, nx_apply_result *res, tenant_cache *tc, nx_pline *pl)
+/* Applies one line; returns after counting it. */
+static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_t len,
+                       nx_apply_result *res, tenant_cache *tc)
 {
     nx_statsd_line l;
     int64_t now = b->recv_ms;
@@ -117,25 +93,25 @@ static int line_prepare(nx_applier *a, const nx_batch *b, const char *line, size
     int rc = nx_statsd_parse(line, len, &a->lim, a->tags, &l);
     if (rc != NX_SD_OK) {
         reject(a, res, rc, line, len, now);
-        return 0;
+        return;
     }
-    int klen = nx_stream_key_build(l.name, l.name_len, l.tags, l.ntags, key_at, a->key_cap);
+    int klen = nx_stream_key_build(l.name, l.name_len, l.tags, l.ntags, a->key, a->key_cap);
     if (klen < 0) {
         reject(a, res, klen == NX_ETOOBIG ? NX_SD_TOO_LONG : NX_SD_BAD_NAME, line, len, now);
-        return 0;
+        return;
     }
     const char *tid = l.tenant ? l.tenant : b->tenant;
     size_t tlen = l.tenant ? l.tenant_len : b->tenant_len;
     if (l.tenant && b->tenant_locked &&
         (l.tenant_len != b->tenant_len || memcmp(l.tenant, b->tenant, tlen) != 0)) {
         reject(a, res, NX_SD_WRONG_TENANT, line, len, now);
-        return 0;
+        return;
     }
     nx_tenant *t;
     if ((tc->t || tc->reason) && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
         if (!tc->t) {
             reject(a, res, tc->reason, line, len, now);
-            return 0;
+            return;
         }
         t = tc->t;
     } else {
@@ -143,12 +119,12 @@ static int line_prepare(nx_applier *a, const nx_batch *b, const char *line, size
         if (a->gate && (rc = a->gate(a->gate_arg, b, tid, tlen, &g)) != NX_SD_OK) {
             *tc = (tenant_cache){.id = tid, .len = tlen, .reason = rc};
             reject(a, res, rc, line, len, now);
-            return 0;
+            return;
         }
         rc = nx_engine_tenant(a->engine, tid, tlen, &t);
         if (rc < 0) {
             reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
-            return 0;
+            return;
         }
         if (a->gate)
             nx_tenant_set_limits(t, g.max_streams, g.max_bytes);
@@ -166,65 +142,35 @@ static int line_prepare(nx_applier *a, const nx_batch *b, const char *line, size
                 a->on_reject(a->reject_arg, NX_SD_RATE_LIMITED, line, len, now);
         }
         if (granted == 0)
-            return 0;
+            return;
         nvals = granted;
     }
-    l.tags = NULL; /* the scratch array is the next line's */
-    l.ntags = 0;
-    *pl = (nx_pline){.line = line, .len = len, .l = l, .key = key_at,
-                     .key_len = (uint32_t)klen, .nvals = nvals, .t = t};
-    pl->hash = nx_stream_key_hash(key_at, (size_t)klen);
-    nx_tenant_stream_prefetch(t, pl->hash);
-    return 1;
-}
-
-/* Pass 3 of a line: every value (up to nvals) to its stream. */
-static void line_apply(nx_applier *a, const nx_batch *b, const nx_pline *pl, nx_apply_result *res)
-{
-    const nx_statsd_line *l = &pl->l;
-    int64_t now = b->recv_ms;
+    nx_stream *s;
+    rc = nx_tenant_stream(t, a->key, (size_t)klen, l.type, &s);
+    if (rc < 0) {
+        reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
+        return;
+    }
     nx_update u;
     memset(&u, 0, sizeof(u));
-    u.weight = l->type == NX_TYPE_GAUGE ? 1.0 : 1.0 / l->rate;
-    u.ts_ms = l->ts_ms;
-    uint32_t pos = 0, nvals = pl->nvals;
+    u.weight = l.type == NX_TYPE_GAUGE ? 1.0 : 1.0 / l.rate;
+    u.ts_ms = l.ts_ms;
+    uint32_t pos = 0;
     nx_statsd_value v;
-    while (nvals-- > 0 && nx_statsd_value_next(l, &pos, &v)) {
+    while (nvals-- > 0 && nx_statsd_value_next(&l, &pos, &v)) {
         u.value = v.value;
         u.gauge_delta = v.delta;
         u.member = v.member;
         u.member_len = v.member_len;
-        int rc = nx_stream_update(pl->s, &u, now);
+        rc = nx_stream_update(s, &u, now);
         if (rc < 0) {
-            reject(a, res, nx_statsd_reason_of_error(rc), pl->line, pl->len, now);
+            reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
         } else {
             res->events++;
             if (a->on_event)
-                a->on_event(a->event_arg, pl->t, pl->key, pl->key_len, &u, now);
+                a->on_event(a->event_arg, t, a->key, (size_t)klen, &u, now);
         }
     }
-}
-
-/* Passes 2 and 3 of a group of prepared lines (pass 2 in two sweeps: the
- * slots prefetched by pass 1 name the streams to prefetch, then the
- * lookups compare keys that are in cache and prefetch the sketches). */
-static void group_apply(nx_applier *a, const nx_batch *b, nx_pline *g, int n, nx_apply_result *res)
-{
-    for (int i = 0; i < n; i++)
-        nx_tenant_stream_prefetch_object(g[i].t, g[i].hash);
-    for (int i = 0; i < n; i++) {
-        nx_pline *pl = &g[i];
-        int rc = nx_tenant_stream_hashed(pl->t, pl->key, pl->key_len, pl->hash, pl->l.type, &pl->s);
-        if (rc < 0) {
-            reject(a, res, nx_statsd_reason_of_error(rc), pl->line, pl->len, b->recv_ms);
-            pl->s = NULL;
-            continue;
-        }
-        nx_stream_prefetch_sketches(pl->s);
-    }
-    for (int i = 0; i < n; i++)
-        if (g[i].s)
-            line_apply(a, b, &g[i], res);
 }
 
 /* Counts an engine refusal of NXB events and keeps the batch's first one as
@@ -326,28 +272,15 @@ int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
         return NX_EINVAL;
     const char *p = (const char *)b->data, *end = p + b->len;
     tenant_cache tc = {NULL, 0, NULL, 0, 0};
-    int n = 0;
-    size_t used = 0; /* key arena bytes of the group */
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         size_t len = (size_t)(le - p);
         if (len && p[len - 1] == '\r')
             len--;
-        if (len && line_prepare(a, b, p, len, a->key + used, res, &tc, &a->group[n])) {
-            used += a->group[n].key_len;
-            n++;
-            /* a group ends when full or when the arena might not hold the
-             * longest possible next key */
-            if (n == NX_APPLY_GROUP || a->arena_cap - used < a->key_cap) {
-                group_apply(a, b, a->group, n, res);
-                n = 0;
-                used = 0;
-            }
-        }
+        if (len)
+            apply_line(a, b, p, len, res, &tc);
         p = nl ? nl + 1 : end;
     }
-    if (n)
-        group_apply(a, b, a->group, n, res);
     return 0;
 }

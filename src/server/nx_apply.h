@@ -8,20 +8,11 @@
  * reads no clock (recv_ms is "now" for the engine) and no other state, so
  * replaying a WAL of batches through it rebuilds the same summaries.
  *
- * StatsD payloads are split into lines ('\n', optional '\r') and applied
- * in groups of up to NX_APPLY_GROUP lines, in three passes (the DPDK way:
- * the cache misses of one line overlap with the work of the others):
- *   1. parse (ingest/nx_statsd.h), build the canonical key into an arena,
- *      resolve the tenant, take rate-limit tokens, hash the key and
- *      prefetch its slot in the tenant's stream table;
- *   2. look the streams up (created on first use), prefetch each stream;
- *   3. apply every value, in line order.
- * Counts, rejections and the order of updates are those of line-by-line
- * application, except that a group's streams are created before its first
- * value is applied (a byte quota is checked against the tenant's bytes at
- * the group's start). Deterministic all the same: replay runs the same
- * passes. Nothing is allocated per line except what the engine allocates
- * for a new tenant or stream.
+ * StatsD payloads are split into lines ('\n', optional '\r'); each line is
+ * parsed (ingest/nx_statsd.h), its key built into a scratch buffer, its
+ * tenant and stream looked up (created on first use) and each value applied.
+ * Nothing is allocated per line except what the engine allocates for a new
+ * tenant or stream.
  */
 #ifndef NX_APPLY_H
 #define NX_APPLY_H
@@ -111,10 +102,8 @@ typedef struct nx_applier {
     nx_engine *engine;
     nx_statsd_limits lim;
     nx_tag *tags;        /* lim.max_tags + 1 */
-    char *key;           /* arena for the canonical keys of one line group */
-    size_t key_cap;      /* longest possible key of one line */
-    size_t arena_cap;    /* bytes of `key` (>= 2 * key_cap) */
-    struct nx_pline *group; /* NX_APPLY_GROUP lines between pipeline stages */
+    char *key;           /* scratch for the canonical stream key */
+    size_t key_cap;
     nx_reject_fn on_reject;
     void *reject_arg;
     /* NXB: the decoded batch (~16 KB) and its streams, reused per batch;
