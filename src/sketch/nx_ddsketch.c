@@ -224,7 +224,7 @@ static int store_make_dense(dd_store *st, uint32_t max_bins, int32_t mn, int32_t
         st->max_key = mx;
         return 0;
     }
-    uint32_t cap = range + range / 2 + 8;
+    uint32_t cap = range + range / 4 + 8;
     if (st->dense && st->cap > cap)
         cap = st->cap;
     if (cap > max_bins + 16)
