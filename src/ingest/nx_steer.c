@@ -155,7 +155,7 @@ int nx_steer_attach(const int *fds, uint32_t n, nx_steer_mode want, nx_steer **o
     if (want == NX_STEER_AUTO || want == NX_STEER_EBPF) {
         if (steer_try_ebpf(s, fds, why, sizeof(why)) == 0) {
             s->mode = NX_STEER_EBPF;
-            snprintf(s->desc, sizeof(s->desc), "ebpf (%u shards)", n);
+            snprintf(s->desc, sizeof(s->desc), "ebpf (%u shards; NXB by tenant number, StatsD by tenant tag)", n);
             *out = s;
             return NX_OK;
         }
