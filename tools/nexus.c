@@ -221,18 +221,25 @@ static void append_enc(char *out, size_t cap, const char *key, const char *s)
     out[o] = 0;
 }
 
-static json_t *get_json(const char *path, int *status)
+/* One request whose answer is JSON; NULL (reported) if the request failed
+ * or the answer is not JSON. *status = the HTTP status. */
+static json_t *call_json(const char *method, const char *path, const char *body, size_t len,
+                         int *status)
 {
     resp r;
-    if (http("GET", path, "", 0, &r))
+    if (http(method, path, body, len, &r))
         return NULL;
     *status = r.status;
-    json_error_t je;
-    json_t *j = json_loadb(r.body, r.len, 0, &je);
+    json_t *j = json_loadb(r.body, r.len, 0, NULL);
     if (!j)
         fprintf(stderr, "nexus: bad answer (HTTP %d): %.200s\n", r.status, r.body);
     free(r.body);
     return j;
+}
+
+static json_t *get_json(const char *path, int *status)
+{
+    return call_json("GET", path, "", 0, status);
 }
 
 static int print_error(json_t *j, int status)
@@ -459,20 +466,13 @@ static int cmd_send(opts *o, int argc, char **argv)
     char path[512] = "/v1/ingest";
     if (o->tenant)
         append_enc(path, sizeof(path), "tenant", o->tenant);
-    resp r;
-    int rc = http("POST", path, body, len, &r);
+    int status = 0;
+    json_t *j = call_json("POST", path, body, len, &status);
     free(body);
-    if (rc)
+    if (!j)
         return 1;
-    json_t *j = json_loadb(r.body, r.len, 0, NULL);
-    int status = r.status;
-    free(r.body);
-    if (!j) {
-        fprintf(stderr, "nexus: bad answer (HTTP %d)\n", status);
-        return 1;
-    }
     if (status != 200) {
-        rc = print_error(j, status);
+        int rc = print_error(j, status);
         json_decref(j);
         return rc;
     }
@@ -663,16 +663,10 @@ static int cmd_health(void)
 
 static int cmd_admin_snapshot(opts *o)
 {
-    resp r;
-    if (http("POST", "/v1/admin/snapshot", "", 0, &r))
+    int status = 0;
+    json_t *j = call_json("POST", "/v1/admin/snapshot", "", 0, &status);
+    if (!j)
         return 1;
-    json_t *j = json_loadb(r.body, r.len, 0, NULL);
-    int status = r.status;
-    free(r.body);
-    if (!j) {
-        fprintf(stderr, "nexus: bad answer (HTTP %d)\n", status);
-        return 1;
-    }
     int rc = 0;
     if (status != 200) {
         rc = print_error(j, status);
@@ -708,18 +702,13 @@ static int udf_call(opts *o, const char *method, const char *path0, const char *
     snprintf(path, sizeof(path), "%s", path0);
     if (o->tenant)
         append_enc(path, sizeof(path), "tenant", o->tenant);
-    resp r;
-    if (http(method, path, body, blen, &r))
+    int status = 0;
+    json_t *j = call_json(method, path, body, blen, &status);
+    if (!j)
         return 1;
-    json_t *j = json_loadb(r.body, r.len, 0, NULL);
-    free(r.body);
-    if (!j) {
-        fprintf(stderr, "nexus: bad answer (HTTP %d)\n", r.status);
-        return 1;
-    }
     int rc = 0;
-    if (r.status >= 300) {
-        rc = print_error(j, r.status);
+    if (status >= 300) {
+        rc = print_error(j, status);
     } else if (list && !o->json) {
         size_t i, k;
         json_t *v, *b;
@@ -833,20 +822,13 @@ static int tenant_call(const char *method, const char *path, json_t *body, int a
 {
     char *b = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    resp r;
-    int rc = http(method, path, b ? b : "", b ? strlen(b) : 0, &r);
+    int status = 0;
+    json_t *j = call_json(method, path, b ? b : "", b ? strlen(b) : 0, &status);
     free(b);
-    if (rc)
+    if (!j)
         return 1;
-    json_t *j = json_loadb(r.body, r.len, 0, NULL);
-    int status = r.status;
-    free(r.body);
-    if (!j) {
-        fprintf(stderr, "nexus: bad answer (HTTP %d)\n", status);
-        return 1;
-    }
     if (status >= 300) {
-        rc = print_error(j, status);
+        int rc = print_error(j, status);
         json_decref(j);
         return rc;
     }
