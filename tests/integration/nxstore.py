@@ -8,7 +8,6 @@ data dir is never removed by the daemon object (the test's tearDown does).
 import os
 import signal
 import subprocess
-import time
 
 import nxtest
 
@@ -39,20 +38,7 @@ class StoreDaemon(nxtest.Nexusd):
         self.log.write(("---- run %d: %s\n" % (self.runs, " ".join(cmd))).encode())
         self.log.flush()
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + self.startup_timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("nexusd exited at start (%d):\n%s"
-                                   % (self.proc.returncode, self.run_log()))
-            try:
-                st, body = self.get("/v1/health")
-                if st == 200 and body.get("status") == "ok":
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.02)
-        self.kill9()
-        raise RuntimeError("nexusd did not become healthy:\n" + self.run_log())
+        return self.await_health(self.run_log, self.kill9, 0.02)
 
     def run_log(self):
         """The output of the current (or last) run only."""

@@ -103,19 +103,24 @@ class Nexusd:
         self.log_path = os.path.join(self.tmp, "nexusd.log")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        return self.await_health(self.read_log, self.stop, 0.05)
+
+    def await_health(self, log, give_up, poll):
+        """Waits until /v1/health says ok (returns self); if the daemon exits
+        or the startup timeout passes, calls give_up() and raises with log()."""
         deadline = time.time() + self.startup_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("nexusd exited at start (%d):\n%s" % (self.proc.returncode, self.read_log()))
+                raise RuntimeError("nexusd exited at start (%d):\n%s" % (self.proc.returncode, log()))
             try:
                 st, body = self.get("/v1/health")
                 if st == 200 and body.get("status") == "ok":
                     return self
             except OSError:
                 pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("nexusd did not become healthy:\n" + self.read_log())
+            time.sleep(poll)
+        give_up()
+        raise RuntimeError("nexusd did not become healthy:\n" + log())
 
     def read_log(self):
         try:
