@@ -21,6 +21,7 @@
  * the free callback releases the subscriber slot.
  */
 #include "query/nx_http.h"
+#include "query/nx_reply.h"
 #include "query/nx_auth.h"
 #include "query/nx_json.h"
 #include "query/nx_kstage_http.h"
@@ -71,29 +72,7 @@ static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, char
     return ret;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j)
-{
-    if (!j)
-        return MHD_NO;
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    json_decref(j);
-    if (!s)
-        return MHD_NO;
-    size_t n = strlen(s);
-    char *t = realloc(s, n + 2);
-    if (t) {
-        s = t;
-        s[n++] = '\n';
-        s[n] = 0;
-    }
-    return send_text(c, status, s, n, "application/json");
-}
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *code,
-                                  const char *msg)
-{
-    return send_json(c, status, json_pack("{s:s,s:s}", "error", msg, "code", code));
-}
 
 static const char *arg(struct MHD_Connection *c, const char *k)
 {
@@ -104,12 +83,12 @@ static const char *arg(struct MHD_Connection *c, const char *k)
 static enum MHD_Result send_store_error(struct MHD_Connection *c, int rc)
 {
     if (rc == NX_ENOSPC)
-        return send_error(c, 507, "no_space", "the data directory is full: batch not stored");
+        return nx_reply_error(c, 507, "no_space", "the data directory is full: batch not stored");
     if (rc == NX_EIO)
-        return send_error(c, 503, "io_error", "write-ahead log I/O error: batch not stored");
+        return nx_reply_error(c, 503, "io_error", "write-ahead log I/O error: batch not stored");
     if (rc == NX_ETOOBIG)
-        return send_error(c, 413, "too_big", "batch over the WAL record limit");
-    return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+        return nx_reply_error(c, 413, "too_big", "batch over the WAL record limit");
+    return nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
 }
 
 /* ---- shared parameter parsing ---------------------------------------------- */
@@ -120,7 +99,7 @@ static int build_key(struct MHD_Connection *c, char *buf, size_t cap, int *klen,
 {
     const char *metric = arg(c, "metric");
     if (!metric || !*metric) {
-        *sent = send_error(c, 400, "bad_request", "missing parameter: metric");
+        *sent = nx_reply_error(c, 400, "bad_request", "missing parameter: metric");
         return -1;
     }
     const char *tags = arg(c, "tags");
@@ -132,7 +111,7 @@ static int build_key(struct MHD_Connection *c, char *buf, size_t cap, int *klen,
             const char *comma = strchr(p, ',');
             size_t tl = comma ? (size_t)(comma - p) : strlen(p);
             if (tl == 0 || nt >= 64) {
-                *sent = send_error(c, 400, "bad_tags", "tags must be k:v,k2:v2 (at most 64)");
+                *sent = nx_reply_error(c, 400, "bad_tags", "tags must be k:v,k2:v2 (at most 64)");
                 return -1;
             }
             const char *colon = memchr(p, ':', tl);
@@ -148,7 +127,7 @@ static int build_key(struct MHD_Connection *c, char *buf, size_t cap, int *klen,
     }
     int n = nx_stream_key_build(metric, strlen(metric), tv, nt, buf, cap);
     if (n < 0) {
-        *sent = send_error(c, 400, "bad_request", "metric or tags too long or empty");
+        *sent = nx_reply_error(c, 400, "bad_request", "metric or tags too long or empty");
         return -1;
     }
     *klen = n;
@@ -179,7 +158,7 @@ static int parse_window(struct MHD_Connection *c, const nx_config *cfg, const ch
             nx_window_label(cfg->engine.windows[i].length_s, wl, sizeof(wl));
             n += snprintf(msg + n, sizeof(msg) - (size_t)n, " %s", wl);
         }
-        *sent = send_error(c, 400, "bad_window", msg);
+        *sent = nx_reply_error(c, 400, "bad_window", msg);
         return -1;
     }
     return 0;
@@ -188,7 +167,7 @@ static int parse_window(struct MHD_Connection *c, const nx_config *cfg, const ch
 static enum MHD_Result send_auth_error(struct MHD_Connection *c, const nx_auth_error *e)
 {
     if (e->status != 429)
-        return send_error(c, e->status, e->code, e->msg);
+        return nx_reply_error(c, e->status, e->code, e->msg);
     json_t *j = json_pack("{s:s,s:s,s:I}", "error", e->msg, "code", e->code, "retry_after",
                           (json_int_t)e->retry_after_s);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -224,7 +203,7 @@ static int auth(nx_http *h, struct MHD_Connection *c, char tenant[65], enum MHD_
 static enum MHD_Result h_health(nx_http *h, struct MHD_Connection *c)
 {
     int64_t now = nx_now_ms();
-    return send_json(c, 200,
+    return nx_reply_json(c, 200,
                      json_pack("{s:s,s:i,s:f}", "status", "ok", "shards",
                                nx_server_nshards(h->srv), "uptime_s",
                                (double)(now - nx_server_start_ms(h->srv)) / 1000.0));
@@ -243,7 +222,7 @@ static enum MHD_Result h_summary(nx_http *h, struct MHD_Connection *c)
     const char *qs = arg(c, "q");
     if (qs && *qs) {
         if (nx_qlist_parse(qs, &q) != 0)
-            return send_error(c, 400, "bad_quantile", "q must be a comma list of numbers in [0,1]");
+            return nx_reply_error(c, 400, "bad_quantile", "q must be a comma list of numbers in [0,1]");
     } else {
         nx_qlist_default(&q);
     }
@@ -253,13 +232,13 @@ static enum MHD_Result h_summary(nx_http *h, struct MHD_Connection *c)
     nx_summary s;
     int rc = nx_server_summary(h->srv, tenant, key, (size_t)klen, w, now, &s);
     if (rc == NX_ENOENT)
-        return send_error(c, 404, "not_found", "no such stream");
+        return nx_reply_error(c, 404, "not_found", "no such stream");
     if (rc)
-        return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+        return nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
     json_t *j = nx_summary_json(tenant, key, (size_t)klen, &s, w, &q, topk, now);
     nx_summary_free(&s);
     nx_udf_summary_attach(h->srv, tenant, key, (size_t)klen, j);
-    return send_json(c, 200, j);
+    return nx_reply_json(c, 200, j);
 }
 
 static int by_count_desc(const void *a, const void *b)
@@ -286,7 +265,7 @@ static enum MHD_Result h_streams(nx_http *h, struct MHD_Connection *c)
     size_t n;
     int rc = nx_server_streams(h->srv, tenant, prefix ? prefix : "", with_counts, w, now, &v, &n);
     if (rc)
-        return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+        return nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
     size_t limit = n;
     if (top) {
         if (n)
@@ -317,7 +296,7 @@ static enum MHD_Result h_streams(nx_http *h, struct MHD_Connection *c)
         nx_window_label(w, wl, sizeof(wl));
         json_object_set_new(res, "window", json_string(wl));
     }
-    return send_json(c, 200, res);
+    return nx_reply_json(c, 200, res);
 }
 
 /* seconds or milliseconds since the epoch (values > 1e11 are ms) */
@@ -348,17 +327,17 @@ static enum MHD_Result h_series(nx_http *h, struct MHD_Connection *c)
     const char *st = arg(c, "step");
     if (parse_time(arg(c, "to"), now, &to) || parse_time(arg(c, "from"), now - 300000, &from) ||
         from >= to || (st && (nx_parse_duration_s(st, &step) || step == 0)))
-        return send_error(c, 400, "bad_range",
+        return nx_reply_error(c, 400, "bad_range",
                           "from < to (Unix seconds or ms) and step (seconds, e.g. 10s) required");
     if ((to - from) / ((int64_t)step * 1000) > 100000)
-        return send_error(c, 400, "bad_range", "more than 100000 points");
+        return nx_reply_error(c, 400, "bad_range", "more than 100000 points");
     nx_point *p;
     size_t n;
     int rc = nx_server_series(h->srv, tenant, key, (size_t)klen, from, to, step, now, &p, &n);
     if (rc == NX_ENOENT)
-        return send_error(c, 404, "not_found", "no such stream");
+        return nx_reply_error(c, 404, "not_found", "no such stream");
     if (rc)
-        return send_error(c, rc == NX_EINVAL ? 400 : 500, nx_errname(rc), nx_strerror(rc));
+        return nx_reply_error(c, rc == NX_EINVAL ? 400 : 500, nx_errname(rc), nx_strerror(rc));
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_pack("{s:I,s:o,s:o,s:o,s:o}", "ts", (json_int_t)p[i].ts_ms, "count",
@@ -370,7 +349,7 @@ static enum MHD_Result h_series(nx_http *h, struct MHD_Connection *c)
     free(p);
     size_t nl;
     json_t *tags = nx_key_tags(key, (size_t)klen, &nl);
-    return send_json(c, 200,
+    return nx_reply_json(c, 200,
                      json_pack("{s:s,s:s%,s:o,s:I,s:I,s:i,s:o}", "tenant", tenant, "metric", key,
                                nl, "tags", tags, "from", (json_int_t)from, "to", (json_int_t)to,
                                "step", (int)step, "points", arr));
@@ -386,7 +365,7 @@ static enum MHD_Result h_metrics(nx_http *h, struct MHD_Connection *c)
         return send_auth_error(c, &e);
     int rc = nx_prom_render_for(h->srv, global ? NULL : tenant, nx_now_ms(), &text, &len);
     if (rc)
-        return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+        return nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
     return send_text(c, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
 }
 
@@ -426,11 +405,11 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
     if (nx_auth_view(h->cfg, c, tenant, &global, &e) != 0)
         return send_auth_error(c, &e);
     if (!global) /* a tenant sees only its own counts */
-        return send_json(c, 200, nx_tenant_stats_json(h->srv, tenant));
+        return nx_reply_json(c, 200, nx_tenant_stats_json(h->srv, tenant));
     int n = nx_server_nshards(h->srv);
     nx_engine_counts *ec = calloc((size_t)n, sizeof(*ec));
     if (!ec)
-        return send_error(c, 500, "nomem", "out of memory");
+        return nx_reply_error(c, 500, "nomem", "out of memory");
     nx_server_engine_counts(h->srv, ec);
     json_t *shards = json_array();
     uint64_t tot[8] = {0};
@@ -496,7 +475,7 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
         json_object_set_new(out, "udf", nx_udf_host_stats_json(nx_server_udf(h->srv)));
     if (out && arg(c, "tenants")) /* per-tenant counts (admin view) */
         json_object_set_new(out, "tenants", nx_tenants_counts_json(h->srv));
-    return send_json(c, 200, out);
+    return nx_reply_json(c, 200, out);
 }
 
 /* JSON ingest: {"events":[{metric,type,value,tags,rate,ts,delta}]} -> StatsD lines */
@@ -623,7 +602,7 @@ static enum MHD_Result h_ingest(nx_http *h, struct MHD_Connection *c, req_ctx *r
     if (auth(h, c, tenant, &sent))
         return sent;
     if (rq->too_big)
-        return send_error(c, 413, "too_big", "request body over --max-body");
+        return nx_reply_error(c, 413, "too_big", "request body over --max-body");
     const char *am = arg(c, "ack");
     int ack = h->cfg->ack_durable ? NX_ACK_DURABLE : NX_ACK_APPLIED;
     if (am && !strcmp(am, "durable"))
@@ -631,7 +610,7 @@ static enum MHD_Result h_ingest(nx_http *h, struct MHD_Connection *c, req_ctx *r
     else if (am && !strcmp(am, "applied"))
         ack = NX_ACK_APPLIED;
     else if (am)
-        return send_error(c, 400, "bad_ack", "ack must be durable or applied");
+        return nx_reply_error(c, 400, "bad_ack", "ack must be durable or applied");
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     size_t off = 0;
     while (off < rq->len && (rq->body[off] == ' ' || rq->body[off] == '\n' || rq->body[off] == '\t'))
@@ -645,9 +624,9 @@ static enum MHD_Result h_ingest(nx_http *h, struct MHD_Connection *c, req_ctx *r
         size_t ll = 0;
         rc = json_to_lines(rq->body ? rq->body : "", rq->len, &lines, &ll, &pre, err, sizeof(err));
         if (rc == NX_EINVAL)
-            return send_error(c, 400, "bad_json", err);
+            return nx_reply_error(c, 400, "bad_json", err);
         if (rc)
-            return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+            return nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
         rc = nx_server_ingest_ack(h->srv, tenant, lines, ll, ack, &res);
         free(lines);
     } else {
@@ -656,7 +635,7 @@ static enum MHD_Result h_ingest(nx_http *h, struct MHD_Connection *c, req_ctx *r
     if (rc)
         return send_store_error(c, rc);
     nx_apply_result_add(&res, &pre);
-    return send_json(c, 200,
+    return nx_reply_json(c, 200,
                      json_pack("{s:I,s:I,s:I,s:o}", "accepted", (json_int_t)res.events,
                                "rejected", (json_int_t)res.rejected, "lines",
                                (json_int_t)res.lines, "errors", reasons_json(res.reasons)));
@@ -676,20 +655,20 @@ static enum MHD_Result h_admin_snapshot(nx_http *h, struct MHD_Connection *c)
     int n = nx_server_nshards(h->srv);
     uint64_t *lsns = calloc((size_t)n, sizeof(*lsns));
     if (!lsns)
-        return send_error(c, 500, "nomem", "out of memory");
+        return nx_reply_error(c, 500, "nomem", "out of memory");
     int64_t t0 = nx_now_ms();
     int rc = nx_server_snapshot(h->srv, lsns);
     if (rc) {
         free(lsns);
         if (rc == NX_ENOENT)
-            return send_error(c, 409, "no_data_dir", "durability is off (no --data-dir)");
+            return nx_reply_error(c, 409, "no_data_dir", "durability is off (no --data-dir)");
         return send_store_error(c, rc);
     }
     json_t *a = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(a, json_pack("{s:i,s:I}", "shard", i, "lsn", (json_int_t)lsns[i]));
     free(lsns);
-    return send_json(c, 200, json_pack("{s:o,s:I}", "shards", a, "ms", (json_int_t)(nx_now_ms() - t0)));
+    return nx_reply_json(c, 200, json_pack("{s:o,s:I}", "shards", a, "ms", (json_int_t)(nx_now_ms() - t0)));
 }
 
 /* ---- SSE ------------------------------------------------------------------ */
@@ -791,7 +770,7 @@ static enum MHD_Result h_subscribe(nx_http *h, struct MHD_Connection *c)
     enum MHD_Result sent = MHD_NO;
     sse *x = calloc(1, sizeof(*x));
     if (!x)
-        return send_error(c, 500, "nomem", "out of memory");
+        return nx_reply_error(c, 500, "nomem", "out of memory");
     int klen;
     if (auth(h, c, x->tenant, &sent) || build_key(c, x->key, sizeof(x->key), &klen, &sent) ||
         parse_window(c, h->cfg, "1m", &x->window_s, &sent)) {
@@ -802,7 +781,7 @@ static enum MHD_Result h_subscribe(nx_http *h, struct MHD_Connection *c)
     const char *qs = arg(c, "q");
     if (qs && *qs ? nx_qlist_parse(qs, &x->q) != 0 : (nx_qlist_default(&x->q), 0)) {
         free(x);
-        return send_error(c, 400, "bad_quantile", "q must be a comma list of numbers in [0,1]");
+        return nx_reply_error(c, 400, "bad_quantile", "q must be a comma list of numbers in [0,1]");
     }
     uint32_t mps = h->cfg->sse_max_per_sec;
     const char *m = arg(c, "max_per_sec");
@@ -810,7 +789,7 @@ static enum MHD_Result h_subscribe(nx_http *h, struct MHD_Connection *c)
         long v = strtol(m, NULL, 10);
         if (v < 1 || v > 1000) {
             free(x);
-            return send_error(c, 400, "bad_request", "max_per_sec must be in [1, 1000]");
+            return nx_reply_error(c, 400, "bad_request", "max_per_sec must be in [1, 1000]");
         }
         mps = (uint32_t)v;
     }
@@ -818,7 +797,7 @@ static enum MHD_Result h_subscribe(nx_http *h, struct MHD_Connection *c)
     if (atomic_fetch_add(&h->subscribers, 1) >= (int)h->cfg->max_subscribers) {
         atomic_fetch_sub(&h->subscribers, 1);
         free(x);
-        return send_error(c, 503, "too_many_subscribers", "subscriber limit reached");
+        return nx_reply_error(c, 503, "too_many_subscribers", "subscriber limit reached");
     }
     x->h = h;
     x->last_write = nx_now_ms();
@@ -881,25 +860,25 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
     int is_get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (!strncmp(url, "/v1/tenants", 11) && (url[11] == 0 || url[11] == '/')) {
         if (rq->too_big)
-            return send_error(c, 413, "too_big", "request body over --max-body");
+            return nx_reply_error(c, 413, "too_big", "request body over --max-body");
         return nx_tenant_api(h->srv, c, url, method, rq->body, rq->len);
     }
     if (!strcmp(url, "/v1/ingest")) {
         if (!is_post)
-            return send_error(c, 405, "method_not_allowed", "use POST");
+            return nx_reply_error(c, 405, "method_not_allowed", "use POST");
         return h_ingest(h, c, rq);
     }
     if (!strcmp(url, "/v1/admin/snapshot")) {
         if (!is_post)
-            return send_error(c, 405, "method_not_allowed", "use POST");
+            return nx_reply_error(c, 405, "method_not_allowed", "use POST");
         return h_admin_snapshot(h, c);
     }
     if (!strcmp(url, "/v1/admin/quota")) {
         if (strcmp(method, MHD_HTTP_METHOD_PUT) != 0)
-            return send_error(c, 405, "method_not_allowed", "use PUT");
+            return nx_reply_error(c, 405, "method_not_allowed", "use PUT");
         unsigned status;
         json_t *j = nx_kstage_quota_put(h->srv, c, &status);
-        return send_json(c, status, j);
+        return nx_reply_json(c, status, j);
     }
     if (!strncmp(url, "/v1/udfs", 8) && (url[8] == 0 || url[8] == '/'))
         return nx_udf_http(h->srv, c, url, method, rq->body, rq->len, rq->too_big);
@@ -914,10 +893,10 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
     for (size_t i = 0; i < sizeof(gets) / sizeof(gets[0]); i++)
         if (!strcmp(url, gets[i].path)) {
             if (!is_get)
-                return send_error(c, 405, "method_not_allowed", "use GET");
+                return nx_reply_error(c, 405, "method_not_allowed", "use GET");
             return gets[i].fn(h, c);
         }
-    return send_error(c, 404, "not_found", "no such endpoint (see docs/api.md)");
+    return nx_reply_error(c, 404, "not_found", "no such endpoint (see docs/api.md)");
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,

@@ -7,6 +7,7 @@
  * the registry's generation counter on their next batch.
  */
 #include "query/nx_tenant_api.h"
+#include "query/nx_reply.h"
 #include "query/nx_auth.h"
 #include "server/nx_log.h"
 #include "server/nx_tenants.h"
@@ -14,47 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *j)
-{
-    if (!j)
-        return MHD_NO;
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    if (!s)
-        return MHD_NO;
-    size_t n = strlen(s);
-    char *t = realloc(s, n + 2);
-    if (t) {
-        s = t;
-        s[n++] = '\n';
-        s[n] = 0;
-    }
-    struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(s);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-store"); /* tokens */
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
 
-static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, const char *code,
-                                  const char *msg)
-{
-    return send_json(c, status, json_pack("{s:s,s:s}", "error", msg, "code", code));
-}
 
 static enum MHD_Result send_rc(struct MHD_Connection *c, int rc)
 {
     switch (rc) {
-    case NX_EINVAL: return send_error(c, 400, "bad_request", "invalid tenant id or quotas");
-    case NX_ENOENT: return send_error(c, 404, "not_found", "no such tenant");
-    case NX_EEXIST: return send_error(c, 409, "exists", "tenant already exists");
-    case NX_EQUOTA: return send_error(c, 507, "registry_full", "tenant registry is full");
-    default: return send_error(c, 500, nx_errname(rc), nx_strerror(rc));
+    case NX_EINVAL: return nx_reply_error(c, 400, "bad_request", "invalid tenant id or quotas");
+    case NX_ENOENT: return nx_reply_error(c, 404, "not_found", "no such tenant");
+    case NX_EEXIST: return nx_reply_error(c, 409, "exists", "tenant already exists");
+    case NX_EQUOTA: return nx_reply_error(c, 507, "registry_full", "tenant registry is full");
+    default: return nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
     }
 }
 
@@ -129,7 +99,7 @@ static enum MHD_Result h_create(nx_server *srv, struct MHD_Connection *c, const 
     json_t *root = json_loadb(body ? body : "", len, 0, &je);
     if (!json_is_object(root)) {
         json_decref(root);
-        return send_error(c, 400, "bad_json", "expected {\"id\": ...} or {\"tenants\": [...]}");
+        return nx_reply_error(c, 400, "bad_json", "expected {\"id\": ...} or {\"tenants\": [...]}");
     }
     json_t *arr = json_object_get(root, "tenants");
     if (!arr) {
@@ -141,11 +111,11 @@ static enum MHD_Result h_create(nx_server *srv, struct MHD_Connection *c, const 
         nx_log(NX_LOG_INFO, "tenant created", "id=%s num=%lld",
                json_string_value(json_object_get(out, "id")),
                (long long)json_integer_value(json_object_get(out, "num")));
-        return send_json(c, 201, out);
+        return nx_reply_json(c, 201, out);
     }
     if (!json_is_array(arr) || json_object_size(root) != 1) {
         json_decref(root);
-        return send_error(c, 400, "bad_json", "expected {\"tenants\": [{\"id\": ...}, ...]}");
+        return nx_reply_error(c, 400, "bad_json", "expected {\"tenants\": [{\"id\": ...}, ...]}");
     }
     /* bulk: memory only per tenant, one atomic write at the end; stops at the
      * first error (the ones before it exist and are returned with it) */
@@ -174,9 +144,9 @@ static enum MHD_Result h_create(nx_server *srv, struct MHD_Connection *c, const 
         json_t *e = json_pack("{s:s,s:s,s:I,s:o}", "error", "bulk create stopped at an entry",
                               "code", rc == NX_EEXIST ? "exists" : "bad_request", "index",
                               (json_int_t)failed_at, "created", created);
-        return send_json(c, rc == NX_EEXIST ? 409 : 400, e);
+        return nx_reply_json(c, rc == NX_EEXIST ? 409 : 400, e);
     }
-    return send_json(c, 201, json_pack("{s:o}", "created", created));
+    return nx_reply_json(c, 201, json_pack("{s:o}", "created", created));
 }
 
 static json_t *counts_json(const nx_tenant_counts *t)
@@ -270,14 +240,14 @@ enum MHD_Result nx_tenant_api(nx_server *srv, struct MHD_Connection *c, const ch
     const nx_config *cfg = nx_server_config(srv);
     nx_auth_error e;
     if (nx_auth_admin(cfg, c, &e) != 0)
-        return send_error(c, e.status, e.code, e.msg);
+        return nx_reply_error(c, e.status, e.code, e.msg);
     nx_registry *reg = cfg->registry;
     const char *rest = url + strlen("/v1/tenants");
     if (!*rest || !strcmp(rest, "/")) {
         if (!strcmp(method, "POST"))
             return h_create(srv, c, body, len);
         if (strcmp(method, "GET"))
-            return send_error(c, 405, "method_not_allowed", "use GET or POST");
+            return nx_reply_error(c, 405, "method_not_allowed", "use GET or POST");
         nx_tenant_info *v;
         size_t n;
         int rc = nx_registry_list(reg, &v, &n);
@@ -287,18 +257,18 @@ enum MHD_Result nx_tenant_api(nx_server *srv, struct MHD_Connection *c, const ch
         for (size_t i = 0; i < n; i++)
             json_array_append_new(arr, info_json(&v[i]));
         free(v);
-        return send_json(c, 200, json_pack("{s:I,s:o,s:b}", "count", (json_int_t)n, "tenants",
+        return nx_reply_json(c, 200, json_pack("{s:I,s:o,s:b}", "count", (json_int_t)n, "tenants",
                                            arr, "default_enabled",
                                            nx_registry_default_enabled(reg)));
     }
     if (*rest != '/')
-        return send_error(c, 404, "not_found", "no such endpoint (see docs/api.md)");
+        return nx_reply_error(c, 404, "not_found", "no such endpoint (see docs/api.md)");
     const char *id = rest + 1;
     const char *slash = strchr(id, '/');
     size_t idlen = slash ? (size_t)(slash - id) : strlen(id);
     char tid[NX_TENANT_ID_MAX + 1];
     if (!nx_registry_id_valid(id, idlen))
-        return send_error(c, 400, "bad_tenant", "tenant ids are [a-z0-9_-]{1,64}");
+        return nx_reply_error(c, 400, "bad_tenant", "tenant ids are [a-z0-9_-]{1,64}");
     memcpy(tid, id, idlen);
     tid[idlen] = 0;
     const char *sub = slash ? slash : "";
@@ -311,7 +281,7 @@ enum MHD_Result nx_tenant_api(nx_server *srv, struct MHD_Connection *c, const ch
         json_t *cnt = tenant_counts(srv, tid);
         if (cnt)
             json_object_set_new(o, "stats", cnt);
-        return send_json(c, 200, o);
+        return nx_reply_json(c, 200, o);
     }
     if (!*sub && !strcmp(method, "DELETE")) {
         memset(&info, 0, sizeof(info));
@@ -321,7 +291,7 @@ enum MHD_Result nx_tenant_api(nx_server *srv, struct MHD_Connection *c, const ch
         if (rc)
             return send_rc(c, rc);
         nx_log(NX_LOG_INFO, "tenant deleted", "id=%s num=%u", tid, info.num);
-        return send_json(c, 200, json_pack("{s:s,s:I}", "deleted", tid, "num",
+        return nx_reply_json(c, 200, json_pack("{s:s,s:I}", "deleted", tid, "num",
                                            (json_int_t)info.num));
     }
     if (!strcmp(sub, "/rotate") && !strcmp(method, "POST")) {
@@ -333,7 +303,7 @@ enum MHD_Result nx_tenant_api(nx_server *srv, struct MHD_Connection *c, const ch
             return send_rc(c, rc);
         json_t *o = json_pack("{s:s,s:I,s:s}", "id", tid, "num", (json_int_t)info.num, "token", tok);
         memset(tok, 0, sizeof(tok));
-        return send_json(c, 200, o);
+        return nx_reply_json(c, 200, o);
     }
     if (!strcmp(sub, "/quotas") && (!strcmp(method, "PUT") || !strcmp(method, "POST"))) {
         int rc = nx_registry_get(reg, tid, idlen, &info);
@@ -344,14 +314,14 @@ enum MHD_Result nx_tenant_api(nx_server *srv, struct MHD_Connection *c, const ch
         rc = quotas_parse(root, &q);
         json_decref(root);
         if (rc)
-            return send_error(c, 400, "bad_quotas",
+            return nx_reply_error(c, 400, "bad_quotas",
                               "expected {\"events_per_s\", \"burst\", \"max_streams\", "
                               "\"max_bytes\", \"http_requests_per_s\"} (integers >= 0)");
         rc = nx_registry_set_quotas(reg, tid, idlen, &q, 0);
         if (rc)
             return send_rc(c, rc);
-        return send_json(c, 200, json_pack("{s:s,s:o}", "id", tid, "quotas", quotas_json(&q)));
+        return nx_reply_json(c, 200, json_pack("{s:s,s:o}", "id", tid, "quotas", quotas_json(&q)));
     }
-    return send_error(c, 405, "method_not_allowed",
+    return nx_reply_error(c, 405, "method_not_allowed",
                       "GET/DELETE /v1/tenants/ID, POST /v1/tenants/ID/rotate, PUT /v1/tenants/ID/quotas");
 }

@@ -21,6 +21,7 @@
  * result — under the same limits as a shard's instance.
  */
 #include "query/nx_udf_http.h"
+#include "query/nx_reply.h"
 #include "isolate/nx_udf_rt.h"
 #include "query/nx_auth.h"
 #include "server/nx_udfhost.h"
@@ -29,29 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, json_t *j)
-{
-    char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(j);
-    if (!s)
-        return MHD_NO;
-    size_t n = strlen(s);
-    struct MHD_Response *r = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(s);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
 
-static enum MHD_Result fail(struct MHD_Connection *c, unsigned status, const char *code,
-                            const char *msg)
-{
-    return reply(c, status, json_pack("{s:s,s:s}", "error", msg, "code", code));
-}
 
 /* Posts one NX_MSG_UDF per shard and waits for all; m[i].udf = &u[i]. */
 static void fan_out(nx_server *srv, nx_udf_msg *u)
@@ -133,7 +112,7 @@ static enum MHD_Result h_bind(nx_server *srv, nx_udf_host *h, struct MHD_Connect
     json_t *root = json_loadb(body ? body : "", len, 0, &je);
     if (!json_is_object(root)) {
         json_decref(root);
-        return fail(c, 400, "bad_json", "expected {\"metric\": \"...\" | \"prefix\": \"...\", "
+        return nx_reply_error(c, 400, "bad_json", "expected {\"metric\": \"...\" | \"prefix\": \"...\", "
                                         "\"window\": \"all\", \"params\": {...}}");
     }
     const char *metric = json_string_value(json_object_get(root, "metric"));
@@ -145,13 +124,13 @@ static enum MHD_Result h_bind(nx_server *srv, nx_udf_host *h, struct MHD_Connect
     if ((!metric) == (!prefix) || !*(metric ? metric : prefix) ||
         strlen(metric ? metric : prefix) > NX_UDF_MATCH_MAX ||
         strpbrk(metric ? metric : prefix, "|\n")) {
-        ret = fail(c, 400, "bad_request", "exactly one of \"metric\" or \"prefix\" (a metric "
+        ret = nx_reply_error(c, 400, "bad_request", "exactly one of \"metric\" or \"prefix\" (a metric "
                                           "name or name prefix, <= 256 bytes) is required");
     } else if (!window || strcmp(window, "all")) {
-        ret = fail(c, 400, "bad_window",
+        ret = nx_reply_error(c, 400, "bad_window",
                    "UDF bindings support window \"all\" only (all-time state; see docs/udf.md)");
     } else if (!params) {
-        ret = fail(c, 400, "bad_params",
+        ret = nx_reply_error(c, 400, "bad_params",
                    "params must be an object of numbers/strings without ',' or a \"k=v,...\" text");
     } else {
         nx_udf_binding *b = NULL;
@@ -161,20 +140,20 @@ static enum MHD_Result h_bind(nx_server *srv, nx_udf_host *h, struct MHD_Connect
         if (rc == 0)
             fan_out_binding(srv, NX_UDF_OP_BIND, b);
         if (rc == 0 || rc == NX_EEXIST) {
-            ret = reply(c, rc == 0 ? 201 : 200,
+            ret = nx_reply_json(c, rc == 0 ? 201 : 200,
                         json_pack("{s:s,s:I,s:s,s:s,s:s,s:s}", "name", name, "id",
                                   (json_int_t)b->id, b->is_prefix ? "prefix" : "metric",
                                   b->match, "window", "all", "params", b->params, "per",
                                   "stream"));
             nx_udf_binding_unref(b);
         } else if (rc == NX_ENOENT) {
-            ret = fail(c, 404, "not_found", err);
+            ret = nx_reply_error(c, 404, "not_found", err);
         } else if (rc == NX_ETIMEOUT) {
-            ret = fail(c, 409, "compiling", err);
+            ret = nx_reply_error(c, 409, "compiling", err);
         } else if (rc == NX_EINVAL) {
-            ret = fail(c, 409, "failed", err);
+            ret = nx_reply_error(c, 409, "failed", err);
         } else {
-            ret = fail(c, 500, nx_errname(rc), nx_strerror(rc));
+            ret = nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
         }
     }
     free(params);
@@ -187,72 +166,72 @@ enum MHD_Result nx_udf_http(nx_server *srv, struct MHD_Connection *c, const char
 {
     nx_udf_host *h = nx_server_udf(srv);
     if (!h)
-        return fail(c, 503, "udf_unavailable", "UDFs are unavailable (no usable data dir)");
+        return nx_reply_error(c, 503, "udf_unavailable", "UDFs are unavailable (no usable data dir)");
     char tenant[65];
     nx_auth_error ae;
     if (nx_auth_resolve(nx_server_config(srv), c, tenant, &ae) != 0)
-        return fail(c, ae.status, ae.code, ae.msg);
+        return nx_reply_error(c, ae.status, ae.code, ae.msg);
     const char *rest = url + strlen("/v1/udfs");
     int get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     if (!*rest || !strcmp(rest, "/")) {
         if (!get)
-            return fail(c, 405, "method_not_allowed", "use GET");
-        return reply(c, 200, nx_udf_host_list(h, tenant));
+            return nx_reply_error(c, 405, "method_not_allowed", "use GET");
+        return nx_reply_json(c, 200, nx_udf_host_list(h, tenant));
     }
     char name[NX_UDF_NAME_MAX + 2];
     const char *nm = rest + 1, *slash = strchr(nm, '/');
     size_t nl = slash ? (size_t)(slash - nm) : strlen(nm);
     if (nl > NX_UDF_NAME_MAX)
-        return fail(c, 400, "bad_name", "UDF names are [A-Za-z0-9_.-]{1,64}");
+        return nx_reply_error(c, 400, "bad_name", "UDF names are [A-Za-z0-9_.-]{1,64}");
     memcpy(name, nm, nl);
     name[nl] = 0;
     if (!nx_udf_name_valid(name))
-        return fail(c, 400, "bad_name", "UDF names are [A-Za-z0-9_.-]{1,64}");
+        return nx_reply_error(c, 400, "bad_name", "UDF names are [A-Za-z0-9_.-]{1,64}");
     if (slash) {
         if (strcmp(slash, "/bind"))
-            return fail(c, 404, "not_found", "no such endpoint (see docs/api.md)");
+            return nx_reply_error(c, 404, "not_found", "no such endpoint (see docs/api.md)");
         if (strcmp(method, "POST"))
-            return fail(c, 405, "method_not_allowed", "use POST");
+            return nx_reply_error(c, 405, "method_not_allowed", "use POST");
         if (too_big)
-            return fail(c, 413, "too_big", "request body over --max-body");
+            return nx_reply_error(c, 413, "too_big", "request body over --max-body");
         return h_bind(srv, h, c, tenant, name, body, len);
     }
     if (get) {
         json_t *o = nx_udf_host_describe(h, tenant, name);
-        return o ? reply(c, 200, o) : fail(c, 404, "not_found", "no such udf");
+        return o ? nx_reply_json(c, 200, o) : nx_reply_error(c, 404, "not_found", "no such udf");
     }
     if (!strcmp(method, "DELETE")) {
         nx_udf_binding **v;
         size_t nv;
         if (nx_udf_host_delete(h, tenant, name, &v, &nv) != 0)
-            return fail(c, 404, "not_found", "no such udf");
+            return nx_reply_error(c, 404, "not_found", "no such udf");
         for (size_t i = 0; i < nv; i++) {
             fan_out_binding(srv, NX_UDF_OP_UNBIND, v[i]);
             nx_udf_binding_unref(v[i]);
         }
         free(v);
-        return reply(c, 200, json_pack("{s:s,s:b,s:I}", "name", name, "deleted", 1, "unbound",
+        return nx_reply_json(c, 200, json_pack("{s:s,s:b,s:I}", "name", name, "deleted", 1, "unbound",
                                        (json_int_t)nv));
     }
     if (strcmp(method, "PUT"))
-        return fail(c, 405, "method_not_allowed", "use GET, PUT or DELETE");
+        return nx_reply_error(c, 405, "method_not_allowed", "use GET, PUT or DELETE");
     if (too_big || len > NX_UDF_MAX_WASM)
-        return fail(c, 413, "too_big", "a module is at most 4 MiB");
+        return nx_reply_error(c, 413, "too_big", "a module is at most 4 MiB");
     uint64_t hash = 0;
     const char *status = NULL;
     char err[NX_UDF_ERRLEN + 64] = "";
     int rc = nx_udf_host_put(h, tenant, name, (const uint8_t *)(body ? body : ""), len, &hash,
                              &status, err, sizeof(err));
     if (rc == NX_EINVAL || rc == NX_ETOOBIG)
-        return fail(c, 400, "invalid_module", err);
+        return nx_reply_error(c, 400, "invalid_module", err);
     if (rc == NX_EEXIST)
-        return fail(c, 409, "has_bindings", err);
+        return nx_reply_error(c, 409, "has_bindings", err);
     if (rc)
-        return fail(c, 500, nx_errname(rc), err[0] ? err : nx_strerror(rc));
+        return nx_reply_error(c, 500, nx_errname(rc), err[0] ? err : nx_strerror(rc));
     char hx[17];
     snprintf(hx, sizeof(hx), "%016llx", (unsigned long long)hash);
     int ready = !strcmp(status, "ready");
-    return reply(c, ready ? 200 : 202,
+    return nx_reply_json(c, ready ? 200 : 202,
                  json_pack("{s:s,s:s,s:s}", "name", name, "hash", hx, "status", status));
 }
 
