@@ -437,6 +437,21 @@ static int topk_build(uint32_t k, double total, const tk_cand *c, size_t n, nx_t
     return 0;
 }
 
+/* Rebuilds the heap (as sequential inserts of items 0..n-1 make it) and the
+ * hash table from the items array. */
+static void index_items(nx_topk *t)
+{
+    for (uint32_t i = 0; i < t->n; i++) {
+        t->heap[i] = i;
+        t->items[i].heap_pos = i;
+        heap_up(t, i);
+    }
+    if (t->tcap)
+        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    for (uint32_t i = 0; i < t->n; i++)
+        table_insert(t, i);
+}
+
 /* Refills t (icap >= n) with the sorted candidates c, whose members may
  * point into t's own arena: the same counters, heap and table layout as
  * topk_build gives (see topk_canonical), in t's storage. */
@@ -483,15 +498,7 @@ static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
     t->acap = cap;
     t->adead = 0;
     t->n = (uint32_t)n;
-    for (uint32_t i = 0; i < t->n; i++) {
-        t->heap[i] = i;
-        t->items[i].heap_pos = i;
-        heap_up(t, i);
-    }
-    if (t->tcap)
-        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
-    for (uint32_t i = 0; i < t->n; i++)
-        table_insert(t, i);
+    index_items(t);
     t->total = total;
     return 0;
 }
@@ -546,15 +553,7 @@ static void topk_canonical(nx_topk *t)
     } else {
         qsort_r(t->items, t->n, sizeof *t->items, item_cmp, t);
     }
-    for (uint32_t i = 0; i < t->n; i++) {
-        t->heap[i] = i;
-        t->items[i].heap_pos = i;
-        heap_up(t, i);
-    }
-    if (t->tcap)
-        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
-    for (uint32_t i = 0; i < t->n; i++)
-        table_insert(t, i);
+    index_items(t);
 }
 
 /* The merge when the union of both sides fits in k counters: nothing is
