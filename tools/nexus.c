@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/nx_fs.h"
 #include "store/nx_store.h"
 #include "nexus_client.h"
 #include "ingest/nx_statsd.h"
@@ -749,30 +750,10 @@ static int cmd_udf(opts *o, int argc, char **argv)
     if (argc == 2 && !strcmp(argv[0], "delete"))
         return udf_call(o, "DELETE", path, "", 0, 0);
     if (argc == 3 && !strcmp(argv[0], "put")) {
-        FILE *f = fopen(argv[2], "rb");
-        if (!f) {
+        char *buf;
+        size_t n;
+        if (nx_read_file(argv[2], 64u << 20, &buf, &n) != 0) {
             fprintf(stderr, "nexus: %s: %s\n", argv[2], strerror(errno));
-            return 1;
-        }
-        size_t cap = 1u << 16, n = 0;
-        char *buf = malloc(cap);
-        size_t r;
-        while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-            n += r;
-            if (n == cap) {
-                char *nb = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
-                if (!nb) {
-                    free(buf);
-                    buf = NULL;
-                    break;
-                }
-                buf = nb;
-                cap *= 2;
-            }
-        }
-        fclose(f);
-        if (!buf) {
-            fprintf(stderr, "nexus: %s: too big\n", argv[2]);
             return 1;
         }
         int rc = udf_call(o, "PUT", path, buf, n, 0);

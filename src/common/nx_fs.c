@@ -7,9 +7,13 @@
 #include "common/nx_fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int nx_mkdirs(const char *path, mode_t mode)
 {
@@ -40,5 +44,49 @@ int nx_mkdirs(const char *path, mode_t mode)
         errno = ENOTDIR;
         return -1;
     }
+    return 0;
+}
+
+int nx_read_file(const char *path, size_t max, char **out, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    size_t cap = 1 << 16;
+    if (fstat(fd, &st) == 0 && st.st_size > 0 && (uint64_t)st.st_size < cap * 1024ull)
+        cap = (size_t)st.st_size + 1; /* usually one read, no regrowth */
+    char *buf = malloc(cap + 1);
+    size_t n = 0;
+    int err = buf ? 0 : ENOMEM;
+    while (!err) {
+        if (n == cap) {
+            char *nb = realloc(buf, cap * 2 + 1);
+            if (!nb) {
+                err = ENOMEM;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            err = errno;
+        else if (r == 0)
+            break;
+        else if ((n += (size_t)r) > max)
+            err = EFBIG;
+    }
+    close(fd);
+    if (err) {
+        free(buf);
+        errno = err;
+        return -1;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
     return 0;
 }

@@ -249,22 +249,6 @@ static int persist(nx_udf_host *h, const char *tenant, const char *name, const u
     return 0;
 }
 
-static uint8_t *read_file(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    uint8_t *buf = malloc(NX_UDF_MAX_WASM + 1);
-    size_t r = buf ? fread(buf, 1, NX_UDF_MAX_WASM + 1, f) : 0;
-    fclose(f);
-    if (!buf || r > NX_UDF_MAX_WASM) {
-        free(buf);
-        return NULL;
-    }
-    *n = r;
-    return buf;
-}
-
 /* Start-up: every persisted upload is registered and recompiled (normally a
  * cache hit: the .so is on disk). Bindings are not persisted. */
 static void reload(nx_udf_host *h)
@@ -296,9 +280,10 @@ static void reload(nx_udf_host *h)
             char path[PATH_MAX + 640];
             snprintf(path, sizeof(path), "%s/%s", tdir, f->d_name);
             size_t n;
-            uint8_t *w = read_file(path, &n);
-            if (!w)
+            char *wc;
+            if (nx_read_file(path, NX_UDF_MAX_WASM, &wc, &n) != 0)
                 continue;
+            uint8_t *w = (uint8_t *)wc;
             udf_entry *e;
             pthread_mutex_lock(&h->mu);
             register_locked(h, t->d_name, name, w, n, XXH3_64bits(w, n), &e);

@@ -43,6 +43,7 @@
  *   off 27  tenant bytes, then payload bytes (len - 19 - tenant_len)
  */
 #include "store/nx_wal.h"
+#include "common/nx_fs.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -206,41 +207,13 @@ static int seg_scan_buf(const uint8_t *p, size_t n, uint64_t name_lsn, uint32_t 
     return 0;
 }
 
+/* The whole segment file; NX_* from errno. */
 static int read_file(const char *path, uint8_t **out, size_t *n)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char *b;
+    if (nx_read_file(path, SIZE_MAX, &b, n) != 0)
         return nx_store_errno(errno);
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        int e = errno;
-        close(fd);
-        return nx_store_errno(e);
-    }
-    size_t size = (size_t)st.st_size;
-    uint8_t *b = malloc(size ? size : 1);
-    if (!b) {
-        close(fd);
-        return NX_ENOMEM;
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t k = pread(fd, b + got, size - got, (off_t)got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            int e = errno;
-            free(b);
-            close(fd);
-            return nx_store_errno(e);
-        }
-        if (k == 0)
-            break;
-        got += (size_t)k;
-    }
-    close(fd);
-    *out = b;
-    *n = got;
+    *out = (uint8_t *)b;
     return NX_OK;
 }
 
