@@ -22,12 +22,23 @@
  * of side i when it is full (k counters used), else 0, each member of the
  * union gets count = c1' + c2' and error = e1' + e2', where c_i' / e_i' are
  * its count / error on side i or m_i when side i does not monitor it; the k
- * largest counts are kept (ties by member bytes, for determinism). Both
+ * largest counts are kept (in candidate order, below). Both
  * guarantees then hold for N = N1 + N2: counts stay upper bounds and
  * count - error lower bounds; sum(counts) <= N is preserved, so the (k+1)-th
  * largest merged count is <= (N + m1 + m2)/(k+1) <= N/k and every member
  * with frequency > N/k is kept. Both sides must have the same capacity
  * (NX_EINVAL otherwise).
+ *
+ * Candidate order, a total order on counters: larger count first, then
+ *   smaller XXH3 hash of the member, then smaller member bytes (distinct
+ *   members with equal 64-bit hashes are astronomically rare, but the order
+ *   stays total). The heap uses the same order reversed, so the counter an
+ *   add evicts is the LAST in candidate order — unique, whatever the layout
+ *   of items, heap and table. The sketch's evolution therefore depends only
+ *   on its logical content {(member, count, error)} and the inputs: a
+ *   snapshot round trip (which rebuilds the layout) keeps evolving exactly
+ *   like the original, and merges need not re-sort counters into a
+ *   canonical layout.
  *
  * Members are at most NX_TOPK_MAX_MEMBER (65535) bytes (NX_ETOOBIG).
  *
@@ -35,7 +46,7 @@
  *   uvar  capacity k           1..65536
  *   f64   total N              finite, >= 0
  *   uvar  n                    counters in use, <= k
- *   n times, by decreasing count (ties: member bytes ascending):
+ *   n times, in candidate order (decreasing count, then hash, bytes):
  *     uvar  member length      <= 65535
  *     bytes member             (distinct members)
  *     f64   count              finite, > 0
@@ -82,6 +93,35 @@ static inline const char *tk_member(const nx_topk *t, const tk_item *it)
 }
 
 
+/* ---- order ------------------------------------------------------------------ */
+
+/* Candidate order: < 0 when (ca, ha, ma) comes first (see the top). */
+static inline int order(double ca, uint64_t ha, const char *ma, uint32_t la, double cb,
+                        uint64_t hb, const char *mb, uint32_t lb)
+{
+    if (ca != cb)
+        return ca > cb ? -1 : 1;
+    if (ha != hb)
+        return ha < hb ? -1 : 1;
+    uint32_t l = la < lb ? la : lb;
+    int c = l ? memcmp(ma, mb, l) : 0;
+    if (c)
+        return c;
+    return la < lb ? -1 : la > lb;
+}
+
+/* Heap order: a is evicted before b (a comes after b in candidate order). */
+static inline bool evicts_first(const nx_topk *t, uint32_t a, uint32_t b)
+{
+    const tk_item *x = &t->items[a], *y = &t->items[b];
+    if (x->count != y->count)
+        return x->count < y->count;
+    if (x->hash != y->hash)
+        return x->hash > y->hash;
+    return order(x->count, x->hash, tk_member(t, x), x->len, y->count, y->hash, tk_member(t, y),
+                 y->len) > 0;
+}
+
 /* ---- heap ------------------------------------------------------------------ */
 
 static inline void heap_place(nx_topk *t, uint32_t pos, uint32_t it)
@@ -93,10 +133,9 @@ static inline void heap_place(nx_topk *t, uint32_t pos, uint32_t it)
 static void heap_up(nx_topk *t, uint32_t pos)
 {
     uint32_t it = t->heap[pos];
-    double c = t->items[it].count;
     while (pos > 0) {
         uint32_t parent = (pos - 1) / 2;
-        if (t->items[t->heap[parent]].count <= c)
+        if (!evicts_first(t, it, t->heap[parent]))
             break;
         heap_place(t, pos, t->heap[parent]);
         pos = parent;
@@ -107,14 +146,13 @@ static void heap_up(nx_topk *t, uint32_t pos)
 static void heap_down(nx_topk *t, uint32_t pos)
 {
     uint32_t it = t->heap[pos];
-    double c = t->items[it].count;
     for (;;) {
         uint32_t l = 2 * pos + 1, r = l + 1, s = l;
         if (l >= t->n)
             break;
-        if (r < t->n && t->items[t->heap[r]].count < t->items[t->heap[l]].count)
+        if (r < t->n && evicts_first(t, t->heap[r], t->heap[l]))
             s = r;
-        if (t->items[t->heap[s]].count >= c)
+        if (!evicts_first(t, t->heap[s], it))
             break;
         heap_place(t, pos, t->heap[s]);
         pos = s;
@@ -377,13 +415,7 @@ typedef struct tk_cand {
 static int cmp_cand(const void *a, const void *b)
 {
     const tk_cand *x = a, *y = b;
-    if (x->count != y->count)
-        return x->count > y->count ? -1 : 1;
-    uint32_t l = x->len < y->len ? x->len : y->len;
-    int c = l ? memcmp(x->m, y->m, l) : 0;
-    if (c)
-        return c;
-    return x->len < y->len ? -1 : x->len > y->len;
+    return order(x->count, x->hash, x->m, x->len, y->count, y->hash, y->m, y->len);
 }
 
 /* The counters as candidates, by decreasing count. Caller frees. */
@@ -437,8 +469,7 @@ static int topk_build(uint32_t k, double total, const tk_cand *c, size_t n, nx_t
     return 0;
 }
 
-/* Rebuilds the heap (as sequential inserts of items 0..n-1 make it) and the
- * hash table from the items array. */
+/* Rebuilds the heap and the hash table from the items array. */
 static void index_items(nx_topk *t)
 {
     for (uint32_t i = 0; i < t->n; i++) {
@@ -452,9 +483,8 @@ static void index_items(nx_topk *t)
         table_insert(t, i);
 }
 
-/* Refills t (icap >= n) with the sorted candidates c, whose members may
- * point into t's own arena: the same counters, heap and table layout as
- * topk_build gives (see topk_canonical), in t's storage. */
+/* Refills t (icap >= n) with the candidates c, whose members may point
+ * into t's own arena, in t's storage. */
 static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
 {
     assert(n <= t->icap && t->tcap >= 2 * t->icap);
@@ -518,48 +548,21 @@ static double topk_min(const nx_topk *t)
     return t->n == t->k ? t->items[t->heap[0]].count : 0;
 }
 
-/* Candidate order (cmp_cand) on two counters of t. */
-static int item_cmp(const void *a, const void *b, void *arg)
+/* Restores the heap after counts grew in place (Floyd's bottom-up build). */
+static void heap_rebuild(nx_topk *t)
 {
-    const nx_topk *t = arg;
-    const tk_item *x = a, *y = b;
-    if (x->count != y->count)
-        return x->count > y->count ? -1 : 1;
-    uint32_t l = x->len < y->len ? x->len : y->len;
-    int c = l ? memcmp(tk_member(t, x), tk_member(t, y), l) : 0;
-    if (c)
-        return c;
-    return x->len < y->len ? -1 : x->len > y->len;
-}
-
-/* Puts the counters in the layout a sketch built from its sorted
- * candidates has (topk_build, decode): items by candidate order, the heap
- * as sequential inserts make it, the table rebuilt. Which of several tied
- * minimum counters a later add evicts depends on that layout, so an
- * in-place merge must end in it for a snapshot round trip (which rebuilds
- * from the sorted list) to keep evolving identically. */
-static void topk_canonical(nx_topk *t)
-{
-    if (t->n <= 24) {
-        for (uint32_t i = 1; i < t->n; i++) {
-            tk_item x = t->items[i];
-            uint32_t j = i;
-            while (j > 0 && item_cmp(&t->items[j - 1], &x, t) > 0) {
-                t->items[j] = t->items[j - 1];
-                j--;
-            }
-            t->items[j] = x;
-        }
-    } else {
-        qsort_r(t->items, t->n, sizeof *t->items, item_cmp, t);
+    for (uint32_t i = 0; i < t->n; i++) {
+        t->heap[i] = i;
+        t->items[i].heap_pos = i;
     }
-    index_items(t);
+    for (uint32_t i = t->n / 2; i-- > 0;)
+        heap_down(t, i);
 }
 
 /* The merge when the union of both sides fits in k counters: nothing is
  * dropped, so the result (same counts and errors as the general merge) is
- * built in dst's own storage, without allocating a fresh sketch or
- * sorting the candidates of both sides (only dst's at most k counters). */
+ * built in dst's own storage, without allocating a fresh sketch or sorting
+ * anything (the heap is rebuilt: the order does not depend on layout). */
 static int topk_merge_inplace(nx_topk *dst, const nx_topk *src, double m1, double m2)
 {
     if (m2 > 0) {
@@ -585,7 +588,7 @@ static int topk_merge_inplace(nx_topk *dst, const nx_topk *src, double m1, doubl
                 return rc;
         }
     }
-    topk_canonical(dst);
+    heap_rebuild(dst);
     dst->total += src->total;
     return 0;
 }
