@@ -87,7 +87,7 @@ int nx_engine_cfg_check(const nx_engine_config *cfg)
     for (uint32_t i = 0; i < cfg->nwindows; i++) {
         const nx_window_spec *w = &cfg->windows[i];
         if (w->bucket_s == 0 || w->length_s < w->bucket_s || w->length_s % w->bucket_s ||
-            w->length_s / w->bucket_s > 100000)
+            w->length_s / w->bucket_s > 100000 || (uint64_t)w->length_s + w->bucket_s > (1u << 30))
             return NX_EINVAL;
         for (uint32_t j = 0; j < i; j++)
             if (cfg->windows[j].length_s == w->length_s)
@@ -198,6 +198,11 @@ int nx_engine_create(const nx_engine_config *cfg, nx_engine **out)
     e->ap.dd_max_bins = cfg->ddsketch_max_bins;
     e->ap.hll_precision = cfg->hll_precision;
     e->ap.topk_capacity = cfg->topk_capacity;
+    for (uint32_t i = 0; i < cfg->nwindows; i++) {
+        uint32_t h = cfg->windows[i].length_s + cfg->windows[i].bucket_s;
+        if (h > e->shll_horizon)
+            e->shll_horizon = h;
+    }
     *out = e;
     return 0;
 }
@@ -474,6 +479,8 @@ void nx_stream_account(nx_stream *s)
 {
     const nx_engine *e = s->tenant->eng;
     uint64_t b = stream_base_bytes(s) + nx_acc_bytes(&s->open) + nx_acc_bytes(&s->all);
+    if (s->shll)
+        b += nx_shll_bytes(s->shll);
     if (s->win) {
         b += stream_hist_block_bytes(e);
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
@@ -534,11 +541,18 @@ static void stream_hist_free(const nx_engine *e, nx_stream *s)
         nx_acc_free(&pd->acc[i]);
     free(s->win);
     s->win = NULL;
+    /* every window expired, and with them the sliding HLL's members but
+     * those of the open second */
+    if (s->shll && nx_shll_expire(s->shll, s->open_sec) == 0 && nx_shll_empty(s->shll)) {
+        nx_shll_destroy(s->shll);
+        s->shll = NULL;
+    }
 }
 
 static void stream_destroy(nx_engine *e, nx_stream *s)
 {
     stream_hist_free(e, s);
+    nx_shll_destroy(s->shll);
     nx_acc_free(&s->open);
     nx_acc_free(&s->all);
     free(s);
@@ -739,6 +753,9 @@ static int stream_flush(nx_stream *s)
             pd->sec[i - done] = pd->sec[i];
         }
         pd->n -= done;
+        int mrc = s->shll ? nx_shll_maintain(s->shll, s->open_sec) : 0;
+        if (mrc && !rc)
+            rc = mrc;
         /* the bytes figure follows the folds (a recount walks every window:
          * once per flush, so it is at most NX_PENDING_MAX seconds stale;
          * reads, late events and deletes recount too) */
@@ -790,11 +807,44 @@ static int stream_tick(nx_stream *s, int64_t sec)
 
 /* ---- updates ------------------------------------------------------------------------- */
 
+/* A set member's hash goes to the sliding HLL (every window's distinct
+ * count) at its second; the caller adds it to the open bucket or all-time. */
+static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec)
+{
+    const nx_engine *e = s->tenant->eng;
+    int rc;
+    if (!e->shll_horizon)
+        return 0; /* no windows */
+    if (!s->shll && (rc = nx_shll_create(e->cfg.hll_precision, e->shll_horizon, &s->shll)))
+        return rc;
+    return nx_shll_add_hash(s->shll, hash, sec, s->open_sec);
+}
+
+int nx_stream_shll_absorb(nx_stream *s, const nx_hll *h, int64_t sec)
+{
+    const nx_engine *e = s->tenant->eng;
+    int rc;
+    if (!e->shll_horizon || sec > s->open_sec || s->open_sec - sec >= e->shll_horizon)
+        return 0;
+    if (!s->shll && (rc = nx_shll_create(e->cfg.hll_precision, e->shll_horizon, &s->shll)))
+        return rc;
+    uint32_t m = 1u << nx_hll_precision(h);
+    for (uint32_t i = 0; i < m; i++) {
+        uint8_t r = nx_hll_register(h, i);
+        if (r && (rc = nx_shll_raise(s->shll, i, r, sec, s->open_sec)))
+            return rc;
+    }
+    return 0;
+}
+
 static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const nx_update *u)
 {
     const nx_engine *e = s->tenant->eng;
     nx_type type = (nx_type)s->type;
     int rc;
+    if (type == NX_TYPE_SET &&
+        (rc = stream_shll_add(s, XXH3_64bits(u->member, u->member_len), sec)))
+        return rc;
     if ((rc = stream_advance(s, s->open_sec)))
         return rc;
     if ((rc = nx_stream_hist_alloc(s)))
@@ -876,6 +926,12 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         return stream_add_late(s, sec, v, w, u);
     }
     const nx_engine *e = t->eng;
+    if (type == NX_TYPE_SET) {
+        uint64_t h = XXH3_64bits(u->member, u->member_len);
+        if ((rc = stream_shll_add(s, h, sec)))
+            return rc;
+        return nx_acc_add_member(&s->open, &e->ap, h, u->member, u->member_len, w);
+    }
     return nx_acc_add(&s->open, &e->ap, type, v, w, u->member, u->member_len);
 }
 
@@ -943,6 +999,13 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
     }
     if (!rc)
         rc = nx_acc_merge(&a, &s->open, &e->ap);
+    if (!rc && widx >= 0 && s->win && s->shll && a.m.count > 0) {
+        /* the windows keep no HLL: the sliding one has every second */
+        if (!a.hll)
+            rc = nx_hll_create(e->cfg.hll_precision, &a.hll);
+        if (!rc)
+            rc = nx_shll_read(s->shll, nx_window_start_sec(&s->win[widx]), s->open_sec, a.hll);
+    }
     if (rc) {
         nx_acc_free(&a);
         return rc;

@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 3 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 4 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -34,13 +34,22 @@
  *         uvar events
  *         f64  last | svar last_ts
  *         acc  open | acc all                 (layout in src/window/nx_window.h)
+ *         sets only: u8 has_shll; if 1: the sliding HLL (nx_shll.h layout,
+ *              ages relative to open_sec) — the distinct counts of every
+ *              window, which keep none themselves
  *         u8   has_hist; if 1: nwindows x window, then ntiers x tier, then
  *              uvar npending (<= 8), npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (version 1 had no pending list)
  *   Trailing bytes are an error.
  *   Versions 1 and 2 (still decoded) nest each tenant's streams right after
- *   its header instead of the flat list.
+ *   its header instead of the flat list. Versions 1 to 3 (still decoded)
+ *   have no sliding HLL; their windows kept an HLL per sub-bucket (and per
+ *   Two-Stacks aggregate). Decoding rebuilds the sliding HLL from those
+ *   sub-bucket HLLs, each member taken as seen at the last second of its
+ *   sub-bucket, plus the open and pending seconds' HLLs: a window read
+ *   after the upgrade counts the members of the sub-buckets it overlaps
+ *   (within one sub-bucket of the exact range).
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -53,7 +62,7 @@
 #include "engine/nx_engine_int.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 3
+#define NX_ENGINE_VERSION 4
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
@@ -76,8 +85,14 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
         (rc = nx_buf_svar(out, s->open_sec)) || (rc = nx_buf_svar(out, s->max_now_ms)) ||
         (rc = nx_buf_svar(out, s->last_update_ms)) || (rc = nx_buf_svar(out, s->first_ts)) ||
         (rc = nx_buf_uvar(out, s->events)) || (rc = nx_buf_f64(out, s->last)) || (rc = nx_buf_svar(out, s->last_ts)) ||
-        (rc = open_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)) ||
-        (rc = nx_buf_u8(out, s->win ? 1 : 0)))
+        (rc = open_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)))
+        return rc;
+    if (s->type == NX_TYPE_SET) {
+        if ((rc = nx_buf_u8(out, s->shll ? 1 : 0)) ||
+            (s->shll && (rc = nx_shll_encode(s->shll, s->open_sec, out))))
+            return rc;
+    }
+    if ((rc = nx_buf_u8(out, s->win ? 1 : 0)))
         return rc;
     if (!s->win)
         return 0;
@@ -328,6 +343,13 @@ static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in)
     return 0;
 }
 
+/* Version <= 3 window slot HLLs -> the stream's sliding HLL. */
+static int legacy_absorb(void *arg, const nx_hll *h, int64_t last_sec)
+{
+    nx_stream *s = arg;
+    return nx_stream_shll_absorb(s, h, last_sec < s->open_sec ? last_sec : s->open_sec);
+}
+
 static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
 {
     size_t klen;
@@ -352,6 +374,15 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
     if ((rc = nx_acc_decode(in, &s->open, &e->ap, (nx_type)type)) ||
         (rc = nx_acc_decode(in, &s->all, &e->ap, (nx_type)type)))
         return rc;
+    if (version >= 4 && type == NX_TYPE_SET) {
+        uint8_t has_shll = nx_rbuf_u8(in);
+        if (in->err || has_shll > 1 || (has_shll && (s->open_sec == INT64_MIN || !e->shll_horizon)))
+            return NX_ECORRUPT;
+        if (has_shll && (rc = nx_shll_decode(in, e->cfg.hll_precision, e->shll_horizon,
+                                             s->open_sec, &s->shll)))
+            return rc == NX_ENOMEM ? rc : NX_ECORRUPT;
+    }
+    bool legacy = version < 4 && type == NX_TYPE_SET;
     uint8_t has = nx_rbuf_u8(in);
     /* a stream that never saw an event has no windows */
     if (in->err || has > 1 || (has && s->open_sec == INT64_MIN))
@@ -360,7 +391,8 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
         if ((rc = nx_stream_hist_alloc(s)))
             return rc;
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
-            if ((rc = nx_window_decode(in, &s->win[i], &e->ap, (nx_type)type)))
+            if ((rc = nx_window_decode(in, &s->win[i], &e->ap, (nx_type)type,
+                                       legacy ? legacy_absorb : NULL, s)))
                 return rc;
         nx_tier *tr = nx_stream_tiers(e, s);
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
@@ -374,7 +406,13 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
             if (!nx_window_valid_at(&s->win[i], upto))
                 return NX_ECORRUPT;
+        for (uint32_t i = 0; legacy && i < pd->n; i++)
+            if (pd->acc[i].hll && (rc = nx_stream_shll_absorb(s, pd->acc[i].hll, pd->sec[i])))
+                return rc;
     }
+    if (legacy && s->open.hll && !nx_acc_empty(&s->open) &&
+        (rc = nx_stream_shll_absorb(s, s->open.hll, s->open_sec)))
+        return rc;
     nx_stream_account(s);
     return 0;
 }

@@ -30,6 +30,7 @@
 
 #include "nexus.h"
 #include "window/nx_window.h"
+#include "sketch/nx_shll.h"
 
 #define NX_TENANT_ID_MAX 64
 #define NX_STREAM_KEY_MAX 65535
@@ -69,6 +70,8 @@ struct nx_stream {
     uint64_t hash;       /* XXH3 of the key */
     uint64_t bytes;      /* bytes accounted to the tenant for this stream */
     nx_window *win;      /* [nwindows] then nx_tier [ntiers]: NULL when idle */
+    nx_shll *shll;       /* sets: distinct counts of every window (the windows
+                          * keep none); NULL until the first member */
     char key[];          /* key_len bytes + NUL */
 };
 
@@ -133,6 +136,7 @@ typedef struct nx_engine_snap {
 struct nx_engine {
     nx_engine_config cfg;
     nx_acc_params ap;
+    uint32_t shll_horizon; /* longest window + its sub-bucket (0: no windows) */
     nx_table tenants;
     nx_engine_snap snap;
     void (*on_tenant)(void *arg, const char *id, size_t id_len);
@@ -167,6 +171,9 @@ uint64_t nx_hash_bytes(const void *p, size_t n);
 int nx_engine_cfg_check(const nx_engine_config *cfg);
 /* Allocates the window/tier block of a stream if absent. */
 int nx_stream_hist_alloc(nx_stream *s);
+/* Adds every register of h to the stream's sliding HLL as seen at second
+ * `sec` (decoding snapshots of version <= 3, whose windows kept HLLs). */
+int nx_stream_shll_absorb(nx_stream *s, const nx_hll *h, int64_t sec);
 /* Recomputes s->bytes and moves the difference into its tenant's stats. */
 void nx_stream_account(nx_stream *s);
 /* Creates a stream without quota checks (snapshot restore). */

@@ -229,17 +229,37 @@ static int sparse_set(nx_hll *h, uint32_t idx, uint8_t rank)
     return 0;
 }
 
-int nx_hll_add_hash(nx_hll *h, uint64_t hash)
+int nx_hll_raise(nx_hll *h, uint32_t idx, uint8_t rank)
 {
-    uint32_t idx = (uint32_t)(hash >> (64 - h->p));
-    uint64_t rest = hash << h->p;
-    uint8_t rank = rest ? (uint8_t)(__builtin_clzll(rest) + 1) : (uint8_t)(64 - h->p + 1);
     if (h->dense) {
         if (reg_get(h->regs, idx) < rank)
             reg_set(h->regs, idx, rank);
         return 0;
     }
     return sparse_set(h, idx, rank);
+}
+
+int nx_hll_add_hash(nx_hll *h, uint64_t hash)
+{
+    uint32_t idx;
+    uint8_t rank;
+    nx_hll_split(h->p, hash, &idx, &rank);
+    return nx_hll_raise(h, idx, rank);
+}
+
+uint8_t nx_hll_register(const nx_hll *h, uint32_t idx)
+{
+    if (idx >= h->m)
+        return 0;
+    if (h->dense)
+        return reg_get(h->regs, idx);
+    if (!h->cap)
+        return 0;
+    uint32_t mask = h->cap - 1;
+    for (uint32_t s = idx & mask; h->sparse[s]; s = (s + 1) & mask)
+        if ((h->sparse[s] >> 6) == idx)
+            return (uint8_t)(h->sparse[s] & 63);
+    return 0;
 }
 
 int nx_hll_add(nx_hll *h, const void *member, size_t len)

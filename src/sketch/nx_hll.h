@@ -25,6 +25,18 @@ void nx_hll_clear(nx_hll *h);
 int nx_hll_clone(const nx_hll *h, nx_hll **out);
 int nx_hll_add(nx_hll *h, const void *member, size_t len);
 int nx_hll_add_hash(nx_hll *h, uint64_t hash);
+/* The register index and rank nx_hll_add_hash derives from a hash: the top
+ * p bits; 1 + the leading zeros of the rest (64 - p + 1 when all zero). */
+static inline void nx_hll_split(uint8_t p, uint64_t hash, uint32_t *idx, uint8_t *rank)
+{
+    uint64_t rest = hash << p;
+    *idx = (uint32_t)(hash >> (64 - p));
+    *rank = rest ? (uint8_t)(__builtin_clzll(rest) + 1) : (uint8_t)(64 - p + 1);
+}
+/* register idx := max(register idx, rank) (rank in 1..64-p+1). */
+int nx_hll_raise(nx_hll *h, uint32_t idx, uint8_t rank);
+/* The value of register idx (0 if never raised). */
+uint8_t nx_hll_register(const nx_hll *h, uint32_t idx);
 int nx_hll_merge(nx_hll *dst, const nx_hll *src); /* NX_EINVAL if precisions differ */
 double nx_hll_estimate(const nx_hll *h);
 uint8_t nx_hll_precision(const nx_hll *h);

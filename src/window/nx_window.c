@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "window/nx_window.h"
 #include "sketch/nx_ddsketch.h"
@@ -88,28 +89,32 @@ static int ensure_topk(nx_topk **t, const nx_acc_params *p)
     return *t ? 0 : nx_topk_create(p->topk_capacity, t);
 }
 
-/* A set event's member goes to hll + topk. */
-static int set_add(nx_hll **h, nx_topk **t, const nx_acc_params *p, const char *member,
-                   uint32_t len, double weight)
+/* A set event's member goes to the top-k (windows keep no HLL). */
+static int topk_add(nx_topk **t, const nx_acc_params *p, const char *member, uint32_t len,
+                    double weight)
+{
+    int rc = ensure_topk(t, p);
+    return rc ? rc : nx_topk_add(*t, member, len, weight);
+}
+
+int nx_acc_add_member(nx_acc *a, const nx_acc_params *p, uint64_t hash, const char *member,
+                      uint32_t member_len, double weight)
 {
     int rc;
-    if ((rc = ensure_hll(h, p)) || (rc = ensure_topk(t, p)))
+    if ((rc = ensure_hll(&a->hll, p)) || (rc = nx_hll_add_hash(a->hll, hash)) ||
+        (rc = topk_add(&a->topk, p, member, member_len, weight)))
         return rc;
-    if ((rc = nx_hll_add(*h, member, len)))
-        return rc;
-    return nx_topk_add(*t, member, len, weight);
+    a->m.count += weight;
+    return 0;
 }
 
 int nx_acc_add(nx_acc *a, const nx_acc_params *p, nx_type type, double value,
                double weight, const char *member, uint32_t member_len)
 {
     int rc;
-    if (type == NX_TYPE_SET) {
-        if ((rc = set_add(&a->hll, &a->topk, p, member, member_len, weight)))
-            return rc;
-        a->m.count += weight;
-        return 0;
-    }
+    if (type == NX_TYPE_SET)
+        return nx_acc_add_member(a, p, XXH3_64bits(member, member_len), member, member_len,
+                                 weight);
     if (nx_type_has_quantiles(type)) {
         if ((rc = ensure_dd(&a->dd, p)) || (rc = nx_ddsketch_add(a->dd, value, weight)))
             return rc;
@@ -179,9 +184,7 @@ static void window_free_data(nx_window *w)
         for (uint32_t i = 0; i <= w->n; i++) {
             nx_wsk *k = &w->sk[i];
             nx_ddsketch_destroy(k->dd);
-            nx_hll_destroy(k->hll);
             nx_topk_destroy(k->topk);
-            nx_hll_destroy(k->fhll);
             nx_topk_destroy(k->ftopk);
         }
         free(w->sk);
@@ -191,9 +194,7 @@ static void window_free_data(nx_window *w)
         free(w->slots);
     w->slots = NULL;
     nx_acc_free(&w->inv);
-    nx_hll_destroy(w->bhll);
     nx_topk_destroy(w->btopk);
-    w->bhll = NULL;
     w->btopk = NULL;
     w->bmin = INFINITY;
     w->bmax = -INFINITY;
@@ -216,13 +217,12 @@ static inline uint32_t widx(const nx_window *w, int64_t k)
 static inline void slot_view(const nx_window *w, uint32_t i, nx_acc *a)
 {
     a->m = w->slots[i].m;
+    a->hll = NULL;
     if (w->sk) {
         a->dd = w->sk[i].dd;
-        a->hll = w->sk[i].hll;
         a->topk = w->sk[i].topk;
     } else {
         a->dd = NULL;
-        a->hll = NULL;
         a->topk = NULL;
     }
 }
@@ -232,10 +232,9 @@ static inline void slot_store(nx_window *w, uint32_t i, const nx_acc *a)
     w->slots[i].m = a->m;
     if (w->sk) {
         w->sk[i].dd = a->dd;
-        w->sk[i].hll = a->hll;
         w->sk[i].topk = a->topk;
     }
-    assert(w->sk || (!a->dd && !a->hll && !a->topk));
+    assert(!a->hll && (w->sk || (!a->dd && !a->topk)));
 }
 
 /* Allocates the ring (and its sketch array when the type has sketches). */
@@ -260,8 +259,6 @@ static void back_clear(nx_window *w)
 {
     w->bmin = INFINITY;
     w->bmax = -INFINITY;
-    if (w->bhll)
-        nx_hll_clear(w->bhll);
     if (w->btopk)
         nx_topk_clear(w->btopk);
 }
@@ -297,21 +294,16 @@ static int window_flip(nx_window *w, const nx_acc_params *p)
         if (w->sk) {
             nx_wsk *sk = &w->sk[i];
             const nx_wsk *nk = next >= 0 ? &w->sk[next] : NULL;
-            bool mine = sk->hll && s->m.count > 0, theirs = nk && topk_has(nk->ftopk);
+            bool mine = sk->topk && s->m.count > 0, theirs = nk && topk_has(nk->ftopk);
             if (mine || theirs) {
-                if ((rc = ensure_hll(&sk->fhll, p)) || (rc = ensure_topk(&sk->ftopk, p)))
+                if ((rc = ensure_topk(&sk->ftopk, p)))
                     return rc;
-                nx_hll_clear(sk->fhll);
                 nx_topk_clear(sk->ftopk);
-                if (mine && ((rc = nx_hll_merge(sk->fhll, sk->hll)) ||
-                             (rc = nx_topk_merge(sk->ftopk, sk->topk))))
+                if (mine && (rc = nx_topk_merge(sk->ftopk, sk->topk)))
                     return rc;
-                if (theirs && ((rc = nx_hll_merge(sk->fhll, nk->fhll)) ||
-                               (rc = nx_topk_merge(sk->ftopk, nk->ftopk))))
+                if (theirs && (rc = nx_topk_merge(sk->ftopk, nk->ftopk)))
                     return rc;
             } else {
-                if (sk->fhll)
-                    nx_hll_clear(sk->fhll);
                 if (sk->ftopk)
                     nx_topk_clear(sk->ftopk);
             }
@@ -350,8 +342,6 @@ static int window_step(nx_window *w, const nx_acc_params *p)
                 return rc;
             if (sk->dd)
                 nx_ddsketch_clear(sk->dd);
-            if (sk->hll)
-                nx_hll_clear(sk->hll);
             if (sk->topk)
                 nx_topk_clear(sk->topk);
         }
@@ -373,9 +363,8 @@ static int window_step(nx_window *w, const nx_acc_params *p)
             w->bmin = s->m.min;
         if (s->m.max > w->bmax)
             w->bmax = s->m.max;
-        if (w->sk && w->sk[ci].hll) {
-            if ((rc = ensure_hll(&w->bhll, p)) || (rc = ensure_topk(&w->btopk, p)) ||
-                (rc = nx_hll_merge(w->bhll, w->sk[ci].hll)) ||
+        if (w->sk && w->sk[ci].topk) {
+            if ((rc = ensure_topk(&w->btopk, p)) ||
                 (rc = nx_topk_merge(w->btopk, w->sk[ci].topk)))
                 return rc;
         }
@@ -422,13 +411,14 @@ int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_pa
         return rc;
     int64_t k = floordiv(sec, w->bucket_s);
     assert(k == w->cur_k);
-    if ((rc = window_alloc(w, src->dd || src->hll || src->topk)))
+    if ((rc = window_alloc(w, src->dd || src->topk)))
         return rc;
     uint32_t i = widx(w, k);
-    nx_acc a;
+    nx_acc a, bare = *src;
+    bare.hll = NULL; /* windows keep no HLL (nx_shll) */
     slot_view(w, i, &a);
     bool was_empty = nx_acc_empty(&a);
-    rc = nx_acc_merge(&a, src, p);
+    rc = nx_acc_merge(&a, &bare, p);
     slot_store(w, i, &a);
     if (rc)
         return rc;
@@ -456,7 +446,13 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     nx_acc a;
     slot_view(w, i, &a);
     bool was_empty = nx_acc_empty(&a);
-    rc = nx_acc_add(&a, p, type, value, weight, member, member_len);
+    if (type == NX_TYPE_SET) {
+        rc = topk_add(&a.topk, p, member, member_len, weight);
+        if (!rc)
+            a.m.count += weight;
+    } else {
+        rc = nx_acc_add(&a, p, type, value, weight, member, member_len);
+    }
     slot_store(w, i, &a);
     if (rc)
         return rc;
@@ -481,7 +477,7 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
             uint32_t fi = widx(w, x);
             if (type == NX_TYPE_SET) {
                 nx_wsk *f = &w->sk[fi];
-                if ((rc = set_add(&f->fhll, &f->ftopk, p, member, member_len, weight)))
+                if ((rc = topk_add(&f->ftopk, p, member, member_len, weight)))
                     return rc;
             } else {
                 nx_wslot *f = &w->slots[fi];
@@ -493,7 +489,7 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
         }
     } else {
         if (type == NX_TYPE_SET) {
-            if ((rc = set_add(&w->bhll, &w->btopk, p, member, member_len, weight)))
+            if ((rc = topk_add(&w->btopk, p, member, member_len, weight)))
                 return rc;
         } else {
             if (value < w->bmin)
@@ -542,25 +538,17 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
             return rc;
     }
     if (w->sk) {
-        const nx_hll *hs[3] = {NULL, NULL, NULL};
         const nx_topk *ts[3] = {NULL, NULL, NULL};
-        if (w->sk[ci].hll && cur->m.count > 0) {
-            hs[0] = w->sk[ci].hll;
+        if (w->sk[ci].topk && cur->m.count > 0)
             ts[0] = w->sk[ci].topk;
-        }
-        if (fi >= 0 && topk_has(w->sk[fi].ftopk)) {
-            hs[1] = w->sk[fi].fhll;
+        if (fi >= 0 && topk_has(w->sk[fi].ftopk))
             ts[1] = w->sk[fi].ftopk;
-        }
-        if (topk_has(w->btopk)) {
-            hs[2] = w->bhll;
+        if (topk_has(w->btopk))
             ts[2] = w->btopk;
-        }
         for (int i = 0; i < 3; i++) {
-            if (!hs[i])
+            if (!ts[i])
                 continue;
-            if ((rc = ensure_hll(&out->hll, p)) || (rc = ensure_topk(&out->topk, p)) ||
-                (rc = nx_hll_merge(out->hll, hs[i])) || (rc = nx_topk_merge(out->topk, ts[i])))
+            if ((rc = ensure_topk(&out->topk, p)) || (rc = nx_topk_merge(out->topk, ts[i])))
                 return rc;
         }
     }
@@ -574,8 +562,6 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
 size_t nx_window_bytes(const nx_window *w)
 {
     size_t b = nx_acc_bytes(&w->inv);
-    if (w->bhll)
-        b += nx_hll_bytes(w->bhll);
     if (w->btopk)
         b += nx_topk_bytes(w->btopk);
     if (w->slots && w->slots != w->store)
@@ -586,12 +572,8 @@ size_t nx_window_bytes(const nx_window *w)
             const nx_wsk *k = &w->sk[i];
             if (k->dd)
                 b += nx_ddsketch_bytes(k->dd);
-            if (k->hll)
-                b += nx_hll_bytes(k->hll);
             if (k->topk)
                 b += nx_topk_bytes(k->topk);
-            if (k->fhll)
-                b += nx_hll_bytes(k->fhll);
             if (k->ftopk)
                 b += nx_topk_bytes(k->ftopk);
         }

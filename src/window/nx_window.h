@@ -18,7 +18,7 @@
  *                 subtracted when it is evicted (nx_moments_sub,
  *                 nx_ddsketch_sub) — a bucket close costs one merge per
  *                 window (into the current slot), not two;
- *               - non-invertible parts (min, max, HLL, top-k) use Two-Stacks
+ *               - non-invertible parts (min, max, top-k) use Two-Stacks
  *                 over the N complete slots: the oldest `nfront` slots form
  *                 the front stack, each carrying the aggregate of itself and
  *                 every younger front slot (f*); the younger complete slots
@@ -27,8 +27,13 @@
  *                 from the back ("flip", O(N) merges every N steps, so O(1)
  *                 amortized). The current slot is outside both stacks (it is
  *                 still changing) and is merged at read time.
- *               read = inv ⊕ current (moments, dd) + min/max/hll/topk of
+ *               read = inv ⊕ current (moments, dd) + min/max/topk of
  *                      front-top ⊕ back ⊕ current.
+ *             Windows keep NO HyperLogLog: a set stream's distinct counts
+ *             over every window come from its one sliding HLL (nx_shll,
+ *             src/engine), which costs O(1) per event instead of a dense
+ *             HLL merge per sub-bucket, window and close. An accumulator
+ *             folded or read here has its `hll` ignored / left NULL.
  *             Late events go straight into their slot and every aggregate
  *             that covers it (inv, back, or the front suffixes up to it).
  *             The slot ring is allocated on the first data and freed again
@@ -77,6 +82,9 @@ static inline bool nx_acc_empty(const nx_acc *a)
 /* Adds one event (value for numeric types; member for sets). */
 int nx_acc_add(nx_acc *a, const nx_acc_params *p, nx_type type, double value,
                double weight, const char *member, uint32_t member_len);
+/* Adds one set member whose XXH3 hash the caller already has. */
+int nx_acc_add_member(nx_acc *a, const nx_acc_params *p, uint64_t hash, const char *member,
+                      uint32_t member_len, double weight);
 /* dst += src, allocating dst's sketches as needed. */
 int nx_acc_merge(nx_acc *dst, const nx_acc *src, const nx_acc_params *p);
 /* Heap bytes owned by the accumulator's sketches. */
@@ -94,10 +102,8 @@ typedef struct nx_wslot {
  * with sketches allocate (counters and gauges pay 64 bytes per slot). */
 typedef struct nx_wsk {
     nx_ddsketch *dd;
-    nx_hll *hll;
     nx_topk *topk;
-    nx_hll *fhll;      /* front stack suffix (sets) */
-    nx_topk *ftopk;
+    nx_topk *ftopk;    /* front stack suffix (sets) */
 } nx_wsk;
 
 typedef struct nx_window {
@@ -108,7 +114,6 @@ typedef struct nx_window {
     uint32_t nonempty; /* slots holding data (0: the window is empty) */
     nx_acc inv;        /* moments + dd of the n complete slots (subtract on evict) */
     double bmin, bmax; /* back stack aggregate */
-    nx_hll *bhll;
     nx_topk *btopk;
     nx_wslot *slots;   /* ring of n+1, slot of sub-bucket k = k mod (n+1); NULL when empty */
     nx_wsk *sk;        /* parallel ring of sketches; NULL for counters/gauges */
@@ -177,10 +182,15 @@ static inline size_t nx_tier_bytes(const nx_tier *t)
  * nx_acc:    f64 count, sum, mean, m2, min, max | u8 mask (1 dd, 2 hll,
  *            4 topk) | the present sketches' own encodings, in that order.
  * nx_window: svar cur_k | uvar nfront | uvar nonempty | acc inv | f64 bmin |
- *            f64 bmax | u8 has_bhll [hll] | u8 has_btopk [topk] |
+ *            f64 bmax | u8 has_btopk [topk] |
  *            u8 has_slots | if has_slots, n+1 slots in ring order, each:
- *            acc a | f64 fmin | f64 fmax | u8 has_fhll [hll] |
- *            u8 has_ftopk [topk]
+ *            acc a (no hll) | f64 fmin | f64 fmax | u8 has_ftopk [topk]
+ *            Engine snapshots up to version 3 also had u8 has_bhll [hll]
+ *            before has_btopk, an hll in set slots and u8 has_fhll [hll]
+ *            before has_ftopk: nx_window_decode reads them when given a
+ *            `legacy` callback and hands it each slot's HLL with the last
+ *            second the slot covers (the engine turns them into its
+ *            sliding HLL); the suffix and back HLLs are dropped.
  * nx_tier:   svar newest | svar oldest | uvar cap | cap x (f64 count, sum,
  *            min, max) in ring order.
  * Decoders check every count and index against the configuration (nfront <=
@@ -192,7 +202,9 @@ struct nx_rbuf;
 int nx_acc_encode(const nx_acc *a, nx_buf *out);
 int nx_acc_decode(struct nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type);
 int nx_window_encode(const nx_window *w, nx_buf *out);
-int nx_window_decode(struct nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type);
+typedef int (*nx_window_legacy_hll_fn)(void *arg, const nx_hll *slot, int64_t last_sec);
+int nx_window_decode(struct nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type,
+                     nx_window_legacy_hll_fn legacy, void *legacy_arg);
 int nx_tier_encode(const nx_tier *t, nx_buf *out);
 int nx_tier_decode(struct nx_rbuf *in, nx_tier *t);
 

@@ -14,12 +14,6 @@
 #include "sketch/nx_hll.h"
 #include "sketch/nx_topk.h"
 
-static int opt_hll_encode(const nx_hll *h, nx_buf *out)
-{
-    int rc = nx_buf_u8(out, h ? 1 : 0);
-    return rc ? rc : (h ? nx_hll_encode(h, out) : 0);
-}
-
 static int opt_topk_encode(const nx_topk *t, nx_buf *out)
 {
     int rc = nx_buf_u8(out, t ? 1 : 0);
@@ -46,14 +40,21 @@ static int topk_decode_checked(nx_rbuf *in, nx_topk **out, const nx_acc_params *
     return 0;
 }
 
-static int opt_decode(nx_rbuf *in, nx_hll **h, nx_topk **t, const nx_acc_params *p, nx_type type)
+/* A suffix or back aggregate: [legacy: u8 has_hll [hll], dropped] then
+ * u8 has_topk [topk]. */
+static int opt_decode(nx_rbuf *in, nx_topk **t, const nx_acc_params *p, nx_type type, bool legacy)
 {
     int rc;
-    uint8_t has = nx_rbuf_u8(in);
-    if (in->err || has > 1 || (has && type != NX_TYPE_SET))
-        return NX_ECORRUPT;
-    if (has && (rc = hll_decode_checked(in, h, p)))
-        return rc;
+    uint8_t has;
+    if (legacy) {
+        has = nx_rbuf_u8(in);
+        if (in->err || has > 1 || (has && type != NX_TYPE_SET))
+            return NX_ECORRUPT;
+        nx_hll *h = NULL;
+        if (has && (rc = hll_decode_checked(in, &h, p)))
+            return rc;
+        nx_hll_destroy(h); /* the engine's sliding HLL replaces it */
+    }
     has = nx_rbuf_u8(in);
     if (in->err || has > 1 || (has && type != NX_TYPE_SET))
         return NX_ECORRUPT;
@@ -94,8 +95,9 @@ int nx_acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type)
     if (in->err || !(m.count >= 0) || !isfinite(m.count) || !isfinite(m.sum) ||
         !isfinite(m.mean) || !(m.m2 >= 0) || !isfinite(m.m2) || isnan(m.min) || isnan(m.max))
         return NX_ECORRUPT;
+    /* an hll comes with a top-k (a window slot's top-k comes alone) */
     if ((mask & ~7u) || ((mask & 1) && !nx_type_has_quantiles(type)) ||
-        ((mask & 6) && type != NX_TYPE_SET) || (((mask & 2) != 0) != ((mask & 4) != 0)))
+        ((mask & 6) && type != NX_TYPE_SET) || ((mask & 2) && !(mask & 4)))
         return NX_ECORRUPT;
     a->m = m;
     if (mask & 1) {
@@ -117,7 +119,7 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
     if ((rc = nx_buf_svar(out, w->cur_k)) || (rc = nx_buf_uvar(out, w->nfront)) ||
         (rc = nx_buf_uvar(out, w->nonempty)) || (rc = nx_acc_encode(&w->inv, out)) ||
         (rc = nx_buf_f64(out, w->bmin)) || (rc = nx_buf_f64(out, w->bmax)) ||
-        (rc = opt_hll_encode(w->bhll, out)) || (rc = opt_topk_encode(w->btopk, out)) ||
+        (rc = opt_topk_encode(w->btopk, out)) ||
         (rc = nx_buf_u8(out, w->slots ? 1 : 0)))
         return rc;
     if (!w->slots)
@@ -125,16 +127,16 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
     for (uint32_t i = 0; i <= w->n; i++) {
         const nx_wslot *s = &w->slots[i];
         const nx_wsk *k = w->sk ? &w->sk[i] : NULL;
-        nx_acc a = {s->m, k ? k->dd : NULL, k ? k->hll : NULL, k ? k->topk : NULL};
+        nx_acc a = {s->m, k ? k->dd : NULL, NULL, k ? k->topk : NULL};
         if ((rc = nx_acc_encode(&a, out)) || (rc = nx_buf_f64(out, s->fmin)) ||
-            (rc = nx_buf_f64(out, s->fmax)) || (rc = opt_hll_encode(k ? k->fhll : NULL, out)) ||
-            (rc = opt_topk_encode(k ? k->ftopk : NULL, out)))
+            (rc = nx_buf_f64(out, s->fmax)) || (rc = opt_topk_encode(k ? k->ftopk : NULL, out)))
             return rc;
     }
     return 0;
 }
 
-int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type)
+int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type,
+                     nx_window_legacy_hll_fn legacy, void *legacy_arg)
 {
     int rc;
     w->cur_k = nx_rbuf_svar(in);
@@ -146,11 +148,13 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
     w->nonempty = (uint32_t)nonempty;
     if ((rc = nx_acc_decode(in, &w->inv, p, type)))
         return rc;
+    if (w->inv.hll || w->inv.topk)
+        return NX_ECORRUPT; /* inv is moments and DDSketch only */
     w->bmin = nx_rbuf_f64(in);
     w->bmax = nx_rbuf_f64(in);
     if (in->err || isnan(w->bmin) || isnan(w->bmax))
         return NX_ECORRUPT;
-    if ((rc = opt_decode(in, &w->bhll, &w->btopk, p, type)))
+    if ((rc = opt_decode(in, &w->btopk, p, type, legacy != NULL)))
         return rc;
     uint8_t has_slots = nx_rbuf_u8(in);
     if (in->err || has_slots > 1 || (!has_slots && nonempty))
@@ -183,22 +187,29 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
         s->m = a.m;
         if (k) {
             k->dd = a.dd;
-            k->hll = a.hll;
             k->topk = a.topk;
         }
+        if (!rc && a.hll) {
+            if (!legacy) {
+                rc = NX_ECORRUPT; /* version 4 windows have no HLL */
+            } else if (s->m.count > 0) {
+                /* ring index i holds sub-bucket k = i (mod n+1), the newest such <= cur_k */
+                int64_t M = (int64_t)w->n + 1, cm = ((w->cur_k % M) + M) % M;
+                int64_t k_i = w->cur_k - (cm - (int64_t)i + M) % M;
+                rc = legacy(legacy_arg, a.hll, (k_i + 1) * (int64_t)w->bucket_s - 1);
+            }
+        }
+        nx_hll_destroy(a.hll);
         if (rc)
             return rc; /* nx_acc_decode allows sketches only where the type has them */
         s->fmin = nx_rbuf_f64(in);
         s->fmax = nx_rbuf_f64(in);
         if (in->err || isnan(s->fmin) || isnan(s->fmax))
             return NX_ECORRUPT;
-        nx_hll *fh = NULL;
         nx_topk *ft = NULL;
-        rc = opt_decode(in, &fh, &ft, p, type);
-        if (k) {
-            k->fhll = fh;
+        rc = opt_decode(in, &ft, p, type, legacy != NULL);
+        if (k)
             k->ftopk = ft;
-        }
         if (rc)
             return rc;
         if (s->m.count > 0)

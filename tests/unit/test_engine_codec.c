@@ -18,6 +18,7 @@
 
 #include "nexus.h"
 #include "common/nx_codec.h"
+#include "common/nx_fs.h"
 #include "sketch/nx_topk.h"
 #include "engine/nx_engine_int.h"
 
@@ -279,6 +280,106 @@ static void test_engine_pending_roundtrip(void **st)
     nx_engine_destroy(a);
 }
 
+
+/* ---- version 3 snapshots of set streams ------------------------------------ */
+
+/* tests/data/engine_v3_sets.bin was written by the version-3 engine
+ * (tests/data/gen_engine_v3_sets.c.txt: 3 set streams, 7 minutes of events
+ * including late ones); these are that engine's answers at v3_now_ms. */
+static const long long v3_now_ms = 1700000419800ll;
+static const struct { const char *key; unsigned window; double count, distinct; } v3_answers[] = {
+    {"users", 10, 27, 18.00995892150096},
+    {"users", 60, 198, 22.014957899038578},
+    {"users", 300, 947, 30.027213885939641},
+    {"users", 3600, 1254, 33.033146929791044},
+    {"users", 0, 1254, 33.033146929791044},
+    {"sessions|env:prod", 10, 38, 19.011170492513671},
+    {"sessions|env:prod", 60, 208, 42.054333167308528},
+    {"sessions|env:prod", 300, 988, 50.076351633577815},
+    {"sessions|env:prod", 3600, 1274, 53.085565034299847},
+    {"sessions|env:prod", 0, 1274, 53.085565034299847},
+    {"ips", 10, 31, 26.020514085716762},
+    {"ips", 60, 174, 57.098801952158915},
+    {"ips", 300, 944, 69.145688280774266},
+    {"ips", 3600, 1252, 73.163461545118878},
+    {"ips", 0, 1252, 73.163461545118878},
+};
+
+/* Version 3 windows kept an HLL per sub-bucket; decoding rebuilds the
+ * sliding HLL from them, each member as seen at its sub-bucket's last
+ * second. Counts, all-time and the 1h window (whose 300 s sub-buckets every
+ * finer sub-bucket nests in) must be exact; a finer window may count the
+ * members of a coarser sub-bucket it overlaps, never fewer members (HLL
+ * registers only grow) and never more than the 1h window. The migrated
+ * engine then re-encodes (version 4) to the same answers and keeps taking
+ * events. */
+static void test_engine_v3_sets(void **st)
+{
+    (void)st;
+    const char *root = getenv("NX_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/data/engine_v3_sets.bin", root ? root : ".");
+    char *data;
+    size_t len;
+    if (nx_read_file(path, 1u << 20, &data, &len) != 0)
+        fail_msg("cannot read %s (run from the repository root or set NX_ROOT)", path);
+    nx_engine *e = NULL;
+    assert_int_equal(nx_engine_decode(NULL, (const uint8_t *)data, len, &e), 0);
+    free(data);
+    nx_tenant *t = nx_engine_tenant_find(e, "legacy", 6);
+    assert_non_null(t);
+    size_t n = sizeof v3_answers / sizeof v3_answers[0];
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            nx_stream *s = nx_tenant_stream_find(t, v3_answers[i].key, strlen(v3_answers[i].key));
+            assert_non_null(s);
+            nx_summary out, hour;
+            assert_int_equal(nx_stream_read(s, v3_answers[i].window, v3_now_ms, &out), 0);
+            assert_int_equal(nx_stream_read(s, 3600, v3_now_ms, &hour), 0);
+            double got = nx_summary_distinct(&out), want = v3_answers[i].distinct;
+            assert_true(out.count == v3_answers[i].count);
+            if (v3_answers[i].window == 0 || v3_answers[i].window == 3600) {
+                if (got != want)
+                    fail_msg("%s window %u: distinct %.17g, v3 said %.17g", v3_answers[i].key,
+                             v3_answers[i].window, got, want);
+            } else if (!(got >= want && got <= nx_summary_distinct(&hour))) {
+                fail_msg("%s window %u: distinct %.17g, v3 said %.17g (1h: %.17g)",
+                         v3_answers[i].key, v3_answers[i].window, got, want,
+                         nx_summary_distinct(&hour));
+            }
+            nx_summary_free(&out);
+            nx_summary_free(&hour);
+        }
+        /* pass 2: the same answers from a version 4 re-encoding */
+        nx_buf buf = {0};
+        assert_int_equal(nx_engine_encode(e, &buf), 0);
+        assert_int_equal(buf.data[4], 4); /* frame version */
+        nx_engine *f = NULL;
+        assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &f), 0);
+        nx_buf_free(&buf);
+        if (pass == 0)
+            engines_equal(e, f, v3_now_ms);
+        nx_engine_destroy(e);
+        e = f;
+        t = nx_engine_tenant_find(e, "legacy", 6);
+        assert_non_null(t);
+    }
+    /* and it keeps going: a new member 20 s later is the 10 s window's only one */
+    nx_stream *s = nx_tenant_stream_find(t, "ips", 3);
+    nx_update u;
+    memset(&u, 0, sizeof u);
+    u.weight = 1;
+    u.member = "brand-new";
+    u.member_len = 9;
+    assert_int_equal(nx_stream_update(s, &u, v3_now_ms + 20000), 0);
+    nx_summary out;
+    assert_int_equal(nx_stream_read(s, 10, v3_now_ms + 20000, &out), 0);
+    assert_true(out.count == 1);
+    assert_true(fabs(nx_summary_distinct(&out) - 1) < 0.01);
+    nx_summary_free(&out);
+    nx_engine_destroy(e);
+}
+
 /* Incremental encoding: the bytes finished after many steps, while the
  * engine kept taking events, reads, stream and tenant deletes and new
  * tenants, decode to exactly the state of the begin instant (the same state
@@ -486,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_engine_pending_roundtrip),
         cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_corrupt),
+        cmocka_unit_test(test_engine_v3_sets),
         cmocka_unit_test(test_summary_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
