@@ -160,6 +160,17 @@ static void heap_down(nx_topk *t, uint32_t pos)
     heap_place(t, pos, it);
 }
 
+/* Restores the heap after counts grew in place (Floyd's bottom-up build). */
+static void heap_rebuild(nx_topk *t)
+{
+    for (uint32_t i = 0; i < t->n; i++) {
+        t->heap[i] = i;
+        t->items[i].heap_pos = i;
+    }
+    for (uint32_t i = t->n / 2; i-- > 0;)
+        heap_down(t, i);
+}
+
 /* ---- hash table -------------------------------------------------------------- */
 
 static uint32_t table_find(const nx_topk *t, const char *m, uint32_t len, uint64_t h)
@@ -356,6 +367,28 @@ static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, doub
     return 0;
 }
 
+/* Gives the heap's root counter (the one to evict) to member m with the
+ * given count and error, and restores the heap. */
+static int topk_replace_root(nx_topk *t, const char *m, uint32_t len, uint64_t h, double count,
+                             double error)
+{
+    uint32_t v = t->heap[0], off;
+    int rc = arena_put(t, m, len, &off);
+    if (rc)
+        return rc;
+    tk_item *it = &t->items[v];
+    table_remove(t, v);
+    t->adead += it->len;
+    it->count = count;
+    it->error = error;
+    it->hash = h;
+    it->off = off;
+    it->len = len;
+    table_insert(t, v);
+    heap_down(t, 0);
+    return 0;
+}
+
 int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight)
 {
     if (!(weight > 0) || !isfinite(weight))
@@ -375,21 +408,8 @@ int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight)
         rc = topk_insert(t, member, len, h, weight, 0);
     } else {
         /* evict the minimum: the newcomer inherits its count as error */
-        uint32_t v = t->heap[0];
-        uint32_t off;
-        rc = arena_put(t, member, len, &off);
-        if (rc == 0) {
-            tk_item *it = &t->items[v];
-            table_remove(t, v);
-            t->adead += it->len;
-            it->error = it->count;
-            it->count += weight;
-            it->hash = h;
-            it->off = off;
-            it->len = len;
-            table_insert(t, v);
-            heap_down(t, 0);
-        }
+        double c = t->items[t->heap[0]].count;
+        rc = topk_replace_root(t, member, len, h, c + weight, c);
     }
     if (rc == 0)
         t->total += weight;
@@ -469,70 +489,6 @@ static int topk_build(uint32_t k, double total, const tk_cand *c, size_t n, nx_t
     return 0;
 }
 
-/* Rebuilds the heap and the hash table from the items array. */
-static void index_items(nx_topk *t)
-{
-    for (uint32_t i = 0; i < t->n; i++) {
-        t->heap[i] = i;
-        t->items[i].heap_pos = i;
-        heap_up(t, i);
-    }
-    if (t->tcap)
-        memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
-    for (uint32_t i = 0; i < t->n; i++)
-        table_insert(t, i);
-}
-
-/* Refills t (icap >= n) with the candidates c, whose members may point
- * into t's own arena, in t's storage. */
-static int topk_rebuild(nx_topk *t, double total, const tk_cand *c, size_t n)
-{
-    assert(n <= t->icap && t->tcap >= 2 * t->icap);
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++)
-        bytes += c[i].len;
-    /* the new members go after the live arena bytes (no candidate points
-     * there) and are moved down afterwards; a fresh arena only when the
-     * tail is too short */
-    char *a = NULL;
-    size_t cap = 0, base = 0;
-    if (bytes && t->arena && t->acap - t->alen >= bytes) {
-        a = t->arena;
-        cap = t->acap;
-        base = t->alen;
-    } else if (bytes) {
-        cap = 2 * bytes + 64;
-        a = malloc(cap);
-        if (!a)
-            return NX_ENOMEM;
-    }
-    size_t pos = 0;
-    for (size_t i = 0; i < n; i++) {
-        tk_item *it = &t->items[i];
-        if (c[i].len)
-            memcpy(a + base + pos, c[i].m, c[i].len);
-        it->count = c[i].count;
-        it->error = c[i].error;
-        it->hash = c[i].hash;
-        it->off = (uint32_t)pos;
-        it->len = c[i].len;
-        pos += c[i].len;
-    }
-    if (a && a == t->arena) {
-        memmove(a, a + base, pos);
-    } else {
-        free(t->arena);
-        t->arena = a;
-    }
-    t->alen = pos;
-    t->acap = cap;
-    t->adead = 0;
-    t->n = (uint32_t)n;
-    index_items(t);
-    t->total = total;
-    return 0;
-}
-
 int nx_topk_clone(const nx_topk *t, nx_topk **out)
 {
     tk_cand *c = topk_cands(t);
@@ -548,115 +504,84 @@ static double topk_min(const nx_topk *t)
     return t->n == t->k ? t->items[t->heap[0]].count : 0;
 }
 
-/* Restores the heap after counts grew in place (Floyd's bottom-up build). */
-static void heap_rebuild(nx_topk *t)
-{
-    for (uint32_t i = 0; i < t->n; i++) {
-        t->heap[i] = i;
-        t->items[i].heap_pos = i;
-    }
-    for (uint32_t i = t->n / 2; i-- > 0;)
-        heap_down(t, i);
-}
-
-/* The merge when the union of both sides fits in k counters: nothing is
- * dropped, so the result (same counts and errors as the general merge) is
- * built in dst's own storage, without allocating a fresh sketch or sorting
- * anything (the heap is rebuilt: the order does not depend on layout). */
-static int topk_merge_inplace(nx_topk *dst, const nx_topk *src, double m1, double m2)
-{
-    if (m2 > 0) {
-        for (uint32_t i = 0; i < dst->n; i++) {
-            tk_item *it = &dst->items[i];
-            if (table_find(src, tk_member(dst, it), it->len, it->hash) == UINT32_MAX) {
-                it->count += m2;
-                it->error += m2;
-            }
-        }
-    }
-    for (uint32_t j = 0; j < src->n; j++) {
-        const tk_item *it = &src->items[j];
-        const char *m = tk_member(src, it);
-        uint32_t i = table_find(dst, m, it->len, it->hash);
-        if (i != UINT32_MAX) {
-            dst->items[i].count += it->count;
-            dst->items[i].error += it->error;
-        } else {
-            assert(dst->n < dst->k);
-            int rc = topk_insert(dst, m, it->len, it->hash, it->count + m1, it->error + m1);
-            if (rc)
-                return rc;
-        }
-    }
-    heap_rebuild(dst);
-    dst->total += src->total;
-    return 0;
-}
-
+/*
+ * Merge, in dst's own storage. The result is the k first candidates of the
+ * union (counts and errors as described at the top), found as a bounded
+ * selection rather than a sort: dst's counters are updated in place (+ the
+ * src count where src monitors them, else + m2), then each member only src
+ * monitors is offered with count + m1: it takes a free counter, or the
+ * heap's root (the last counter in candidate order) if it comes before it,
+ * or is dropped. Since the order is total, this keeps exactly the k first
+ * candidates whatever order they are offered in. Cost: one dst lookup per
+ * src counter, O(log k) per replacement, O(k) only when m2 > 0.
+ */
 int nx_topk_merge(nx_topk *dst, const nx_topk *src)
 {
     if (dst->k != src->k)
         return NX_EINVAL;
+    assert(dst != src);
     if (src->n == 0) {
         dst->total += src->total;
         return 0;
     }
     double m1 = topk_min(dst), m2 = topk_min(src);
-    if (dst->n + src->n <= dst->k) {
-        /* cheap bound on the union; the count of new members is exact
-         * below when the bound does not hold */
-        return topk_merge_inplace(dst, src, m1, m2);
-    }
-    {
-        uint32_t fresh = 0;
-        for (uint32_t j = 0; j < src->n; j++) {
-            const tk_item *it = &src->items[j];
-            if (table_find(dst, tk_member(src, it), it->len, it->hash) == UINT32_MAX)
-                fresh++;
-        }
-        if ((uint64_t)dst->n + fresh <= dst->k)
-            return topk_merge_inplace(dst, src, m1, m2);
-    }
-    tk_cand stackbuf[256];
-    size_t want = (size_t)dst->n + src->n;
-    tk_cand *c = want <= 256 ? stackbuf : malloc(want * sizeof *c);
-    if (!c)
-        return NX_ENOMEM;
-    size_t n = 0;
-    for (uint32_t i = 0; i < dst->n; i++) {
-        const tk_item *it = &dst->items[i];
-        const char *m = tk_member(dst, it);
-        uint32_t j = table_find(src, m, it->len, it->hash);
-        double sc = j == UINT32_MAX ? m2 : src->items[j].count;
-        double se = j == UINT32_MAX ? m2 : src->items[j].error;
-        c[n++] = (tk_cand){m, it->len, it->hash, it->count + sc, it->error + se};
-    }
+    uint32_t at_buf[256];
+    uint8_t hit_buf[256];
+    uint32_t *at = src->n <= 256 ? at_buf : malloc(src->n * sizeof *at);
+    uint8_t *hit = dst->n <= 256 ? hit_buf : malloc(dst->n ? dst->n : 1);
+    int rc = NX_ENOMEM;
+    if (!at || !hit)
+        goto done;
+    memset(hit, 0, dst->n);
+    /* where each src counter sits in dst (UINT32_MAX: nowhere) */
     for (uint32_t j = 0; j < src->n; j++) {
         const tk_item *it = &src->items[j];
-        const char *m = tk_member(src, it);
-        if (table_find(dst, m, it->len, it->hash) != UINT32_MAX)
-            continue;
-        c[n++] = (tk_cand){m, it->len, it->hash, it->count + m1, it->error + m1};
+        at[j] = table_find(dst, tk_member(src, it), it->len, it->hash);
+        if (at[j] != UINT32_MAX)
+            hit[at[j]] = 1;
     }
-    qsort(c, n, sizeof *c, cmp_cand);
-    if (n > dst->k)
-        n = dst->k;
-    int rc;
-    if (dst->icap >= n) {
-        /* dst's counters are big enough: rebuild it in place (one new
-         * arena) rather than allocating a whole sketch */
-        rc = topk_rebuild(dst, dst->total + src->total, c, n);
-    } else {
-        nx_topk *t;
-        rc = topk_build(dst->k, dst->total + src->total, c, n, &t);
-        if (rc == 0) {
-            topk_free_parts(dst);
-            *dst = *t;
-            free(t);
+    if (m2 > 0) {
+        for (uint32_t i = 0; i < dst->n; i++) {
+            if (!hit[i]) {
+                dst->items[i].count += m2;
+                dst->items[i].error += m2;
+            }
         }
     }
-    if (c != stackbuf)
-        free(c);
+    for (uint32_t j = 0; j < src->n; j++) {
+        if (at[j] == UINT32_MAX)
+            continue;
+        tk_item *d = &dst->items[at[j]];
+        d->count += src->items[j].count;
+        d->error += src->items[j].error;
+        if (!(m2 > 0))
+            heap_down(dst, d->heap_pos); /* counts only grew */
+    }
+    if (m2 > 0)
+        heap_rebuild(dst);
+    rc = 0;
+    for (uint32_t j = 0; j < src->n && rc == 0; j++) {
+        if (at[j] != UINT32_MAX)
+            continue;
+        const tk_item *it = &src->items[j];
+        const char *m = tk_member(src, it);
+        double c = it->count + m1, e = it->error + m1;
+        if (dst->n < dst->k) {
+            rc = topk_insert(dst, m, it->len, it->hash, c, e);
+        } else {
+            const tk_item *root = &dst->items[dst->heap[0]];
+            if (order(c, it->hash, m, it->len, root->count, root->hash, tk_member(dst, root),
+                      root->len) < 0)
+                rc = topk_replace_root(dst, m, it->len, it->hash, c, e);
+        }
+    }
+    if (rc == 0)
+        dst->total += src->total;
+done:
+    if (at && at != at_buf)
+        free(at);
+    if (hit && hit != hit_buf)
+        free(hit);
     return rc;
 }
 
