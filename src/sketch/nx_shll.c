@@ -8,7 +8,7 @@
  *  - no two live entries of one register dominate each other: for (t1, q1)
  *    and (t2, q2) of the same register, t1 < t2 implies q1 > q2;
  *  - n counts the occupied slots (expired entries included until dropped);
- *    n <= cap / 2 after every insertion.
+ *    n <= 3/4 cap after every insertion, n <= cap / 2 after a rebuild.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -82,7 +82,7 @@ static void put(nx_shll *s, shll_ent e)
 }
 
 /* Rebuilds the table with the live entries, sized so that they fill at
- * most a quarter of it (or frees it when none is live). */
+ * most half of it (or frees it when none is live). */
 static int rebuild(nx_shll *s, uint32_t now)
 {
     uint32_t live = 0;
@@ -96,7 +96,7 @@ static int rebuild(nx_shll *s, uint32_t now)
         return 0;
     }
     uint32_t cap = SHLL_MIN_CAP;
-    while (cap < live * 4)
+    while (cap < live * 2)
         cap *= 2;
     shll_ent *old = s->t;
     uint32_t oldcap = s->cap;
@@ -164,14 +164,14 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
             }
         }
     }
-    if ((s->n + 1) * 2 > s->cap) {
+    if ((uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
         int rc = rebuild(s, now32);
         if (rc)
             return rc;
-        if (!s->cap || (s->n + 1) * 2 > s->cap) {
+        if (!s->cap || (uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
             /* nothing was live (freed) or too full: start a fresh table */
             uint32_t want = s->n + 1, cap = SHLL_MIN_CAP;
-            while (cap < want * 4)
+            while (cap < want * 2)
                 cap *= 2;
             shll_ent *old = s->t;
             uint32_t oldcap = s->cap;

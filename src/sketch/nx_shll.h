@@ -27,11 +27,11 @@
  * can never be read again: they are dropped when met and by nx_shll_expire.
  *
  * Storage: one open-addressing table (linear probing, power-of-two
- * capacity, load <= 1/2, backward-shift deletion) of 8-byte entries
+ * capacity, load <= 3/4, backward-shift deletion) of 8-byte entries
  * {(register << 6) | rank, second mod 2^32}, keyed by the register, so a
  * register's whole list lies in the probe run from its home slot. A small
  * set costs a small table; p = 14 with every register used costs about
- * 16384 x 1.3 entries (256 KiB at worst load), once per stream rather than
+ * 16384 x 1.3 entries (256 KiB at most), once per stream rather than
  * one dense HLL per sub-bucket of every window.
  *
  * Seconds are stored modulo 2^32 and compared relative to the stream clock
