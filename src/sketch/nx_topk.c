@@ -65,12 +65,16 @@
 #define NX_TOPK_MAX_CAP 65536u
 #define NX_TOPK_MAX_MEMBER 65535u
 
+/* 32 bytes: members are at most 65535 bytes and capacities at most 65536,
+ * so the length and the heap position fit 16 bits. */
 typedef struct tk_item {
     double count, error;
     uint64_t hash;
-    uint32_t off, len;
-    uint32_t heap_pos;
+    uint32_t off;
+    uint16_t len;
+    uint16_t heap_pos;
 } tk_item;
+_Static_assert(sizeof(tk_item) == 32, "tk_item is half a cache line");
 
 struct nx_topk {
     uint32_t k;      /* capacity */
@@ -127,7 +131,7 @@ static inline bool evicts_first(const nx_topk *t, uint32_t a, uint32_t b)
 static inline void heap_place(nx_topk *t, uint32_t pos, uint32_t it)
 {
     t->heap[pos] = it;
-    t->items[it].heap_pos = pos;
+    t->items[it].heap_pos = (uint16_t)pos;
 }
 
 static void heap_up(nx_topk *t, uint32_t pos)
@@ -165,7 +169,7 @@ static void heap_rebuild(nx_topk *t)
 {
     for (uint32_t i = 0; i < t->n; i++) {
         t->heap[i] = i;
-        t->items[i].heap_pos = i;
+        t->items[i].heap_pos = (uint16_t)i;
     }
     for (uint32_t i = t->n / 2; i-- > 0;)
         heap_down(t, i);
@@ -359,10 +363,10 @@ static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, doub
     it->error = error;
     it->hash = h;
     it->off = off;
-    it->len = len;
+    it->len = (uint16_t)len;
     table_insert(t, i);
     t->heap[i] = i;
-    it->heap_pos = i;
+    it->heap_pos = (uint16_t)i;
     heap_up(t, i);
     return 0;
 }
@@ -383,7 +387,7 @@ static int topk_replace_root(nx_topk *t, const char *m, uint32_t len, uint64_t h
     it->error = error;
     it->hash = h;
     it->off = off;
-    it->len = len;
+    it->len = (uint16_t)len;
     table_insert(t, v);
     heap_down(t, 0);
     return 0;
