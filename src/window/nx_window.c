@@ -185,7 +185,6 @@ static void window_free_data(nx_window *w)
             nx_wsk *k = &w->sk[i];
             nx_ddsketch_destroy(k->dd);
             nx_topk_destroy(k->topk);
-            nx_topk_destroy(k->ftopk);
         }
         free(w->sk);
         w->sk = NULL;
@@ -294,18 +293,16 @@ static int window_flip(nx_window *w, const nx_acc_params *p)
         if (w->sk) {
             nx_wsk *sk = &w->sk[i];
             const nx_wsk *nk = next >= 0 ? &w->sk[next] : NULL;
-            bool mine = sk->topk && s->m.count > 0, theirs = nk && topk_has(nk->ftopk);
-            if (mine || theirs) {
-                if ((rc = ensure_topk(&sk->ftopk, p)))
+            /* the suffix is built in the slot's own top-k: once on the front
+             * stack, a sub-bucket's own top-k is never read again */
+            bool mine = sk->topk && s->m.count > 0, theirs = nk && topk_has(nk->topk);
+            if (theirs) {
+                if ((rc = ensure_topk(&sk->topk, p)))
                     return rc;
-                nx_topk_clear(sk->ftopk);
-                if (mine && (rc = nx_topk_merge(sk->ftopk, sk->topk)))
+                if (!mine)
+                    nx_topk_clear(sk->topk);
+                if ((rc = nx_topk_merge(sk->topk, nk->topk)))
                     return rc;
-                if (theirs && (rc = nx_topk_merge(sk->ftopk, nk->ftopk)))
-                    return rc;
-            } else {
-                if (sk->ftopk)
-                    nx_topk_clear(sk->ftopk);
             }
         }
         next = i;
@@ -342,13 +339,14 @@ static int window_step(nx_window *w, const nx_acc_params *p)
                 return rc;
             if (sk->dd)
                 nx_ddsketch_clear(sk->dd);
-            if (sk->topk)
-                nx_topk_clear(sk->topk);
         }
         nx_moments_init(&e->m);
         assert(w->nonempty > 0);
         w->nonempty--;
     }
+    /* an empty sub-bucket's top-k may still hold its front suffix */
+    if (w->sk && w->sk[ei].topk)
+        nx_topk_clear(w->sk[ei].topk);
     /* push the current sub-bucket (now complete) onto the back stack */
     uint32_t ci = widx(w, c);
     const nx_wslot *s = &w->slots[ci];
@@ -446,8 +444,11 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     nx_acc a;
     slot_view(w, i, &a);
     bool was_empty = nx_acc_empty(&a);
+    int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
+    bool front = k < c && j < (int64_t)w->nfront;
     if (type == NX_TYPE_SET) {
-        rc = topk_add(&a.topk, p, member, member_len, weight);
+        /* a front slot's top-k is its suffix: the loop below adds to it */
+        rc = front ? 0 : topk_add(&a.topk, p, member, member_len, weight);
         if (!rc)
             a.m.count += weight;
     } else {
@@ -470,14 +471,13 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
         }
         nx_moments_add(&w->inv.m, value, weight);
     }
-    int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
-    if (j < (int64_t)w->nfront) {
+    if (front) {
         /* front: every suffix from the oldest up to k covers it */
         for (int64_t x = c - (int64_t)w->n; x <= k; x++) {
             uint32_t fi = widx(w, x);
             if (type == NX_TYPE_SET) {
                 nx_wsk *f = &w->sk[fi];
-                if ((rc = topk_add(&f->ftopk, p, member, member_len, weight)))
+                if ((rc = topk_add(&f->topk, p, member, member_len, weight)))
                     return rc;
             } else {
                 nx_wslot *f = &w->slots[fi];
@@ -541,8 +541,8 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
         const nx_topk *ts[3] = {NULL, NULL, NULL};
         if (w->sk[ci].topk && cur->m.count > 0)
             ts[0] = w->sk[ci].topk;
-        if (fi >= 0 && topk_has(w->sk[fi].ftopk))
-            ts[1] = w->sk[fi].ftopk;
+        if (fi >= 0 && topk_has(w->sk[fi].topk))
+            ts[1] = w->sk[fi].topk; /* the front top's suffix */
         if (topk_has(w->btopk))
             ts[2] = w->btopk;
         for (int i = 0; i < 3; i++) {
@@ -574,8 +574,6 @@ size_t nx_window_bytes(const nx_window *w)
                 b += nx_ddsketch_bytes(k->dd);
             if (k->topk)
                 b += nx_topk_bytes(k->topk);
-            if (k->ftopk)
-                b += nx_topk_bytes(k->ftopk);
         }
     }
     return b;

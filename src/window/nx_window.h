@@ -21,7 +21,9 @@
  *               - non-invertible parts (min, max, top-k) use Two-Stacks
  *                 over the N complete slots: the oldest `nfront` slots form
  *                 the front stack, each carrying the aggregate of itself and
- *                 every younger front slot (f*); the younger complete slots
+ *                 every younger front slot (f*; for top-k the suffix is
+ *                 built in the slot's own sketch, whose sub-bucket content is
+ *                 never read again once on the front); the younger complete slots
  *                 form the back stack, summarised by one running aggregate
  *                 (b*). Evicting pops the front; an empty front is rebuilt
  *                 from the back ("flip", O(N) merges every N steps, so O(1)
@@ -102,8 +104,7 @@ typedef struct nx_wslot {
  * with sketches allocate (counters and gauges pay 64 bytes per slot). */
 typedef struct nx_wsk {
     nx_ddsketch *dd;
-    nx_topk *topk;
-    nx_topk *ftopk;    /* front stack suffix (sets) */
+    nx_topk *topk;     /* sets: the sub-bucket's; on the front stack, its suffix */
 } nx_wsk;
 
 typedef struct nx_window {
@@ -184,10 +185,13 @@ static inline size_t nx_tier_bytes(const nx_tier *t)
  * nx_window: svar cur_k | uvar nfront | uvar nonempty | acc inv | f64 bmin |
  *            f64 bmax | u8 has_btopk [topk] |
  *            u8 has_slots | if has_slots, n+1 slots in ring order, each:
- *            acc a (no hll) | f64 fmin | f64 fmax | u8 has_ftopk [topk]
+ *            acc a (no hll; a front-stack slot's top-k is its suffix) |
+ *            f64 fmin | f64 fmax
  *            Engine snapshots up to version 3 also had u8 has_bhll [hll]
- *            before has_btopk, an hll in set slots and u8 has_fhll [hll]
- *            before has_ftopk: nx_window_decode reads them when given a
+ *            before has_btopk, an hll in set slots, and after fmax u8
+ *            has_fhll [hll] and u8 has_ftopk [topk] (the suffix, which then
+ *            replaces a front slot's own top-k; other slots' is stale and
+ *            dropped): nx_window_decode reads them when given a
  *            `legacy` callback and hands it each slot's HLL with the last
  *            second the slot covers (the engine turns them into its
  *            sliding HLL); the suffix and back HLLs are dropped.

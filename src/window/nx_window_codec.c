@@ -129,7 +129,7 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
         const nx_wsk *k = w->sk ? &w->sk[i] : NULL;
         nx_acc a = {s->m, k ? k->dd : NULL, NULL, k ? k->topk : NULL};
         if ((rc = nx_acc_encode(&a, out)) || (rc = nx_buf_f64(out, s->fmin)) ||
-            (rc = nx_buf_f64(out, s->fmax)) || (rc = opt_topk_encode(k ? k->ftopk : NULL, out)))
+            (rc = nx_buf_f64(out, s->fmax)))
             return rc;
     }
     return 0;
@@ -181,6 +181,11 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
     for (uint32_t i = 0; i <= w->n; i++) {
         nx_wslot *s = &w->slots[i];
         nx_wsk *k = w->sk ? &w->sk[i] : NULL;
+        /* ring index i holds sub-bucket k = i (mod n+1), the newest such <= cur_k */
+        int64_t M = (int64_t)w->n + 1, cm = ((w->cur_k % M) + M) % M;
+        int64_t k_i = w->cur_k - (cm - (int64_t)i + M) % M;
+        int64_t oldest = w->cur_k - (int64_t)w->n;
+        bool front = k_i >= oldest && k_i < oldest + (int64_t)w->nfront;
         nx_acc a;
         nx_acc_init(&a);
         rc = nx_acc_decode(in, &a, p, type);
@@ -190,14 +195,10 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
             k->topk = a.topk;
         }
         if (!rc && a.hll) {
-            if (!legacy) {
+            if (!legacy)
                 rc = NX_ECORRUPT; /* version 4 windows have no HLL */
-            } else if (s->m.count > 0) {
-                /* ring index i holds sub-bucket k = i (mod n+1), the newest such <= cur_k */
-                int64_t M = (int64_t)w->n + 1, cm = ((w->cur_k % M) + M) % M;
-                int64_t k_i = w->cur_k - (cm - (int64_t)i + M) % M;
+            else if (s->m.count > 0)
                 rc = legacy(legacy_arg, a.hll, (k_i + 1) * (int64_t)w->bucket_s - 1);
-            }
         }
         nx_hll_destroy(a.hll);
         if (rc)
@@ -206,12 +207,19 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
         s->fmax = nx_rbuf_f64(in);
         if (in->err || isnan(s->fmin) || isnan(s->fmax))
             return NX_ECORRUPT;
-        nx_topk *ft = NULL;
-        rc = opt_decode(in, &ft, p, type, legacy != NULL);
-        if (k)
-            k->ftopk = ft;
-        if (rc)
-            return rc;
+        if (legacy) {
+            /* the old separate suffix: it becomes a front slot's top-k */
+            nx_topk *ft = NULL;
+            rc = opt_decode(in, &ft, p, type, true);
+            if (!rc && k && front) {
+                nx_topk_destroy(k->topk);
+                k->topk = ft;
+            } else {
+                nx_topk_destroy(ft);
+            }
+            if (rc)
+                return rc;
+        }
         if (s->m.count > 0)
             seen++;
     }
