@@ -81,22 +81,23 @@ static void put(nx_shll *s, shll_ent e)
     s->n++;
 }
 
-/* Rebuilds the table with the live entries, sized so that they fill at
- * most half of it (or frees it when none is live). */
-static int rebuild(nx_shll *s, uint32_t now)
+/* Rebuilds the table with the entries live at `now` plus room for `extra`
+ * more, sized so that they fill at most half of it (or frees it when that
+ * is nothing at all). */
+static int rebuild(nx_shll *s, uint32_t now, uint32_t extra)
 {
     uint32_t live = 0;
     for (uint32_t i = 0; i < s->cap; i++)
         if (s->t[i].key && !expired(s, s->t[i].sec, now))
             live++;
-    if (live == 0) {
+    if (live + extra == 0) {
         free(s->t);
         s->t = NULL;
         s->cap = s->n = 0;
         return 0;
     }
     uint32_t cap = SHLL_MIN_CAP;
-    while (cap < live * 2)
+    while (cap < (live + extra) * 2)
         cap *= 2;
     shll_ent *old = s->t;
     uint32_t oldcap = s->cap;
@@ -165,29 +166,9 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
         }
     }
     if ((uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
-        int rc = rebuild(s, now32);
+        int rc = rebuild(s, now32, 1); /* drops the dead, leaves room for one */
         if (rc)
             return rc;
-        if (!s->cap || (uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
-            /* nothing was live (freed) or too full: start a fresh table */
-            uint32_t want = s->n + 1, cap = SHLL_MIN_CAP;
-            while (cap < want * 2)
-                cap *= 2;
-            shll_ent *old = s->t;
-            uint32_t oldcap = s->cap;
-            s->t = calloc(cap, sizeof *s->t);
-            if (!s->t) {
-                s->t = old;
-                return NX_ENOMEM;
-            }
-            s->cap = cap;
-            s->shift = (uint8_t)(32 - __builtin_ctz(cap));
-            s->n = 0;
-            for (uint32_t i = 0; i < oldcap; i++)
-                if (old[i].key)
-                    put(s, old[i]);
-            free(old);
-        }
     }
     shll_ent e = {(idx << 6) | rank, sec32};
     put(s, e);
@@ -237,7 +218,7 @@ int nx_shll_expire(nx_shll *s, int64_t now)
     for (uint32_t i = 0; i < s->cap; i++)
         if (s->t[i].key && expired(s, s->t[i].sec, now32))
             dead++;
-    return dead ? rebuild(s, now32) : 0;
+    return dead ? rebuild(s, now32, 0) : 0;
 }
 
 int nx_shll_maintain(nx_shll *s, int64_t now)

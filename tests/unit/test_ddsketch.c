@@ -18,22 +18,13 @@
 #include "common/nx_codec.h"
 #include "sketch/nx_ddsketch.h"
 
-static uint64_t rng_state = 0x1234567ull;
-static uint64_t rng(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+#include "test_rng.h"
 static double urand(void) { return ((double)(rng() >> 11) + 0.5) * 0x1.0p-53; } /* (0,1) */
 static double nrand(void) { return sqrt(-2 * log(urand())) * cos(2 * M_PI * urand()); }
 
 static size_t test_n(void)
 {
-    const char *s = getenv("NX_TEST_SCALE");
-    int v = s ? atoi(s) : 1;
-    return (size_t)1000000 * (size_t)(v > 0 ? v : 1);
+    return (size_t)1000000 * (size_t)scale();
 }
 
 static const double QS[] = {0, 0.01, 0.25, 0.5, 0.9, 0.99, 0.999, 1};
@@ -370,10 +361,7 @@ static void codec_check(const nx_ddsketch *s)
     assert_non_null(tmp);
     int iters = b.len > 2000 ? 2000 : 5000;
     for (int it = 0; it < iters; it++) {
-        memcpy(tmp, b.data, b.len);
-        int flips = 1 + (int)(rng() % 4);
-        for (int f = 0; f < flips; f++)
-            tmp[rng() % b.len] ^= (uint8_t)(1 + rng() % 255);
+        flip_bytes(tmp, b.data, b.len);
         r = nx_rbuf_make(tmp, b.len);
         int rc = nx_ddsketch_decode(&r, &d);
         if (rc == 0) {
@@ -467,6 +455,7 @@ static void test_codec(void **st)
 
 int main(void)
 {
+    rng_state = 0x1234567ull;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uniform),      cmocka_unit_test(test_lognormal),
         cmocka_unit_test(test_pareto),       cmocka_unit_test(test_bimodal),

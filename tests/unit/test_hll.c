@@ -16,21 +16,7 @@
 #include "common/nx_codec.h"
 #include "sketch/nx_hll.h"
 
-static uint64_t rng_state = 0xabcdefull;
-static uint64_t rng(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static int scale(void)
-{
-    const char *s = getenv("NX_TEST_SCALE");
-    int v = s ? atoi(s) : 1;
-    return v > 0 ? v : 1;
-}
+#include "test_rng.h"
 
 static void add_item(nx_hll *h, uint64_t i)
 {
@@ -195,10 +181,7 @@ static void codec_check(const nx_hll *h)
     assert_non_null(tmp);
     int iters = b.len > 4000 ? 300 : 3000;
     for (int it = 0; it < iters; it++) {
-        memcpy(tmp, b.data, b.len);
-        int flips = 1 + (int)(rng() % 4);
-        for (int f = 0; f < flips; f++)
-            tmp[rng() % b.len] ^= (uint8_t)(1 + rng() % 255);
+        flip_bytes(tmp, b.data, b.len);
         r = nx_rbuf_make(tmp, b.len);
         int rc = nx_hll_decode(&r, &d);
         if (rc == 0) {
@@ -246,6 +229,7 @@ static void test_codec(void **st)
 
 int main(void)
 {
+    rng_state = 0xabcdefull;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accuracy_p14), cmocka_unit_test(test_accuracy_p16_18),
         cmocka_unit_test(test_merge_union),  cmocka_unit_test(test_transition),

@@ -29,21 +29,7 @@
 #include "sketch/nx_hll.h"
 #include "sketch/nx_shll.h"
 
-static uint64_t rng_state = 0x5111ab1eull;
-static uint64_t rng(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static int scale(void)
-{
-    const char *s = getenv("NX_TEST_SCALE");
-    int v = s ? atoi(s) : 1;
-    return v > 0 ? v : 1;
-}
+#include "test_rng.h"
 
 static uint64_t member_hash(uint64_t m)
 {
@@ -729,10 +715,7 @@ static void corrupt_check(const nx_shll *s, uint32_t horizon, int64_t now, int i
     uint8_t *tmp = malloc(b.len);
     assert_non_null(tmp);
     for (int it = 0; it < iters; it++) {
-        memcpy(tmp, b.data, b.len);
-        int flips = 1 + (int)(rng() % 4);
-        for (int f = 0; f < flips; f++)
-            tmp[rng() % b.len] ^= (uint8_t)(1 + rng() % 255);
+        flip_bytes(tmp, b.data, b.len);
         r = nx_rbuf_make(tmp, b.len);
         d = NULL;
         int rc = nx_shll_decode(&r, p, horizon, now, &d);
@@ -909,6 +892,7 @@ static void test_read_extreme_from(void **st)
 
 int main(void)
 {
+    rng_state = 0x5111ab1eull;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_property_expire),
         cmocka_unit_test(test_property_no_expire),
