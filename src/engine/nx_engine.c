@@ -456,12 +456,11 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-/* The hist block: nx_window[nwindows], nx_tier[ntiers], nx_pending, then
- * (64-byte aligned) the rings of the windows small enough to be inline. */
+/* The hist block: nx_window[nwindows], nx_tier[ntiers], then (64-byte
+ * aligned) the rings of the windows small enough to be inline. */
 static size_t stream_hist_head_bytes(const nx_engine *e)
 {
-    return align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers +
-                   sizeof(nx_pending));
+    return align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers);
 }
 
 static size_t stream_hist_block_bytes(const nx_engine *e)
@@ -488,9 +487,11 @@ void nx_stream_account(nx_stream *s)
         const nx_tier *tr = nx_stream_tiers(e, s);
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             b += nx_tier_bytes(&tr[i]);
-        const nx_pending *pd = nx_stream_pending(e, s);
+    }
+    if (s->pend) {
+        b += sizeof(nx_pending);
         for (uint32_t i = 0; i < NX_PENDING_MAX; i++)
-            b += nx_acc_bytes(&pd->acc[i]);
+            b += nx_acc_bytes(&s->pend->acc[i]);
     }
     s->tenant->st.bytes += b - s->bytes;
     s->bytes = b;
@@ -517,14 +518,34 @@ int nx_stream_hist_alloc(nx_stream *s)
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         nx_tier_init(&tr[i], e->cfg.tiers[i].step_s, e->cfg.tiers[i].buckets);
-    nx_pending *pd = nx_stream_pending(e, s);
+    return 0;
+}
+
+int nx_stream_pend_alloc(nx_stream *s)
+{
+    if (s->pend)
+        return 0;
+    nx_pending *pd = malloc(sizeof *pd);
+    if (!pd)
+        return NX_ENOMEM;
     pd->n = 0;
     pd->pad = 0;
     for (uint32_t i = 0; i < NX_PENDING_MAX; i++) {
         pd->sec[i] = 0;
         nx_acc_init(&pd->acc[i]);
     }
+    s->pend = pd;
     return 0;
+}
+
+static void stream_pend_free(nx_stream *s)
+{
+    if (!s->pend)
+        return;
+    for (uint32_t i = 0; i < NX_PENDING_MAX; i++)
+        nx_acc_free(&s->pend->acc[i]);
+    free(s->pend);
+    s->pend = NULL;
 }
 
 static void stream_hist_free(const nx_engine *e, nx_stream *s)
@@ -536,9 +557,6 @@ static void stream_hist_free(const nx_engine *e, nx_stream *s)
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         nx_tier_free(&tr[i]);
-    nx_pending *pd = nx_stream_pending(e, s);
-    for (uint32_t i = 0; i < NX_PENDING_MAX; i++)
-        nx_acc_free(&pd->acc[i]);
     free(s->win);
     s->win = NULL;
     /* every window expired, and with them the sliding HLL's members but
@@ -552,6 +570,7 @@ static void stream_hist_free(const nx_engine *e, nx_stream *s)
 static void stream_destroy(nx_engine *e, nx_stream *s)
 {
     stream_hist_free(e, s);
+    stream_pend_free(s);
     nx_shll_destroy(s->shll);
     nx_acc_free(&s->open);
     nx_acc_free(&s->all);
@@ -690,14 +709,14 @@ static inline int64_t sec_of(int64_t ms)
 }
 
 /* Moves windows and tiers to second `sec` (expiring what fell out) and frees
- * the whole block when nothing is left in it (never while seconds are
- * pending: the ring lives in the block). */
+ * them and the pending ring when nothing is left (never while seconds are
+ * pending, e.g. during a flush). */
 static int hist_advance(nx_stream *s, int64_t sec)
 {
     if (!s->win)
         return 0;
     const nx_engine *e = s->tenant->eng;
-    bool empty = nx_stream_pending(e, s)->n == 0;
+    bool empty = !s->pend || s->pend->n == 0;
     for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
         int rc = nx_window_advance(&s->win[i], sec, &e->ap);
         if (rc)
@@ -711,8 +730,10 @@ static int hist_advance(nx_stream *s, int64_t sec)
         if (tr[i].cap)
             empty = false;
     }
-    if (empty)
+    if (empty) {
         stream_hist_free(e, s);
+        stream_pend_free(s);
+    }
     return 0;
 }
 
@@ -721,7 +742,7 @@ static int fold_second(nx_stream *s, int64_t sec, const nx_acc *a)
 {
     const nx_engine *e = s->tenant->eng;
     int rc;
-    if ((rc = hist_advance(s, sec)))
+    if ((rc = nx_stream_hist_alloc(s)) || (rc = hist_advance(s, sec)))
         return rc;
     for (uint32_t i = 0; i < e->cfg.nwindows; i++)
         if ((rc = nx_window_fold(&s->win[i], sec, a, &e->ap)))
@@ -737,9 +758,9 @@ static int fold_second(nx_stream *s, int64_t sec, const nx_acc *a)
  * folded stay pending (the failed one is retried by the next flush). */
 static int stream_flush(nx_stream *s)
 {
-    if (!s->win)
+    nx_pending *pd = s->pend;
+    if (!pd || pd->n == 0)
         return 0;
-    nx_pending *pd = nx_stream_pending(s->tenant->eng, s);
     uint32_t done = 0;
     int rc = 0;
     while (done < pd->n && !(rc = fold_second(s, pd->sec[done], &pd->acc[done])))
@@ -778,11 +799,10 @@ static int stream_close(nx_stream *s)
     int rc;
     if (nx_acc_empty(&s->open))
         return 0;
-    const nx_engine *e = s->tenant->eng;
-    bool fresh = s->win == NULL;
-    if ((rc = nx_stream_hist_alloc(s)))
+    bool fresh = s->pend == NULL;
+    if ((rc = nx_stream_pend_alloc(s)))
         return rc;
-    nx_pending *pd = nx_stream_pending(e, s);
+    nx_pending *pd = s->pend;
     if (pd->n == NX_PENDING_MAX && (rc = stream_flush(s)))
         return rc;
     nx_acc t = pd->acc[pd->n];

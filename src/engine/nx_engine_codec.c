@@ -37,10 +37,11 @@
  *         sets only: u8 has_shll; if 1: the sliding HLL (nx_shll.h layout,
  *              ages relative to open_sec) — the distinct counts of every
  *              window, which keep none themselves
- *         u8   has_hist; if 1: nwindows x window, then ntiers x tier, then
- *              uvar npending (<= 8), npending x (svar sec | acc): the closed
+ *         u8   has_hist; if 1: nwindows x window, then ntiers x tier
+ *         uvar npending (<= 8), npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
- *              before open_sec (version 1 had no pending list)
+ *              before open_sec (versions 2 and 3 had it at the end of the
+ *              has_hist part, version 1 had none)
  *   Trailing bytes are an error.
  *   Versions 1 and 2 (still decoded) nest each tenant's streams right after
  *   its header instead of the flat list. Versions 1 to 3 (still decoded)
@@ -94,19 +95,20 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
     }
     if ((rc = nx_buf_u8(out, s->win ? 1 : 0)))
         return rc;
-    if (!s->win)
-        return 0;
-    for (uint32_t i = 0; i < e->cfg.nwindows; i++)
-        if ((rc = nx_window_encode(&s->win[i], out)))
-            return rc;
-    const nx_tier *tr = nx_stream_tiers(e, s);
-    for (uint32_t i = 0; i < e->cfg.ntiers; i++)
-        if ((rc = nx_tier_encode(&tr[i], out)))
-            return rc;
-    const nx_pending *pd = nx_stream_pending(e, s);
-    if ((rc = nx_buf_uvar(out, pd->n)))
+    if (s->win) {
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            if ((rc = nx_window_encode(&s->win[i], out)))
+                return rc;
+        const nx_tier *tr = nx_stream_tiers(e, s);
+        for (uint32_t i = 0; i < e->cfg.ntiers; i++)
+            if ((rc = nx_tier_encode(&tr[i], out)))
+                return rc;
+    }
+    const nx_pending *pd = s->pend;
+    uint32_t np = pd ? pd->n : 0;
+    if ((rc = nx_buf_uvar(out, np)))
         return rc;
-    for (uint32_t i = 0; i < pd->n; i++)
+    for (uint32_t i = 0; i < np; i++)
         if ((rc = nx_buf_svar(out, pd->sec[i])) || (rc = nx_acc_encode(&pd->acc[i], out)))
             return rc;
     return 0;
@@ -323,10 +325,15 @@ bool nx_engine_encoding(const nx_engine *e)
  * increasing, all before the open second. */
 static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in)
 {
-    nx_pending *pd = nx_stream_pending(e, s);
     uint64_t n = nx_rbuf_uvar(in);
-    if (in->err || n > NX_PENDING_MAX)
+    if (in->err || n > NX_PENDING_MAX || (n && s->open_sec == INT64_MIN))
         return NX_ECORRUPT;
+    if (n == 0)
+        return 0;
+    int prc = nx_stream_pend_alloc(s);
+    if (prc)
+        return prc;
+    nx_pending *pd = s->pend;
     for (uint32_t i = 0; i < n; i++) {
         int64_t sec = nx_rbuf_svar(in);
         if (in->err || sec >= s->open_sec || sec < INT64_MIN / 4 ||
@@ -398,18 +405,23 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             if ((rc = nx_tier_decode(in, &tr[i])))
                 return rc;
-        if (version >= 2 && (rc = pending_decode(e, s, in)))
+        if (version >= 2 && version <= 3 && (rc = pending_decode(e, s, in)))
             return rc;
+    }
+    if (version >= 4 && (rc = pending_decode(e, s, in)))
+        return rc;
+    const nx_pending *pd = s->pend;
+    uint32_t np = pd ? pd->n : 0;
+    if (s->win) {
         /* windows are not past the first second still to fold into them */
-        const nx_pending *pd = nx_stream_pending(e, s);
-        int64_t upto = pd->n ? pd->sec[0] : s->open_sec;
+        int64_t upto = np ? pd->sec[0] : s->open_sec;
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
             if (!nx_window_valid_at(&s->win[i], upto))
                 return NX_ECORRUPT;
-        for (uint32_t i = 0; legacy && i < pd->n; i++)
-            if (pd->acc[i].hll && (rc = nx_stream_shll_absorb(s, pd->acc[i].hll, pd->sec[i])))
-                return rc;
     }
+    for (uint32_t i = 0; legacy && i < np; i++)
+        if (pd->acc[i].hll && (rc = nx_stream_shll_absorb(s, pd->acc[i].hll, pd->sec[i])))
+            return rc;
     if (legacy && s->open.hll && !nx_acc_empty(&s->open) &&
         (rc = nx_stream_shll_absorb(s, s->open.hll, s->open_sec)))
         return rc;

@@ -12,12 +12,14 @@
  *    hit; the key bytes live inside the object.
  *  - a stream's first 64 bytes hold what an event of the open second touches
  *    (clock, type, the open bucket's moments); the stream is 64-byte aligned.
- *  - windows and tiers hang off `hist`, allocated at the first bucket close
- *    and freed again when everything in them expired: a stream idle for
- *    longer than the longest window and tier costs only its struct and key.
+ *  - windows and tiers hang off `win`, allocated at the first fold (or late
+ *    event) and freed again, with the pending ring, when everything in them
+ *    expired: a stream idle for longer than the longest window and tier
+ *    costs only its struct and key, and a young one that has not folded a
+ *    second yet only its pending ring.
  *  - write-behind: a closed second does not go into windows, tiers and
- *    all-time at once; it waits in the stream's pending ring (in the hist
- *    block, up to NX_PENDING_MAX seconds) and the ring is folded in one go
+ *    all-time at once; it waits in the stream's pending ring (`pend`, up
+ *    to NX_PENDING_MAX seconds) and the ring is folded in one go
  *    when it is full or before anything reads or changes the windows
  *    (reads, series, late events, snapshots see a flushed stream or encode
  *    the ring). Folding 8 seconds together touches each window, tier and
@@ -69,7 +71,10 @@ struct nx_stream {
     nx_acc all;          /* all-time, closed buckets and late events */
     uint64_t hash;       /* XXH3 of the key */
     uint64_t bytes;      /* bytes accounted to the tenant for this stream */
-    nx_window *win;      /* [nwindows] then nx_tier [ntiers]: NULL when idle */
+    nx_window *win;      /* [nwindows] then nx_tier [ntiers]: NULL until the first
+                          * fold, and again when idle */
+    struct nx_pending *pend; /* closed seconds not yet folded: NULL until the
+                          * first close, and again when idle */
     nx_shll *shll;       /* sets: distinct counts of every window (the windows
                           * keep none); NULL until the first member */
     char key[];          /* key_len bytes + NUL */
@@ -80,12 +85,13 @@ struct nx_stream {
  * non-empty; acc[n..] are empty but may keep sketches for reuse (a close
  * swaps the open bucket with acc[n], so it allocates nothing). */
 #define NX_PENDING_MAX 8
-typedef struct nx_pending {
+typedef struct nx_pending nx_pending;
+struct nx_pending {
     uint32_t n;
     uint32_t pad;
     int64_t sec[NX_PENDING_MAX];
     nx_acc acc[NX_PENDING_MAX];
-} nx_pending;
+};
 
 struct nx_tenant {
     /* ---- first line: what every event of the tenant reads ---- */
@@ -160,10 +166,13 @@ static inline nx_tier *nx_stream_tiers(const nx_engine *e, const nx_stream *s)
     return (nx_tier *)(s->win + e->cfg.nwindows);
 }
 
-/* The pending ring sits after the tiers in the hist block. */
+/* The pending ring (its own allocation: a young stream that has closed a
+ * few seconds but never folded them pays 648 bytes, not the 4 KiB window
+ * block). NULL before the first close. */
 static inline nx_pending *nx_stream_pending(const nx_engine *e, const nx_stream *s)
 {
-    return (nx_pending *)(nx_stream_tiers(e, s) + e->cfg.ntiers);
+    (void)e;
+    return s->pend;
 }
 
 /* Internal helpers shared with the codec. */
@@ -171,6 +180,8 @@ uint64_t nx_hash_bytes(const void *p, size_t n);
 int nx_engine_cfg_check(const nx_engine_config *cfg);
 /* Allocates the window/tier block of a stream if absent. */
 int nx_stream_hist_alloc(nx_stream *s);
+/* Allocates the pending ring of a stream if absent. */
+int nx_stream_pend_alloc(nx_stream *s);
 /* Adds every register of h to the stream's sliding HLL as seen at second
  * `sec` (decoding snapshots of version <= 3, whose windows kept HLLs). */
 int nx_stream_shll_absorb(nx_stream *s, const nx_hll *h, int64_t sec);
