@@ -15,7 +15,9 @@
  * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the event count,
  * NX_BENCH_TENANTS sets the tenant count (10 streams each; default 10000),
  * NX_BENCH_WARM_S the warm-up seconds, NX_BENCH_ONLY=counter|distribution|set
- * runs one type. Memory: sets at steady state need tens of KiB per stream
+ * runs one type, NX_BENCH_STEADY=1 adds the bytes per stream once the 1 h
+ * window is full (<type>_steady_stream_bytes; 100 streams, ~1 min), and
+ * NX_BENCH_STEADY=only prints just those. Memory: sets at steady state need tens of KiB per stream
  * (window HLLs), so 100,000 set streams need far more than a 24 GiB box:
  * run sets with NX_BENCH_TENANTS=1000.
  */
@@ -247,6 +249,48 @@ static void bench_type(nx_type type, const char *name, size_t nev)
     nx_engine_destroy(e);
 }
 
+/* Bytes per stream once the longest window is full: 100 streams of the type
+ * fed 30 events per second for 3,900 simulated seconds (1h window + its
+ * sub-bucket), members from the same 20,000. The active figures above are
+ * taken ~160 s in, long before a 1 h window fills. */
+static void steady_bytes(nx_type type, const char *name)
+{
+    nx_engine *e;
+    nx_tenant *t;
+    if (nx_engine_create(NULL, &e) || nx_engine_tenant(e, "steady", 6, &t))
+        exit(1);
+    enum { NS = 100, RATE = 30, SECS = 3900 };
+    nx_stream *ss[NS];
+    for (int i = 0; i < NS; i++) {
+        char key[32];
+        int kn = snprintf(key, sizeof(key), "%s.%d", name, i);
+        if (nx_tenant_stream(t, key, (size_t)kn, type, &ss[i]))
+            exit(1);
+    }
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    u.weight = 1;
+    bev ev;
+    for (int sec = 0; sec < SECS; sec++)
+        for (int k = 0; k < RATE; k++)
+            for (int i = 0; i < NS; i++) {
+                gen(&ev, 1, type);
+                u.value = ev.value;
+                u.member = members[ev.member];
+                u.member_len = member_len[ev.member];
+                if (nx_stream_update(ss[i], &u, T0 + sec * 1000ll + k * (1000 / RATE)))
+                    exit(1);
+            }
+    for (int i = 0; i < NS; i++) { /* a read recounts the bytes after a flush */
+        nx_summary out;
+        if (nx_stream_read(ss[i], 60, T0 + SECS * 1000ll, &out))
+            exit(1);
+        nx_summary_free(&out);
+    }
+    printf("%s_steady_stream_bytes %" PRIu64 " bytes\n", name, engine_stream_bytes(e));
+    nx_engine_destroy(e);
+}
+
 int main(void)
 {
     const char *sc = getenv("NX_BENCH_SCALE");
@@ -262,11 +306,23 @@ int main(void)
     for (int i = 0; i < NMEMBERS; i++)
         member_len[i] = (uint32_t)snprintf(members[i], sizeof(members[i]), "user%d", i);
     const char *only = getenv("NX_BENCH_ONLY");
+    const char *steady = getenv("NX_BENCH_STEADY");
+    if (steady && !strcmp(steady, "only"))
+        goto steady_only;
     if (!only || !strcmp(only, "counter"))
         bench_type(NX_TYPE_COUNTER, "counter", nev);
     if (!only || !strcmp(only, "distribution"))
         bench_type(NX_TYPE_DISTRIBUTION, "distribution", nev);
     if (!only || !strcmp(only, "set"))
         bench_type(NX_TYPE_SET, "set", nev);
+steady_only:
+    if (steady) {
+        if (!only || !strcmp(only, "counter"))
+            steady_bytes(NX_TYPE_COUNTER, "counter");
+        if (!only || !strcmp(only, "distribution"))
+            steady_bytes(NX_TYPE_DISTRIBUTION, "distribution");
+        if (!only || !strcmp(only, "set"))
+            steady_bytes(NX_TYPE_SET, "set");
+    }
     return 0;
 }
