@@ -31,9 +31,34 @@ struct nx_shll {
     uint32_t horizon;
     uint32_t n;        /* occupied slots */
     uint32_t cap;      /* 0 or a power of two */
-    shll_ent *t;
+    shll_ent *t;       /* sparse: every pair; dense: the overflow */
+    uint32_t *head;    /* dense: per register its oldest pair, head_pack()ed; NULL: sparse */
+    uint32_t nhead;    /* non-zero heads */
+    int64_t clock;     /* newest `now` seen by raise */
     int64_t swept;     /* clock of the last nx_shll_maintain sweep */
 };
+
+/* Dense heads pack the second in 26 bits: ages are taken modulo 2^26, exact
+ * while every head is younger than 2^26 s (sweeps drop expired heads every
+ * half horizon and a clock jump past the horizon drops everything). */
+#define T26 0x3FFFFFFu
+#define DENSE_MAX_HORIZON (1u << 24)
+
+static inline uint32_t head_pack(uint32_t sec32, uint8_t rank)
+{
+    return ((sec32 & T26) << 6) | rank;
+}
+
+static inline uint32_t head_age(uint32_t h, uint32_t now32)
+{
+    return ((now32 & T26) - (h >> 6)) & T26;
+}
+
+/* Sparse -> dense above m/2 pairs (the table would then be ~8 bytes x 1.5
+ * per pair; dense is 4 bytes per register plus the overflow), dense ->
+ * sparse below m/8 (hysteresis). */
+static inline uint32_t dense_at(const nx_shll *s) { return (1u << s->p) / 2; }
+static inline uint32_t sparse_at(const nx_shll *s) { return (1u << s->p) / 8; }
 
 static inline uint32_t home(const nx_shll *s, uint32_t idx)
 {
@@ -69,6 +94,7 @@ void nx_shll_destroy(nx_shll *s)
     if (!s)
         return;
     free(s->t);
+    free(s->head);
     free(s);
 }
 
@@ -141,12 +167,186 @@ static void remove_at(nx_shll *s, uint32_t j)
     }
 }
 
+/* ---- dense representation ------------------------------------------------ */
+
+typedef struct shll_pair {
+    uint32_t sec;
+    uint8_t rank;
+} shll_pair;
+
+/* Puts one more pair in the (overflow) table, growing it when needed. */
+static int put_grow(nx_shll *s, shll_ent e, uint32_t now32)
+{
+    if ((uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
+        int rc = rebuild(s, now32, 1); /* drops the dead, leaves room for one */
+        if (rc)
+            return rc;
+    }
+    put(s, e);
+    return 0;
+}
+
+/* Stores register idx's list L (no pair dominating another): the oldest
+ * pair in the head, the others in the overflow. */
+static int dense_store(nx_shll *s, uint32_t idx, const shll_pair *L, uint32_t nl, uint32_t now32)
+{
+    if (nl == 0)
+        return 0;
+    uint32_t o = 0;
+    for (uint32_t i = 1; i < nl; i++)
+        if (now32 - L[i].sec > now32 - L[o].sec)
+            o = i;
+    s->head[idx] = head_pack(L[o].sec, L[o].rank);
+    s->nhead++;
+    for (uint32_t i = 0; i < nl; i++) {
+        if (i == o)
+            continue;
+        shll_ent e = {(idx << 6) | L[i].rank, L[i].sec};
+        int rc = put_grow(s, e, now32);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* nx_shll_raise in the dense representation: take register idx's live
+ * pairs out (head and overflow), apply the same rule, store them back. */
+static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, uint32_t now32)
+{
+    shll_pair L[66]; /* ranks strictly decrease along a list: <= 51 pairs + 1 */
+    uint32_t nl = 0;
+    uint32_t h = s->head[idx];
+    if (h) {
+        uint32_t a = head_age(h, now32);
+        if (a < s->horizon)
+            L[nl++] = (shll_pair){now32 - a, (uint8_t)(h & 63)};
+        s->head[idx] = 0;
+        s->nhead--;
+    }
+    if (s->cap) {
+        uint32_t mask = s->cap - 1;
+    scan:
+        for (uint32_t j = home(s, idx); s->t[j].key; j = (j + 1) & mask) {
+            shll_ent e = s->t[j];
+            if ((e.key >> 6) != idx)
+                continue;
+            if (!expired(s, e.sec, now32) && nl < 65)
+                L[nl++] = (shll_pair){e.sec, (uint8_t)(e.key & 63)};
+            remove_at(s, j);
+            goto scan;
+        }
+    }
+    bool dominated = false;
+    for (uint32_t i = 0; i < nl; i++)
+        if (L[i].rank >= rank && (int32_t)(L[i].sec - sec32) >= 0)
+            dominated = true;
+    if (!dominated) {
+        uint32_t w = 0;
+        for (uint32_t i = 0; i < nl; i++)
+            if (!(L[i].rank <= rank && (int32_t)(L[i].sec - sec32) <= 0))
+                L[w++] = L[i];
+        nl = w;
+        L[nl++] = (shll_pair){sec32, rank};
+    }
+    return dense_store(s, idx, L, nl, now32);
+}
+
+/* Sparse -> dense: each register's oldest live pair becomes its head, the
+ * others go to a fresh overflow table. On ENOMEM it stays sparse. */
+static int densify(nx_shll *s, uint32_t now32)
+{
+    uint32_t m = 1u << s->p;
+    uint32_t *head = calloc(m, sizeof *head);
+    if (!head)
+        return NX_ENOMEM;
+    shll_ent *old = s->t;
+    uint32_t oldcap = s->cap, nhead = 0, rest = 0;
+    for (uint32_t i = 0; i < oldcap; i++) {
+        shll_ent e = old[i];
+        if (!e.key || expired(s, e.sec, now32))
+            continue;
+        uint32_t r = e.key >> 6;
+        if (!head[r]) {
+            head[r] = head_pack(e.sec, (uint8_t)(e.key & 63));
+            nhead++;
+        } else {
+            rest++;
+            if (now32 - e.sec > head_age(head[r], now32))
+                head[r] = head_pack(e.sec, (uint8_t)(e.key & 63));
+        }
+    }
+    uint32_t cap = SHLL_MIN_CAP;
+    while (cap < rest * 2)
+        cap *= 2;
+    shll_ent *t = rest ? calloc(cap, sizeof *t) : NULL;
+    if (rest && !t) {
+        free(head);
+        return NX_ENOMEM;
+    }
+    s->t = t;
+    s->cap = rest ? cap : 0;
+    s->shift = (uint8_t)(32 - __builtin_ctz(cap));
+    s->n = 0;
+    s->head = head;
+    s->nhead = nhead;
+    for (uint32_t i = 0; i < oldcap; i++) {
+        shll_ent e = old[i];
+        if (!e.key || expired(s, e.sec, now32))
+            continue;
+        /* a list holds each rank once: the head is the pair of its rank */
+        if ((head[e.key >> 6] & 63) != (e.key & 63))
+            put(s, e);
+    }
+    free(old);
+    return 0;
+}
+
+/* Dense -> sparse: the heads join the table. */
+static int sparsify(nx_shll *s, uint32_t now32)
+{
+    int rc = rebuild(s, now32, s->nhead);
+    if (rc)
+        return rc;
+    uint32_t m = 1u << s->p;
+    for (uint32_t r = 0; r < m; r++) {
+        uint32_t h = s->head[r];
+        if (!h)
+            continue;
+        uint32_t a = head_age(h, now32);
+        if (a < s->horizon) {
+            shll_ent e = {(r << 6) | (h & 63), now32 - a};
+            put(s, e);
+        }
+    }
+    free(s->head);
+    s->head = NULL;
+    s->nhead = 0;
+    return 0;
+}
+
+/* Everything expired (the clock jumped past the horizon): start empty. */
+static void reset(nx_shll *s)
+{
+    free(s->t);
+    free(s->head);
+    s->t = NULL;
+    s->head = NULL;
+    s->cap = s->n = s->nhead = 0;
+}
+
 int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t now)
 {
     uint32_t sec32 = (uint32_t)sec, now32 = (uint32_t)now;
     assert(idx < (1u << s->p) && rank >= 1 && rank <= 64 - s->p + 1 && sec <= now);
     if (now - sec >= (int64_t)s->horizon)
         return 0; /* could never be read */
+    if (now > s->clock) {
+        if (now - s->clock >= (int64_t)s->horizon)
+            reset(s);
+        s->clock = now;
+    }
+    if (s->head)
+        return dense_raise(s, idx, rank, sec32, now32);
     if (s->cap) {
         uint32_t mask = s->cap - 1;
     scan:
@@ -172,6 +372,8 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
     }
     shll_ent e = {(idx << 6) | rank, sec32};
     put(s, e);
+    if (s->n > dense_at(s) && s->horizon < DENSE_MAX_HORIZON)
+        (void)densify(s, now32); /* ENOMEM: stays sparse, still right */
     return 0;
 }
 
@@ -187,17 +389,28 @@ int nx_shll_read(const nx_shll *s, int64_t from, int64_t now, nx_hll *out)
 {
     if (nx_hll_precision(out) != s->p)
         return NX_EINVAL;
-    if (from > now || !s->cap)
+    if (from > now || (!s->cap && !s->head))
         return 0;
     if (from <= now - (int64_t)s->horizon)
         from = now - s->horizon + 1; /* nothing older is kept (no overflow for any from) */
     uint32_t from32 = (uint32_t)from, now32 = (uint32_t)now;
     uint32_t span = now32 - from32; /* a range [from, now] of span + 1 seconds */
     /* a large result is built densely at once rather than sparse-then-dense */
-    if (s->n > (1u << s->p) / 8) {
+    if (s->n + s->nhead > (1u << s->p) / 8) {
         int rc = nx_hll_densify(out);
         if (rc)
             return rc;
+    }
+    if (s->head) {
+        /* every pair of a range counts: heads and overflow alike */
+        for (uint32_t r = 0; r < (1u << s->p); r++) {
+            uint32_t h = s->head[r];
+            if (!h || head_age(h, now32) > span)
+                continue;
+            int rc = nx_hll_raise(out, r, (uint8_t)(h & 63));
+            if (rc)
+                return rc;
+        }
     }
     for (uint32_t i = 0; i < s->cap; i++) {
         shll_ent e = s->t[i];
@@ -212,13 +425,23 @@ int nx_shll_read(const nx_shll *s, int64_t from, int64_t now, nx_hll *out)
 
 int nx_shll_expire(nx_shll *s, int64_t now)
 {
-    if (!s->cap)
-        return 0;
     uint32_t now32 = (uint32_t)now, dead = 0;
+    if (s->head) {
+        for (uint32_t r = 0; r < (1u << s->p); r++) {
+            uint32_t h = s->head[r];
+            if (h && head_age(h, now32) >= s->horizon) {
+                s->head[r] = 0;
+                s->nhead--;
+            }
+        }
+    }
     for (uint32_t i = 0; i < s->cap; i++)
         if (s->t[i].key && expired(s, s->t[i].sec, now32))
             dead++;
-    return dead ? rebuild(s, now32, 0) : 0;
+    int rc = dead ? rebuild(s, now32, 0) : 0;
+    if (rc == 0 && s->head && s->n + s->nhead < sparse_at(s))
+        rc = sparsify(s, now32);
+    return rc;
 }
 
 int nx_shll_maintain(nx_shll *s, int64_t now)
@@ -231,12 +454,13 @@ int nx_shll_maintain(nx_shll *s, int64_t now)
 
 bool nx_shll_empty(const nx_shll *s)
 {
-    return s->n == 0;
+    return s->n == 0 && s->nhead == 0;
 }
 
 size_t nx_shll_bytes(const nx_shll *s)
 {
-    return sizeof *s + (size_t)s->cap * sizeof(shll_ent);
+    return sizeof *s + (size_t)s->cap * sizeof(shll_ent) +
+           (s->head ? ((size_t)1 << s->p) * sizeof(uint32_t) : 0);
 }
 
 uint8_t nx_shll_precision(const nx_shll *s)
@@ -246,7 +470,7 @@ uint8_t nx_shll_precision(const nx_shll *s)
 
 uint32_t nx_shll_entries(const nx_shll *s)
 {
-    return s->n;
+    return s->n + s->nhead;
 }
 
 /* ---- serialization ------------------------------------------------------- */
@@ -264,10 +488,17 @@ int nx_shll_encode(const nx_shll *s, int64_t now, nx_buf *out)
     uint32_t now32 = (uint32_t)now, live = 0;
     uint64_t *v = NULL;
     int rc;
-    if (s->n) {
-        v = malloc((size_t)s->n * sizeof *v);
+    if (s->n + s->nhead) {
+        v = malloc((size_t)(s->n + s->nhead) * sizeof *v);
         if (!v)
             return NX_ENOMEM;
+        for (uint32_t r = 0; s->head && r < (1u << s->p); r++) {
+            uint32_t h = s->head[r];
+            if (!h || head_age(h, now32) >= s->horizon)
+                continue;
+            uint64_t a = head_age(h, now32);
+            v[live++] = ((uint64_t)r << 38) | ((uint64_t)(s->horizon - 1 - a) << 6) | (h & 63);
+        }
         /* sort key: register, then age descending (oldest first) */
         for (uint32_t i = 0; i < s->cap; i++) {
             shll_ent e = s->t[i];

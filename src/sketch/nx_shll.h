@@ -26,13 +26,19 @@
  * Entries older than the horizon (the longest window plus its sub-bucket)
  * can never be read again: they are dropped when met and by nx_shll_expire.
  *
- * Storage: one open-addressing table (linear probing, power-of-two
+ * Storage, sparse: one open-addressing table (linear probing, power-of-two
  * capacity, load <= 3/4, backward-shift deletion) of 8-byte entries
  * {(register << 6) | rank, second mod 2^32}, keyed by the register, so a
  * register's whole list lies in the probe run from its home slot. A small
- * set costs a small table; p = 14 with every register used costs about
- * 16384 x 1.3 entries (256 KiB at most), once per stream rather than
- * one dense HLL per sub-bucket of every window.
+ * set costs a small table.
+ * Dense, past m/2 pairs (back below m/8): a head array of m 4-byte words,
+ * each register's oldest pair with its second in 26 bits, and the table for
+ * the other pairs (most registers hold one). p = 14 with every register
+ * used: 64 KiB + the overflow instead of a 256 KiB table. Reads take the
+ * maximum over heads and table alike; an add takes the register's pairs
+ * out of both, applies the rule and stores them back. Only for horizons
+ * below 2^24 s (26-bit ages stay unambiguous). Either way, once per stream
+ * rather than one dense HLL per sub-bucket of every window.
  *
  * Seconds are stored modulo 2^32 and compared relative to the stream clock
  * (`now`), which is valid while every live entry is younger than 2^31 s:

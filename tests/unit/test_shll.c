@@ -223,8 +223,14 @@ static void check_all(nx_shll *s, const stream *st, uint32_t horizon, bool do_ex
             fail_msg("now=%lld: %u live entries, Pareto set has %u", (long long)now,
                      nx_shll_entries(s), want);
         assert_int_equal(nx_shll_empty(s), want == 0);
-        /* load <= 3/4 */
-        assert_true(3 * table_slots(s) >= 4 * (size_t)nx_shll_entries(s));
+        /* memory follows the live pairs: a table of at most 32 bytes per
+         * pair (load >= 1/4 after a rebuild), plus the dense heads */
+        nx_shll *f;
+        assert_int_equal(nx_shll_create(p, horizon, &f), 0);
+        size_t over = nx_shll_bytes(s) - nx_shll_bytes(f);
+        nx_shll_destroy(f);
+        size_t m = (size_t)1 << p;
+        assert_true(over <= 4 * m + 32 * ((size_t)nx_shll_entries(s) + 1) + 128);
         /* expiring changes no read */
         check_read(s, st->evs, st->n, now - (int64_t)(rng() % horizon), now, horizon, 0);
         check_read(s, st->evs, st->n, now - h, now, horizon, 0);
@@ -234,6 +240,9 @@ static void check_all(nx_shll *s, const stream *st, uint32_t horizon, bool do_ex
 /* 1. against a from-scratch recomputation */
 enum { NO_SWEEP, EXPIRE_AT_CHECKS, MAINTAIN_EVERY_EVENT };
 
+static const unsigned *g_rates; /* NULL: the default phases */
+static void roundtrip(const nx_shll *s, uint32_t horizon, int64_t now, nx_buf *b);
+
 static void property_run(uint8_t p, uint32_t horizon, int64_t start, size_t nev, int mode)
 {
     nx_shll *s;
@@ -242,7 +251,8 @@ static void property_run(uint8_t p, uint32_t horizon, int64_t start, size_t nev,
     stream st = {NULL, 0, 0, start};
     /* phases of different rates: ~2 to ~40 events per second, so windows
      * range from a few hundred entries (sparse reads) to dense ones */
-    static const unsigned rates[] = {2, 4, 16, 64};
+    static const unsigned default_rates[] = {2, 4, 16, 64};
+    const unsigned *rates = g_rates ? g_rates : default_rates;
     unsigned rate = 4;
     int checks = 0;
     for (size_t i = 0; i < nev; i++) {
@@ -287,6 +297,48 @@ static void test_property_maintain(void **st)
 {
     (void)st;
     property_run(14, 400, 1700000000, 30000 * (size_t)scale(), MAINTAIN_EVERY_EVENT);
+}
+
+/* Past m/2 pairs the sketch keeps each register's oldest pair in a dense
+ * head array and the rest in the table; below m/8 it goes back. Phases of
+ * ~1,000 and ~300 events per second (dense) alternate with ~1-10 (sparse
+ * again once the dense ones expire), with every read checked. */
+static void test_property_dense(void **st)
+{
+    (void)st;
+    const int64_t now = 1700000000;
+    nx_shll *s, *fresh;
+    assert_int_equal(nx_shll_create(14, 400, &s), 0);
+    assert_int_equal(nx_shll_create(14, 400, &fresh), 0);
+    stream one = {NULL, 0, 0, now};
+    for (int i = 0; i < 20000; i++) {
+        ev e = {member_hash(5000000 + (uint64_t)i), now, now};
+        if (one.n == one.cap) {
+            one.cap = one.cap ? one.cap * 2 : 4096;
+            one.evs = realloc(one.evs, one.cap * sizeof *one.evs);
+            assert_non_null(one.evs);
+        }
+        one.evs[one.n++] = e;
+        assert_int_equal(nx_shll_add_hash(s, e.hash, now, now), 0);
+    }
+    /* dense: the 64 KiB head array is there */
+    assert_true(nx_shll_bytes(s) >= nx_shll_bytes(fresh) + 65536);
+    check_all(s, &one, 400, true);
+    nx_buf b = {0};
+    roundtrip(s, 400, now, &b);
+    nx_buf_free(&b);
+    assert_int_equal(nx_shll_expire(s, now + 400), 0);
+    assert_true(nx_shll_empty(s));
+    assert_int_equal(nx_shll_bytes(s), nx_shll_bytes(fresh)); /* back to sparse, empty */
+    free(one.evs);
+    nx_shll_destroy(s);
+    nx_shll_destroy(fresh);
+    static const unsigned dense_rates[] = {1024, 2, 256, 16};
+    g_rates = dense_rates;
+    property_run(14, 400, now, 120000 * (size_t)scale(), EXPIRE_AT_CHECKS);
+    property_run(14, 400, now, 80000 * (size_t)scale(), NO_SWEEP);
+    property_run(14, 300, (int64_t)(1ull << 32) - 500, 60000, MAINTAIN_EVERY_EVENT);
+    g_rates = NULL;
 }
 
 /* the clock crosses 2^32 (seconds are stored modulo 2^32), and p = 18 */
@@ -871,12 +923,17 @@ static void test_read_extreme_from(void **st)
     const int64_t now = 1700000000;
     nx_shll *s;
     assert_int_equal(nx_shll_create(14, H, &s), 0);
-    uint64_t old = member_hash(1), cur = member_hash(2);
+    uint64_t old = member_hash(1), f1 = member_hash(3), f2 = member_hash(4), cur = member_hash(2);
+    /* the clock moves in steps shorter than the horizon (a longer jump
+     * would drop everything at once), so the expired pairs stay */
     assert_int_equal(nx_shll_add_hash(s, old, now - 1000, now - 1000), 0);
+    assert_int_equal(nx_shll_add_hash(s, f1, now - 650, now - 650), 0);
+    assert_int_equal(nx_shll_add_hash(s, f2, now - 300, now - 300), 0);
     assert_int_equal(nx_shll_add_hash(s, cur, now, now), 0);
-    assert_int_equal(nx_shll_entries(s), 2); /* the old one is not dropped yet */
+    assert_int_equal(nx_shll_entries(s), 4); /* old and f1 are not dropped yet */
     nx_hll *ref;
     assert_int_equal(nx_hll_create(14, &ref), 0);
+    assert_int_equal(nx_hll_add_hash(ref, f2), 0);
     assert_int_equal(nx_hll_add_hash(ref, cur), 0);
     const int64_t froms[] = {now - H, now - 1000, 0, -1, INT64_MIN / 2, INT64_MIN + 1, INT64_MIN};
     for (size_t i = 0; i < sizeof froms / sizeof froms[0]; i++) {
@@ -895,6 +952,7 @@ int main(void)
     rng_state = 0x5111ab1eull;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_property_expire),
+        cmocka_unit_test(test_property_dense),
         cmocka_unit_test(test_property_no_expire),
         cmocka_unit_test(test_property_maintain),
         cmocka_unit_test(test_maintain),
