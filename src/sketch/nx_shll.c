@@ -167,6 +167,22 @@ static void remove_at(nx_shll *s, uint32_t j)
     }
 }
 
+/* The slot of the next pair of register idx in its probe run, starting at
+ * slot j (which must lie in that run), or UINT32_MAX at the run's end. */
+static uint32_t reg_scan(const nx_shll *s, uint32_t idx, uint32_t j)
+{
+    uint32_t mask = s->cap - 1;
+    for (; s->t[j].key; j = (j + 1) & mask)
+        if ((s->t[j].key >> 6) == idx)
+            return j;
+    return UINT32_MAX;
+}
+
+static inline uint32_t reg_first(const nx_shll *s, uint32_t idx)
+{
+    return s->cap ? reg_scan(s, idx, home(s, idx)) : UINT32_MAX;
+}
+
 /* ---- dense representation ------------------------------------------------ */
 
 typedef struct shll_pair {
@@ -223,18 +239,11 @@ static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, u
         s->head[idx] = 0;
         s->nhead--;
     }
-    if (s->cap) {
-        uint32_t mask = s->cap - 1;
-    scan:
-        for (uint32_t j = home(s, idx); s->t[j].key; j = (j + 1) & mask) {
-            shll_ent e = s->t[j];
-            if ((e.key >> 6) != idx)
-                continue;
-            if (!expired(s, e.sec, now32) && nl < 65)
-                L[nl++] = (shll_pair){e.sec, (uint8_t)(e.key & 63)};
-            remove_at(s, j);
-            goto scan;
-        }
+    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX; j = reg_first(s, idx)) {
+        shll_ent e = s->t[j];
+        if (!expired(s, e.sec, now32) && nl < 65)
+            L[nl++] = (shll_pair){e.sec, (uint8_t)(e.key & 63)};
+        remove_at(s, j);
     }
     bool dominated = false;
     for (uint32_t i = 0; i < nl; i++)
@@ -347,22 +356,18 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
     }
     if (s->head)
         return dense_raise(s, idx, rank, sec32, now32);
-    if (s->cap) {
-        uint32_t mask = s->cap - 1;
-    scan:
-        for (uint32_t j = home(s, idx); s->t[j].key; j = (j + 1) & mask) {
-            shll_ent e = s->t[j];
-            if ((e.key >> 6) != idx)
-                continue;
-            uint8_t q = (uint8_t)(e.key & 63);
-            int32_t d = (int32_t)(e.sec - sec32); /* > 0: e is newer */
-            bool gone = expired(s, e.sec, now32);
-            if (!gone && q >= rank && d >= 0)
-                return 0; /* dominated: changes no range's maximum */
-            if (gone || (q <= rank && d <= 0)) {
-                remove_at(s, j); /* dominated by the new entry (or dead) */
-                goto scan;
-            }
+    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX;) {
+        shll_ent e = s->t[j];
+        uint8_t q = (uint8_t)(e.key & 63);
+        int32_t d = (int32_t)(e.sec - sec32); /* > 0: e is newer */
+        bool gone = expired(s, e.sec, now32);
+        if (!gone && q >= rank && d >= 0)
+            return 0; /* dominated: changes no range's maximum */
+        if (gone || (q <= rank && d <= 0)) {
+            remove_at(s, j); /* dominated by the new entry (or dead) */
+            j = reg_first(s, idx);
+        } else {
+            j = reg_scan(s, idx, (j + 1) & (s->cap - 1));
         }
     }
     if ((uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
