@@ -51,9 +51,10 @@ static int opt_decode(nx_rbuf *in, nx_topk **t, const nx_acc_params *p, nx_type 
         if (in->err || has > 1 || (has && type != NX_TYPE_SET))
             return NX_ECORRUPT;
         nx_hll *h = NULL;
-        if (has && (rc = hll_decode_checked(in, &h, p)))
-            return rc;
+        rc = has ? hll_decode_checked(in, &h, p) : 0;
         nx_hll_destroy(h); /* the engine's sliding HLL replaces it */
+        if (rc)
+            return rc;
     }
     has = nx_rbuf_u8(in);
     if (in->err || has > 1 || (has && type != NX_TYPE_SET))
