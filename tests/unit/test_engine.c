@@ -1,7 +1,8 @@
 /*
  * test_engine.c — the engine facade: tenants and streams (create, find,
  * delete, type mismatch, quotas), memory accounting (back to baseline after
- * deletes, idle streams give their windows back, idle counter <= 512 bytes),
+ * deletes, idle streams give their windows back, idle counter <= 512 bytes,
+ * a young stream pays its pending ring but no windows until the first fold),
  * key canonicalisation, gauges (+/- deltas, late sets), sample-rate weights,
  * rejected inputs, series points from the right tier, summary merge.
  */
@@ -228,6 +229,37 @@ static void test_memory_accounting(void **st)
     assert_int_equal(ts.streams, 0);
     assert_int_equal(nx_engine_tenant_delete(e, "acme", 4), 0);
     assert_int_equal(nx_engine_bytes(e), base);
+    nx_engine_destroy(e);
+}
+
+/* A young stream pays for its pending ring, not for windows: closing a few
+ * seconds costs one 648-byte ring; the window/tier block (kilobytes) comes
+ * with the first fold (here: a read), and reads see every closed second. */
+static void test_young_stream_memory(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    nx_stream *s;
+    nx_tenant_stats ts;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "q", 1, NX_TYPE_COUNTER, &s), 0);
+    nx_tenant_get_stats(t, &ts);
+    uint64_t fresh = ts.bytes;
+    for (int sec = 0; sec < 4; sec++) /* seconds 0..2 closed, 3 open */
+        assert_int_equal(upd(s, 2, 1, 0, T0 + sec * 1000), 0);
+    nx_tenant_get_stats(t, &ts);
+    uint64_t young = ts.bytes;
+    assert_true(young > fresh && young - fresh <= 1024);
+    nx_summary out;
+    assert_int_equal(nx_stream_read(s, 10, T0 + 3500, &out), 0);
+    assert_true(out.count == 4 && out.sum == 8);
+    nx_summary_free(&out);
+    nx_tenant_get_stats(t, &ts);
+    assert_true(ts.bytes > young + 2048); /* the read folded: windows and tiers */
+    print_message("fresh %llu, young (3 closed seconds) %llu, folded %llu bytes\n",
+                  (unsigned long long)fresh, (unsigned long long)young,
+                  (unsigned long long)ts.bytes);
     nx_engine_destroy(e);
 }
 
@@ -560,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_streams_types_quota),
         cmocka_unit_test(test_memory_accounting),
         cmocka_unit_test(test_idle_memory),
+        cmocka_unit_test(test_young_stream_memory),
         cmocka_unit_test(test_gauges),
         cmocka_unit_test(test_weights_rates_rejects),
         cmocka_unit_test(test_series),
