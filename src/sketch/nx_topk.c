@@ -395,11 +395,15 @@ static int topk_replace_root(nx_topk *t, const char *m, uint32_t len, uint64_t h
 
 int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight)
 {
+    return nx_topk_add_hash(t, member, len, XXH3_64bits(member, len), weight);
+}
+
+int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t h, double weight)
+{
     if (!(weight > 0) || !isfinite(weight))
         return NX_EINVAL;
     if (len > NX_TOPK_MAX_MEMBER)
         return NX_ETOOBIG;
-    uint64_t h = XXH3_64bits(member, len);
     uint32_t i = table_find(t, member, len, h);
     if (i != UINT32_MAX) {
         t->items[i].count += weight;

@@ -31,6 +31,10 @@ void nx_topk_destroy(nx_topk *t);
 void nx_topk_clear(nx_topk *t);
 int nx_topk_clone(const nx_topk *t, nx_topk **out);
 int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight);
+/* nx_topk_add with the member's XXH3_64bits hash already computed (the set
+ * path hashes a member once for its HLL, sliding HLL and top-k). */
+int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t hash,
+                     double weight);
 int nx_topk_merge(nx_topk *dst, const nx_topk *src);
 double nx_topk_total(const nx_topk *t);  /* N: total weight seen */
 uint32_t nx_topk_capacity(const nx_topk *t);

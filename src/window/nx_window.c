@@ -102,7 +102,8 @@ int nx_acc_add_member(nx_acc *a, const nx_acc_params *p, uint64_t hash, const ch
 {
     int rc;
     if ((rc = ensure_hll(&a->hll, p)) || (rc = nx_hll_add_hash(a->hll, hash)) ||
-        (rc = topk_add(&a->topk, p, member, member_len, weight)))
+        (rc = ensure_topk(&a->topk, p)) ||
+        (rc = nx_topk_add_hash(a->topk, member, member_len, hash, weight)))
         return rc;
     a->m.count += weight;
     return 0;
