@@ -107,6 +107,26 @@ static void put(nx_shll *s, shll_ent e)
     s->n++;
 }
 
+/* Installs an empty table sized for `want` entries at load <= 1/2 (none
+ * when want is 0) and hands back the old one, for the caller to refill
+ * from and free. On ENOMEM nothing changes. */
+static int table_swap(nx_shll *s, uint32_t want, shll_ent **old, uint32_t *oldcap)
+{
+    uint32_t cap = SHLL_MIN_CAP;
+    while (cap < want * 2)
+        cap *= 2;
+    shll_ent *t = want ? calloc(cap, sizeof *t) : NULL;
+    if (want && !t)
+        return NX_ENOMEM;
+    *old = s->t;
+    *oldcap = s->cap;
+    s->t = t;
+    s->cap = want ? cap : 0;
+    s->shift = (uint8_t)(32 - __builtin_ctz(cap));
+    s->n = 0;
+    return 0;
+}
+
 /* Rebuilds the table with the entries live at `now` plus room for `extra`
  * more, sized so that they fill at most half of it (or frees it when that
  * is nothing at all). */
@@ -116,25 +136,11 @@ static int rebuild(nx_shll *s, uint32_t now, uint32_t extra)
     for (uint32_t i = 0; i < s->cap; i++)
         if (s->t[i].key && !expired(s, s->t[i].sec, now))
             live++;
-    if (live + extra == 0) {
-        free(s->t);
-        s->t = NULL;
-        s->cap = s->n = 0;
-        return 0;
-    }
-    uint32_t cap = SHLL_MIN_CAP;
-    while (cap < (live + extra) * 2)
-        cap *= 2;
-    shll_ent *old = s->t;
-    uint32_t oldcap = s->cap;
-    s->t = calloc(cap, sizeof *s->t);
-    if (!s->t) {
-        s->t = old;
-        return NX_ENOMEM;
-    }
-    s->cap = cap;
-    s->shift = (uint8_t)(32 - __builtin_ctz(cap));
-    s->n = 0;
+    shll_ent *old;
+    uint32_t oldcap;
+    int rc = table_swap(s, live + extra, &old, &oldcap);
+    if (rc)
+        return rc;
     for (uint32_t i = 0; i < oldcap; i++)
         if (old[i].key && !expired(s, old[i].sec, now))
             put(s, old[i]);
@@ -268,10 +274,9 @@ static int densify(nx_shll *s, uint32_t now32)
     uint32_t *head = calloc(m, sizeof *head);
     if (!head)
         return NX_ENOMEM;
-    shll_ent *old = s->t;
-    uint32_t oldcap = s->cap, nhead = 0, rest = 0;
-    for (uint32_t i = 0; i < oldcap; i++) {
-        shll_ent e = old[i];
+    uint32_t nhead = 0, rest = 0;
+    for (uint32_t i = 0; i < s->cap; i++) {
+        shll_ent e = s->t[i];
         if (!e.key || expired(s, e.sec, now32))
             continue;
         uint32_t r = e.key >> 6;
@@ -284,18 +289,12 @@ static int densify(nx_shll *s, uint32_t now32)
                 head[r] = head_pack(e.sec, (uint8_t)(e.key & 63));
         }
     }
-    uint32_t cap = SHLL_MIN_CAP;
-    while (cap < rest * 2)
-        cap *= 2;
-    shll_ent *t = rest ? calloc(cap, sizeof *t) : NULL;
-    if (rest && !t) {
+    shll_ent *old;
+    uint32_t oldcap;
+    if (table_swap(s, rest, &old, &oldcap)) {
         free(head);
         return NX_ENOMEM;
     }
-    s->t = t;
-    s->cap = rest ? cap : 0;
-    s->shift = (uint8_t)(32 - __builtin_ctz(cap));
-    s->n = 0;
     s->head = head;
     s->nhead = nhead;
     for (uint32_t i = 0; i < oldcap; i++) {
