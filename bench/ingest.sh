@@ -12,6 +12,12 @@
 #                          nx-loadgen in C) while sending at that rate
 # and writes the raw probes to bench/results/ingest-<UTC time>.json.
 #
+# SINK=1 measures the machine's ceiling instead: the same probes against
+# nx-udp-sink (bench/udp_sink.c: nexusd's receive path — reuseport sockets,
+# recvmmsg — and nothing else but counting lines), printed as
+# sink_lossless_rate. nexusd's rate / the sink's is the share of what this
+# machine's sender + kernel UDP path leave that nexusd reaches.
+#
 # Environment: BUILD (build/release), SHARDS (nexusd --shards, default its
 # own), THREADS (loadgen threads, 1), PROBE_S (2), DGRAM_BYTES (1400),
 # START_RATE (250000), MAX_RATE (64000000), QUERY_S (5).
@@ -28,10 +34,12 @@ DGRAM_BYTES=${DGRAM_BYTES:-1400}
 START_RATE=${START_RATE:-250000}
 MAX_RATE=${MAX_RATE:-64000000}
 QUERY_S=${QUERY_S:-5}
+SINK=${SINK:-0}
 NEXUSD=$BUILD/bin/nexusd
 LOADGEN=$BUILD/bin/nx-loadgen
+UDP_SINK=$BUILD/bin/nx-udp-sink
 
-make -j2 BUILD="$BUILD" "$NEXUSD" "$LOADGEN" >/dev/null
+make -j2 BUILD="$BUILD" "$NEXUSD" "$LOADGEN" "$UDP_SINK" >/dev/null
 
 TMP=$(mktemp -d /tmp/nx-ingest.XXXXXX)
 NX_PID=
@@ -51,18 +59,30 @@ free_port() { # $1 = tcp|udp
 }
 UDP=$(free_port udp)
 HTTP=$(free_port tcp)
-args=(--data-dir "$TMP/data" --http "127.0.0.1:$HTTP" --statsd-udp "127.0.0.1:$UDP"
-      --statsd-tcp off --nxb-udp off --nxb-tcp off)
-[ "$SHARDS" -gt 0 ] && args+=(--shards "$SHARDS")
-"$NEXUSD" "${args[@]}" >"$TMP/nexusd.log" 2>&1 &
-NX_PID=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$HTTP/v1/health" >/dev/null 2>&1 && break
-    kill -0 "$NX_PID" 2>/dev/null || { cat "$TMP/nexusd.log" >&2; exit 1; }
-    sleep 0.1
-done
-
-events() { curl -sf "http://127.0.0.1:$HTTP/v1/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['totals']['events'])"; }
+if [ "$SINK" = 1 ]; then
+    sargs=(--port "$UDP" --count-file "$TMP/sink.counts")
+    [ "$SHARDS" -gt 0 ] && sargs+=(--threads "$SHARDS")
+    "$UDP_SINK" "${sargs[@]}" >"$TMP/nexusd.log" 2>&1 &
+    NX_PID=$!
+    for _ in $(seq 100); do
+        [ -s "$TMP/sink.counts" ] && break
+        kill -0 "$NX_PID" 2>/dev/null || { cat "$TMP/nexusd.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    events() { python3 -c "import struct,sys; b=open(sys.argv[1],'rb').read(); print(sum(struct.unpack('<%dQ' % (len(b)//8), b)))" "$TMP/sink.counts"; }
+else
+    args=(--data-dir "$TMP/data" --http "127.0.0.1:$HTTP" --statsd-udp "127.0.0.1:$UDP"
+          --statsd-tcp off --nxb-udp off --nxb-tcp off)
+    [ "$SHARDS" -gt 0 ] && args+=(--shards "$SHARDS")
+    "$NEXUSD" "${args[@]}" >"$TMP/nexusd.log" 2>&1 &
+    NX_PID=$!
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$HTTP/v1/health" >/dev/null 2>&1 && break
+        kill -0 "$NX_PID" 2>/dev/null || { cat "$TMP/nexusd.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    events() { curl -sf "http://127.0.0.1:$HTTP/v1/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['totals']['events'])"; }
+fi
 
 # Waits until totals.events stops moving; prints "count lag_seconds".
 drain() {
@@ -118,6 +138,26 @@ if [ "$hi" -gt 0 ]; then
         read -r verdict srate < <(probe "$mid")
         if [ "$verdict" = ok ]; then lo=$mid; best_send=$srate; else hi=$mid; fi
     done
+fi
+
+if [ "$SINK" = 1 ]; then
+    echo "sink_lossless_rate $best_send lines/s"
+    echo "sink_first_lossy_offered $hi lines/s"
+    mkdir -p bench/results
+    OUT=bench/results/sink-$(date -u +%Y-%m-%dT%H%M%SZ).json
+    python3 - "$OUT" "$PROBES" "$best_send" "$hi" "$SHARDS" "$THREADS" "$DGRAM_BYTES" <<'EOF'
+import json, os, sys
+out, probes, best, hi, shards, threads, dgram = sys.argv[1:]
+res = {"benchmark": "udp_sink", "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
+       "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
+                    "loadgen_threads": int(threads), "sink_threads": int(shards) or None},
+       "sink_lossless_rate": float(best), "first_lossy_offered": float(hi),
+       "probes": [json.loads(l) for l in open(probes)]}
+with open(out, "w") as f:
+    json.dump(res, f, indent=1)
+print(f"# raw figures: {out}")
+EOF
+    exit 0
 fi
 
 # Query latency under load: at the lossless rate, GET one busy stream.

@@ -8,11 +8,15 @@ $(BUILD)/bin/nx-loadgen: bench/loadgen.c bench/workload.h
 	@mkdir -p $(dir $@)
 	$(CC) $(LOADGEN_CFLAGS) -o $@ bench/loadgen.c $(LDOPT) -lm -pthread
 
+$(BUILD)/bin/nx-udp-sink: bench/udp_sink.c
+	@mkdir -p $(dir $@)
+	$(CC) $(LOADGEN_CFLAGS) -o $@ bench/udp_sink.c $(LDOPT) -pthread
+
 $(BUILD)/bin/nx-redis-driver: bench/redis_driver.c bench/workload.h
 	@mkdir -p $(dir $@)
 	$(CC) $(LOADGEN_CFLAGS) $(shell pkg-config --cflags hiredis) -o $@ bench/redis_driver.c \
 		$(LDOPT) $(shell pkg-config --libs hiredis) -lm -pthread
 
 .PHONY: loadgen
-loadgen: $(BUILD)/bin/nx-loadgen $(BUILD)/bin/nx-redis-driver
-bench: $(BUILD)/bin/nx-loadgen $(BUILD)/bin/nx-redis-driver
+loadgen: $(BUILD)/bin/nx-loadgen $(BUILD)/bin/nx-redis-driver $(BUILD)/bin/nx-udp-sink
+bench: $(BUILD)/bin/nx-loadgen $(BUILD)/bin/nx-redis-driver $(BUILD)/bin/nx-udp-sink
