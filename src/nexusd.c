@@ -31,8 +31,11 @@
  * returning them to the kernel and faulting them back in. Measured by A/B
  * runs of 1.3M lines/s for 12 s: 12.45M -> 14.3M lines
  * applied, kernel drops 95K -> 23K datagrams (docs/benchmarks.md).
+ * oversize_threshold:0 keeps large allocations in the calling thread's arena
+ * (not jemalloc's shared huge arena), so a shard's big buffers also come
+ * from its prefaulted reservation (server/nx_prefault.h).
  * MALLOC_CONF in the environment still overrides these. */
-const char *malloc_conf = "thp:always,metadata_thp:always,dirty_decay_ms:30000,muzzy_decay_ms:30000";
+const char *malloc_conf = "thp:always,metadata_thp:always,dirty_decay_ms:30000,muzzy_decay_ms:30000,oversize_threshold:0";
 
 int main(int argc, char **argv)
 {

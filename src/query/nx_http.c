@@ -27,6 +27,7 @@
 #include "query/nx_kstage_http.h"
 #include "query/nx_prom.h"
 #include "query/nx_udf_http.h"
+#include "server/nx_prefault.h"
 #include "server/nx_udfhost.h"
 #include "query/nx_tenant_api.h"
 #include "server/nx_log.h"
@@ -397,6 +398,25 @@ static json_t *durability_json(nx_http *h)
     return a;
 }
 
+/* Per-shard prefault reservoir (nx_prefault.h), or null when off. */
+static json_t *prefault_json(nx_http *h)
+{
+    nx_prefault *pf = nx_server_prefault(h->srv);
+    if (!pf)
+        return json_null();
+    json_t *a = json_array();
+    for (int i = 0; i < nx_server_nshards(h->srv); i++) {
+        nx_prefault_stats ps;
+        nx_prefault_get_stats(pf, i, &ps);
+        json_array_append_new(
+            a, json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "shard", i, "handed_bytes",
+                         (json_int_t)ps.handed, "ready_bytes", (json_int_t)ps.ready,
+                         "populate_failed_bytes", (json_int_t)ps.failed, "purged_bytes",
+                         (json_int_t)ps.purged, "fallback_bytes", (json_int_t)ps.fallback));
+    }
+    return a;
+}
+
 static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
 {
     char tenant[65];
@@ -470,6 +490,7 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
     if (out) {
         json_object_set_new(out, "durability", durability_json(h));
         json_object_set_new(out, "kernel", nx_kstage_stats_json(h->srv));
+        json_object_set_new(out, "prefault", prefault_json(h));
     }
     if (out && nx_server_udf(h->srv))
         json_object_set_new(out, "udf", nx_udf_host_stats_json(nx_server_udf(h->srv)));

@@ -38,6 +38,7 @@ void nx_config_default(nx_config *c)
     c->ack_durable = 1;
     c->snapshot_interval_ms = 60000;
     c->wal_sync_ms = 1000;
+    c->prefault_ahead_mb = 64;
     nx_engine_config_default(&c->engine);
     snprintf(c->steer, sizeof(c->steer), "auto");
 }
@@ -134,6 +135,7 @@ static const opt opts[] = {
     {"ack", K_ACK, offsetof(nx_config, ack_durable), 4, 0, 1, "default HTTP ingest ack: durable or applied [durable]"},
     {"snapshot-interval", K_MS, offsetof(nx_config, snapshot_interval_ms), 4, 10, 86400000, "at most one snapshot per shard this often (250ms, 60s, 5m) [60s]"},
     {"wal-sync-interval", K_MS, offsetof(nx_config, wal_sync_ms), 4, 1, 3600000, "fdatasync un-acked WAL data at least this often [1s]"},
+    U32("prefault-ahead", prefault_ahead_mb, 0, 1 << 20, "MiB of each shard's heap faulted in ahead of use by an idle-priority thread (jemalloc builds), 0 = off [64]"),
     {"steer", K_STR, offsetof(nx_config, steer), 8, 0, 0, "kernel stage of UDP groups: auto, ebpf, cbpf or plain [auto]"},
     {"nxb-tenant", K_NXBT, 0, 0, 0, 0, "NUM:ID, NXB tenant number -> tenant id (repeatable; 0 = default tenant)"},
     {"tenant-quota", K_NXBT, 0, 0, 0, 0, "NUM:RATE[:BURST], NXB events/s quota of tenant NUM (repeatable)"},

@@ -37,6 +37,7 @@ struct nx_server {
     unsigned rr; /* round robin for small HTTP bodies (HTTP threads race on it harmlessly) */
     nx_kstage *ks;
     nx_udf_host *udf; /* tenant UDFs (Wasm); NULL if the cache cannot be opened */
+    nx_prefault *pf;  /* shard heaps faulted in ahead of use; NULL: off */
 };
 
 nx_udf_host *nx_server_udf(nx_server *s) { return s->udf; }
@@ -46,6 +47,7 @@ const nx_config *nx_server_config(const nx_server *s) { return &s->cfg; }
 nx_shard *nx_server_shard(nx_server *s, int i) { return s->shards[i]; }
 int64_t nx_server_start_ms(const nx_server *s) { return s->start_ms; }
 nx_kstage *nx_server_kstage(nx_server *s) { return s->ks; }
+nx_prefault *nx_server_prefault(nx_server *s) { return s->pf; }
 
 /* The NXB listeners: a steered UDP reuseport group and a TCP reuseport group
  * (the kernel balances connections over shards), one socket each per shard. */
@@ -140,11 +142,21 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
         if (rc)
             goto fail_fds;
     }
+    const char *why;
+    rc = nx_prefault_create(s->n, (size_t)s->cfg.prefault_ahead_mb << 20, &s->pf, &why);
+    if (rc)
+        goto fail_fds;
+    if (s->pf)
+        nx_log(NX_LOG_INFO, "prefault on", "shards=%d ahead_mib=%u", s->n,
+               s->cfg.prefault_ahead_mb);
+    else
+        nx_log(NX_LOG_INFO, "prefault off", "reason=\"%s\"", why);
     for (int i = 0; i < s->n; i++) {
         rc = nx_shard_create(i, &s->cfg, udp[i], tcp[i], s->unix_fd, &s->shards[i]);
         if (rc)
             goto fail_fds;
         udp[i] = tcp[i] = -1; /* owned by the shard now */
+        nx_shard_set_prefault(s->shards[i], s->pf);
     }
     rc = nxb_listeners(s);
     if (rc)
@@ -196,6 +208,15 @@ void nx_server_destroy(nx_server *s)
         for (int i = 0; i < s->n; i++)
             nx_shard_destroy(s->shards[i]);
     nx_udf_host_destroy(s->udf); /* after the shards: it owns their instances */
+    for (int i = 0; s->pf && i < s->n; i++) {
+        nx_prefault_stats ps;
+        nx_prefault_get_stats(s->pf, i, &ps);
+        nx_log(NX_LOG_INFO, "prefault totals", "shard=%d handed_mib=%llu ready_mib=%llu failed_mib=%llu purged_mib=%llu "
+               "fallback_mib=%llu", i, (unsigned long long)(ps.handed >> 20),
+               (unsigned long long)(ps.ready >> 20), (unsigned long long)(ps.failed >> 20),
+               (unsigned long long)(ps.purged >> 20), (unsigned long long)(ps.fallback >> 20));
+    }
+    nx_prefault_destroy(s->pf);  /* after the shards: they allocate from it */
     free(s->shards);
     nx_kstage_destroy(s->ks); /* after the sockets closed: detaches the programs */
     if (s->unix_fd >= 0) {

@@ -49,6 +49,8 @@ const nx_config *nx_server_config(const nx_server *s);
 nx_shard *nx_server_shard(nx_server *s, int i);
 int64_t nx_server_start_ms(const nx_server *s);
 struct nx_kstage *nx_server_kstage(nx_server *s);
+/* The shard heaps' prefault reservoir, or NULL when off (nx_prefault.h). */
+struct nx_prefault *nx_server_prefault(nx_server *s);
 /* Tenant UDFs (server/nx_udfhost.h), NULL when disabled. */
 struct nx_udf_host;
 struct nx_udf_host *nx_server_udf(nx_server *s);

@@ -59,6 +59,7 @@ struct nx_shard {
     _Atomic uint64_t tenant_bits[NX_TENANT_BITS / 64]; /* nx_shard_may_have_tenant */
     nx_applier ap;
     nx_durable *dur;    /* WAL + snapshots (nx_durable.h) */
+    nx_prefault *pf;    /* the thread's heap arena, or NULL (nx_prefault.h) */
     pthread_t thr;
     int started;
     int stopping;
@@ -169,6 +170,12 @@ int nx_shard_submit(nx_shard *sh, const nx_batch *b, int mode, nx_apply_result *
 const nx_durable_stats *nx_shard_durable_stats(const nx_shard *sh)
 {
     return nx_durable_get_stats(sh->dur);
+}
+
+void nx_shard_set_prefault(nx_shard *sh, nx_prefault *pf)
+{
+    assert(!sh->started);
+    sh->pf = pf;
 }
 
 void nx_shard_set_udf(nx_shard *sh, nx_udf_shard *u)
@@ -894,6 +901,8 @@ static void *shard_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "nx-shard-%d", sh->id);
     pthread_setname_np(pthread_self(), name);
+    if (nx_prefault_bind(sh->pf, sh->id))
+        nx_log(NX_LOG_WARN, "prefault arena not bound", "shard=%d", sh->id);
     struct epoll_event evs[64];
     while (!sh->stopping) {
         int n = epoll_wait(sh->epfd, evs, 64, nx_durable_timeout_ms(sh->dur));

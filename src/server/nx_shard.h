@@ -25,6 +25,7 @@
 #include "server/nx_config.h"
 #include "server/nx_durable.h"
 #include "server/nx_mailbox.h"
+#include "server/nx_prefault.h"
 
 #define NX_UDP_ROUNDS 8
 #define NX_MBOX_BURST 64
@@ -156,6 +157,9 @@ int nx_shard_id(const nx_shard *sh);
 bool nx_shard_may_have_tenant(const nx_shard *sh, const char *id, size_t id_len);
 /* Attaches the shard's UDF state (before start): events feed bound UDFs. */
 struct nx_udf_shard;
+/* Before start: the shard thread allocates from its nx_prefault arena
+ * (NULL: the default heap). */
+void nx_shard_set_prefault(nx_shard *sh, nx_prefault *pf);
 void nx_shard_set_udf(nx_shard *sh, struct nx_udf_shard *u);
 
 /*

@@ -75,7 +75,8 @@ class HTTPError(Exception):
 
 
 class Nexusd:
-    def __init__(self, shards=2, unix=False, args=(), startup_timeout=30.0):
+    def __init__(self, shards=2, unix=False, args=(), startup_timeout=30.0, exe=None):
+        self.exe = exe  # a nexusd other than $NX_BUILD's (e.g. the release one)
         self.shards = shards
         self.unix = unix
         self.extra = list(args)
@@ -90,7 +91,7 @@ class Nexusd:
         self.statsd_port = free_port(udp_too=True)
         self.unix_path = os.path.join(self.tmp, "statsd.sock") if self.unix else None
         self.base = "http://127.0.0.1:%d" % self.http_port
-        cmd = [binary("nexusd"),
+        cmd = [self.exe or binary("nexusd"),
                "--http", "127.0.0.1:%d" % self.http_port,
                "--statsd-udp", "127.0.0.1:%d" % self.statsd_port,
                "--statsd-tcp", "127.0.0.1:%d" % self.statsd_port,
