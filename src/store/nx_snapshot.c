@@ -26,6 +26,7 @@
  * Submit/poll synchronize through one mutex (taken once per snapshot, never
  * per event) and an atomic "done" flag that poll reads without the lock.
  */
+#include <sys/resource.h>
 #include "store/nx_snapshot.h"
 
 #include <assert.h>
@@ -330,9 +331,17 @@ struct nx_snapshotter {
     atomic_bool done;       /* result holds an unpolled outcome */
 };
 
+/* nice value of the snapshot thread (shards run at 0). */
+#define NX_SNAPSHOT_NICE 10
+
 static void *snapshotter_main(void *arg)
 {
     nx_snapshotter *s = arg;
+    /* background work (compress + write + fsync): named for top/perf, and
+     * below the shard threads so that it never delays a datagram or a query
+     * on a machine with more busy threads than cores (Linux: per-thread nice) */
+    pthread_setname_np(pthread_self(), "nx-snapshot");
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), NX_SNAPSHOT_NICE);
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->quit && !(s->pending && s->job.data))
