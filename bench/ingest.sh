@@ -46,7 +46,9 @@ NX_PID=
 cleanup() {
     if [ -n "$NX_PID" ] && kill -0 "$NX_PID" 2>/dev/null; then
         kill -TERM "$NX_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$NX_PID" 2>/dev/null || break; sleep 0.1; done
+        # a clean stop writes a final snapshot of the whole state (GBs after
+        # a run): give it time rather than killing it mid-write
+        for _ in $(seq 600); do kill -0 "$NX_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$NX_PID" 2>/dev/null || true
     fi
     rm -rf "$TMP"
