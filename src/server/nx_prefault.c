@@ -35,6 +35,7 @@
 #define NX_PF_RESERVE (64ull << 30)       /* virtual bytes per shard */
 #define NX_PF_GROW_MAX (32u << 20)        /* jemalloc's largest grow step */
 #define NX_PF_IDLE_NS 2000000             /* background sleep when all are ready */
+#define NX_PF_TOTAL_MAX (1ull << 30)      /* populated-ahead bytes over all shards */
 
 typedef int (*nx_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
 
@@ -264,6 +265,10 @@ int nx_prefault_create(int nshards, size_t ahead_bytes, nx_prefault **out, const
     if (!p)
         return NX_ENOMEM;
     p->n = nshards;
+    /* many shards share the cap, so a 64-core box does not fault in 4 GiB
+     * of unused heap at start */
+    if ((uint64_t)ahead_bytes * (uint64_t)nshards > NX_PF_TOTAL_MAX)
+        ahead_bytes = (size_t)(NX_PF_TOTAL_MAX / (uint64_t)nshards);
     p->ahead = (ahead_bytes + NX_PF_CHUNK - 1) & ~(size_t)(NX_PF_CHUNK - 1);
     p->mallctl = mallctl;
     p->regions = calloc((size_t)nshards, sizeof *p->regions);

@@ -21,7 +21,8 @@
  * itself, exactly as without this module.
  *
  * Trade-offs: up to `ahead` bytes per shard are resident before they are
- * used, plus at most one jemalloc grow step (capped at NX_PF_GROW_MAX) handed
+ * used (at most NX_PF_TOTAL_MAX, 1 GiB, over all shards: more shards get
+ * less each), plus at most one jemalloc grow step (capped at NX_PF_GROW_MAX) handed
  * out but not yet used; extents are never unmapped (jemalloc retains and
  * reuses them; purged pages go back to the kernel as before, with
  * MADV_DONTNEED / MADV_FREE). A reservation that is used up falls back to
