@@ -10,7 +10,10 @@
  * workload); then only the update loop is timed. The loop prefetches the
  * stream 16 events ahead with nx_stream_prefetch(), as a batching ingest does. Also: the same counter workload through the keyed
  * path (tenant lookup + stream lookup + update), bytes per stream (fresh,
- * idle, active), and the cost of 1m and 1h window reads.
+ * idle, active), and the cost of 1m and 1h window reads; and
+ * counter_memory_ceiling, the rate of a loop that only touches the same two
+ * cache lines per event in the same pattern (what the machine's memory
+ * allows the counter path at best).
  *
  * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the event count,
  * NX_BENCH_TENANTS sets the tenant count (10 streams each; default 10000),
@@ -295,6 +298,44 @@ static void steady_bytes(nx_type type, const char *name)
     nx_engine_destroy(e);
 }
 
+/* The memory ceiling of the counter path: the same random access pattern
+ * over NSTREAMS separately allocated 320-byte blocks (a stream's size, in
+ * the order streams are created), each event reading and writing two cache
+ * lines of its block (as a counter update touches the stream's first two),
+ * prefetched 16 events ahead as in run(), and nothing else. No engine can
+ * apply these events faster on this machine than this loop. */
+static void memory_ceiling(size_t nev)
+{
+    enum { BLOCK = 320 };
+    char **blk = malloc(sizeof(char *) * NSTREAMS);
+    bev *ev = malloc(sizeof(bev) * nev);
+    if (!blk || !ev)
+        exit(1);
+    for (int i = 0; i < NSTREAMS; i++)
+        if (!(blk[i] = calloc(1, BLOCK)))
+            exit(1);
+    gen(ev, nev, NX_TYPE_COUNTER);
+    for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
+        double t0 = now_s();
+        for (size_t i = 0; i < nev; i++) {
+            if (i + 16 < nev) {
+                __builtin_prefetch(blk[ev[i + 16].stream], 1);
+                __builtin_prefetch(blk[ev[i + 16].stream] + 64, 1);
+            }
+            char *b = blk[ev[i].stream];
+            *(double *)(b + 16) += ev[i].value; /* line 0: the open bucket's sum */
+            *(uint64_t *)(b + 64 + 24) += 1;    /* line 1: the event count */
+        }
+        double dt = now_s() - t0;
+        if (pass)
+            printf("counter_memory_ceiling %.2f Mupdates/s/core\n", (double)nev / dt / 1e6);
+    }
+    for (int i = 0; i < NSTREAMS; i++)
+        free(blk[i]);
+    free(blk);
+    free(ev);
+}
+
 int main(void)
 {
     const char *sc = getenv("NX_BENCH_SCALE");
@@ -313,8 +354,10 @@ int main(void)
     const char *steady = getenv("NX_BENCH_STEADY");
     if (steady && !strcmp(steady, "only"))
         goto steady_only;
-    if (!only || !strcmp(only, "counter"))
+    if (!only || !strcmp(only, "counter")) {
         bench_type(NX_TYPE_COUNTER, "counter", nev);
+        memory_ceiling(nev);
+    }
     if (!only || !strcmp(only, "distribution"))
         bench_type(NX_TYPE_DISTRIBUTION, "distribution", nev);
     if (!only || !strcmp(only, "set"))
