@@ -237,13 +237,6 @@ static int region_create(nx_prefault *p, nx_pf_region **out)
     size_t lim = NX_PF_GROW_MAX;
     snprintf(name, sizeof name, "arena.%u.retain_grow_limit", r->arena);
     (void)p->mallctl(name, NULL, NULL, &lim, sizeof lim);
-    /* freed pages stay with the arena for reuse instead of being purged
-     * (and faulted in again on reuse, on the shard) */
-    ssize_t never = -1;
-    snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", r->arena);
-    (void)p->mallctl(name, NULL, NULL, &never, sizeof never);
-    snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", r->arena);
-    (void)p->mallctl(name, NULL, NULL, &never, sizeof never);
     *out = r;
     return 0;
 }
