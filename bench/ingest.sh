@@ -143,58 +143,51 @@ if [ "$hi" -gt 0 ]; then
 fi
 
 if [ "$SINK" = 1 ]; then
+    NAME=sink
     echo "sink_lossless_rate $best_send lines/s"
     echo "sink_first_lossy_offered $hi lines/s"
-    mkdir -p bench/results
-    OUT=bench/results/sink-$(date -u +%Y-%m-%dT%H%M%SZ).json
-    python3 - "$OUT" "$PROBES" "$best_send" "$hi" "$SHARDS" "$THREADS" "$DGRAM_BYTES" <<'EOF'
-import json, os, sys
-out, probes, best, hi, shards, threads, dgram = sys.argv[1:]
-res = {"benchmark": "udp_sink", "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
-       "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
-                    "loadgen_threads": int(threads), "sink_threads": int(shards) or None},
-       "sink_lossless_rate": float(best), "first_lossy_offered": float(hi),
-       "probes": [json.loads(l) for l in open(probes)]}
-with open(out, "w") as f:
-    json.dump(res, f, indent=1)
-print(f"# raw figures: {out}")
-EOF
-    exit 0
+    qout=""
+    stats=null
+else
+    NAME=ingest
+    # Query latency under load: at the lossless rate, GET one busy stream.
+    QURL="http://127.0.0.1:$HTTP/v1/summary?metric=bench.timer.m4&tenant=t0000&window=all&q=0.5,0.99"
+    qrate=$lo; [ "$qrate" -gt 0 ] || qrate=$START_RATE
+    qout=$("$LOADGEN" --port "$UDP" --rate "$qrate" --duration "$QUERY_S" --threads "$THREADS" \
+           --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+    stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
+    rss=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['rss_bytes'])" "$stats")
+
+    echo "ingest_lossless_rate $best_send lines/s"
+    echo "ingest_first_lossy_offered $hi lines/s"
+    awk '$1 ~ /^query_/ {print}' <<<"$qout"
+    echo "query_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$qout") lines/s"
+    echo "nexusd_rss $rss bytes"
 fi
 
-# Query latency under load: at the lossless rate, GET one busy stream.
-QURL="http://127.0.0.1:$HTTP/v1/summary?metric=bench.timer.m4&tenant=t0000&window=all&q=0.5,0.99"
-qrate=$lo; [ "$qrate" -gt 0 ] || qrate=$START_RATE
-qout=$("$LOADGEN" --port "$UDP" --rate "$qrate" --duration "$QUERY_S" --threads "$THREADS" \
-       --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
-stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
-rss=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['rss_bytes'])" "$stats")
-
-echo "ingest_lossless_rate $best_send lines/s"
-echo "ingest_first_lossy_offered $hi lines/s"
-awk '$1 ~ /^query_/ {print}' <<<"$qout"
-echo "query_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$qout") lines/s"
-echo "nexusd_rss $rss bytes"
-
 mkdir -p bench/results
-OUT=bench/results/ingest-$(date -u +%Y-%m-%dT%H%M%SZ).json
-python3 - "$OUT" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" <<'EOF'
+OUT=bench/results/$NAME-$(date -u +%Y-%m-%dT%H%M%SZ).json
+python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" <<'EOF'
 import json, os, sys
-out, probes, best, hi, qout, stats, shards, threads, dgram = sys.argv[1:]
-q = {}
-for line in qout.splitlines():
-    p = line.split()
-    if len(p) >= 2 and not line.startswith("#"):
-        try:
-            q[p[0]] = float(p[1])
-        except ValueError:
-            pass
-res = {"benchmark": "ingest", "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
+out, name, probes, best, hi, qout, stats, shards, threads, dgram = sys.argv[1:]
+res = {"benchmark": "udp_sink" if name == "sink" else "ingest",
+       "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
        "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
-                    "loadgen_threads": int(threads), "nexusd_shards": int(shards) or None},
-       "ingest_lossless_rate": float(best), "first_lossy_offered": float(hi),
-       "probes": [json.loads(l) for l in open(probes)], "query_under_load": q,
-       "nexusd_stats_end": json.loads(stats)}
+                    "loadgen_threads": int(threads),
+                    ("sink_threads" if name == "sink" else "nexusd_shards"): int(shards) or None},
+       name + "_lossless_rate": float(best), "first_lossy_offered": float(hi),
+       "probes": [json.loads(l) for l in open(probes)]}
+if name == "ingest":
+    q = {}
+    for line in qout.splitlines():
+        p = line.split()
+        if len(p) >= 2 and not line.startswith("#"):
+            try:
+                q[p[0]] = float(p[1])
+            except ValueError:
+                pass
+    res["query_under_load"] = q
+    res["nexusd_stats_end"] = json.loads(stats)
 with open(out, "w") as f:
     json.dump(res, f, indent=1)
 print(f"# raw figures: {out}")
