@@ -346,6 +346,17 @@ void nx_topk_clear(nx_topk *t)
     t->total = 0;
 }
 
+/* A counter now monitors the member at arena offset `off`. */
+static inline void item_set(tk_item *it, uint64_t h, uint32_t off, uint32_t len, double count,
+                            double error)
+{
+    it->count = count;
+    it->error = error;
+    it->hash = h;
+    it->off = off;
+    it->len = (uint16_t)len;
+}
+
 /* Adds a new counter (member not monitored, n < k). */
 static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, double count,
                        double error)
@@ -359,11 +370,7 @@ static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, doub
         return rc;
     uint32_t i = t->n++;
     tk_item *it = &t->items[i];
-    it->count = count;
-    it->error = error;
-    it->hash = h;
-    it->off = off;
-    it->len = (uint16_t)len;
+    item_set(it, h, off, len, count, error);
     table_insert(t, i);
     t->heap[i] = i;
     it->heap_pos = (uint16_t)i;
@@ -383,11 +390,7 @@ static int topk_replace_root(nx_topk *t, const char *m, uint32_t len, uint64_t h
     tk_item *it = &t->items[v];
     table_remove(t, v);
     t->adead += it->len;
-    it->count = count;
-    it->error = error;
-    it->hash = h;
-    it->off = off;
-    it->len = (uint16_t)len;
+    item_set(it, h, off, len, count, error);
     table_insert(t, v);
     heap_down(t, 0);
     return 0;

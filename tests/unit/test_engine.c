@@ -232,6 +232,15 @@ static void test_memory_accounting(void **st)
     nx_engine_destroy(e);
 }
 
+/* Tenant "acme" of e and its counter stream `key`. */
+static nx_stream *mk_counter(nx_engine *e, nx_tenant **t, const char *key)
+{
+    nx_stream *s;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, t), 0);
+    assert_int_equal(nx_tenant_stream(*t, key, strlen(key), NX_TYPE_COUNTER, &s), 0);
+    return s;
+}
+
 /* A young stream pays for its pending ring, not for windows: closing a few
  * seconds costs one 648-byte ring; the window/tier block (kilobytes) comes
  * with the first fold (here: a read), and reads see every closed second. */
@@ -240,10 +249,8 @@ static void test_young_stream_memory(void **st)
     (void)st;
     nx_engine *e = mk_engine();
     nx_tenant *t;
-    nx_stream *s;
     nx_tenant_stats ts;
-    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
-    assert_int_equal(nx_tenant_stream(t, "q", 1, NX_TYPE_COUNTER, &s), 0);
+    nx_stream *s = mk_counter(e, &t, "q");
     nx_tenant_get_stats(t, &ts);
     uint64_t fresh = ts.bytes;
     for (int sec = 0; sec < 4; sec++) /* seconds 0..2 closed, 3 open */
@@ -269,11 +276,8 @@ static void test_idle_memory(void **st)
     (void)st;
     nx_engine *e = mk_engine();
     nx_tenant *t;
-    nx_stream *s;
     nx_tenant_stats ts;
-    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
-    assert_int_equal(nx_tenant_stream(t, "http.requests|host:web-01|route:/api/v1/x", 41,
-                                      NX_TYPE_COUNTER, &s), 0);
+    nx_stream *s = mk_counter(e, &t, "http.requests|host:web-01|route:/api/v1/x");
     nx_tenant_get_stats(t, &ts);
     uint64_t fresh = ts.bytes;
     assert_true(fresh <= 512);
