@@ -211,7 +211,8 @@ void nx_server_destroy(nx_server *s)
     for (int i = 0; s->pf && i < s->n; i++) {
         nx_prefault_stats ps;
         nx_prefault_get_stats(s->pf, i, &ps);
-        nx_log(NX_LOG_INFO, "prefault totals", "shard=%d handed_mib=%llu ready_mib=%llu failed_mib=%llu purged_mib=%llu "
+        nx_log(NX_LOG_INFO, "prefault totals",
+               "shard=%d handed_mib=%llu ready_mib=%llu failed_mib=%llu purged_mib=%llu "
                "fallback_mib=%llu", i, (unsigned long long)(ps.handed >> 20),
                (unsigned long long)(ps.ready >> 20), (unsigned long long)(ps.failed >> 20),
                (unsigned long long)(ps.purged >> 20), (unsigned long long)(ps.fallback >> 20));
