@@ -21,6 +21,7 @@
 #include "common/nx_fs.h"
 #include "sketch/nx_topk.h"
 #include "engine/nx_engine_int.h"
+#include "engine_v4_events.h"
 
 #define T0 1700000000000ll
 
@@ -380,6 +381,122 @@ static void test_engine_v3_sets(void **st)
     nx_engine_destroy(e);
 }
 
+/* ---- version 4 snapshots ---------------------------------------------------- */
+
+/* Two window reads that must agree on everything but the top-k layout:
+ * count/sum/mean/m2 to 1e-9, min/max and quantiles exactly, distinct
+ * exactly, and every member both top-k lists report with counts whose
+ * SpaceSaving ranges [count - error, count] overlap. */
+static void summaries_agree(const nx_summary *a, const nx_summary *b, const char *what)
+{
+    double tol = 1e-9 * (fabs(a->count) > 1 ? fabs(a->count) : 1);
+    if (!(fabs(a->count - b->count) <= tol))
+        fail_msg("%s: count %.17g vs %.17g", what, a->count, b->count);
+    if (!(fabs(a->sum - b->sum) <= 1e-9 * (fabs(a->sum) > 1 ? fabs(a->sum) : 1)))
+        fail_msg("%s: sum %.17g vs %.17g", what, a->sum, b->sum);
+    if (a->count > 0 && !(a->min == b->min && a->max == b->max))
+        fail_msg("%s: min/max %.17g/%.17g vs %.17g/%.17g", what, a->min, a->max, b->min, b->max);
+    for (double q = 0; q <= 1.0; q += 0.125) {
+        double x = nx_summary_quantile(a, q), y = nx_summary_quantile(b, q);
+        if (!((isnan(x) && isnan(y)) || x == y))
+            fail_msg("%s: q%.3f %.17g vs %.17g", what, q, x, y);
+    }
+    double x = nx_summary_distinct(a), y = nx_summary_distinct(b);
+    if (!((isnan(x) && isnan(y)) || x == y))
+        fail_msg("%s: distinct %.17g vs %.17g", what, x, y);
+    assert_true((a->topk == NULL) == (b->topk == NULL));
+    if (a->topk) {
+        nx_topk_item ia[128], ib[128];
+        size_t na = nx_topk_list(a->topk, ia, 128), nb = nx_topk_list(b->topk, ib, 128);
+        assert_true(na > 0 && nb > 0);
+        for (size_t i = 0; i < na; i++)
+            for (size_t j = 0; j < nb; j++) {
+                if (ia[i].member_len != ib[j].member_len ||
+                    memcmp(ia[i].member, ib[j].member, ia[i].member_len))
+                    continue;
+                if (ia[i].count - ia[i].error > ib[j].count + 1e-9 ||
+                    ib[j].count - ib[j].error > ia[i].count + 1e-9)
+                    fail_msg("%s: top-k %.*s %.17g(-%.17g) vs %.17g(-%.17g)", what,
+                             (int)ia[i].member_len, ia[i].member, ia[i].count, ia[i].error,
+                             ib[j].count, ib[j].error);
+            }
+    }
+}
+
+/* tests/data/engine_v4.bin holds phase A of engine_v4_events.h as the
+ * version-4 engine encoded it (every window folded each second directly).
+ * Decoded, then fed phase B, it must answer every window like an engine
+ * that took A and B itself — in particular without counting twice the
+ * seconds a coarse window held that its finer windows had not yet handed
+ * up. Also through a re-encoding in the middle of the hand-over. */
+static void test_engine_v4_migration(void **st)
+{
+    (void)st;
+    const char *root = getenv("NX_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/data/engine_v4.bin", root ? root : ".");
+    char *data;
+    size_t len;
+    if (nx_read_file(path, 1u << 22, &data, &len) != 0)
+        fail_msg("cannot read %s (run from the repository root or set NX_ROOT)", path);
+    assert_int_equal(((const uint8_t *)data)[4], 4);
+    nx_engine *old = NULL, *ref = NULL;
+    assert_int_equal(nx_engine_decode(NULL, (const uint8_t *)data, len, &old), 0);
+    free(data);
+    assert_int_equal(nx_engine_create(NULL, &ref), 0);
+    nx_tenant *tr, *to = nx_engine_tenant_find(old, "legacy", 6);
+    assert_non_null(to);
+    assert_int_equal(nx_engine_tenant(ref, "legacy", 6, &tr), 0);
+    nx_stream *so[3], *sr[3];
+    for (int i = 0; i < 3; i++) {
+        so[i] = nx_tenant_stream_find(to, v4_keys[i], strlen(v4_keys[i]));
+        assert_non_null(so[i]);
+        assert_int_equal(nx_tenant_stream(tr, v4_keys[i], strlen(v4_keys[i]), v4_types[i], &sr[i]),
+                         0);
+    }
+    uint64_t st_ref = 4;
+    assert_true(v4_feed(sr, 0, V4_SPLIT_SEC, &st_ref) >= 0);
+    uint64_t st_old = st_ref;
+    static const uint32_t wins[5] = {10, 60, 300, 3600, NX_WINDOW_ALL};
+    int reads = 0;
+    for (int sec = V4_SPLIT_SEC; sec < V4_END_SEC;) {
+        int next = sec + 1 + (int)(sec * 7 % 19);
+        if (next > V4_END_SEC)
+            next = V4_END_SEC;
+        int64_t na = v4_feed(sr, sec, next, &st_ref), nb = v4_feed(so, sec, next, &st_old);
+        assert_true(na >= 0 && na == nb);
+        for (int i = 0; i < 3; i++)
+            for (int w = 0; w < 5; w++) {
+                nx_summary x, y;
+                char what[64];
+                snprintf(what, sizeof what, "%s window %u at +%d s", v4_keys[i], wins[w], next);
+                assert_int_equal(nx_stream_read(sr[i], wins[w], na, &x), 0);
+                assert_int_equal(nx_stream_read(so[i], wins[w], na, &y), 0);
+                summaries_agree(&x, &y, what);
+                nx_summary_free(&x);
+                nx_summary_free(&y);
+                reads++;
+            }
+        if (sec < V4_SPLIT_SEC + 40 && next >= V4_SPLIT_SEC + 40) {
+            /* re-encode in the middle of the hand-over */
+            nx_buf buf = {0};
+            assert_int_equal(nx_engine_encode(old, &buf), 0);
+            nx_engine *f = NULL;
+            assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &f), 0);
+            nx_buf_free(&buf);
+            nx_engine_destroy(old);
+            old = f;
+            to = nx_engine_tenant_find(old, "legacy", 6);
+            for (int i = 0; i < 3; i++)
+                so[i] = nx_tenant_stream_find(to, v4_keys[i], strlen(v4_keys[i]));
+        }
+        sec = next;
+    }
+    assert_true(reads > 100);
+    nx_engine_destroy(old);
+    nx_engine_destroy(ref);
+}
+
 /* Incremental encoding: the bytes finished after many steps, while the
  * engine kept taking events, reads, stream and tenant deletes and new
  * tenants, decode to exactly the state of the begin instant (the same state
@@ -588,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_corrupt),
         cmocka_unit_test(test_engine_v3_sets),
+        cmocka_unit_test(test_engine_v4_migration),
         cmocka_unit_test(test_summary_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
