@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 4 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 5 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -37,7 +37,10 @@
  *         sets only: u8 has_shll; if 1: the sliding HLL (nx_shll.h layout,
  *              ages relative to open_sec) — the distinct counts of every
  *              window, which keep none themselves
- *         u8   has_hist; if 1: nwindows x window, then ntiers x tier
+ *         u8   has_hist; if 1: nwindows x window, then ntiers x tier, then
+              u8 has_direct; if 1: nwindows x svar direct_k (the window
+              cascade's directly fed sub-buckets, nx_window.h; absent when
+              no window has any)
  *         uvar npending (<= 8), npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (versions 2 and 3 had it at the end of the
@@ -51,6 +54,12 @@
  *   sub-bucket, plus the open and pending seconds' HLLs: a window read
  *   after the upgrade counts the members of the sub-buckets it overlaps
  *   (within one sub-bucket of the exact range).
+ *   Versions 1 to 4 (still decoded) fold every closed second into every
+ *   window: a window fed by another (the cascade, src/engine/nx_engine.c)
+ *   already holds its feeder's current sub-bucket. Decoding marks each such
+ *   window's current sub-bucket direct (direct_k = cur_k + 1), so it keeps
+ *   being fed directly and is not handed those seconds again; the next one
+ *   is cascaded.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -63,7 +72,7 @@
 #include "engine/nx_engine_int.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 4
+#define NX_ENGINE_VERSION 5
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
@@ -102,6 +111,14 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
         const nx_tier *tr = nx_stream_tiers(e, s);
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             if ((rc = nx_tier_encode(&tr[i], out)))
+                return rc;
+        bool direct = false;
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            direct |= s->win[i].direct_k != NX_WINDOW_NO_DIRECT;
+        if ((rc = nx_buf_u8(out, direct)))
+            return rc;
+        for (uint32_t i = 0; direct && i < e->cfg.nwindows; i++)
+            if ((rc = nx_buf_svar(out, s->win[i].direct_k)))
                 return rc;
     }
     const nx_pending *pd = s->pend;
@@ -357,6 +374,31 @@ static int legacy_absorb(void *arg, const nx_hll *h, int64_t last_sec)
     return nx_stream_shll_absorb(s, h, last_sec < s->open_sec ? last_sec : s->open_sec);
 }
 
+/* The windows' direct_k (version 5), or the mark that makes a version <= 4
+ * state, where every window holds every folded second, consistent with the
+ * cascade (see the top). */
+static int direct_decode(const nx_engine *e, nx_stream *s, nx_rbuf *in, int version)
+{
+    if (version < 5) {
+        for (uint32_t i = 0; i < e->cfg.nwindows; i++)
+            if (e->win_feeder[i] >= 0)
+                s->win[i].direct_k = s->win[i].cur_k + 1;
+        return 0;
+    }
+    uint8_t has = nx_rbuf_u8(in);
+    if (in->err || has > 1)
+        return NX_ECORRUPT;
+    for (uint32_t i = 0; has && i < e->cfg.nwindows; i++) {
+        int64_t d = nx_rbuf_svar(in);
+        /* any value is consistent (the same test decides what is fed
+         * directly and what is not handed on); only the range is checked */
+        if (in->err || (d != NX_WINDOW_NO_DIRECT && (d > INT64_MAX / 4 || d < INT64_MIN / 4)))
+            return NX_ECORRUPT;
+        s->win[i].direct_k = d;
+    }
+    return 0;
+}
+
 static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
 {
     size_t klen;
@@ -406,6 +448,8 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
             if ((rc = nx_tier_decode(in, &tr[i])))
                 return rc;
         if (version >= 2 && version <= 3 && (rc = pending_decode(e, s, in)))
+            return rc;
+        if ((rc = direct_decode(e, s, in, version)))
             return rc;
     }
     if (version >= 4 && (rc = pending_decode(e, s, in)))

@@ -143,6 +143,13 @@ struct nx_engine {
     nx_engine_config cfg;
     nx_acc_params ap;
     uint32_t shll_horizon; /* longest window + its sub-bucket (0: no windows) */
+    /* The window cascade (docs/engine.md): win_feeder[j] is the window whose
+     * completed sub-buckets feed window j (the one with the widest
+     * sub-bucket that divides j's, strictly narrower or equal and listed
+     * earlier), or -1 when closed seconds feed j directly; win_order lists
+     * the windows feeders first, the order they are advanced in. */
+    int8_t win_feeder[NX_MAX_WINDOWS];
+    uint8_t win_order[NX_MAX_WINDOWS];
     nx_table tenants;
     nx_engine_snap snap;
     void (*on_tenant)(void *arg, const char *id, size_t id_len);

@@ -177,6 +177,7 @@ void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot
     w->bmin = INFINITY;
     w->bmax = -INFINITY;
     w->store = store;
+    w->direct_k = NX_WINDOW_NO_DIRECT;
 }
 
 static void window_free_data(nx_window *w)
@@ -318,9 +319,21 @@ static bool back_has(const nx_window *w)
     return w->bmin <= w->bmax || topk_has(w->btopk);
 }
 
+/* Hands the sub-bucket of ring index i (non-empty), which starts at
+ * second sec, to the sink. */
+static int window_hand_on(const nx_window *w, uint32_t i, int64_t sec, const nx_window_sink *sink)
+{
+    if (!sink || !(w->slots[i].m.count > 0))
+        return 0;
+    nx_acc a;
+    slot_view(w, i, &a);
+    return sink->fn(sink->arg, sec, &a);
+}
+
 /* One step: evict the oldest complete sub-bucket, push the current one to
- * the back stack, and make the next sub-bucket current. */
-static int window_step(nx_window *w, const nx_acc_params *p)
+ * the back stack (and hand it to the sink), and make the next sub-bucket
+ * current. */
+static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sink *sink)
 {
     int rc;
     int64_t c = w->cur_k;
@@ -367,6 +380,8 @@ static int window_step(nx_window *w, const nx_acc_params *p)
                 (rc = nx_topk_merge(w->btopk, w->sk[ci].topk)))
                 return rc;
         }
+        if ((rc = window_hand_on(w, ci, c * (int64_t)w->bucket_s, sink)))
+            return rc;
     }
     w->cur_k = c + 1;
     return 0;
@@ -377,36 +392,58 @@ bool nx_window_valid_at(const nx_window *w, int64_t sec)
     return w->cur_k <= floordiv(sec, w->bucket_s);
 }
 
-int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p)
+int64_t nx_window_index(const nx_window *w, int64_t sec)
+{
+    return floordiv(sec, w->bucket_s);
+}
+
+/* A window that moved past direct_k is fed only by its cascade from now on
+ * (a late event for an older sub-bucket finds the feeder's sub-bucket
+ * complete, so it comes directly either way): forget the mark. */
+static inline void window_moved(nx_window *w, int64_t k)
+{
+    w->cur_k = k;
+    if (w->direct_k <= k)
+        w->direct_k = NX_WINDOW_NO_DIRECT;
+}
+
+int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p,
+                      const nx_window_sink *sink)
 {
     int64_t k = floordiv(sec, w->bucket_s);
+    int rc;
     if (k <= w->cur_k)
         return 0;
     if (w->nonempty == 0 || k - w->cur_k > (int64_t)w->n) {
-        /* nothing survives: drop everything (idle streams give memory back) */
+        /* nothing survives: drop everything (idle streams give memory
+         * back), after handing on the current sub-bucket (the complete
+         * ones were handed on when they completed) */
+        if (w->slots && (rc = window_hand_on(w, widx(w, w->cur_k),
+                                             w->cur_k * (int64_t)w->bucket_s, sink)))
+            return rc;
         window_free_data(w);
-        w->cur_k = k;
+        window_moved(w, k);
         return 0;
     }
     while (w->cur_k < k) {
-        int rc = window_step(w, p);
-        if (rc)
+        if ((rc = window_step(w, p, sink)))
             return rc;
         if (w->nonempty == 0) {
             window_free_data(w);
-            w->cur_k = k;
             break;
         }
     }
+    window_moved(w, k);
     return 0;
 }
 
-int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p)
+int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p,
+                   const nx_window_sink *sink)
 {
     int rc;
     if (nx_acc_empty(src))
         return 0;
-    if ((rc = nx_window_advance(w, sec, p)))
+    if ((rc = nx_window_advance(w, sec, p, sink)))
         return rc;
     int64_t k = floordiv(sec, w->bucket_s);
     assert(k == w->cur_k);
@@ -432,10 +469,8 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
 {
     int rc;
     int64_t k = floordiv(sec, w->bucket_s);
-    if (k > w->cur_k) {
-        if ((rc = nx_window_advance(w, sec, p)))
-            return rc;
-    }
+    if (k > w->cur_k)
+        return NX_EINVAL; /* the caller advances the window (and its cascade) first */
     int64_t c = w->cur_k;
     if (k < c - (int64_t)w->n)
         return 0; /* the window no longer covers it */
@@ -558,6 +593,18 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
         nx_moments_init(&out->m);
     }
     return 0;
+}
+
+int nx_window_read_current(const nx_window *w, nx_acc *out, const nx_acc_params *p)
+{
+    if (!w->slots)
+        return 0;
+    uint32_t ci = widx(w, w->cur_k);
+    if (!(w->slots[ci].m.count > 0))
+        return 0;
+    nx_acc a;
+    slot_view(w, ci, &a);
+    return nx_acc_merge(out, &a, p);
 }
 
 size_t nx_window_bytes(const nx_window *w)

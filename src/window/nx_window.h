@@ -40,6 +40,15 @@
  *             that covers it (inv, back, or the front suffixes up to it).
  *             The slot ring is allocated on the first data and freed again
  *             when a long gap empties the whole window.
+ *             Cascade: a window may hand each sub-bucket it completes to a
+ *             sink (nx_window_sink) — the engine folds it into a coarser
+ *             window whose sub-bucket width is a multiple of this one's, so
+ *             a closed second is merged into the finest window only and
+ *             reaches the coarser ones a sub-bucket at a time (docs/engine.md,
+ *             "Window cascade"). A window fed that way lacks its feeder's
+ *             current sub-bucket, which reads add (nx_window_read_current).
+ *             `direct_k` marks sub-buckets that were fed directly instead
+ *             (state decoded from a snapshot written before the cascade).
  *
  *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
  *             resolution (e.g. 10 s x 360) for time-series reads. The ring
@@ -119,7 +128,19 @@ typedef struct nx_window {
     nx_wslot *slots;   /* ring of n+1, slot of sub-bucket k = k mod (n+1); NULL when empty */
     nx_wsk *sk;        /* parallel ring of sketches; NULL for counters/gauges */
     nx_wslot *store;   /* memory for the ring inside the owner's block, or NULL */
+    int64_t direct_k;  /* sub-buckets with index < direct_k are (or were) fed directly,
+                        * not by a cascade; NX_WINDOW_NO_DIRECT when none is */
 } nx_window;
+
+#define NX_WINDOW_NO_DIRECT (INT64_MIN / 4)
+
+/* Where a window hands each sub-bucket it completes (or drops while still
+ * current, when a long gap empties it): `sec` is the sub-bucket's first
+ * second, `slot` a read-only view of it (moments and sketches, no HLL). */
+typedef struct nx_window_sink {
+    int (*fn)(void *arg, int64_t sec, const nx_acc *slot);
+    void *arg;
+} nx_window_sink;
 
 /* The invariant a decoded window must satisfy before use: its current
  * sub-bucket is not after the stream clock's (a snapshot that passed its
@@ -132,17 +153,32 @@ bool nx_window_valid_at(const nx_window *w, int64_t sec);
 void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot *store);
 void nx_window_free(nx_window *w);
 /* Moves the window so that second `sec`'s sub-bucket is current. Never moves
- * backwards. */
-int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p);
-/* Folds a closed bucket of second `sec` (>= the current sub-bucket's start)
- * into the window. */
-int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p);
+ * backwards. Every non-empty sub-bucket that completes on the way (and a
+ * non-empty current one a gap throws away) goes to `sink`, if not NULL,
+ * oldest first. */
+int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p,
+                      const nx_window_sink *sink);
+/* Folds a closed bucket (or a finer window's sub-bucket) starting at second
+ * `sec` (>= the current sub-bucket's start) into the window, advancing it
+ * first (sink as for nx_window_advance). */
+int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p,
+                   const nx_window_sink *sink);
 /* Adds one late event of second `sec` (any sub-bucket the window still
- * covers; older ones are ignored and 0 is returned). */
+ * covers; older ones are ignored and 0 is returned; one after the current
+ * sub-bucket is NX_EINVAL: advance the window first). */
 int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_type type,
                        double value, double weight, const char *member, uint32_t member_len);
 /* out = the whole window (out must be empty: nx_acc_init'ed). */
 int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p);
+/* out += the current sub-bucket (what a cascade has not handed on yet). */
+int nx_window_read_current(const nx_window *w, nx_acc *out, const nx_acc_params *p);
+/* The index of the sub-bucket holding second `sec`. */
+int64_t nx_window_index(const nx_window *w, int64_t sec);
+/* True while the current sub-bucket is fed directly (see direct_k). */
+static inline bool nx_window_direct(const nx_window *w)
+{
+    return w->cur_k < w->direct_k;
+}
 size_t nx_window_bytes(const nx_window *w);
 /* First second the window covers when its current sub-bucket is cur_k. */
 static inline int64_t nx_window_start_sec(const nx_window *w)

@@ -354,7 +354,7 @@ static void test_engine_v3_sets(void **st)
         /* pass 2: the same answers from a version 4 re-encoding */
         nx_buf buf = {0};
         assert_int_equal(nx_engine_encode(e, &buf), 0);
-        assert_int_equal(buf.data[4], 4); /* frame version */
+        assert_int_equal(buf.data[4], 5); /* frame version */
         nx_engine *f = NULL;
         assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &f), 0);
         nx_buf_free(&buf);

@@ -14,7 +14,8 @@
  * built from exactly those events (same alpha), distinct equal to an HLL of
  * exactly those members, every top-k count within the SpaceSaving bounds of
  * the exact frequency. Series points (10 s steps over the last 100 s) are
- * compared with the model too.
+ * compared with the model too. Three window sets: the defaults (a cascade
+ * chain 1 s -> 5 s -> 30 s -> 300 s), uneven ones, and a cascade tree.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -452,6 +453,27 @@ static void run_property_alt(nx_type type, uint64_t seed)
     run_property_cfg(type, seed, &cfg);
 }
 
+/* A cascade that is a tree: (30,2) is fed by (4,2) (same width, listed
+ * earlier), (60,6) by one of them, (600,60) by (60,6); (7,7) is fed by
+ * nothing and feeds nothing. */
+static void run_property_tree(nx_type type, uint64_t seed)
+{
+    nx_engine_config cfg;
+    nx_engine_config_default(&cfg);
+    cfg.nwindows = 5;
+    cfg.windows[0] = (nx_window_spec){600, 60};
+    cfg.windows[1] = (nx_window_spec){4, 2};
+    cfg.windows[2] = (nx_window_spec){60, 6};
+    cfg.windows[3] = (nx_window_spec){30, 2};
+    cfg.windows[4] = (nx_window_spec){7, 7};
+    cfg.topk_capacity = 8;
+    run_property_cfg(type, seed, &cfg);
+}
+
+static void test_tree_counter(void **st) { (void)st; run_property_tree(NX_TYPE_COUNTER, 21); }
+static void test_tree_timer(void **st) { (void)st; run_property_tree(NX_TYPE_TIMER, 22); }
+static void test_tree_set(void **st) { (void)st; run_property_tree(NX_TYPE_SET, 23); }
+
 static void test_alt_counter(void **st) { (void)st; run_property_alt(NX_TYPE_COUNTER, 11); }
 static void test_alt_distribution(void **st) { (void)st; run_property_alt(NX_TYPE_DISTRIBUTION, 12); }
 static void test_alt_set(void **st) { (void)st; run_property_alt(NX_TYPE_SET, 13); }
@@ -466,6 +488,8 @@ static void test_set(void **st) { (void)st; run_property(NX_TYPE_SET, 6); }
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tree_counter), cmocka_unit_test(test_tree_timer),
+        cmocka_unit_test(test_tree_set),
         cmocka_unit_test(test_counter),   cmocka_unit_test(test_gauge),
         cmocka_unit_test(test_timer),     cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_set),
