@@ -181,8 +181,14 @@ static void table_free(nx_table *tb)
 
 /* ---- engine ----------------------------------------------------------------- */
 
-/* Picks each window's feeder and the order windows advance in (see
- * win_feeder). Feeders form a forest: a feeder's sub-bucket is narrower, or
+static inline bool bj_wider(const nx_engine_config *c, uint32_t a, uint32_t b)
+{
+    return c->windows[a].bucket_s > c->windows[b].bucket_s;
+}
+
+/* Picks each window's feeder, all-time's (the window with the widest
+ * sub-bucket: every closed second reaches it through its chain of feeders)
+ * and the order windows advance in (see win_feeder). Feeders form a forest: a feeder's sub-bucket is narrower, or
  * equal and listed earlier, so there is no cycle; ordering by (bucket,
  * index) puts every feeder before the windows it feeds. */
 static void cascade_plan(nx_engine *e)
@@ -201,6 +207,10 @@ static void cascade_plan(nx_engine *e)
         e->win_feeder[j] = (int8_t)best;
         e->win_order[j] = (uint8_t)j;
     }
+    e->all_feeder = -1;
+    for (uint32_t j = 0; j < c->nwindows; j++)
+        if (e->all_feeder < 0 || bj_wider(c, j, (uint32_t)e->all_feeder))
+            e->all_feeder = (int8_t)j;
     for (uint32_t a = 1; a < c->nwindows; a++) /* insertion sort by (bucket, index) */
         for (uint32_t b = a; b > 0; b--) {
             uint8_t x = e->win_order[b - 1], y = e->win_order[b];
@@ -487,11 +497,13 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-/* The hist block: nx_window[nwindows], nx_tier[ntiers], then (64-byte
- * aligned) the rings of the windows small enough to be inline. */
+/* The hist block: nx_window[nwindows], nx_tier[ntiers], all-time's direct_k,
+ * then (64-byte aligned) the rings of the windows small enough to be
+ * inline. */
 static size_t stream_hist_head_bytes(const nx_engine *e)
 {
-    return align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers);
+    return align64(sizeof(nx_window) * e->cfg.nwindows + sizeof(nx_tier) * e->cfg.ntiers +
+                   sizeof(int64_t));
 }
 
 static size_t stream_hist_block_bytes(const nx_engine *e)
@@ -549,6 +561,7 @@ int nx_stream_hist_alloc(nx_stream *s)
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         nx_tier_init(&tr[i], e->cfg.tiers[i].step_s, e->cfg.tiers[i].buckets);
+    *nx_stream_all_direct(e, s) = NX_WINDOW_NO_DIRECT;
     return 0;
 }
 
@@ -731,6 +744,14 @@ int64_t nx_stream_last_update(const nx_stream *s)
 
 /* ---- time ------------------------------------------------------------------------ */
 
+static inline int64_t sec_floordiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if (a % b < 0)
+        q--;
+    return q;
+}
+
 static inline int64_t sec_of(int64_t ms)
 {
     int64_t q = ms / 1000;
@@ -772,7 +793,7 @@ static inline const nx_window_sink *cascade_sink(const nx_engine *e, uint32_t i,
                                                  nx_window_sink *sink)
 {
     for (uint32_t j = 0; j < e->cfg.nwindows; j++)
-        if (e->win_feeder[j] == (int8_t)i) {
+        if (e->win_feeder[j] == (int8_t)i || e->all_feeder == (int8_t)i) {
             sink->fn = cascade_hand_on;
             sink->arg = c;
             return sink;
@@ -795,6 +816,12 @@ static int cascade_hand_on(void *arg, int64_t sec, const nx_acc *slot)
     const nx_cascade *c = arg;
     nx_stream *s = c->s;
     const nx_engine *e = s->tenant->eng;
+    if ((int)c->from == e->all_feeder &&
+        nx_window_index(&s->win[c->from], sec) >= *nx_stream_all_direct(e, s)) {
+        int rc = nx_acc_merge(&s->all, slot, &e->ap);
+        if (rc)
+            return rc;
+    }
     for (uint32_t j = 0; j < e->cfg.nwindows; j++) {
         if (e->win_feeder[j] != (int8_t)c->from ||
             nx_window_index(&s->win[j], sec) < s->win[j].direct_k)
@@ -804,6 +831,13 @@ static int cascade_hand_on(void *arg, int64_t sec, const nx_acc *slot)
             return rc;
     }
     return 0;
+}
+
+/* Whether closed second `sec` goes into all-time directly. */
+static bool all_fed_directly(const nx_engine *e, const nx_stream *s, int64_t sec)
+{
+    int f = e->all_feeder;
+    return f < 0 || nx_window_index(&s->win[f], sec) < *nx_stream_all_direct(e, s);
 }
 
 /* Whether closed second `sec` goes into window j directly. */
@@ -838,7 +872,26 @@ static int windows_advance(nx_stream *s, int64_t sec)
         if (rc)
             return rc;
     }
+    /* as a window's (window_moved): past it, the mark no longer matters */
+    int64_t *ad = nx_stream_all_direct(e, s);
+    if (e->all_feeder >= 0 && *ad <= s->win[e->all_feeder].cur_k)
+        *ad = NX_WINDOW_NO_DIRECT;
     return 0;
+}
+
+/* out += all-time (which lacks its feeder chain's current sub-buckets). */
+static int all_read(const nx_stream *s, nx_acc *out)
+{
+    const nx_engine *e = s->tenant->eng;
+    int rc = nx_acc_merge(out, &s->all, &e->ap);
+    if (!rc && nx_acc_empty(&s->all)) /* a set whose counts all wait in the cascade */
+        rc = nx_acc_merge_distinct(out, &s->all, &e->ap);
+    int f = e->all_feeder;
+    if (rc || f < 0 || !s->win || s->win[f].cur_k < *nx_stream_all_direct(e, s))
+        return rc;
+    if ((rc = nx_window_read_current(&s->win[f], out, &e->ap)))
+        return rc;
+    return window_read_feeders(s, (uint32_t)f, out);
 }
 
 /* Moves windows and tiers to second `sec` (expiring what fell out) and frees
@@ -869,7 +922,8 @@ static int hist_advance(nx_stream *s, int64_t sec)
     return 0;
 }
 
-/* Folds one closed second into windows, tiers and all-time. */
+/* Folds one closed second into the windows and all-time that take it
+ * directly (the cascade brings it to the others) and the tiers. */
 static int fold_second(nx_stream *s, int64_t sec, const nx_acc *a)
 {
     const nx_engine *e = s->tenant->eng;
@@ -885,7 +939,7 @@ static int fold_second(nx_stream *s, int64_t sec, const nx_acc *a)
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         if ((rc = nx_tier_add(&tr[i], sec, &a->m)))
             return rc;
-    return nx_acc_merge(&s->all, a, &e->ap);
+    return all_fed_directly(e, s, sec) ? nx_acc_merge(&s->all, a, &e->ap) : 0;
 }
 
 /* Folds every pending second, oldest first. On an error the seconds not yet
@@ -996,8 +1050,8 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
     const nx_engine *e = s->tenant->eng;
     nx_type type = (nx_type)s->type;
     int rc;
-    if (type == NX_TYPE_SET &&
-        (rc = stream_shll_add(s, XXH3_64bits(u->member, u->member_len), sec)))
+    uint64_t hash = type == NX_TYPE_SET ? XXH3_64bits(u->member, u->member_len) : 0;
+    if (type == NX_TYPE_SET && (rc = stream_shll_add(s, hash, sec)))
         return rc;
     if ((rc = stream_advance(s, s->open_sec)))
         return rc;
@@ -1022,8 +1076,19 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         if ((rc = nx_tier_add(&tr[i], sec, &m)))
             return rc;
-    if ((rc = nx_acc_add(&s->all, &e->ap, type, v, w, u->member, u->member_len)))
+    int f = e->all_feeder;
+    bool all_direct = all_fed_directly(e, s, sec) ||
+                      nx_window_index(&s->win[f], sec) < s->win[f].cur_k;
+    if (type == NX_TYPE_SET) {
+        /* all-time's HLL takes every member at once; the rest may come
+         * through the cascade */
+        if ((rc = nx_acc_add_distinct(&s->all, &e->ap, hash)) ||
+            (all_direct && (rc = nx_acc_add_member_counts(&s->all, &e->ap, hash, u->member,
+                                                          u->member_len, w))))
+            return rc;
+    } else if (all_direct && (rc = nx_acc_add(&s->all, &e->ap, type, v, w, NULL, 0))) {
         return rc;
+    }
     nx_stream_account(s);
     return 0;
 }
@@ -1087,9 +1152,9 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     const nx_engine *e = t->eng;
     if (type == NX_TYPE_SET) {
         uint64_t h = XXH3_64bits(u->member, u->member_len);
-        if ((rc = stream_shll_add(s, h, sec)))
+        if ((rc = stream_shll_add(s, h, sec)) || (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
             return rc;
-        return nx_acc_add_member(&s->open, &e->ap, h, u->member, u->member_len, w);
+        return nx_acc_add_member_counts(&s->open, &e->ap, h, u->member, u->member_len, w);
     }
     return nx_acc_add(&s->open, &e->ap, type, v, w, u->member, u->member_len);
 }
@@ -1151,7 +1216,7 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
     nx_acc_init(&a);
     int64_t start_ms = 0;
     if (widx < 0) {
-        rc = nx_acc_merge(&a, &s->all, &e->ap);
+        rc = all_read(s, &a);
     } else if (s->win) {
         rc = nx_window_read(&s->win[widx], &a, &e->ap);
         if (!rc)
@@ -1160,12 +1225,16 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
     }
     if (!rc)
         rc = nx_acc_merge(&a, &s->open, &e->ap);
-    if (!rc && widx >= 0 && s->win && s->shll && a.m.count > 0) {
-        /* the windows keep no HLL: the sliding one has every second */
+    if (!rc && widx >= 0 && s->shll && a.m.count > 0) {
+        /* the windows and the open bucket keep no HLL: the sliding one has
+         * every second (the window was moved to open_sec by stream_sync) */
+        const nx_window_spec *ws = &e->cfg.windows[widx];
+        int64_t from = (sec_floordiv(s->open_sec, ws->bucket_s) - ws->length_s / ws->bucket_s) *
+                       (int64_t)ws->bucket_s;
         if (!a.hll)
             rc = nx_hll_create(e->cfg.hll_precision, &a.hll);
         if (!rc)
-            rc = nx_shll_read(s->shll, nx_window_start_sec(&s->win[widx]), s->open_sec, a.hll);
+            rc = nx_shll_read(s->shll, from, s->open_sec, a.hll);
     }
     if (rc) {
         nx_acc_free(&a);

@@ -39,8 +39,8 @@
  *              window, which keep none themselves
  *         u8   has_hist; if 1: nwindows x window, then ntiers x tier, then
               u8 has_direct; if 1: nwindows x svar direct_k (the window
-              cascade's directly fed sub-buckets, nx_window.h; absent when
-              no window has any)
+              cascade's directly fed sub-buckets, nx_window.h), then all-time's
+              svar direct_k (absent when none has any)
  *         uvar npending (<= 8), npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (versions 2 and 3 had it at the end of the
@@ -59,7 +59,9 @@
  *   already holds its feeder's current sub-bucket. Decoding marks each such
  *   window's current sub-bucket direct (direct_k = cur_k + 1), so it keeps
  *   being fed directly and is not handed those seconds again; the next one
- *   is cascaded.
+ *   is cascaded. The same for all-time, fed by the widest window. Their
+ *   set streams' open and pending buckets have HLLs, which version 5 keeps
+ *   in all-time only: decoding merges them into it.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -70,6 +72,7 @@
 
 #include "common/nx_codec.h"
 #include "engine/nx_engine_int.h"
+#include "sketch/nx_hll.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
 #define NX_ENGINE_VERSION 5
@@ -112,13 +115,14 @@ static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             if ((rc = nx_tier_encode(&tr[i], out)))
                 return rc;
-        bool direct = false;
+        const int64_t *ad = nx_stream_all_direct(e, s);
+        bool direct = *ad != NX_WINDOW_NO_DIRECT;
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
             direct |= s->win[i].direct_k != NX_WINDOW_NO_DIRECT;
         if ((rc = nx_buf_u8(out, direct)))
             return rc;
-        for (uint32_t i = 0; direct && i < e->cfg.nwindows; i++)
-            if ((rc = nx_buf_svar(out, s->win[i].direct_k)))
+        for (uint32_t i = 0; direct && i <= e->cfg.nwindows; i++)
+            if ((rc = nx_buf_svar(out, i < e->cfg.nwindows ? s->win[i].direct_k : *ad)))
                 return rc;
     }
     const nx_pending *pd = s->pend;
@@ -379,22 +383,28 @@ static int legacy_absorb(void *arg, const nx_hll *h, int64_t last_sec)
  * cascade (see the top). */
 static int direct_decode(const nx_engine *e, nx_stream *s, nx_rbuf *in, int version)
 {
+    int64_t *ad = nx_stream_all_direct(e, s);
     if (version < 5) {
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
             if (e->win_feeder[i] >= 0)
                 s->win[i].direct_k = s->win[i].cur_k + 1;
+        if (e->all_feeder >= 0)
+            *ad = s->win[e->all_feeder].cur_k + 1;
         return 0;
     }
     uint8_t has = nx_rbuf_u8(in);
     if (in->err || has > 1)
         return NX_ECORRUPT;
-    for (uint32_t i = 0; has && i < e->cfg.nwindows; i++) {
+    for (uint32_t i = 0; has && i <= e->cfg.nwindows; i++) {
         int64_t d = nx_rbuf_svar(in);
         /* any value is consistent (the same test decides what is fed
          * directly and what is not handed on); only the range is checked */
         if (in->err || (d != NX_WINDOW_NO_DIRECT && (d > INT64_MAX / 4 || d < INT64_MIN / 4)))
             return NX_ECORRUPT;
-        s->win[i].direct_k = d;
+        if (i < e->cfg.nwindows)
+            s->win[i].direct_k = d;
+        else
+            *ad = d;
     }
     return 0;
 }
@@ -469,6 +479,16 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
     if (legacy && s->open.hll && !nx_acc_empty(&s->open) &&
         (rc = nx_stream_shll_absorb(s, s->open.hll, s->open_sec)))
         return rc;
+    if (version < 5 && type == NX_TYPE_SET) {
+        /* all-time's HLL has every member (see the top) */
+        for (uint32_t i = 0; i <= np; i++) {
+            nx_acc *a = i < np ? &s->pend->acc[i] : &s->open;
+            if (a->hll && !nx_acc_empty(a) && (rc = nx_acc_merge_distinct(&s->all, a, &e->ap)))
+                return rc;
+            nx_hll_destroy(a->hll);
+            a->hll = NULL;
+        }
+    }
     nx_stream_account(s);
     return 0;
 }

@@ -68,7 +68,10 @@ struct nx_stream {
     /* ---- cold ---- */
     double last;         /* gauges */
     int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
-    nx_acc all;          /* all-time, closed buckets and late events */
+    nx_acc all;          /* all-time: what the window cascade handed on, or
+                          * closed seconds when there are no windows, and late
+                          * events; a set's HLL has every accepted member at
+                          * once (the open bucket and windows keep none) */
     uint64_t hash;       /* XXH3 of the key */
     uint64_t bytes;      /* bytes accounted to the tenant for this stream */
     nx_window *win;      /* [nwindows] then nx_tier [ntiers]: NULL until the first
@@ -150,6 +153,8 @@ struct nx_engine {
      * the windows feeders first, the order they are advanced in. */
     int8_t win_feeder[NX_MAX_WINDOWS];
     uint8_t win_order[NX_MAX_WINDOWS];
+    int8_t all_feeder;     /* the window whose sub-buckets feed all-time (the
+                            * widest); -1: closed seconds do (no windows) */
     nx_table tenants;
     nx_engine_snap snap;
     void (*on_tenant)(void *arg, const char *id, size_t id_len);
@@ -171,6 +176,13 @@ static inline void nx_snap_touch(nx_stream *s)
 static inline nx_tier *nx_stream_tiers(const nx_engine *e, const nx_stream *s)
 {
     return (nx_tier *)(s->win + e->cfg.nwindows);
+}
+
+/* all-time's direct_k, in its feeder's sub-bucket indices (as a window's:
+ * nx_window.h), right after the tiers in the hist block. */
+static inline int64_t *nx_stream_all_direct(const nx_engine *e, const nx_stream *s)
+{
+    return (int64_t *)(nx_stream_tiers(e, s) + e->cfg.ntiers);
 }
 
 /* The pending ring (its own allocation: a young stream that has closed a

@@ -100,13 +100,33 @@ static int topk_add(nx_topk **t, const nx_acc_params *p, const char *member, uin
 int nx_acc_add_member(nx_acc *a, const nx_acc_params *p, uint64_t hash, const char *member,
                       uint32_t member_len, double weight)
 {
+    int rc = nx_acc_add_distinct(a, p, hash);
+    return rc ? rc : nx_acc_add_member_counts(a, p, hash, member, member_len, weight);
+}
+
+int nx_acc_add_member_counts(nx_acc *a, const nx_acc_params *p, uint64_t hash,
+                             const char *member, uint32_t member_len, double weight)
+{
     int rc;
-    if ((rc = ensure_hll(&a->hll, p)) || (rc = nx_hll_add_hash(a->hll, hash)) ||
-        (rc = ensure_topk(&a->topk, p)) ||
+    if ((rc = ensure_topk(&a->topk, p)) ||
         (rc = nx_topk_add_hash(a->topk, member, member_len, hash, weight)))
         return rc;
     a->m.count += weight;
     return 0;
+}
+
+int nx_acc_add_distinct(nx_acc *a, const nx_acc_params *p, uint64_t hash)
+{
+    int rc = ensure_hll(&a->hll, p);
+    return rc ? rc : nx_hll_add_hash(a->hll, hash);
+}
+
+int nx_acc_merge_distinct(nx_acc *dst, const nx_acc *src, const nx_acc_params *p)
+{
+    if (!src->hll)
+        return 0;
+    int rc = ensure_hll(&dst->hll, p);
+    return rc ? rc : nx_hll_merge(dst->hll, src->hll);
 }
 
 int nx_acc_add(nx_acc *a, const nx_acc_params *p, nx_type type, double value,

@@ -96,6 +96,15 @@ int nx_acc_add(nx_acc *a, const nx_acc_params *p, nx_type type, double value,
 /* Adds one set member whose XXH3 hash the caller already has. */
 int nx_acc_add_member(nx_acc *a, const nx_acc_params *p, uint64_t hash, const char *member,
                       uint32_t member_len, double weight);
+/* The same without the HLL: top-k and count only (the engine keeps a set
+ * stream's distinct counts elsewhere: nx_acc_add_distinct on all-time, the
+ * sliding HLL for windows). */
+int nx_acc_add_member_counts(nx_acc *a, const nx_acc_params *p, uint64_t hash,
+                             const char *member, uint32_t member_len, double weight);
+/* Adds a member's hash to the accumulator's HLL only. */
+int nx_acc_add_distinct(nx_acc *a, const nx_acc_params *p, uint64_t hash);
+/* dst's HLL |= src's (nothing else; no-op when src has none). */
+int nx_acc_merge_distinct(nx_acc *dst, const nx_acc *src, const nx_acc_params *p);
 /* dst += src, allocating dst's sketches as needed. */
 int nx_acc_merge(nx_acc *dst, const nx_acc *src, const nx_acc_params *p);
 /* Heap bytes owned by the accumulator's sketches. */

@@ -96,9 +96,10 @@ int nx_acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type)
     if (in->err || !(m.count >= 0) || !isfinite(m.count) || !isfinite(m.sum) ||
         !isfinite(m.mean) || !(m.m2 >= 0) || !isfinite(m.m2) || isnan(m.min) || isnan(m.max))
         return NX_ECORRUPT;
-    /* an hll comes with a top-k (a window slot's top-k comes alone) */
+    /* sets only have an hll or a top-k (a window slot's top-k comes alone;
+     * all-time's hll may come alone, before the cascade hands it counts) */
     if ((mask & ~7u) || ((mask & 1) && !nx_type_has_quantiles(type)) ||
-        ((mask & 6) && type != NX_TYPE_SET) || ((mask & 2) && !(mask & 4)))
+        ((mask & 6) && type != NX_TYPE_SET))
         return NX_ECORRUPT;
     a->m = m;
     if (mask & 1) {
