@@ -924,22 +924,36 @@ static int hist_advance(nx_stream *s, int64_t sec)
 
 /* Folds one closed second into the windows and all-time that take it
  * directly (the cascade brings it to the others) and the tiers. */
-static int fold_second(nx_stream *s, int64_t sec, const nx_acc *a)
+static int fold_second(nx_stream *s, int64_t sec, nx_acc *a)
 {
     const nx_engine *e = s->tenant->eng;
     int rc;
     if ((rc = nx_stream_hist_alloc(s)) || (rc = hist_advance(s, sec)))
         return rc;
-    for (uint32_t o = 0; o < e->cfg.nwindows; o++) {
-        uint32_t i = e->win_order[o];
-        if (window_fed_directly(e, s, i, sec) && (rc = window_fold(s, i, sec, a)))
-            return rc;
-    }
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
         if ((rc = nx_tier_add(&tr[i], sec, &a->m)))
             return rc;
-    return all_fed_directly(e, s, sec) ? nx_acc_merge(&s->all, a, &e->ap) : 0;
+    if (all_fed_directly(e, s, sec) && (rc = nx_acc_merge(&s->all, a, &e->ap)))
+        return rc;
+    /* the last window to take it may take its sketches instead of a copy */
+    int last = -1;
+    for (uint32_t o = 0; o < e->cfg.nwindows; o++)
+        if (window_fed_directly(e, s, e->win_order[o], sec))
+            last = (int)o;
+    for (int o = 0; o <= last; o++) {
+        uint32_t i = e->win_order[o];
+        if (!window_fed_directly(e, s, i, sec))
+            continue;
+        nx_cascade c = {s, i};
+        nx_window_sink sink;
+        const nx_window_sink *sk = cascade_sink(e, i, &c, &sink);
+        rc = o == last ? nx_window_fold_move(&s->win[i], sec, a, &e->ap, sk)
+                       : nx_window_fold(&s->win[i], sec, a, &e->ap, sk);
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 /* Folds every pending second, oldest first. On an error the seconds not yet

@@ -484,6 +484,32 @@ int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_pa
     return 0;
 }
 
+int nx_window_fold_move(nx_window *w, int64_t sec, nx_acc *src, const nx_acc_params *p,
+                        const nx_window_sink *sink)
+{
+    int rc;
+    if (nx_acc_empty(src))
+        return 0;
+    if ((rc = nx_window_advance(w, sec, p, sink)))
+        return rc;
+    uint32_t i = widx(w, w->cur_k);
+    if (w->slots && w->slots[i].m.count > 0)
+        return nx_window_fold(w, sec, src, p, sink); /* not empty: merge */
+    if ((rc = window_alloc(w, src->dd || src->topk)))
+        return rc;
+    /* an empty current slot's sketches are empty (cleared when its
+     * sub-bucket was evicted) or absent: trade them for src's */
+    nx_acc old, mine = *src;
+    mine.hll = NULL; /* windows keep no HLL (nx_shll) */
+    slot_view(w, i, &old);
+    slot_store(w, i, &mine);
+    src->dd = old.dd;
+    src->topk = old.topk;
+    nx_moments_init(&src->m);
+    w->nonempty++;
+    return 0;
+}
+
 int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_type type,
                        double value, double weight, const char *member, uint32_t member_len)
 {

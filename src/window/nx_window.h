@@ -172,6 +172,13 @@ int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p,
  * first (sink as for nx_window_advance). */
 int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p,
                    const nx_window_sink *sink);
+/* nx_window_fold for the last use of src: when the current sub-bucket is
+ * empty, src's sketches become the sub-bucket's (no merge) and src is left
+ * empty with the sub-bucket's old, empty sketches (for reuse); otherwise
+ * it merges as nx_window_fold and leaves src as it was. src's HLL, if any,
+ * stays in src. */
+int nx_window_fold_move(nx_window *w, int64_t sec, nx_acc *src, const nx_acc_params *p,
+                        const nx_window_sink *sink);
 /* Adds one late event of second `sec` (any sub-bucket the window still
  * covers; older ones are ignored and 0 is returned; one after the current
  * sub-bucket is NX_EINVAL: advance the window first). */
