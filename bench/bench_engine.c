@@ -6,8 +6,10 @@
  * uniformly random stream per event, `now` advancing 1 s of simulated time
  * per 3M events (so every stream closes its one-second bucket about once per
  * 30 of its events, as in production). A warm-up brings every stream to
- * steady state (130 simulated seconds at 2 events/s/stream, then 2 s of the
- * workload); then only the update loop is timed. The loop prefetches the
+ * steady state (130 simulated seconds at 2 events/s/stream, then 10 s of
+ * the workload, so that sketches have grown to their working size: with 2 s,
+ * set top-k and HLL growth — realloc and first-touch page faults — still
+ * took a third of the timed loop); then only the update loop is timed. The loop prefetches the
  * stream 16 events ahead with nx_stream_prefetch(), as a batching ingest does. Also: the same counter workload through the keyed
  * path (tenant lookup + stream lookup + update), bytes per stream (fresh,
  * idle, active), and the cost of 1m and 1h window reads; and
@@ -17,7 +19,8 @@
  *
  * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the event count,
  * NX_BENCH_TENANTS sets the tenant count (10 streams each; default 10000),
- * NX_BENCH_WARM_S the warm-up seconds, NX_BENCH_ONLY=counter|distribution|set
+ * NX_BENCH_WARM_S the slow warm-up seconds, NX_BENCH_WARM_RUN_S the
+ * full-rate ones (default 10), NX_BENCH_ONLY=counter|distribution|set
  * runs one type, NX_BENCH_STEADY=1 adds the bytes per stream once the 1 h
  * window is full (<type>_steady_stream_bytes; 100 streams, ~1 min), and
  * NX_BENCH_STEADY=only prints just those. Memory: sets at steady state need tens of KiB per stream
@@ -36,6 +39,7 @@
 #define PER_TENANT 10
 static int TENANTS = 10000;     /* NX_BENCH_TENANTS */
 static int WARM_S = 130;        /* NX_BENCH_WARM_S */
+static int WARM_RUN_S = 10;     /* NX_BENCH_WARM_RUN_S */
 #define NSTREAMS (TENANTS * PER_TENANT)
 /* 30 events per stream per simulated second: 3M/s for 100,000 streams */
 #define EVENTS_PER_SEC (30ll * NSTREAMS)
@@ -172,7 +176,7 @@ static void bench_type(nx_type type, const char *name, size_t nev)
         exit(1);
     nx_stream **ss = make_streams(e, type, name);
     printf("%s_fresh_stream_bytes %" PRIu64 " bytes\n", name, engine_stream_bytes(e));
-    size_t warm = 2 * (size_t)EVENTS_PER_SEC;
+    size_t warm = (size_t)WARM_RUN_S * (size_t)EVENTS_PER_SEC;
     nev += warm;
     bev *ev = malloc(sizeof(bev) * nev);
     if (!ev)
@@ -180,7 +184,7 @@ static void bench_type(nx_type type, const char *name, size_t nev)
     gen(ev, nev, type);
     /* warm-up to steady state: 130 simulated seconds in which every stream
      * gets 2 events per second (windows, tier rings and sketches reach their
-     * steady size), then two seconds of the real workload */
+     * steady size), then WARM_RUN_S seconds of the real workload */
     int64_t base = T0;
     for (int sec = 0; sec < WARM_S; sec++) {
         nx_update u;
@@ -348,6 +352,8 @@ int main(void)
         TENANTS = atoi(getenv("NX_BENCH_TENANTS"));
     if (getenv("NX_BENCH_WARM_S") && atoi(getenv("NX_BENCH_WARM_S")) >= 0)
         WARM_S = atoi(getenv("NX_BENCH_WARM_S"));
+    if (getenv("NX_BENCH_WARM_RUN_S") && atoi(getenv("NX_BENCH_WARM_RUN_S")) > 0)
+        WARM_RUN_S = atoi(getenv("NX_BENCH_WARM_RUN_S"));
     for (int i = 0; i < NMEMBERS; i++)
         member_len[i] = (uint32_t)snprintf(members[i], sizeof(members[i]), "user%d", i);
     const char *only = getenv("NX_BENCH_ONLY");

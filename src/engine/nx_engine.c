@@ -320,8 +320,6 @@ int nx_engine_tenant(nx_engine *e, const char *id, size_t id_len, nx_tenant **ou
     t->eng = e;
     t->late_ms = (int64_t)e->cfg.late_tolerance_s * 1000;
     t->future_ms = (int64_t)e->cfg.future_tolerance_s * 1000;
-    t->snap_active = e->snap.active; /* its streams are all new: never due */
-    t->snap_epoch = e->snap.epoch;
     t->max_streams = e->cfg.max_streams_per_tenant;
     t->max_bytes = e->cfg.max_bytes_per_tenant;
     t->hash = nx_hash_bytes(id, id_len);
@@ -519,7 +517,7 @@ static size_t stream_hist_block_bytes(const nx_engine *e)
 
 void nx_stream_account(nx_stream *s)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     uint64_t b = stream_base_bytes(s) + nx_acc_bytes(&s->open) + nx_acc_bytes(&s->all);
     if (s->shll)
         b += nx_shll_bytes(s->shll);
@@ -544,7 +542,7 @@ int nx_stream_hist_alloc(nx_stream *s)
 {
     if (s->win)
         return 0;
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     s->win = aligned_alloc(64, stream_hist_block_bytes(e));
     if (!s->win)
         return NX_ENOMEM;
@@ -640,6 +638,7 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     s->key_len = (uint16_t)key_len;
     nx_acc_init(&s->open);
     s->tenant = t;
+    s->eng = t->eng;
     s->events = 0;
     s->max_now_ms = INT64_MIN;
     s->last_update_ms = 0;
@@ -805,7 +804,7 @@ static inline const nx_window_sink *cascade_sink(const nx_engine *e, uint32_t i,
  * into window i (which may hand on its own completed sub-buckets). */
 static int window_fold(nx_stream *s, uint32_t i, int64_t sec, const nx_acc *a)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     nx_cascade c = {s, i};
     nx_window_sink sink;
     return nx_window_fold(&s->win[i], sec, a, &e->ap, cascade_sink(e, i, &c, &sink));
@@ -815,7 +814,7 @@ static int cascade_hand_on(void *arg, int64_t sec, const nx_acc *slot)
 {
     const nx_cascade *c = arg;
     nx_stream *s = c->s;
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     if ((int)c->from == e->all_feeder &&
         nx_window_index(&s->win[c->from], sec) >= *nx_stream_all_direct(e, s)) {
         int rc = nx_acc_merge(&s->all, slot, &e->ap);
@@ -850,7 +849,7 @@ static bool window_fed_directly(const nx_engine *e, const nx_stream *s, uint32_t
  * its feeders not handed on yet. */
 static int window_read_feeders(const nx_stream *s, uint32_t j, nx_acc *out)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     int rc;
     while (!nx_window_direct(&s->win[j]) && e->win_feeder[j] >= 0) {
         j = (uint32_t)e->win_feeder[j];
@@ -863,7 +862,7 @@ static int window_read_feeders(const nx_stream *s, uint32_t j, nx_acc *out)
 /* Moves every window to second `sec`, feeders first. */
 static int windows_advance(nx_stream *s, int64_t sec)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     for (uint32_t o = 0; o < e->cfg.nwindows; o++) {
         uint32_t i = e->win_order[o];
         nx_cascade c = {s, i};
@@ -882,7 +881,7 @@ static int windows_advance(nx_stream *s, int64_t sec)
 /* out += all-time (which lacks its feeder chain's current sub-buckets). */
 static int all_read(const nx_stream *s, nx_acc *out)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     int rc = nx_acc_merge(out, &s->all, &e->ap);
     if (!rc && nx_acc_empty(&s->all)) /* a set whose counts all wait in the cascade */
         rc = nx_acc_merge_distinct(out, &s->all, &e->ap);
@@ -901,7 +900,7 @@ static int hist_advance(nx_stream *s, int64_t sec)
 {
     if (!s->win)
         return 0;
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     bool empty = !s->pend || s->pend->n == 0;
     int rc = windows_advance(s, sec);
     if (rc)
@@ -926,7 +925,7 @@ static int hist_advance(nx_stream *s, int64_t sec)
  * directly (the cascade brings it to the others) and the tiers. */
 static int fold_second(nx_stream *s, int64_t sec, nx_acc *a)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     int rc;
     if ((rc = nx_stream_hist_alloc(s)) || (rc = hist_advance(s, sec)))
         return rc;
@@ -1033,7 +1032,7 @@ static int stream_tick(nx_stream *s, int64_t sec)
  * count) at its second; the caller adds it to the open bucket or all-time. */
 static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     int rc;
     if (!e->shll_horizon)
         return 0; /* no windows */
@@ -1044,7 +1043,7 @@ static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec)
 
 int nx_stream_shll_absorb(nx_stream *s, const nx_hll *h, int64_t sec)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     int rc;
     if (!e->shll_horizon || sec > s->open_sec || s->open_sec - sec >= e->shll_horizon)
         return 0;
@@ -1061,7 +1060,7 @@ int nx_stream_shll_absorb(nx_stream *s, const nx_hll *h, int64_t sec)
 
 static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const nx_update *u)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     nx_type type = (nx_type)s->type;
     int rc;
     uint64_t hash = type == NX_TYPE_SET ? XXH3_64bits(u->member, u->member_len) : 0;
@@ -1121,15 +1120,20 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         now_ms = s->max_now_ms;
     else
         s->max_now_ms = now_ms;
-    int64_t ts = u->ts_ms ? u->ts_ms : now_ms;
-    const nx_tenant *tn = s->tenant;
-    if (UNLIKELY(ts < now_ms - tn->late_ms)) {
-        s->tenant->st.rejected_late++;
-        return NX_ETOOLATE;
-    }
-    if (UNLIKELY(ts > now_ms + tn->future_ms)) {
-        s->tenant->st.rejected_future++;
-        return NX_EFUTURE;
+    int64_t ts = now_ms;
+    if (u->ts_ms) {
+        /* an event without a timestamp is at now: never too late or early
+         * (so most events do not read their tenant) */
+        nx_tenant *tn = s->tenant;
+        ts = u->ts_ms;
+        if (UNLIKELY(ts < now_ms - tn->late_ms)) {
+            tn->st.rejected_late++;
+            return NX_ETOOLATE;
+        }
+        if (UNLIKELY(ts > now_ms + tn->future_ms)) {
+            tn->st.rejected_future++;
+            return NX_EFUTURE;
+        }
     }
     int64_t sec = sec_of(ts);
     if (UNLIKELY(ts > s->last_update_ms))
@@ -1214,7 +1218,7 @@ static int summary_from_acc(nx_summary *out, nx_acc *a)
 
 int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *out)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     int widx = -1;
     if (window_s != NX_WINDOW_ALL) {
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
@@ -1288,7 +1292,7 @@ static int series_tier(const nx_engine *e, const nx_stream *s, int64_t from_ms, 
 int nx_stream_series(nx_stream *s, int64_t from_ms, int64_t to_ms, uint32_t step_s,
                      int64_t now_ms, nx_point *out, size_t max)
 {
-    const nx_engine *e = s->tenant->eng;
+    const nx_engine *e = s->eng;
     if (step_s == 0 || to_ms < from_ms || (max && !out))
         return NX_EINVAL;
     int rc = stream_sync(s, now_ms);

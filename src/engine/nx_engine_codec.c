@@ -207,14 +207,6 @@ int nx_engine_encode(const nx_engine *e, nx_buf *out)
 
 /* ---- incremental encoding (see nx_engine_snap in nx_engine_int.h) ---------- */
 
-/* The end of a snapshot: tenants stop checking their streams. */
-static void snap_flags_off(nx_engine *e)
-{
-    for (uint32_t i = 0; i < e->tenants.cap; i++)
-        if (e->tenants.slot[i].ptr)
-            ((nx_tenant *)e->tenants.slot[i].ptr)->snap_active = 0;
-}
-
 int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
 {
     nx_engine_snap *sn = &e->snap;
@@ -243,8 +235,6 @@ int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
         if (!t)
             continue;
         t->snap_idx = idx++;
-        t->snap_active = 1;
-        t->snap_epoch = sn->epoch;
         total += t->streams.count;
     }
     sn->buf = b;
@@ -305,8 +295,6 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
         }
     }
     int rc = sn->err;
-    if (rc || sn->due == 0)
-        snap_flags_off(e);
     /* checksum what was added since the last step (steps and copy-on-write
      * encodes only append), so the last step does not read it all */
     sn->crc = nx_crc32_more(sn->crc, sn->buf.data + sn->crc_upto, sn->buf.len - sn->crc_upto);
@@ -328,8 +316,6 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
 
 void nx_engine_encode_abort(nx_engine *e)
 {
-    if (e->snap.active)
-        snap_flags_off(e);
     nx_buf_free(&e->snap.buf);
     memset(&e->snap.buf, 0, sizeof(e->snap.buf));
     e->snap.active = false;

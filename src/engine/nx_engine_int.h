@@ -62,10 +62,12 @@ struct nx_stream {
     int64_t last_update_ms;
     int64_t first_ts;    /* oldest accepted event time, 0 if none */
     uint64_t events;     /* accepted events (the tenant's stat sums these) */
-    nx_tenant *tenant;   /* every event reads its first line: tolerances and
-                          * the snapshot flag (in cache on the ingest path,
-                          * which has just looked the tenant up) */
+    nx_engine *eng;      /* every event reads the snapshot flag there: one line
+                          * for the whole engine, always in cache (a tenant's
+                          * line is not when events of 10,000 tenants mix) */
     /* ---- cold ---- */
+    nx_tenant *tenant;   /* read by events with a timestamp (tolerances) and
+                          * bucket closes (stats, accounting) */
     double last;         /* gauges */
     int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
     nx_acc all;          /* all-time: what the window cascade handed on, or
@@ -82,6 +84,9 @@ struct nx_stream {
                           * keep none); NULL until the first member */
     char key[];          /* key_len bytes + NUL */
 };
+
+_Static_assert(__builtin_offsetof(struct nx_stream, eng) + sizeof(void *) <= 128,
+               "what every event touches fits the stream's first two cache lines");
 
 /* Closed seconds not yet folded (see the header comment). Invariants:
  * sec[0] < sec[1] < ... < sec[n-1] < the stream's open_sec; acc[0..n-1] are
@@ -100,8 +105,6 @@ struct nx_tenant {
     /* ---- first line: what every event of the tenant reads ---- */
     nx_engine *eng;
     int64_t late_ms, future_ms;
-    uint8_t snap_active; /* a snapshot is being encoded (copy of the engine's) */
-    uint32_t snap_epoch; /* ... and its epoch */
     uint32_t snap_idx;   /* position in the header list of that snapshot */
     nx_tenant_stats st;  /* .events: events of deleted streams; .streams unused */
     uint32_t max_streams;
@@ -163,14 +166,12 @@ struct nx_engine {
 
 /* Encodes a due stream into the snapshot in progress (nx_engine_codec.c). */
 void nx_engine_snap_emit(nx_engine *e, nx_stream *s);
-/* Call before changing anything a snapshot encodes of s. Reads the
- * tenant's copy of the flag: one line the ingest path has in cache, where
- * the engine's would be two more dependent loads per event. */
+/* Call before changing anything a snapshot encodes of s. */
 static inline void nx_snap_touch(nx_stream *s)
 {
-    nx_tenant *t = s->tenant;
-    if (__builtin_expect(t->snap_active, 0) && s->snap_epoch != t->snap_epoch)
-        nx_engine_snap_emit(t->eng, s);
+    nx_engine *e = s->eng;
+    if (__builtin_expect(e->snap.active, 0) && s->snap_epoch != e->snap.epoch)
+        nx_engine_snap_emit(e, s);
 }
 
 static inline nx_tier *nx_stream_tiers(const nx_engine *e, const nx_stream *s)
