@@ -6,10 +6,12 @@
  * uniformly random stream per event, `now` advancing 1 s of simulated time
  * per 3M events (so every stream closes its one-second bucket about once per
  * 30 of its events, as in production). A warm-up brings every stream to
- * steady state (130 simulated seconds at 2 events/s/stream, then 10 s of
+ * steady state (130 simulated seconds at 2 events/s/stream, then 30 s of
  * the workload, so that sketches have grown to their working size: with 2 s,
- * set top-k and HLL growth — realloc and first-touch page faults — still
- * took a third of the timed loop); then only the update loop is timed. The loop prefetches the
+ * set top-k and HLL growth — realloc and first-touch page faults — took a
+ * third of the timed loop, and DDSketch bin arrays still widening (calloc +
+ * page faults) half of it: distributions 1.9M updates/s after 10 s, 3.25M
+ * after 40 s); then only the update loop is timed. The loop prefetches the
  * stream 16 events ahead with nx_stream_prefetch(), as a batching ingest does. Also: the same counter workload through the keyed
  * path (tenant lookup + stream lookup + update), bytes per stream (fresh,
  * idle, active), and the cost of 1m and 1h window reads; and
@@ -17,10 +19,11 @@
  * cache lines per event in the same pattern (what the machine's memory
  * allows the counter path at best).
  *
- * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the event count,
+ * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the timed
+ * span (30 simulated seconds: 90M events at 10,000 tenants),
  * NX_BENCH_TENANTS sets the tenant count (10 streams each; default 10000),
  * NX_BENCH_WARM_S the slow warm-up seconds, NX_BENCH_WARM_RUN_S the
- * full-rate ones (default 10), NX_BENCH_ONLY=counter|distribution|set
+ * full-rate ones (default 30), NX_BENCH_ONLY=counter|distribution|set
  * runs one type, NX_BENCH_STEADY=1 adds the bytes per stream once the 1 h
  * window is full (<type>_steady_stream_bytes; 100 streams, ~1 min), and
  * NX_BENCH_STEADY=only prints just those. Memory: sets at steady state need tens of KiB per stream
@@ -39,7 +42,13 @@
 #define PER_TENANT 10
 static int TENANTS = 10000;     /* NX_BENCH_TENANTS */
 static int WARM_S = 130;        /* NX_BENCH_WARM_S */
-static int WARM_RUN_S = 10;     /* NX_BENCH_WARM_RUN_S */
+static int WARM_RUN_S = 30;     /* NX_BENCH_WARM_RUN_S */
+/* Timed span in simulated seconds (x NX_BENCH_SCALE): 30 s holds every
+ * finer sub-bucket period (1, 5, 30 s) exactly once, starting on a 30 s
+ * boundary. A 3 s span (the old 9M events at 10,000 tenants) measured
+ * whether a 30 s sub-bucket completed inside it or not: distributions
+ * 1.3M vs 3.0M updates/s for warm-ups of 30 s and 40 s. */
+#define TIMED_S 30.0
 #define NSTREAMS (TENANTS * PER_TENANT)
 /* 30 events per stream per simulated second: 3M/s for 100,000 streams */
 #define EVENTS_PER_SEC (30ll * NSTREAMS)
@@ -125,6 +134,11 @@ static void gen(bev *ev, size_t n, nx_type type)
     }
 }
 
+/* Events are pre-generated into a pool that the loops cycle through (the
+ * pattern repeats every POOL events, far more than any cache holds). */
+#define POOL_MAX (16u << 20)
+static size_t pool_n;
+
 /* Runs events [from, to) with now advancing; returns seconds. */
 static double run(nx_stream **ss, const bev *ev, size_t from, size_t to, int64_t base_ms)
 {
@@ -134,9 +148,9 @@ static double run(nx_stream **ss, const bev *ev, size_t from, size_t to, int64_t
     double t0 = now_s();
     int64_t now = 0;
     for (size_t i = from; i < to; i++) {
-        const bev *x = &ev[i];
+        const bev *x = &ev[i % pool_n];
         if (i + 16 < to)
-            nx_stream_prefetch(ss[ev[i + 16].stream]);
+            nx_stream_prefetch(ss[ev[(i + 16) % pool_n].stream]);
         u.value = x->value;
         u.member = members[x->member];
         u.member_len = member_len[x->member];
@@ -169,7 +183,7 @@ static void read_cost(const char *name, nx_stream **ss, uint32_t window, int64_t
         printf("#\n");
 }
 
-static void bench_type(nx_type type, const char *name, size_t nev)
+static void bench_type(nx_type type, const char *name, double timed_s)
 {
     nx_engine *e;
     if (nx_engine_create(NULL, &e))
@@ -177,11 +191,12 @@ static void bench_type(nx_type type, const char *name, size_t nev)
     nx_stream **ss = make_streams(e, type, name);
     printf("%s_fresh_stream_bytes %" PRIu64 " bytes\n", name, engine_stream_bytes(e));
     size_t warm = (size_t)WARM_RUN_S * (size_t)EVENTS_PER_SEC;
-    nev += warm;
-    bev *ev = malloc(sizeof(bev) * nev);
+    size_t nev = warm + (size_t)(timed_s * (double)EVENTS_PER_SEC);
+    pool_n = nev < POOL_MAX ? nev : POOL_MAX;
+    bev *ev = malloc(sizeof(bev) * pool_n);
     if (!ev)
         exit(1);
-    gen(ev, nev, type);
+    gen(ev, pool_n, type);
     /* warm-up to steady state: 130 simulated seconds in which every stream
      * gets 2 events per second (windows, tier rings and sketches reach their
      * steady size), then WARM_RUN_S seconds of the real workload */
@@ -192,7 +207,7 @@ static void bench_type(nx_type type, const char *name, size_t nev)
         u.weight = 1;
         for (int k = 0; k < 2; k++)
             for (int j = 0; j < NSTREAMS; j++) {
-                const bev *x = &ev[(size_t)(sec * 2 + k) * NSTREAMS / 4 + (size_t)j % nev];
+                const bev *x = &ev[((size_t)(sec * 2 + k) * NSTREAMS / 4 + (size_t)j) % pool_n];
                 u.value = x->value;
                 u.member = members[x->member];
                 u.member_len = member_len[x->member];
@@ -229,18 +244,21 @@ static void bench_type(nx_type type, const char *name, size_t nev)
         u.weight = 1;
         base = end + 1000;
         double t0 = now_s();
-        for (size_t i = warm; i < nev; i++) {
-            uint32_t sidx = ev[i].stream, tidx = sidx / PER_TENANT;
+        /* 9M events are plenty for a loop this slow (a lookup miss each) */
+        size_t kend = nev - warm > 9000000 ? warm + 9000000 : nev;
+        for (size_t i = warm; i < kend; i++) {
+            const bev *x = &ev[i % pool_n];
+            uint32_t sidx = x->stream, tidx = sidx / PER_TENANT;
             nx_tenant *tn = nx_engine_tenant_find(e, ids[tidx], ilen[tidx]);
             nx_stream *s;
             if (!tn || nx_tenant_stream(tn, keys[sidx], klen[sidx], NX_TYPE_COUNTER, &s))
                 exit(1);
-            u.value = ev[i].value;
+            u.value = x->value;
             if (nx_stream_update(s, &u, base + (int64_t)i * 1000 / EVENTS_PER_SEC))
                 exit(1);
         }
         double kt = now_s() - t0;
-        printf("counter_updates_keyed %.2f Mupdates/s/core\n", (double)(nev - warm) / kt / 1e6);
+        printf("counter_updates_keyed %.2f Mupdates/s/core\n", (double)(kend - warm) / kt / 1e6);
         free(keys);
         free(ids);
         free(klen);
@@ -346,6 +364,7 @@ int main(void)
     double scale = sc ? atof(sc) : 1;
     if (!(scale > 0))
         scale = 1;
+    double timed_s = TIMED_S * scale;
     size_t nev = (size_t)(9e6 * scale);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (getenv("NX_BENCH_TENANTS") && atoi(getenv("NX_BENCH_TENANTS")) > 0)
@@ -361,13 +380,13 @@ int main(void)
     if (steady && !strcmp(steady, "only"))
         goto steady_only;
     if (!only || !strcmp(only, "counter")) {
-        bench_type(NX_TYPE_COUNTER, "counter", nev);
+        bench_type(NX_TYPE_COUNTER, "counter", timed_s);
         memory_ceiling(nev);
     }
     if (!only || !strcmp(only, "distribution"))
-        bench_type(NX_TYPE_DISTRIBUTION, "distribution", nev);
+        bench_type(NX_TYPE_DISTRIBUTION, "distribution", timed_s);
     if (!only || !strcmp(only, "set"))
-        bench_type(NX_TYPE_SET, "set", nev);
+        bench_type(NX_TYPE_SET, "set", timed_s);
 steady_only:
     if (steady) {
         if (!only || !strcmp(only, "counter"))
