@@ -189,12 +189,13 @@ static inline uint32_t reg_first(const nx_shll *s, uint32_t idx)
     return s->cap ? reg_scan(s, idx, home(s, idx)) : UINT32_MAX;
 }
 
-/* ---- dense representation ------------------------------------------------ */
+/* The pair of register idx after the one at slot j, or UINT32_MAX. */
+static inline uint32_t reg_next(const nx_shll *s, uint32_t idx, uint32_t j)
+{
+    return reg_scan(s, idx, (j + 1) & (s->cap - 1));
+}
 
-typedef struct shll_pair {
-    uint32_t sec;
-    uint8_t rank;
-} shll_pair;
+/* ---- dense representation ------------------------------------------------ */
 
 /* Puts one more pair in the (overflow) table, growing it when needed. */
 static int put_grow(nx_shll *s, shll_ent e, uint32_t now32)
@@ -208,62 +209,63 @@ static int put_grow(nx_shll *s, shll_ent e, uint32_t now32)
     return 0;
 }
 
-/* Stores register idx's list L (no pair dominating another): the oldest
- * pair in the head, the others in the overflow. */
-static int dense_store(nx_shll *s, uint32_t idx, const shll_pair *L, uint32_t nl, uint32_t now32)
-{
-    if (nl == 0)
-        return 0;
-    uint32_t o = 0;
-    for (uint32_t i = 1; i < nl; i++)
-        if (now32 - L[i].sec > now32 - L[o].sec)
-            o = i;
-    s->head[idx] = head_pack(L[o].sec, L[o].rank);
-    s->nhead++;
-    for (uint32_t i = 0; i < nl; i++) {
-        if (i == o)
-            continue;
-        shll_ent e = {(idx << 6) | L[i].rank, L[i].sec};
-        int rc = put_grow(s, e, now32);
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
-/* nx_shll_raise in the dense representation: take register idx's live
- * pairs out (head and overflow), apply the same rule, store them back. */
+/* nx_shll_raise in the dense representation, in place. Register idx's pairs
+ * are its head (the oldest) and its entries in the overflow table:
+ *  1. a live pair at least as large and as recent drops the new one;
+ *  2. overflow pairs the new one dominates, and dead ones, go;
+ *  3. the oldest of the pairs left and the new one is the head, the others
+ *     are in the overflow.
+ * Only what changes is touched: usually one scan of the register's probe
+ * run, a removal or two and one insertion (taking every pair out and
+ * putting the survivors back cost ~15% of a set event). */
 static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, uint32_t now32)
 {
-    shll_pair L[66]; /* ranks strictly decrease along a list: <= 51 pairs + 1 */
-    uint32_t nl = 0;
-    uint32_t h = s->head[idx];
-    if (h) {
-        uint32_t a = head_age(h, now32);
-        if (a < s->horizon)
-            L[nl++] = (shll_pair){now32 - a, (uint8_t)(h & 63)};
-        s->head[idx] = 0;
-        s->nhead--;
-    }
-    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX; j = reg_first(s, idx)) {
+    uint32_t h = s->head[idx], hage = h ? head_age(h, now32) : 0;
+    bool hlive = h && hage < s->horizon;
+    uint32_t hsec = now32 - hage;
+    uint8_t hq = (uint8_t)(h & 63);
+    if (hlive && hq >= rank && (int32_t)(hsec - sec32) >= 0)
+        return 0;
+    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX; j = reg_next(s, idx, j)) {
         shll_ent e = s->t[j];
-        if (!expired(s, e.sec, now32) && nl < 65)
-            L[nl++] = (shll_pair){e.sec, (uint8_t)(e.key & 63)};
-        remove_at(s, j);
+        if (!expired(s, e.sec, now32) && (e.key & 63) >= rank && (int32_t)(e.sec - sec32) >= 0)
+            return 0;
     }
-    bool dominated = false;
-    for (uint32_t i = 0; i < nl; i++)
-        if (L[i].rank >= rank && (int32_t)(L[i].sec - sec32) >= 0)
-            dominated = true;
-    if (!dominated) {
-        uint32_t w = 0;
-        for (uint32_t i = 0; i < nl; i++)
-            if (!(L[i].rank <= rank && (int32_t)(L[i].sec - sec32) <= 0))
-                L[w++] = L[i];
-        nl = w;
-        L[nl++] = (shll_pair){sec32, rank};
+    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX;) {
+        shll_ent e = s->t[j];
+        if (expired(s, e.sec, now32) || ((e.key & 63) <= rank && (int32_t)(e.sec - sec32) <= 0)) {
+            remove_at(s, j);
+            j = reg_scan(s, idx, j); /* what moved into j is later in the run */
+        } else {
+            j = reg_next(s, idx, j);
+        }
     }
-    return dense_store(s, idx, L, nl, now32);
+    shll_ent fresh = {(idx << 6) | rank, sec32};
+    if (hlive && !(hq <= rank && (int32_t)(hsec - sec32) <= 0)) {
+        /* the head stays, unless the new pair is older (a late event) */
+        if (now32 - sec32 > hage) {
+            s->head[idx] = head_pack(sec32, rank);
+            fresh = (shll_ent){(idx << 6) | hq, hsec};
+        }
+        return put_grow(s, fresh, now32);
+    }
+    /* the head goes (dead or dominated): the oldest pair left takes it */
+    uint32_t oj = UINT32_MAX, oage = now32 - sec32;
+    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX; j = reg_next(s, idx, j))
+        if (now32 - s->t[j].sec > oage) {
+            oage = now32 - s->t[j].sec;
+            oj = j;
+        }
+    if (!h)
+        s->nhead++;
+    if (oj == UINT32_MAX) {
+        s->head[idx] = head_pack(sec32, rank);
+        return 0;
+    }
+    shll_ent o = s->t[oj];
+    remove_at(s, oj);
+    s->head[idx] = head_pack(o.sec, (uint8_t)(o.key & 63));
+    return put_grow(s, fresh, now32);
 }
 
 /* Sparse -> dense: each register's oldest live pair becomes its head, the
@@ -364,9 +366,9 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
             return 0; /* dominated: changes no range's maximum */
         if (gone || (q <= rank && d <= 0)) {
             remove_at(s, j); /* dominated by the new entry (or dead) */
-            j = reg_first(s, idx);
+            j = reg_scan(s, idx, j); /* what moved into j is later in the run */
         } else {
-            j = reg_scan(s, idx, (j + 1) & (s->cap - 1));
+            j = reg_next(s, idx, j);
         }
     }
     if ((uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
