@@ -211,6 +211,12 @@ static void cascade_plan(nx_engine *e)
     for (uint32_t j = 0; j < c->nwindows; j++)
         if (e->all_feeder < 0 || bj_wider(c, j, (uint32_t)e->all_feeder))
             e->all_feeder = (int8_t)j;
+    for (uint32_t j = 0; j < c->nwindows; j++) {
+        if (e->win_feeder[j] >= 0)
+            e->win_feeds[e->win_feeder[j]] = true;
+    }
+    if (e->all_feeder >= 0)
+        e->win_feeds[e->all_feeder] = true;
     for (uint32_t a = 1; a < c->nwindows; a++) /* insertion sort by (bucket, index) */
         for (uint32_t b = a; b > 0; b--) {
             uint8_t x = e->win_order[b - 1], y = e->win_order[b];
@@ -791,13 +797,11 @@ static int cascade_hand_on(void *arg, int64_t sec, const nx_acc *slot);
 static inline const nx_window_sink *cascade_sink(const nx_engine *e, uint32_t i, nx_cascade *c,
                                                  nx_window_sink *sink)
 {
-    for (uint32_t j = 0; j < e->cfg.nwindows; j++)
-        if (e->win_feeder[j] == (int8_t)i || e->all_feeder == (int8_t)i) {
-            sink->fn = cascade_hand_on;
-            sink->arg = c;
-            return sink;
-        }
-    return NULL;
+    if (!e->win_feeds[i])
+        return NULL;
+    sink->fn = cascade_hand_on;
+    sink->arg = c;
+    return sink;
 }
 
 /* Folds a closed second, or a sub-bucket of i's feeder starting at sec,

@@ -158,6 +158,7 @@ struct nx_engine {
     uint8_t win_order[NX_MAX_WINDOWS];
     int8_t all_feeder;     /* the window whose sub-buckets feed all-time (the
                             * widest); -1: closed seconds do (no windows) */
+    bool win_feeds[NX_MAX_WINDOWS]; /* window i feeds a window or all-time */
     nx_table tenants;
     nx_engine_snap snap;
     void (*on_tenant)(void *arg, const char *id, size_t id_len);
