@@ -457,24 +457,29 @@ int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p,
     return 0;
 }
 
-int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p,
-                   const nx_window_sink *sink)
+/* Moves the window to the sub-bucket of `sec` and makes sure its ring (and
+ * sketch ring, if src has sketches) exists; *i = the current slot. */
+static int fold_prepare(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p,
+                        const nx_window_sink *sink, uint32_t *i)
 {
     int rc;
-    if (nx_acc_empty(src))
-        return 0;
     if ((rc = nx_window_advance(w, sec, p, sink)))
         return rc;
-    int64_t k = floordiv(sec, w->bucket_s);
-    assert(k == w->cur_k);
+    assert(floordiv(sec, w->bucket_s) == w->cur_k);
     if ((rc = window_alloc(w, src->dd || src->topk)))
         return rc;
-    uint32_t i = widx(w, k);
+    *i = widx(w, w->cur_k);
+    return 0;
+}
+
+/* Merges src (without its HLL: windows keep none, nx_shll) into slot i. */
+static int slot_merge(nx_window *w, uint32_t i, const nx_acc *src, const nx_acc_params *p)
+{
     nx_acc a, bare = *src;
-    bare.hll = NULL; /* windows keep no HLL (nx_shll) */
+    bare.hll = NULL;
     slot_view(w, i, &a);
     bool was_empty = nx_acc_empty(&a);
-    rc = nx_acc_merge(&a, &bare, p);
+    int rc = nx_acc_merge(&a, &bare, p);
     slot_store(w, i, &a);
     if (rc)
         return rc;
@@ -484,19 +489,27 @@ int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_pa
     return 0;
 }
 
+int nx_window_fold(nx_window *w, int64_t sec, const nx_acc *src, const nx_acc_params *p,
+                   const nx_window_sink *sink)
+{
+    uint32_t i;
+    if (nx_acc_empty(src))
+        return 0;
+    int rc = fold_prepare(w, sec, src, p, sink, &i);
+    return rc ? rc : slot_merge(w, i, src, p);
+}
+
 int nx_window_fold_move(nx_window *w, int64_t sec, nx_acc *src, const nx_acc_params *p,
                         const nx_window_sink *sink)
 {
-    int rc;
+    uint32_t i;
     if (nx_acc_empty(src))
         return 0;
-    if ((rc = nx_window_advance(w, sec, p, sink)))
+    int rc = fold_prepare(w, sec, src, p, sink, &i);
+    if (rc)
         return rc;
-    uint32_t i = widx(w, w->cur_k);
-    if (w->slots && w->slots[i].m.count > 0)
-        return nx_window_fold(w, sec, src, p, sink); /* not empty: merge */
-    if ((rc = window_alloc(w, src->dd || src->topk)))
-        return rc;
+    if (w->slots[i].m.count > 0)
+        return slot_merge(w, i, src, p);
     /* an empty current slot's sketches are empty (cleared when its
      * sub-bucket was evicted) or absent: trade them for src's */
     nx_acc old, mine = *src;

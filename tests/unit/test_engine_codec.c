@@ -282,6 +282,23 @@ static void test_engine_pending_roundtrip(void **st)
 }
 
 
+/* Decodes tests/data/<name>, a snapshot the engine of `version` wrote. */
+static nx_engine *decode_fixture(const char *name, int version)
+{
+    const char *root = getenv("NX_ROOT");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tests/data/%s", root ? root : ".", name);
+    char *data;
+    size_t len;
+    if (nx_read_file(path, 1u << 22, &data, &len) != 0)
+        fail_msg("cannot read %s (run from the repository root or set NX_ROOT)", path);
+    assert_true(len > 4 && ((const uint8_t *)data)[4] == version);
+    nx_engine *e = NULL;
+    assert_int_equal(nx_engine_decode(NULL, (const uint8_t *)data, len, &e), 0);
+    free(data);
+    return e;
+}
+
 /* ---- version 3 snapshots of set streams ------------------------------------ */
 
 /* tests/data/engine_v3_sets.bin was written by the version-3 engine
@@ -317,16 +334,7 @@ static const struct { const char *key; unsigned window; double count, distinct; 
 static void test_engine_v3_sets(void **st)
 {
     (void)st;
-    const char *root = getenv("NX_ROOT");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/data/engine_v3_sets.bin", root ? root : ".");
-    char *data;
-    size_t len;
-    if (nx_read_file(path, 1u << 20, &data, &len) != 0)
-        fail_msg("cannot read %s (run from the repository root or set NX_ROOT)", path);
-    nx_engine *e = NULL;
-    assert_int_equal(nx_engine_decode(NULL, (const uint8_t *)data, len, &e), 0);
-    free(data);
+    nx_engine *e = decode_fixture("engine_v3_sets.bin", 3);
     nx_tenant *t = nx_engine_tenant_find(e, "legacy", 6);
     assert_non_null(t);
     size_t n = sizeof v3_answers / sizeof v3_answers[0];
@@ -432,17 +440,7 @@ static void summaries_agree(const nx_summary *a, const nx_summary *b, const char
 static void test_engine_v4_migration(void **st)
 {
     (void)st;
-    const char *root = getenv("NX_ROOT");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/tests/data/engine_v4.bin", root ? root : ".");
-    char *data;
-    size_t len;
-    if (nx_read_file(path, 1u << 22, &data, &len) != 0)
-        fail_msg("cannot read %s (run from the repository root or set NX_ROOT)", path);
-    assert_int_equal(((const uint8_t *)data)[4], 4);
-    nx_engine *old = NULL, *ref = NULL;
-    assert_int_equal(nx_engine_decode(NULL, (const uint8_t *)data, len, &old), 0);
-    free(data);
+    nx_engine *old = decode_fixture("engine_v4.bin", 4), *ref = NULL;
     assert_int_equal(nx_engine_create(NULL, &ref), 0);
     nx_tenant *tr, *to = nx_engine_tenant_find(old, "legacy", 6);
     assert_non_null(to);
