@@ -13,8 +13,10 @@
  *            is O(1) expected.
  *   arena    one byte buffer holding every monitored member. An eviction
  *            appends the new member and marks the old bytes dead; when dead
- *            bytes reach the live bytes the arena is compacted (amortized
- *            O(1) per byte), so it stays <= ~4x the live member bytes.
+ *            bytes reach the live bytes the arena is compacted in place
+ *            (amortized O(1) per byte, no allocation: window slots churn
+ *            through members every second), and it only grows, to twice
+ *            what must fit, when compacting leaves no room.
  *   add: one hash, one probe, no allocation once the k counters and the
  *   arena have reached their working size.
  *
@@ -261,40 +263,52 @@ static int grow(nx_topk *t)
 
 /* ---- arena ------------------------------------------------------------------- */
 
+/* Moves every live member to the front of the arena, in offset order (each
+ * moves down or stays, so memmove in that order never overwrites a member
+ * not yet moved): no allocation. */
+static void arena_compact(nx_topk *t)
+{
+    uint32_t ord_buf[256];
+    uint32_t *ord = t->n <= 256 ? ord_buf : malloc(t->n * sizeof *ord);
+    if (!ord)
+        return; /* no memory to sort: the caller grows instead */
+    for (uint32_t i = 0; i < t->n; i++) {
+        uint32_t j = i, it = i;
+        for (; j > 0 && t->items[ord[j - 1]].off > t->items[it].off; j--)
+            ord[j] = ord[j - 1];
+        ord[j] = it;
+    }
+    size_t pos = 0;
+    for (uint32_t i = 0; i < t->n; i++) {
+        tk_item *it = &t->items[ord[i]];
+        if (it->len && it->off != pos)
+            memmove(t->arena + pos, t->arena + it->off, it->len);
+        it->off = (uint32_t)pos;
+        pos += it->len;
+    }
+    if (ord != ord_buf)
+        free(ord);
+    t->alen = pos;
+    t->adead = 0;
+}
+
 /* Copies member into the arena; returns its offset via *off. */
 static int arena_put(nx_topk *t, const char *m, uint32_t len, uint32_t *off)
 {
     if (t->alen + len > t->acap) {
         size_t live = t->alen - t->adead;
-        size_t cap = 2 * (live + len);
+        if (t->adead >= live && t->arena)
+            arena_compact(t); /* a window slot's churn: reuse the buffer */
+    }
+    if (t->alen + len > t->acap) {
+        size_t cap = 2 * (t->alen + len);
         if (cap < 64)
             cap = 64;
-        if (t->adead >= live) {
-            /* compact into a fresh buffer */
-            char *a = malloc(cap);
-            if (!a)
-                return NX_ENOMEM;
-            size_t pos = 0;
-            for (uint32_t i = 0; i < t->n; i++) {
-                if (t->items[i].len)
-                    memcpy(a + pos, t->arena + t->items[i].off, t->items[i].len);
-                t->items[i].off = (uint32_t)pos;
-                pos += t->items[i].len;
-            }
-            free(t->arena);
-            t->arena = a;
-            t->alen = pos;
-            t->adead = 0;
-            t->acap = cap;
-        } else {
-            if (cap < t->alen + len)
-                cap = 2 * (t->alen + len);
-            char *a = realloc(t->arena, cap);
-            if (!a)
-                return NX_ENOMEM;
-            t->arena = a;
-            t->acap = cap;
-        }
+        char *a = realloc(t->arena, cap);
+        if (!a)
+            return NX_ENOMEM;
+        t->arena = a;
+        t->acap = cap;
     }
     assert(t->alen + len <= t->acap && t->alen + len < UINT32_MAX);
     if (len)
