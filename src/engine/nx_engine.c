@@ -181,11 +181,6 @@ static void table_free(nx_table *tb)
 
 /* ---- engine ----------------------------------------------------------------- */
 
-static inline bool bj_wider(const nx_engine_config *c, uint32_t a, uint32_t b)
-{
-    return c->windows[a].bucket_s > c->windows[b].bucket_s;
-}
-
 /* Picks each window's feeder, all-time's (the window with the widest
  * sub-bucket: every closed second reaches it through its chain of feeders)
  * and the order windows advance in (see win_feeder). Feeders form a forest: a feeder's sub-bucket is narrower, or
@@ -209,7 +204,7 @@ static void cascade_plan(nx_engine *e)
     }
     e->all_feeder = -1;
     for (uint32_t j = 0; j < c->nwindows; j++)
-        if (e->all_feeder < 0 || bj_wider(c, j, (uint32_t)e->all_feeder))
+        if (e->all_feeder < 0 || c->windows[j].bucket_s > c->windows[e->all_feeder].bucket_s)
             e->all_feeder = (int8_t)j;
     for (uint32_t j = 0; j < c->nwindows; j++) {
         if (e->win_feeder[j] >= 0)
@@ -759,10 +754,7 @@ static inline int64_t sec_floordiv(int64_t a, int64_t b)
 
 static inline int64_t sec_of(int64_t ms)
 {
-    int64_t q = ms / 1000;
-    if (ms % 1000 < 0)
-        q--;
-    return q;
+    return sec_floordiv(ms, 1000);
 }
 
 /* ---- the window cascade ------------------------------------------------------------
@@ -1072,8 +1064,11 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
         return rc;
     if ((rc = stream_advance(s, s->open_sec)))
         return rc;
-    if ((rc = nx_stream_hist_alloc(s)) || (rc = windows_advance(s, s->open_sec)))
-        return rc;
+    if (!s->win) {
+        /* a fresh block: its windows start at the stream clock */
+        if ((rc = nx_stream_hist_alloc(s)) || (rc = windows_advance(s, s->open_sec)))
+            return rc;
+    }
     for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
         int f = e->win_feeder[i];
         if (!window_fed_directly(e, s, i, sec) &&

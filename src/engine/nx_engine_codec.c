@@ -38,9 +38,9 @@
  *              ages relative to open_sec) — the distinct counts of every
  *              window, which keep none themselves
  *         u8   has_hist; if 1: nwindows x window, then ntiers x tier, then
-              u8 has_direct; if 1: nwindows x svar direct_k (the window
-              cascade's directly fed sub-buckets, nx_window.h), then all-time's
-              svar direct_k (absent when none has any)
+ *              u8 has_direct; if 1: nwindows x svar direct_k (the window
+ *              cascade's directly fed sub-buckets, nx_window.h), then
+ *              all-time's svar direct_k (absent when none has any)
  *         uvar npending (<= 8), npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (versions 2 and 3 had it at the end of the
@@ -385,7 +385,7 @@ static int direct_decode(const nx_engine *e, nx_stream *s, nx_rbuf *in, int vers
         int64_t d = nx_rbuf_svar(in);
         /* any value is consistent (the same test decides what is fed
          * directly and what is not handed on); only the range is checked */
-        if (in->err || (d != NX_WINDOW_NO_DIRECT && (d > INT64_MAX / 4 || d < INT64_MIN / 4)))
+        if (in->err || d > INT64_MAX / 4 || d < NX_WINDOW_NO_DIRECT)
             return NX_ECORRUPT;
         if (i < e->cfg.nwindows)
             s->win[i].direct_k = d;
