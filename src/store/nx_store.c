@@ -180,6 +180,11 @@ int nx_store_commit(nx_store *st, bool sync, uint64_t *durable)
     return nx_wal_commit(st->wal, sync, durable);
 }
 
+int nx_store_sync_behind(nx_store *st)
+{
+    return nx_wal_sync_behind(st->wal);
+}
+
 uint64_t nx_store_written_lsn(const nx_store *st) { return nx_wal_written_lsn(st->wal); }
 uint64_t nx_store_durable_lsn(const nx_store *st) { return nx_wal_durable_lsn(st->wal); }
 uint64_t nx_store_last_lsn(const nx_store *st) { return nx_wal_last_lsn(st->wal); }

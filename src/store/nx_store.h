@@ -98,6 +98,8 @@ void nx_store_close(nx_store *st);
 
 int nx_store_append(nx_store *st, const nx_wal_record *r, uint64_t *lsn);
 int nx_store_commit(nx_store *st, bool sync, uint64_t *durable);
+/* nx_wal_sync_behind: write, and fdatasync on a helper thread. */
+int nx_store_sync_behind(nx_store *st);
 uint64_t nx_store_written_lsn(const nx_store *st);
 uint64_t nx_store_durable_lsn(const nx_store *st);
 uint64_t nx_store_last_lsn(const nx_store *st);

@@ -17,6 +17,15 @@
  *    bytes_per_sync), so the periodic or acked fdatasync() finds little
  *    dirty data and blocks the shard for a short time. It changes nothing
  *    about durability: only fdatasync() moves durable_lsn.
+ *  - Sync behind (nx_wal_sync_behind, the periodic sync of traffic nobody
+ *    waits for): the fdatasync runs on a helper thread (store/nx_syncer.h)
+ *    while the owner goes on writing; durable_lsn moves when it ends. Once
+ *    a WAL has synced behind, a rotation hands the old segment's sync to
+ *    the helper too (it holds its own dup of the fd), so does the fsync of
+ *    the directory after a segment is created, and an inline sync
+ *    (commit with sync, close) first waits for the helper's queue: the
+ *    helper completes requests in file order, so durable_lsn still never
+ *    covers an unsynced file.
  *  - pwrite() at an explicit offset (not O_APPEND): a short or failed write
  *    is undone by ftruncate() to the last whole record, so one ENOSPC never
  *    leaves garbage in the middle of the log.
@@ -48,6 +57,7 @@
  *   off 27  tenant bytes, then payload bytes (len - 19 - tenant_len)
  */
 #include "store/nx_wal.h"
+#include "store/nx_syncer.h"
 #include "common/nx_fs.h"
 
 #include <assert.h>
@@ -87,7 +97,31 @@ struct nx_wal {
     uint64_t *segs;          /* first LSNs of the segment files, ascending */
     size_t nsegs, segs_cap;
     int failed;              /* sticky NX_EIO after a failed fdatasync */
+    nx_syncer *syncer;       /* sync behind; NULL until the first one */
 };
+
+/* Highest LSN on stable storage: synced inline or by the syncer. */
+static uint64_t durable_now(const nx_wal *w)
+{
+    uint64_t d = w->durable_lsn;
+    if (w->syncer) {
+        uint64_t b = nx_syncer_done_lsn(w->syncer);
+        if (b > d)
+            d = b;
+    }
+    return d;
+}
+
+/* A failed sync behind fails the WAL as an inline one does. */
+static int check_syncer(nx_wal *w)
+{
+    if (!w->failed && w->syncer && nx_syncer_failed(w->syncer)) {
+        nx_store_logf(w->opt.log, w->opt.log_arg, 2,
+                      "wal fdatasync (behind) failed: the log is unusable until restart");
+        w->failed = NX_EIO;
+    }
+    return w->failed;
+}
 
 /* ---- small encoders ---------------------------------------------------- */
 
@@ -296,6 +330,24 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
 }
 
 /* Creates the segment whose first record is written_lsn + 1. */
+/* A new segment's directory entry must be on stable storage before any of
+ * its records counts as durable: behind when the WAL syncs behind (queued
+ * before the segment's own syncs, so they end after it), else inline. */
+static int sync_dir(nx_wal *w, uint64_t first)
+{
+    if (w->syncer) {
+        int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            int rc = nx_syncer_push_fsync(w->syncer, dfd, UINT64_MAX - first, w->written_lsn);
+            close(dfd);
+            if (rc == 0)
+                return NX_OK;
+        }
+        nx_syncer_wait_idle(w->syncer); /* inline, still in order */
+    }
+    return nx_store_fsync_dir(w->dir);
+}
+
 static int seg_create(nx_wal *w)
 {
     assert(w->fd < 0);
@@ -309,7 +361,7 @@ static int seg_create(nx_wal *w)
     seg_header(h, first, w->opt.shard);
     int rc = write_all(fd, h, SEG_HDR, 0);
     if (rc == NX_OK)
-        rc = nx_store_fsync_dir(w->dir);
+        rc = sync_dir(w, first);
     if (rc) {
         close(fd);
         unlink(path);
@@ -371,7 +423,12 @@ static int flush(nx_wal *w)
 
 static int sync_current(nx_wal *w)
 {
-    if (w->durable_lsn >= w->written_lsn)
+    if (w->syncer) {
+        nx_syncer_wait_idle(w->syncer); /* earlier segments first */
+        if (check_syncer(w))
+            return w->failed;
+    }
+    if (durable_now(w) >= w->written_lsn)
         return NX_OK;
     assert(w->fd >= 0);
     if (fdatasync(w->fd) < 0) {
@@ -391,7 +448,9 @@ static int rotate(nx_wal *w)
     if (rc)
         return rc;
     if (w->fd >= 0) {
-        if ((rc = sync_current(w)) != NX_OK)
+        bool behind = w->syncer && durable_now(w) < w->written_lsn &&
+                      nx_syncer_push(w->syncer, w->fd, w->seg_first, w->written_lsn) == 0;
+        if (!behind && (rc = sync_current(w)) != NX_OK)
             return rc;
         close(w->fd);
         w->fd = -1;
@@ -446,20 +505,34 @@ int nx_wal_append(nx_wal *w, const nx_wal_record *r, uint64_t *lsn)
 
 int nx_wal_commit(nx_wal *w, bool sync, uint64_t *durable)
 {
-    int rc = w->failed;
+    int rc = check_syncer(w);
     if (rc == NX_OK)
         rc = flush(w);
     if (rc == NX_OK && sync && w->fd >= 0)
         rc = sync_current(w);
     if (durable)
-        *durable = w->durable_lsn;
+        *durable = durable_now(w);
     return rc;
+}
+
+int nx_wal_sync_behind(nx_wal *w)
+{
+    int rc = check_syncer(w);
+    if (rc == NX_OK)
+        rc = flush(w);
+    if (rc != NX_OK || w->fd < 0 || durable_now(w) >= w->written_lsn)
+        return rc;
+    if (!w->syncer && nx_syncer_create(&w->syncer) != 0)
+        w->syncer = NULL; /* no thread: sync inline, as before */
+    if (w->syncer && nx_syncer_push(w->syncer, w->fd, w->seg_first, w->written_lsn) == 0)
+        return NX_OK;
+    return sync_current(w);
 }
 
 uint64_t nx_wal_next_lsn(const nx_wal *w) { return w->next_lsn; }
 uint64_t nx_wal_last_lsn(const nx_wal *w) { return w->next_lsn - 1; }
 uint64_t nx_wal_written_lsn(const nx_wal *w) { return w->written_lsn; }
-uint64_t nx_wal_durable_lsn(const nx_wal *w) { return w->durable_lsn; }
+uint64_t nx_wal_durable_lsn(const nx_wal *w) { return durable_now(w); }
 uint64_t nx_wal_bytes_written(const nx_wal *w) { return w->bytes_written; }
 size_t nx_wal_segment_count(const nx_wal *w) { return w->nsegs; }
 
@@ -497,6 +570,7 @@ void nx_wal_close(nx_wal *w)
         return;
     if (!w->failed)
         (void)nx_wal_commit(w, true, NULL);
+    nx_syncer_destroy(w->syncer); /* after its queue ran: the commit waited */
     if (w->fd >= 0)
         close(w->fd);
     free(w->buf);

@@ -101,6 +101,11 @@ int nx_wal_append(nx_wal *w, const nx_wal_record *r, uint64_t *lsn);
 /* Writes the buffer; with sync, also fdatasync()s. *durable (may be NULL)
  * receives the highest LSN known to be on stable storage. */
 int nx_wal_commit(nx_wal *w, bool sync, uint64_t *durable);
+/* Writes the buffer and starts an fdatasync of it on a helper thread
+ * (store/nx_syncer.h), returning at once: durable_lsn moves when the sync
+ * ends. For the periodic sync that nobody waits for; falls back to an
+ * inline sync when the helper cannot take it. */
+int nx_wal_sync_behind(nx_wal *w);
 
 uint64_t nx_wal_next_lsn(const nx_wal *w);    /* the LSN the next append gets */
 uint64_t nx_wal_last_lsn(const nx_wal *w);    /* highest LSN appended */

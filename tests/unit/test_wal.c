@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <unistd.h>
 
 #include "store/nx_wal.h"
 
@@ -257,6 +258,53 @@ static void test_rotation_and_removal(void **state)
     memset(&s, 0, sizeof s);
     assert_int_equal(nx_wal_open(dir, opts(4096, 1000), 10, check_cb, &s, &rec, &w), 0);
     assert_true(rec.gap);
+    nx_wal_close(w);
+    ts_rmrf(dir);
+    free(dir);
+}
+
+/* Sync behind: fdatasync on the helper thread while appends, rotations
+ * (small segments: the old segment's sync goes behind too) and removals go
+ * on. durable_lsn never passes written_lsn and never goes back, reaches the
+ * last LSN, and everything replays after close. */
+static void test_sync_behind(void **state)
+{
+    (void)state;
+    char *dir = ts_tmpdir("wal");
+    nx_wal *w;
+    assert_int_equal(nx_wal_open(dir, opts(4096, 1000), 0, NULL, NULL, NULL, &w), 0);
+    uint64_t prev = 0;
+    for (int i = 0; i < 60; i++) {
+        assert_int_equal(append_n(w, 10), 0);
+        assert_int_equal(nx_wal_sync_behind(w), 0);
+        uint64_t d = nx_wal_durable_lsn(w);
+        assert_true(d >= prev);
+        assert_true(d <= nx_wal_written_lsn(w));
+        assert_int_equal(nx_wal_written_lsn(w), (uint64_t)(i + 1) * 10);
+        prev = d;
+        if (i == 30)
+            assert_int_equal(nx_wal_remove_covered(w, 200, NULL), 0);
+    }
+    /* the helper catches up on its own */
+    for (int t = 0; t < 5000 && nx_wal_durable_lsn(w) < 600; t++)
+        usleep(1000);
+    assert_int_equal(nx_wal_durable_lsn(w), 600);
+    /* an inline sync after syncs behind */
+    assert_int_equal(append_n(w, 5), 0);
+    uint64_t d = 0;
+    assert_int_equal(nx_wal_commit(w, true, &d), 0);
+    assert_int_equal(d, 605);
+    assert_int_equal(append_n(w, 5), 0);
+    assert_int_equal(nx_wal_sync_behind(w), 0);
+    nx_wal_close(w); /* waits for the helper */
+    nx_wal_verify v;
+    assert_int_equal(nx_wal_verify_dir(dir, &v), 0);
+    assert_int_equal(v.last_lsn, 610);
+    seen s = {0};
+    assert_int_equal(nx_wal_open(dir, opts(4096, 1000), 0, check_cb, &s, NULL, &w), 0);
+    assert_int_equal(s.last, 610);
+    assert_int_equal(s.bad, 0);
+    assert_true(s.first <= 201);
     nx_wal_close(w);
     ts_rmrf(dir);
     free(dir);
@@ -581,6 +629,7 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_rotation_and_removal),
+        cmocka_unit_test(test_sync_behind),
         cmocka_unit_test(test_torn_tail_every_offset),
         cmocka_unit_test(test_flipped_bytes),
         cmocka_unit_test(test_enospc),
