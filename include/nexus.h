@@ -181,11 +181,6 @@ int nx_stream_key_build(const char *name, size_t name_len, nx_tag *tags, size_t 
 int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
                      nx_stream **out);
 nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len);
-/* nx_tenant_stream() with the key's hash already computed (hash =
- * nx_stream_key_hash(key, key_len)); the same result. */
-int nx_tenant_stream_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t hash,
-                            nx_type type, nx_stream **out);
-uint64_t nx_stream_key_hash(const char *key, size_t key_len);
 /* Deletes one stream and gives its bytes back to the tenant. NX_ENOENT if absent. */
 int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len);
 /* Calls fn for each stream of the tenant; stops early when fn returns non-zero.
@@ -221,29 +216,6 @@ static inline void nx_stream_prefetch(const nx_stream *s)
     __builtin_prefetch((const char *)s, 1);
     __builtin_prefetch((const char *)s + 64, 1);
 }
-
-/*
- * Batch ingest, stage by stage. Events of 10,000 tenants mixed miss the
- * cache at every pointer on the way (table slot, stream, sketch), each miss
- * waiting for the one before. An applier that knows its next events issues
- * each stage a few events ahead, so the misses of several events overlap:
- *
- *   h = nx_stream_key_hash(key, len)   when the event's key is known;
- *   nx_tenant_prefetch_slot(t, h)      then: the stream table's slot;
- *   c = nx_tenant_prefetch_stream(t, h)  an event later: the stream's hot
- *                                      lines and key (c: the candidate
- *                                      stream, NULL if none has the hash);
- *   nx_stream_prefetch_sketch(c)       an event later: the open bucket's
- *                                      sketch (after nx_stream_prefetch or
- *                                      the stage before: reads line 0);
- *   nx_tenant_stream_hashed(t, key, len, h, ...) + nx_stream_update(...).
- *
- * They read only, never fault and change nothing: the lookup still decides.
- * A candidate must not be used past the batch (nor across a stream delete).
- */
-void nx_tenant_prefetch_slot(const nx_tenant *t, uint64_t hash);
-const nx_stream *nx_tenant_prefetch_stream(const nx_tenant *t, uint64_t hash);
-void nx_stream_prefetch_sketch(const nx_stream *s);
 
 /* ---- summaries --------------------------------------------------------- */
 

@@ -667,79 +667,23 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     return 0;
 }
 
-static nx_stream *stream_find_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t h)
+nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
 {
     if (t->streams.count == 0)
         return NULL;
     bool found;
-    uint32_t i = table_probe(&t->streams, h, key, key_len, stream_eq, &found);
+    uint32_t i = table_probe(&t->streams, nx_hash_bytes(key, key_len), key, key_len, stream_eq,
+                             &found);
     return found ? t->streams.slot[i].ptr : NULL;
-}
-
-nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
-{
-    return stream_find_hashed(t, key, key_len, nx_hash_bytes(key, key_len));
-}
-
-uint64_t nx_stream_key_hash(const char *key, size_t key_len)
-{
-    return nx_hash_bytes(key, key_len);
-}
-
-/* ---- batch prefetch stages (see nexus.h) ---------------------------------- */
-
-void nx_tenant_prefetch_slot(const nx_tenant *t, uint64_t hash)
-{
-    if (t->streams.cap)
-        __builtin_prefetch(&t->streams.slot[(uint32_t)hash & (t->streams.cap - 1)]);
-}
-
-const nx_stream *nx_tenant_prefetch_stream(const nx_tenant *t, uint64_t hash)
-{
-    const nx_table *tb = &t->streams;
-    if (!tb->cap)
-        return NULL;
-    uint32_t mask = tb->cap - 1;
-    for (uint32_t i = (uint32_t)hash & mask; tb->slot[i].ptr; i = (i + 1) & mask) {
-        if (tb->slot[i].hash != hash)
-            continue;
-        const char *p = tb->slot[i].ptr;
-        __builtin_prefetch(p, 1);
-        __builtin_prefetch(p + 64, 1);
-        __builtin_prefetch(p + offsetof(nx_stream, key)); /* the lookup compares it */
-        return (const nx_stream *)p;
-    }
-    return NULL;
-}
-
-/* What an update of the stream's open second dereferences next. */
-void nx_stream_prefetch_sketch(const nx_stream *s)
-{
-    if (!s)
-        return;
-    if (nx_type_has_quantiles((nx_type)s->type) && s->open.dd) {
-        __builtin_prefetch(s->open.dd, 1);
-        __builtin_prefetch((const char *)s->open.dd + 64, 1);
-    } else if (s->type == NX_TYPE_SET) {
-        __builtin_prefetch(&s->all.hll); /* all-time's HLL pointer (cold part) */
-        __builtin_prefetch(s->open.topk, 1);
-        __builtin_prefetch(s->shll, 1);
-    }
 }
 
 int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
                      nx_stream **out)
 {
-    return nx_tenant_stream_hashed(t, key, key_len, nx_hash_bytes(key, key_len), type, out);
-}
-
-int nx_tenant_stream_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t hash,
-                            nx_type type, nx_stream **out)
-{
     if (key_len == 0 || key_len > NX_STREAM_KEY_MAX || type < NX_TYPE_COUNTER ||
         type > NX_TYPE_SET)
         return NX_EINVAL;
-    nx_stream *s = stream_find_hashed(t, key, key_len, hash);
+    nx_stream *s = nx_tenant_stream_find(t, key, key_len);
     if (s) {
         if (s->type != type) {
             t->st.rejected_type++;

@@ -18,9 +18,7 @@ int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
     a->tags = calloc((size_t)lim->max_tags + 1, sizeof(nx_tag));
     /* key = name + for each tag '|' k ':' v: never longer than the line */
     a->key_cap = (size_t)lim->max_line + 2 * ((size_t)lim->max_tags + 1) + 16;
-    a->key = malloc(a->key_cap * NX_APPLY_RING);
-    for (int i = 0; i < NX_APPLY_RING; i++)
-        a->ring[i].key = a->key ? a->key + (size_t)i * a->key_cap : NULL;
+    a->key = malloc(a->key_cap);
     a->nxb = malloc(sizeof(*a->nxb));
     a->nxb_streams = calloc(NX_NXB_MAX_STREAMS, sizeof(nx_stream *));
     a->nxb_serr = calloc(NX_NXB_MAX_STREAMS, sizeof(int));
@@ -85,38 +83,35 @@ typedef struct tenant_cache {
     uint32_t num;   /* from the gate */
 } tenant_cache;
 
-/* Resolves one line: parses it, builds its key into ls->key, finds its
- * tenant and takes its values from the tenant's quota. Returns 1 with *ls
- * ready for the stream stages, or 0 when the line was counted as rejected
- * (or every value was refused by the quota). */
-static int resolve_line(nx_applier *a, const nx_batch *b, const char *line, size_t len,
-                        nx_apply_result *res, tenant_cache *tc, nx_line_slot *ls)
+/* Applies one line; returns after counting it. */
+static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_t len,
+                       nx_apply_result *res, tenant_cache *tc)
 {
-    nx_statsd_line *l = &ls->l;
+    nx_statsd_line l;
     int64_t now = b->recv_ms;
     res->lines++;
-    int rc = nx_statsd_parse(line, len, &a->lim, a->tags, l);
+    int rc = nx_statsd_parse(line, len, &a->lim, a->tags, &l);
     if (rc != NX_SD_OK) {
         reject(a, res, rc, line, len, now);
-        return 0;
+        return;
     }
-    int klen = nx_stream_key_build(l->name, l->name_len, l->tags, l->ntags, ls->key, a->key_cap);
+    int klen = nx_stream_key_build(l.name, l.name_len, l.tags, l.ntags, a->key, a->key_cap);
     if (klen < 0) {
         reject(a, res, klen == NX_ETOOBIG ? NX_SD_TOO_LONG : NX_SD_BAD_NAME, line, len, now);
-        return 0;
+        return;
     }
-    const char *tid = l->tenant ? l->tenant : b->tenant;
-    size_t tlen = l->tenant ? l->tenant_len : b->tenant_len;
-    if (l->tenant && b->tenant_locked &&
-        (l->tenant_len != b->tenant_len || memcmp(l->tenant, b->tenant, tlen) != 0)) {
+    const char *tid = l.tenant ? l.tenant : b->tenant;
+    size_t tlen = l.tenant ? l.tenant_len : b->tenant_len;
+    if (l.tenant && b->tenant_locked &&
+        (l.tenant_len != b->tenant_len || memcmp(l.tenant, b->tenant, tlen) != 0)) {
         reject(a, res, NX_SD_WRONG_TENANT, line, len, now);
-        return 0;
+        return;
     }
     nx_tenant *t;
     if ((tc->t || tc->reason) && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
         if (!tc->t) {
             reject(a, res, tc->reason, line, len, now);
-            return 0;
+            return;
         }
         t = tc->t;
     } else {
@@ -124,74 +119,56 @@ static int resolve_line(nx_applier *a, const nx_batch *b, const char *line, size
         if (a->gate && (rc = a->gate(a->gate_arg, b, tid, tlen, &g)) != NX_SD_OK) {
             *tc = (tenant_cache){.id = tid, .len = tlen, .reason = rc};
             reject(a, res, rc, line, len, now);
-            return 0;
+            return;
         }
         rc = nx_engine_tenant(a->engine, tid, tlen, &t);
         if (rc < 0) {
             reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
-            return 0;
+            return;
         }
         if (a->gate)
             nx_tenant_set_limits(t, g.max_streams, g.max_bytes);
         *tc = (tenant_cache){.id = tid, .len = tlen, .t = t, .num = g.num};
     }
-    uint32_t nvals = l->nvalues;
+    uint32_t nvals = l.nvalues;
     if (a->take && b->source != NX_SRC_REPLAY) {
-        uint32_t granted = a->take(a->gate_arg, tc->num, l->nvalues, now);
-        assert(granted <= l->nvalues);
-        if (granted < l->nvalues) {
-            uint32_t d = l->nvalues - granted;
+        uint32_t granted = a->take(a->gate_arg, tc->num, l.nvalues, now);
+        assert(granted <= l.nvalues);
+        if (granted < l.nvalues) {
+            uint32_t d = l.nvalues - granted;
             res->rejected += d;
             res->reasons[NX_SD_RATE_LIMITED] += d;
             if (a->on_reject)
                 a->on_reject(a->reject_arg, NX_SD_RATE_LIMITED, line, len, now);
         }
         if (granted == 0)
-            return 0;
+            return;
         nvals = granted;
     }
-    ls->line = line;
-    ls->len = len;
-    ls->t = t;
-    ls->klen = (uint32_t)klen;
-    ls->nvals = nvals;
-    ls->hash = nx_stream_key_hash(ls->key, (size_t)klen);
-    ls->cand = NULL;
-    nx_tenant_prefetch_slot(t, ls->hash);
-    return 1;
-}
-
-/* Applies a resolved line's values to its stream (found or created here, in
- * line order: the pipeline only prefetches ahead). */
-static void apply_resolved(nx_applier *a, const nx_batch *b, nx_apply_result *res,
-                           nx_line_slot *ls)
-{
-    int64_t now = b->recv_ms;
-    const nx_statsd_line *l = &ls->l;
     nx_stream *s;
-    int rc = nx_tenant_stream_hashed(ls->t, ls->key, ls->klen, ls->hash, l->type, &s);
+    rc = nx_tenant_stream(t, a->key, (size_t)klen, l.type, &s);
     if (rc < 0) {
-        reject(a, res, nx_statsd_reason_of_error(rc), ls->line, ls->len, now);
+        reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
         return;
     }
     nx_update u;
     memset(&u, 0, sizeof(u));
-    u.weight = l->type == NX_TYPE_GAUGE ? 1.0 : 1.0 / l->rate;
-    u.ts_ms = l->ts_ms;
-    uint32_t pos = 0, nvals = ls->nvals;
+    u.weight = l.type == NX_TYPE_GAUGE ? 1.0 : 1.0 / l.rate;
+    u.ts_ms = l.ts_ms;
+    uint32_t pos = 0;
     nx_statsd_value v;
-    while (nvals-- > 0 && nx_statsd_value_next(l, &pos, &v)) {
+    while (nvals-- > 0 && nx_statsd_value_next(&l, &pos, &v)) {
         u.value = v.value;
         u.gauge_delta = v.delta;
         u.member = v.member;
         u.member_len = v.member_len;
         rc = nx_stream_update(s, &u, now);
         if (rc < 0) {
-            reject(a, res, nx_statsd_reason_of_error(rc), ls->line, ls->len, now);
+            reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
         } else {
             res->events++;
             if (a->on_event)
-                a->on_event(a->event_arg, ls->t, ls->key, ls->klen, &u, now);
+                a->on_event(a->event_arg, t, a->key, (size_t)klen, &u, now);
         }
     }
 }
@@ -287,30 +264,6 @@ static int apply_nxb(nx_applier *a, const nx_batch *b, nx_apply_result *res)
     return 0;
 }
 
-/* The line pipeline (see nx_apply.h). Line j of the batch is resolved at
- * step j + 1; at step v the line resolved NX_APPLY_AT_STREAM steps ago gets
- * its stream's lines prefetched, the one NX_APPLY_AT_SKETCH ago its sketch,
- * and the one NX_APPLY_AT_APPLY ago is applied. Steps past the last line
- * (`resolved` lines) drain the ring. */
-static void pipe_step(nx_applier *a, const nx_batch *b, nx_apply_result *res, uint32_t step,
-                      uint32_t resolved, uint32_t *tail)
-{
-    uint32_t j;
-    if (step > NX_APPLY_AT_STREAM && (j = step - 1 - NX_APPLY_AT_STREAM) < resolved &&
-        j >= *tail) {
-        nx_line_slot *ls = &a->ring[j % NX_APPLY_RING];
-        ls->cand = nx_tenant_prefetch_stream(ls->t, ls->hash);
-    }
-    if (step > NX_APPLY_AT_SKETCH && (j = step - 1 - NX_APPLY_AT_SKETCH) < resolved &&
-        j >= *tail)
-        nx_stream_prefetch_sketch(a->ring[j % NX_APPLY_RING].cand);
-    if (step > NX_APPLY_AT_APPLY && (j = step - 1 - NX_APPLY_AT_APPLY) < resolved &&
-        j >= *tail) {
-        apply_resolved(a, b, res, &a->ring[j % NX_APPLY_RING]);
-        *tail = j + 1;
-    }
-}
-
 int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
 {
     if (b->format == NX_BATCH_NXB)
@@ -319,20 +272,15 @@ int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
         return NX_EINVAL;
     const char *p = (const char *)b->data, *end = p + b->len;
     tenant_cache tc = {NULL, 0, NULL, 0, 0};
-    uint32_t head = 0, tail = 0; /* lines resolved / applied */
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         size_t len = (size_t)(le - p);
         if (len && p[len - 1] == '\r')
             len--;
-        if (len && resolve_line(a, b, p, len, res, &tc, &a->ring[head % NX_APPLY_RING])) {
-            head++;
-            pipe_step(a, b, res, head, head, &tail);
-        }
+        if (len)
+            apply_line(a, b, p, len, res, &tc);
         p = nl ? nl + 1 : end;
     }
-    for (uint32_t step = head + 1; tail != head; step++)
-        pipe_step(a, b, res, step, head, &tail); /* drains, stages still overlapping */
     return 0;
 }

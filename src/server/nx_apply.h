@@ -98,43 +98,12 @@ typedef int (*nx_gate_fn)(void *arg, const nx_batch *b, const char *id, size_t l
                           nx_tenant_gate *g);
 typedef uint32_t (*nx_take_fn)(void *arg, uint32_t num, uint32_t n, int64_t recv_ms);
 
-/*
- * StatsD lines go through a short pipeline, so that the cache misses of
- * several lines overlap (with 10,000 tenants every lookup misses): a line
- * is resolved (parsed, key built, tenant found, quota taken, the stream
- * table's slot prefetched); NX_APPLY_AT_STREAM lines later its stream's hot
- * lines are prefetched; NX_APPLY_AT_SKETCH lines after it was resolved its
- * open sketch; NX_APPLY_AT_APPLY lines after, its stream is looked up (or
- * created) and its values applied. Lookups, creations and updates still
- * happen in line order, so the outcome is the one of applying line after
- * line (the tenant gate and quota run a few lines earlier, which nothing
- * they decide depends on). Distances of 2 lines per stage: with 1, a third
- * of the misses still stalled a stage (bench_statsd).
- */
-#define NX_APPLY_AT_STREAM 2
-#define NX_APPLY_AT_SKETCH 4
-#define NX_APPLY_AT_APPLY 6
-#define NX_APPLY_RING 8 /* > NX_APPLY_AT_APPLY */
-
-typedef struct nx_line_slot {
-    nx_statsd_line l;      /* values still point into the batch */
-    const char *line;      /* for reject reports */
-    size_t len;
-    nx_tenant *t;
-    char *key;             /* key_cap bytes of nx_applier.key */
-    uint32_t klen;
-    uint32_t nvals;        /* values granted by the quota */
-    uint64_t hash;         /* nx_stream_key_hash(key) */
-    const nx_stream *cand; /* prefetch candidate only (never dereferenced for writes) */
-} nx_line_slot;
-
 typedef struct nx_applier {
     nx_engine *engine;
     nx_statsd_limits lim;
     nx_tag *tags;        /* lim.max_tags + 1 */
-    char *key;           /* NX_APPLY_RING canonical stream keys of key_cap bytes */
+    char *key;           /* scratch for the canonical stream key */
     size_t key_cap;
-    nx_line_slot ring[NX_APPLY_RING];
     nx_reject_fn on_reject;
     void *reject_arg;
     /* NXB: the decoded batch (~16 KB) and its streams, reused per batch;
