@@ -10,6 +10,8 @@
 #   query_p50 / query_p99  single-stream GET /v1/summary latency (one
 #                          keep-alive connection, 200 queries/s, measured by
 #                          nx-loadgen in C) while sending at that rate
+#   query_moderate_p50/p99 the same while sending QUERY_MODERATE lines/s
+#                          (1,000,000; at most the lossless rate)
 # and writes the raw probes to bench/results/ingest-<UTC time>.json.
 #
 # SINK=1 measures the machine's ceiling instead: the same probes against
@@ -20,7 +22,8 @@
 #
 # Environment: BUILD (build/release), SHARDS (nexusd --shards, default its
 # own), THREADS (loadgen threads, 1), PROBE_S (2), DGRAM_BYTES (1400),
-# START_RATE (250000), MAX_RATE (64000000), QUERY_S (5).
+# START_RATE (250000), MAX_RATE (64000000), QUERY_S (5), QUERY_MODERATE
+# (1000000), NEXUSD_ARGS (extra nexusd flags, e.g. "--prefault-ahead 512").
 # nexusd and the load generator share this machine's cores, as the issue asks.
 set -euo pipefail
 
@@ -34,7 +37,9 @@ DGRAM_BYTES=${DGRAM_BYTES:-1400}
 START_RATE=${START_RATE:-250000}
 MAX_RATE=${MAX_RATE:-64000000}
 QUERY_S=${QUERY_S:-5}
+QUERY_MODERATE=${QUERY_MODERATE:-1000000}
 SINK=${SINK:-0}
+NEXUSD_ARGS=${NEXUSD_ARGS:-}
 NEXUSD=$BUILD/bin/nexusd
 LOADGEN=$BUILD/bin/nx-loadgen
 UDP_SINK=$BUILD/bin/nx-udp-sink
@@ -76,6 +81,8 @@ else
     args=(--data-dir "$TMP/data" --http "127.0.0.1:$HTTP" --statsd-udp "127.0.0.1:$UDP"
           --statsd-tcp off --nxb-udp off --nxb-tcp off)
     [ "$SHARDS" -gt 0 ] && args+=(--shards "$SHARDS")
+    # shellcheck disable=SC2206
+    [ -n "$NEXUSD_ARGS" ] && args+=($NEXUSD_ARGS)
     "$NEXUSD" "${args[@]}" >"$TMP/nexusd.log" 2>&1 &
     NX_PID=$!
     for _ in $(seq 100); do
@@ -155,6 +162,12 @@ else
     qrate=$lo; [ "$qrate" -gt 0 ] || qrate=$START_RATE
     qout=$("$LOADGEN" --port "$UDP" --rate "$qrate" --duration "$QUERY_S" --threads "$THREADS" \
            --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+    # ... and at a moderate load (QUERY_MODERATE lines/s, at most the
+    # lossless rate): the lossless rate leaves no idle CPU on a 2-core box,
+    # so its p99 is mostly the query's threads waiting for a core
+    mrate=$QUERY_MODERATE; [ "$lo" -gt 0 ] && [ "$mrate" -gt "$lo" ] && mrate=$lo
+    mout=$("$LOADGEN" --port "$UDP" --rate "$mrate" --duration "$QUERY_S" --threads "$THREADS" \
+           --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
     stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
     rss=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['rss_bytes'])" "$stats")
 
@@ -162,14 +175,16 @@ else
     echo "ingest_first_lossy_offered $hi lines/s"
     awk '$1 ~ /^query_/ {print}' <<<"$qout"
     echo "query_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$qout") lines/s"
+    awk '$1 ~ /^query_p|^query_max/ {sub(/^query_/, "query_moderate_", $1); print}' <<<"$mout"
+    echo "query_moderate_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$mout") lines/s"
     echo "nexusd_rss $rss bytes"
 fi
 
 mkdir -p bench/results
 OUT=bench/results/$NAME-$(date -u +%Y-%m-%dT%H%M%SZ).json
-python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" <<'EOF'
+python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" "${mout:-}" <<'EOF'
 import json, os, sys
-out, name, probes, best, hi, qout, stats, shards, threads, dgram = sys.argv[1:]
+out, name, probes, best, hi, qout, stats, shards, threads, dgram, mout = sys.argv[1:]
 res = {"benchmark": "udp_sink" if name == "sink" else "ingest",
        "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
        "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
@@ -178,15 +193,18 @@ res = {"benchmark": "udp_sink" if name == "sink" else "ingest",
        name + "_lossless_rate": float(best), "first_lossy_offered": float(hi),
        "probes": [json.loads(l) for l in open(probes)]}
 if name == "ingest":
-    q = {}
-    for line in qout.splitlines():
-        p = line.split()
-        if len(p) >= 2 and not line.startswith("#"):
-            try:
-                q[p[0]] = float(p[1])
-            except ValueError:
-                pass
-    res["query_under_load"] = q
+    def figures(text):
+        q = {}
+        for line in text.splitlines():
+            p = line.split()
+            if len(p) >= 2 and not line.startswith("#"):
+                try:
+                    q[p[0]] = float(p[1])
+                except ValueError:
+                    pass
+        return q
+    res["query_under_load"] = figures(qout)
+    res["query_moderate_load"] = figures(mout)
     res["nexusd_stats_end"] = json.loads(stats)
 with open(out, "w") as f:
     json.dump(res, f, indent=1)
