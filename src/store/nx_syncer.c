@@ -6,8 +6,8 @@
  *     takes q[head] and runs it with `running` set, outside the lock;
  *   - done only grows, and only to the lsn of a request that completed
  *     after every request queued before it;
- *   - every queued fd is a dup() owned by the queue: closed after its sync,
- *     or at destroy.
+ *   - every queued fd is a dup() owned by the queue, every queued path a
+ *     copy: closed / freed after their request ran (destroy runs the queue).
  */
 #include "store/nx_syncer.h"
 #include "store/nx_store_util.h"
@@ -18,13 +18,15 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 typedef struct sync_req {
-    int fd;
-    bool full;  /* fsync, not fdatasync */
+    int fd;         /* -1 for an unlink */
+    bool full;      /* fsync, not fdatasync */
+    char *path;     /* unlink this (owned), or NULL */
     uint64_t file_id;
-    uint64_t lsn;
+    uint64_t lsn;   /* 0 for an unlink: moves nothing */
 } sync_req;
 
 struct nx_syncer {
@@ -37,6 +39,7 @@ struct nx_syncer {
     bool running, stop;
     _Atomic uint64_t done;
     _Atomic int failed;
+    _Atomic uint64_t unlink_failed;
 };
 
 static void *syncer_main(void *arg)
@@ -53,13 +56,22 @@ static void *syncer_main(void *arg)
         s->n--;
         s->running = true;
         pthread_mutex_unlock(&s->mu);
-        int rc = atomic_load(&s->failed) ? -1 : r.full ? fsync(r.fd) : fdatasync(r.fd);
-        close(r.fd);
+        int rc = 0;
+        if (r.path) {
+            /* a file nothing needs any more: a failure leaves it behind
+             * (counted), it fails nothing */
+            if (unlink(r.path) < 0 && errno != ENOENT)
+                atomic_fetch_add(&s->unlink_failed, 1);
+            free(r.path);
+        } else {
+            rc = atomic_load(&s->failed) ? -1 : r.full ? fsync(r.fd) : fdatasync(r.fd);
+            close(r.fd);
+        }
         pthread_mutex_lock(&s->mu);
         s->running = false;
         if (rc < 0)
             atomic_store(&s->failed, NX_EIO);
-        else
+        else if (r.lsn > atomic_load(&s->done))
             atomic_store(&s->done, r.lsn);
         pthread_cond_broadcast(&s->idle);
     }
@@ -95,7 +107,7 @@ static int push(nx_syncer *s, int fd, bool full, uint64_t file_id, uint64_t lsn)
     pthread_mutex_lock(&s->mu);
     if (s->n) {
         sync_req *last = &s->q[(s->head + s->n - 1) % NX_SYNCER_QUEUE];
-        if (last->file_id == file_id && last->full == full) { /* not started yet: it will cover lsn too */
+        if (!last->path && last->file_id == file_id && last->full == full) { /* not started yet: it will cover lsn too */
             if (lsn > last->lsn)
                 last->lsn = lsn;
             pthread_mutex_unlock(&s->mu);
@@ -112,7 +124,7 @@ static int push(nx_syncer *s, int fd, bool full, uint64_t file_id, uint64_t lsn)
         pthread_mutex_unlock(&s->mu);
         return rc;
     }
-    s->q[(s->head + s->n) % NX_SYNCER_QUEUE] = (sync_req){dfd, full, file_id, lsn};
+    s->q[(s->head + s->n) % NX_SYNCER_QUEUE] = (sync_req){dfd, full, NULL, file_id, lsn};
     s->n++;
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
@@ -127,6 +139,29 @@ int nx_syncer_push(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn)
 int nx_syncer_push_fsync(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn)
 {
     return push(s, fd, true, file_id, lsn);
+}
+
+int nx_syncer_push_unlink(nx_syncer *s, const char *path)
+{
+    char *p = strdup(path);
+    if (!p)
+        return NX_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    if (s->n == NX_SYNCER_QUEUE) {
+        pthread_mutex_unlock(&s->mu);
+        free(p);
+        return 1;
+    }
+    s->q[(s->head + s->n) % NX_SYNCER_QUEUE] = (sync_req){-1, false, p, 0, 0};
+    s->n++;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+uint64_t nx_syncer_unlink_failed(const nx_syncer *s)
+{
+    return atomic_load(&((nx_syncer *)s)->unlink_failed);
 }
 
 uint64_t nx_syncer_done_lsn(const nx_syncer *s)

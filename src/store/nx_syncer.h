@@ -18,6 +18,9 @@
  * A request for the same file as the last one still waiting replaces its
  * lsn (coalescing: a slow device sees one sync per file, not a backlog).
  *
+ * It also unlinks files nothing needs any more (WAL segments covered by a
+ * snapshot), in the same order.
+ *
  * Errors: a failed fdatasync is sticky (nx_syncer_failed), as a failed
  * inline one is for the WAL: after it, nothing is claimed durable again.
  *
@@ -43,6 +46,11 @@ int nx_syncer_create(nx_syncer **out);
 int nx_syncer_push(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn);
 /* The same with fsync() (directories: a new file's entry). */
 int nx_syncer_push_fsync(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn);
+/* Queues unlink(path) (a file nothing needs any more, e.g. a WAL segment a
+ * snapshot covers: unlinking 64 MiB files took the shard ~30 ms each); it
+ * moves no lsn, and a failure is only counted. Same returns as push. */
+int nx_syncer_push_unlink(nx_syncer *s, const char *path);
+uint64_t nx_syncer_unlink_failed(const nx_syncer *s);
 /* Highest lsn whose request (and every one before it) completed. */
 uint64_t nx_syncer_done_lsn(const nx_syncer *s);
 /* NX_EIO once an fdatasync failed, else 0. */

@@ -22,7 +22,8 @@
  *    while the owner goes on writing; durable_lsn moves when it ends. Once
  *    a WAL has synced behind, a rotation hands the old segment's sync to
  *    the helper too (it holds its own dup of the fd), so does the fsync of
- *    the directory after a segment is created, and an inline sync
+ *    the directory after a segment is created, and so do the unlinks of
+ *    segments a snapshot covers (nx_wal_remove_covered), and an inline sync
  *    (commit with sync, close) first waits for the helper's queue: the
  *    helper completes requests in file order, so durable_lsn still never
  *    covers an unsynced file.
@@ -544,9 +545,14 @@ int nx_wal_remove_covered(nx_wal *w, uint64_t covered_lsn, size_t *removed)
         k++;
     size_t done = 0;
     int rc = NX_OK;
+    bool behind = false; /* some unlinks went to the syncer */
     for (; done < k; done++) {
         char path[4200];
         seg_path(path, sizeof path, w->dir, w->segs[done]);
+        if (w->syncer && nx_syncer_push_unlink(w->syncer, path) == 0) {
+            behind = true;
+            continue;
+        }
         if (unlink(path) < 0 && errno != ENOENT) {
             rc = nx_store_errno(errno);
             break;
@@ -555,7 +561,19 @@ int nx_wal_remove_covered(nx_wal *w, uint64_t covered_lsn, size_t *removed)
     if (done) {
         memmove(w->segs, w->segs + done, (w->nsegs - done) * sizeof *w->segs);
         w->nsegs -= done;
-        int r2 = nx_store_fsync_dir(w->dir);
+        int r2 = NX_OK;
+        if (behind) {
+            /* the directory's fsync after the unlinks, behind them */
+            int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd < 0 || nx_syncer_push_fsync(w->syncer, dfd, UINT64_MAX, 0) != 0) {
+                nx_syncer_wait_idle(w->syncer);
+                r2 = nx_store_fsync_dir(w->dir);
+            }
+            if (dfd >= 0)
+                close(dfd);
+        } else {
+            r2 = nx_store_fsync_dir(w->dir);
+        }
         if (rc == NX_OK)
             rc = r2;
     }
