@@ -311,7 +311,8 @@ int nx_engine_encode(const nx_engine *e, nx_buf *out);
  * captures the state of this instant (tenant headers now, each stream
  * copy-on-write: encoded before anything changes it, or by a later step);
  * the engine stays fully usable meanwhile. Each step encodes about
- * max_bytes more (SIZE_MAX: everything left); when *done, *out holds the
+ * max_bytes more, or stops after visiting a few thousand streams (SIZE_MAX:
+ * everything left); when *done, *out holds the
  * same kind of bytes nx_engine_encode gives (nx_engine_decode reads both),
  * owned by the caller. size_hint reserves the buffer (0: none). Errors:
  * NX_EEXIST (begin while one is in progress), NX_EINVAL (step with none),

@@ -499,6 +499,53 @@ static void test_engine_v4_migration(void **st)
  * engine kept taking events, reads, stream and tenant deletes and new
  * tenants, decode to exactly the state of the begin instant (the same state
  * a one-shot encode taken at begin decodes to). */
+/* A step ends after a bounded number of table slots even when it emitted
+ * nothing: here every stream but the last few was encoded by copy-on-write,
+ * so a byte-bounded step would walk all 20,000 in one go. The result is
+ * still exactly the state at begin. */
+static void test_engine_step_slot_bound(void **st)
+{
+    (void)st;
+    nx_engine *a;
+    nx_tenant *t;
+    assert_int_equal(nx_engine_create(NULL, &a), 0);
+    assert_int_equal(nx_engine_tenant(a, "one", 3, &t), 0);
+    enum { NS = 20000 };
+    nx_stream **ss = calloc(NS, sizeof *ss);
+    assert_non_null(ss);
+    nx_update u = {.value = 1, .weight = 1};
+    for (int i = 0; i < NS; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "c%d", i);
+        assert_int_equal(nx_tenant_stream(t, key, (size_t)n, NX_TYPE_COUNTER, &ss[i]), 0);
+        assert_int_equal(nx_stream_update(ss[i], &u, T0), 0);
+    }
+    nx_buf at_begin = {0}, inc = {0};
+    assert_int_equal(nx_engine_encode(a, &at_begin), 0);
+    assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+    u.value = 5;
+    for (int i = 0; i < NS - 3; i++) /* copy-on-write encodes them now */
+        assert_int_equal(nx_stream_update(ss[i], &u, T0 + 10), 0);
+    bool done = false;
+    int steps = 0;
+    while (!done) {
+        assert_int_equal(nx_engine_encode_step(a, 1u << 30, &inc, &done), 0);
+        steps++;
+        assert_true(steps < 1000);
+    }
+    assert_true(steps >= NS / 4096); /* bounded walks, not one */
+    nx_engine *from_inc = NULL, *from_begin = NULL;
+    assert_int_equal(nx_engine_decode(NULL, inc.data, inc.len, &from_inc), 0);
+    assert_int_equal(nx_engine_decode(NULL, at_begin.data, at_begin.len, &from_begin), 0);
+    engines_equal(from_begin, from_inc, T0 + 1000);
+    nx_engine_destroy(from_inc);
+    nx_engine_destroy(from_begin);
+    nx_buf_free(&at_begin);
+    nx_buf_free(&inc);
+    free(ss);
+    nx_engine_destroy(a);
+}
+
 static void test_engine_incremental_encode(void **st)
 {
     (void)st;
@@ -701,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_engine_roundtrip),
         cmocka_unit_test(test_engine_pending_roundtrip),
         cmocka_unit_test(test_engine_incremental_encode),
+        cmocka_unit_test(test_engine_step_slot_bound),
         cmocka_unit_test(test_engine_corrupt),
         cmocka_unit_test(test_engine_v3_sets),
         cmocka_unit_test(test_engine_v4_migration),
