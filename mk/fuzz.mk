@@ -52,7 +52,7 @@ $(eval $(call nx_fuzz_target,fuzz_engine_decode,$(FUZZ_ENGINE),src/engine/nx_eng
 $(eval $(call nx_fuzz_target,fuzz_registry_json,$(FUZZ_COMMON) $(wildcard src/tenant/*.c),src/tenant/nx_registry.c))
 $(eval $(call nx_fuzz_target,fuzz_statsd,$(FUZZ_ENGINE) $(wildcard src/ingest/nx_statsd.c),src/ingest/nx_statsd.c))
 $(eval $(call nx_fuzz_target,fuzz_nxb,$(FUZZ_ENGINE) $(wildcard src/ingest/nx_nxb.c),src/ingest/nx_nxb.c))
-$(eval $(call nx_fuzz_target,fuzz_wal,$(FUZZ_COMMON) $(wildcard src/store/nx_wal.c src/store/nx_store_util.c),src/store/nx_wal.c))
+$(eval $(call nx_fuzz_target,fuzz_wal,$(FUZZ_COMMON) $(wildcard src/store/nx_wal.c src/store/nx_syncer.c src/store/nx_store_util.c),src/store/nx_wal.c))
 
 # Seed generator: encodes real sketches/summaries/engines/batches into
 # fuzz/corpus/ (run once by hand with `make fuzz-seeds`; output is committed).

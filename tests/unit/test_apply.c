@@ -23,15 +23,8 @@
 
 #include "nexus.h"
 #include "server/nx_apply.h"
+#include "test_rng.h"
 
-static uint64_t rng_state;
-static uint64_t rng(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* The gate: tenant tN has number N, at most 12 streams (of 15 it sees); take() grants from a
  * per-tenant budget of 120 events (deterministic, so both runs agree). */
