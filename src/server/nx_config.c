@@ -134,7 +134,7 @@ static const opt opts[] = {
     U32("max-streams-per-tenant", engine.max_streams_per_tenant, 0, 1 << 30, "0 = unlimited [0]"),
     {"ack", K_ACK, offsetof(nx_config, ack_durable), 4, 0, 1, "default HTTP ingest ack: durable or applied [durable]"},
     {"snapshot-interval", K_MS, offsetof(nx_config, snapshot_interval_ms), 4, 10, 86400000, "at most one snapshot per shard this often (250ms, 60s, 5m) [60s]"},
-    {"wal-sync-interval", K_MS, offsetof(nx_config, wal_sync_ms), 4, 1, 3600000, "fdatasync un-acked WAL data at least this often [1s]"},
+    {"wal-sync-interval", K_MS, offsetof(nx_config, wal_sync_ms), 4, 1, 3600000, "fdatasync un-acked WAL data at least this often, on a helper thread [1s]"},
     U32("prefault-ahead", prefault_ahead_mb, 0, 1 << 20, "MiB of each shard's heap faulted in ahead of use by an idle-priority thread (jemalloc builds), 0 = off [64]"),
     {"steer", K_STR, offsetof(nx_config, steer), 8, 0, 0, "kernel stage of UDP groups: auto, ebpf, cbpf or plain [auto]"},
     {"nxb-tenant", K_NXBT, 0, 0, 0, 0, "NUM:ID, NXB tenant number -> tenant id (repeatable; 0 = default tenant)"},
