@@ -221,10 +221,11 @@ int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
      * size) is raised to a third of the heap bytes: a state that grew since
      * (122 MB -> 311 MB in 15 s at 1.2M lines/s) made one step copy the
      * buffer, a 542 ms stall. */
+    uint64_t heap = nx_engine_bytes(e); /* a walk over the tenants: once */
     if (size_hint == 0)
-        size_hint = (size_t)(nx_engine_bytes(e) / 2);
-    else if (size_hint < nx_engine_bytes(e) / 3)
-        size_hint = (size_t)(nx_engine_bytes(e) / 3);
+        size_hint = (size_t)(heap / 2);
+    else if (size_hint < heap / 3)
+        size_hint = (size_t)(heap / 3);
     int rc = size_hint ? nx_buf_reserve(&b, size_hint) : 0;
     if (rc == 0)
         rc = head_encode(e, &b, &sn->frame_start);
@@ -278,9 +279,8 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
     size_t from = sn->buf.len;
     /* A step also ends after NX_SNAP_STEP_SLOTS table slots: late in a
      * snapshot most streams were already encoded by copy-on-write, and a
-     * step that walked all of them to fill max_bytes (a cold miss per
-     * stream) stopped the shard 118-125 ms at 1.2M lines/s. SIZE_MAX
-     * still means everything left. */
+     * step could walk tens of thousands of them (a cold miss each) without
+     * filling max_bytes. SIZE_MAX still means everything left. */
     uint32_t visit_max = max_bytes == SIZE_MAX ? UINT32_MAX : NX_SNAP_STEP_SLOTS, visited = 0;
     while (sn->due > 0 && !sn->err && visited++ < visit_max) {
         if (sn->cur_t >= e->tenants.cap) {

@@ -99,6 +99,7 @@ struct nx_wal {
     size_t nsegs, segs_cap;
     int failed;              /* sticky NX_EIO after a failed fdatasync */
     nx_syncer *syncer;       /* sync behind; NULL until the first one */
+    uint64_t unlink_failed_seen; /* the syncer's failed unlinks already logged */
 };
 
 /* Highest LSN on stable storage: synced inline or by the syncer. */
@@ -113,9 +114,16 @@ static uint64_t durable_now(const nx_wal *w)
     return d;
 }
 
-/* A failed sync behind fails the WAL as an inline one does. */
+/* A failed sync behind fails the WAL as an inline one does; a failed
+ * unlink behind (a covered segment left on disk) is logged. */
 static int check_syncer(nx_wal *w)
 {
+    if (w->syncer && nx_syncer_unlink_failed(w->syncer) > w->unlink_failed_seen) {
+        w->unlink_failed_seen = nx_syncer_unlink_failed(w->syncer);
+        nx_store_logf(w->opt.log, w->opt.log_arg, 1,
+                      "wal: %" PRIu64 " covered segment(s) could not be removed (left on disk)",
+                      w->unlink_failed_seen);
+    }
     if (!w->failed && w->syncer && nx_syncer_failed(w->syncer)) {
         nx_store_logf(w->opt.log, w->opt.log_arg, 2,
                       "wal fdatasync (behind) failed: the log is unusable until restart");
@@ -330,16 +338,17 @@ static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off)
     return NX_OK;
 }
 
-/* Creates the segment whose first record is written_lsn + 1. */
-/* A new segment's directory entry must be on stable storage before any of
- * its records counts as durable: behind when the WAL syncs behind (queued
- * before the segment's own syncs, so they end after it), else inline. */
-static int sync_dir(nx_wal *w, uint64_t first)
+/* fsync of the WAL directory (a segment created or unlinked): behind when
+ * the WAL syncs behind, queued after what came before it (a new segment's
+ * entry is then on stable storage before any of its records counts as
+ * durable: its own syncs are queued later), else inline. file_id names the
+ * request for coalescing; lsn is what it makes durable (0: nothing new). */
+static int sync_dir(nx_wal *w, uint64_t file_id, uint64_t lsn)
 {
     if (w->syncer) {
         int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd >= 0) {
-            int rc = nx_syncer_push_fsync(w->syncer, dfd, UINT64_MAX - first, w->written_lsn);
+            int rc = nx_syncer_push_fsync(w->syncer, dfd, file_id, lsn);
             close(dfd);
             if (rc == 0)
                 return NX_OK;
@@ -349,6 +358,7 @@ static int sync_dir(nx_wal *w, uint64_t first)
     return nx_store_fsync_dir(w->dir);
 }
 
+/* Creates the segment whose first record is written_lsn + 1. */
 static int seg_create(nx_wal *w)
 {
     assert(w->fd < 0);
@@ -362,7 +372,7 @@ static int seg_create(nx_wal *w)
     seg_header(h, first, w->opt.shard);
     int rc = write_all(fd, h, SEG_HDR, 0);
     if (rc == NX_OK)
-        rc = sync_dir(w, first);
+        rc = sync_dir(w, UINT64_MAX - first, w->written_lsn);
     if (rc) {
         close(fd);
         unlink(path);
@@ -523,8 +533,8 @@ int nx_wal_sync_behind(nx_wal *w)
         rc = flush(w);
     if (rc != NX_OK || w->fd < 0 || durable_now(w) >= w->written_lsn)
         return rc;
-    if (!w->syncer && nx_syncer_create(&w->syncer) != 0)
-        w->syncer = NULL; /* no thread: sync inline, as before */
+    if (!w->syncer)
+        (void)nx_syncer_create(&w->syncer); /* no thread: sync inline, as before */
     if (w->syncer && nx_syncer_push(w->syncer, w->fd, w->seg_first, w->written_lsn) == 0)
         return NX_OK;
     return sync_current(w);
@@ -561,19 +571,8 @@ int nx_wal_remove_covered(nx_wal *w, uint64_t covered_lsn, size_t *removed)
     if (done) {
         memmove(w->segs, w->segs + done, (w->nsegs - done) * sizeof *w->segs);
         w->nsegs -= done;
-        int r2 = NX_OK;
-        if (behind) {
-            /* the directory's fsync after the unlinks, behind them */
-            int dfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (dfd < 0 || nx_syncer_push_fsync(w->syncer, dfd, UINT64_MAX, 0) != 0) {
-                nx_syncer_wait_idle(w->syncer);
-                r2 = nx_store_fsync_dir(w->dir);
-            }
-            if (dfd >= 0)
-                close(dfd);
-        } else {
-            r2 = nx_store_fsync_dir(w->dir);
-        }
+        /* behind the unlinks when they went behind */
+        int r2 = behind ? sync_dir(w, UINT64_MAX, 0) : nx_store_fsync_dir(w->dir);
         if (rc == NX_OK)
             rc = r2;
     }
