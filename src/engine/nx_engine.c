@@ -989,6 +989,24 @@ static int stream_advance(nx_stream *s, int64_t sec)
     return rc ? rc : hist_advance(s, sec);
 }
 
+/* Adds a quantile stream's buffered values to its open DDSketch (see
+ * nx_stream.qbuf). On an error the values not added stay buffered. */
+static int stream_qdrain(nx_stream *s)
+{
+    if (!s->nqbuf)
+        return 0;
+    const nx_engine *e = s->eng;
+    int rc;
+    if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
+        return rc;
+    uint32_t done;
+    rc = nx_ddsketch_add_many(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
+    if (done < s->nqbuf)
+        memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(double));
+    s->nqbuf = (uint8_t)(s->nqbuf - done);
+    return rc;
+}
+
 /* Hands the open bucket to the pending ring (folding the ring first when it
  * is full) and leaves an empty one, with recycled sketches, open. */
 static int stream_close(nx_stream *s)
@@ -996,6 +1014,8 @@ static int stream_close(nx_stream *s)
     int rc;
     if (nx_acc_empty(&s->open))
         return 0;
+    if ((rc = stream_qdrain(s)))
+        return rc;
     bool fresh = s->pend == NULL;
     if ((rc = nx_stream_pend_alloc(s)))
         return rc;
@@ -1165,6 +1185,14 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     } else if (sec < s->open_sec) {
         return stream_add_late(s, sec, v, w, u);
     }
+    if (nx_type_has_quantiles(type)) {
+        if (s->nqbuf && (s->nqbuf == NX_QBUF_MAX || s->qbuf_w != w) && (rc = stream_qdrain(s)))
+            return rc;
+        s->qbuf[s->nqbuf++] = v;
+        s->qbuf_w = w;
+        nx_moments_add(&s->open.m, v, w);
+        return 0;
+    }
     const nx_engine *e = s->eng; /* not s->tenant->eng: two more misses */
     if (type == NX_TYPE_SET) {
         uint64_t h = XXH3_64bits(u->member, u->member_len);
@@ -1239,6 +1267,8 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
             rc = window_read_feeders(s, (uint32_t)widx, &a);
         start_ms = nx_window_start_sec(&s->win[widx]) * 1000;
     }
+    if (!rc)
+        rc = stream_qdrain(s);
     if (!rc)
         rc = nx_acc_merge(&a, &s->open, &e->ap);
     if (!rc && widx >= 0 && s->shll && a.m.count > 0) {

@@ -52,7 +52,7 @@ struct nx_stream {
     /* ---- cache line 0: the in-second fast path ---- */
     int64_t open_sec;    /* second of the open bucket = the stream clock; INT64_MIN: none */
     uint8_t type;        /* nx_type */
-    uint8_t pad0;
+    uint8_t nqbuf;       /* quantile types: values in qbuf */
     uint16_t key_len;
     uint32_t snap_epoch; /* != its tenant's snap_epoch while a snapshot is being
                           * encoded: still due in it (nx_engine_snap) */
@@ -65,6 +65,16 @@ struct nx_stream {
     nx_engine *eng;      /* every event reads the snapshot flag there: one line
                           * for the whole engine, always in cache (a tenant's
                           * line is not when events of 10,000 tenants mix) */
+    /* ---- cache line 2: a quantile stream's values of the open second not
+     * yet in open.dd (already in open.m). Adding each value to the DDSketch
+     * as it comes costs two dependent misses (sketch struct, then its bin)
+     * per event; NX_QBUF_MAX values added together share the first and
+     * fetch their bins in parallel (nx_ddsketch_add_many). Anything that
+     * reads or moves open.dd drains the buffer first (stream_qdrain), and
+     * a snapshot encodes open.dd with them (the encoding is the same as if
+     * they had been added one by one). ---- */
+    double qbuf_w;       /* the weight of every buffered value */
+    double qbuf[7];      /* NX_QBUF_MAX */
     /* ---- cold ---- */
     nx_tenant *tenant;   /* read by events with a timestamp (tolerances) and
                           * bucket closes (stats, accounting) */
@@ -87,6 +97,10 @@ struct nx_stream {
 
 _Static_assert(__builtin_offsetof(struct nx_stream, eng) + sizeof(void *) <= 128,
                "what every event touches fits the stream's first two cache lines");
+#define NX_QBUF_MAX 7u
+_Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
+                   sizeof(((struct nx_stream *)0)->qbuf) == NX_QBUF_MAX * sizeof(double),
+               "the quantile buffer is the stream's third cache line");
 
 /* Closed seconds not yet folded (see the header comment). Invariants:
  * sec[0] < sec[1] < ... < sec[n-1] < the stream's open_sec; acc[0..n-1] are

@@ -37,6 +37,14 @@ int nx_ddsketch_clone(const nx_ddsketch *s, nx_ddsketch **out);
 /* Adds value with weight (> 0). NX_EINVAL for NaN/Inf. May allocate when the
  * sketch grows (amortized; no allocation once the range is covered). */
 int nx_ddsketch_add(nx_ddsketch *s, double value, double weight);
+/* Adds n values, each with the same weight: the same state as n calls of
+ * nx_ddsketch_add in order, but the bins' cache lines are fetched together
+ * (all keys first, then the adds), so one add's miss does not wait for the
+ * previous one's. NX_EINVAL (nothing added) if weight or any value is
+ * invalid. *done = how many were added (n on success; on an allocation
+ * failure, the values before the one that failed). */
+int nx_ddsketch_add_many(nx_ddsketch *s, const double *values, uint32_t n, double weight,
+                         uint32_t *done);
 /* dst += src; NX_EINVAL if alphas differ. */
 int nx_ddsketch_merge(nx_ddsketch *dst, const nx_ddsketch *src);
 /* dst -= src (src must have been merged into dst before). */

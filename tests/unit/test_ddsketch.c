@@ -421,6 +421,46 @@ static void test_reuse_shifting_ranges(void **st)
     nx_ddsketch_destroy(part);
 }
 
+/* nx_ddsketch_add_many is n adds in order: the same bins and counts, in
+ * sparse and dense stores, with negative values, zeros and collapsing (a
+ * 64-bin bound), in batches of every size up to and past its internal
+ * chunk; invalid input adds nothing. */
+static void test_add_many(void **st)
+{
+    (void)st;
+    for (uint32_t bins = 64; bins <= 2048; bins *= 32) {
+        nx_ddsketch *one, *many;
+        assert_int_equal(nx_ddsketch_create(0.01, bins, &one), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, bins, &many), 0);
+        double vals[40];
+        for (int round = 0; round < 300; round++) {
+            uint32_t n = (uint32_t)(rng() % 40);
+            double w = (round % 3) ? 1.0 : 0.25 * (double)(1 + round % 7);
+            for (uint32_t i = 0; i < n; i++) {
+                uint64_t r = rng() % 10;
+                vals[i] = r == 0 ? 0.0 : r == 1 ? -exp(3 * nrand()) : exp(4 * nrand());
+                assert_int_equal(nx_ddsketch_add(one, vals[i], w), 0);
+            }
+            uint32_t done = 99;
+            assert_int_equal(nx_ddsketch_add_many(many, vals, n, w, &done), 0);
+            assert_int_equal(done, n);
+            assert_true(nx_ddsketch_equal(one, many));
+            assert_true(nx_ddsketch_count(one) == nx_ddsketch_count(many));
+        }
+        assert_true(nx_ddsketch_collapsed(many) == (bins == 64));
+        double bad[3] = {1.0, NAN, 2.0};
+        uint32_t done = 99;
+        double before = nx_ddsketch_count(many);
+        assert_int_equal(nx_ddsketch_add_many(many, bad, 3, 1.0, &done), NX_EINVAL);
+        assert_int_equal(done, 0);
+        assert_int_equal(nx_ddsketch_add_many(many, vals, 1, 0.0, &done), NX_EINVAL);
+        assert_int_equal(nx_ddsketch_add_many(many, vals, 1, INFINITY, &done), NX_EINVAL);
+        assert_true(nx_ddsketch_count(many) == before);
+        nx_ddsketch_destroy(one);
+        nx_ddsketch_destroy(many);
+    }
+}
+
 static void test_codec(void **st)
 {
     nx_ddsketch *s;
@@ -463,7 +503,7 @@ int main(void)
         cmocka_unit_test(test_small_and_empty), cmocka_unit_test(test_weights),
         cmocka_unit_test(test_merge_union),  cmocka_unit_test(test_collapse),
         cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
-        cmocka_unit_test(test_reuse_shifting_ranges),
+        cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
