@@ -7,7 +7,9 @@
  *      older than now - late_tolerance (NX_ETOOLATE) or newer than
  *      now + future_tolerance (NX_EFUTURE); `now` is max(now_ms, the newest
  *      now_ms this stream saw) so a clock that steps back is harmless;
- *   2. sec == open_sec: update the open bucket only (the O(1) fast path);
+ *   2. sec == open_sec: update the open bucket only (the O(1) fast path; a
+ *      quantile type's value waits in the stream's qbuf and reaches the
+ *      open DDSketch with up to 6 others, stream_qdrain);
  *   3. sec > open_sec: CLOSE the open bucket — fold it once into every
  *      window's current sub-bucket, every tier's bucket and the all-time
  *      accumulator, clear it (its sketches keep their memory) — and open sec;
@@ -30,7 +32,7 @@
  *
  * Memory accounting: a stream's bytes = its struct and key + one table slot
  * + its window/tier block + every sketch it owns. It is recomputed when a
- * bucket closes (streams with sketches: every 16th second), a late event
+ * pending ring is folded (at most 8 seconds stale), a late event
  * lands, or a read moves the windows (never per in-second event), and the
  * difference goes to the tenant's stats.
  */
