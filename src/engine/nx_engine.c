@@ -991,20 +991,39 @@ static int stream_advance(nx_stream *s, int64_t sec)
     return rc ? rc : hist_advance(s, sec);
 }
 
-/* Adds a quantile stream's buffered values to its open DDSketch (see
- * nx_stream.qbuf). On an error the values not added stay buffered. */
-static int stream_qdrain(nx_stream *s)
+static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec);
+
+int nx_stream_drain(nx_stream *s)
 {
     if (!s->nqbuf)
         return 0;
     const nx_engine *e = s->eng;
-    int rc;
-    if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
-        return rc;
-    uint32_t done;
-    rc = nx_ddsketch_add_many(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
-    if (done < s->nqbuf)
-        memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(double));
+    uint32_t done = 0;
+    int rc = 0;
+    if (s->type == NX_TYPE_SET) {
+        /* every buffered member is of the open second; the registers'
+         * lines are fetched together first */
+        for (uint32_t i = 0; i < s->nqbuf; i++) {
+            if (s->shll)
+                nx_shll_prefetch(s->shll, s->hbuf[i]);
+            if (s->all.hll)
+                nx_hll_prefetch(s->all.hll, s->hbuf[i]);
+        }
+        for (; done < s->nqbuf; done++) {
+            uint64_t h = s->hbuf[done];
+            if ((rc = stream_shll_add(s, h, s->open_sec)) ||
+                (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
+                break;
+        }
+        if (done < s->nqbuf)
+            memmove(s->hbuf, s->hbuf + done, (s->nqbuf - done) * sizeof(uint64_t));
+    } else {
+        if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
+            return rc;
+        rc = nx_ddsketch_add_many(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
+        if (done < s->nqbuf)
+            memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(double));
+    }
     s->nqbuf = (uint8_t)(s->nqbuf - done);
     return rc;
 }
@@ -1014,10 +1033,10 @@ static int stream_qdrain(nx_stream *s)
 static int stream_close(nx_stream *s)
 {
     int rc;
+    if ((rc = nx_stream_drain(s)))
+        return rc; /* before the clock moves: buffered members are of open_sec */
     if (nx_acc_empty(&s->open))
         return 0;
-    if ((rc = stream_qdrain(s)))
-        return rc;
     bool fresh = s->pend == NULL;
     if ((rc = nx_stream_pend_alloc(s)))
         return rc;
@@ -1081,6 +1100,8 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
     const nx_engine *e = s->eng;
     nx_type type = (nx_type)s->type;
     int rc;
+    if ((rc = nx_stream_drain(s)))
+        return rc;
     uint64_t hash = type == NX_TYPE_SET ? XXH3_64bits(u->member, u->member_len) : 0;
     if (type == NX_TYPE_SET && (rc = stream_shll_add(s, hash, sec)))
         return rc;
@@ -1188,7 +1209,7 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         return stream_add_late(s, sec, v, w, u);
     }
     if (nx_type_has_quantiles(type)) {
-        if (s->nqbuf && (s->nqbuf == NX_QBUF_MAX || s->qbuf_w != w) && (rc = stream_qdrain(s)))
+        if (s->nqbuf && (s->nqbuf == NX_QBUF_MAX || s->qbuf_w != w) && (rc = nx_stream_drain(s)))
             return rc;
         s->qbuf[s->nqbuf++] = v;
         s->qbuf_w = w;
@@ -1197,10 +1218,15 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     }
     const nx_engine *e = s->eng; /* not s->tenant->eng: two more misses */
     if (type == NX_TYPE_SET) {
+        /* the top-k needs the member now; the two HLLs only its hash,
+         * which waits in hbuf (sec == open_sec here) */
         uint64_t h = XXH3_64bits(u->member, u->member_len);
-        if ((rc = stream_shll_add(s, h, sec)) || (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
+        if (s->nqbuf == NX_QBUF_MAX && (rc = nx_stream_drain(s)))
             return rc;
-        return nx_acc_add_member_counts(&s->open, &e->ap, h, u->member, u->member_len, w);
+        if ((rc = nx_acc_add_member_counts(&s->open, &e->ap, h, u->member, u->member_len, w)))
+            return rc;
+        s->hbuf[s->nqbuf++] = h;
+        return 0;
     }
     return nx_acc_add(&s->open, &e->ap, type, v, w, u->member, u->member_len);
 }
@@ -1219,6 +1245,8 @@ static int stream_sync(nx_stream *s, int64_t now_ms)
     int rc;
     if (s->open_sec == INT64_MIN)
         return 0; /* never saw an event: nothing to move */
+    if ((rc = nx_stream_drain(s)))
+        return rc;
     if ((rc = stream_tick(s, sec)))
         return rc;
     if ((rc = stream_advance(s, s->open_sec)))
@@ -1269,8 +1297,6 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
             rc = window_read_feeders(s, (uint32_t)widx, &a);
         start_ms = nx_window_start_sec(&s->win[widx]) * 1000;
     }
-    if (!rc)
-        rc = stream_qdrain(s);
     if (!rc)
         rc = nx_acc_merge(&a, &s->open, &e->ap);
     if (!rc && widx >= 0 && s->shll && a.m.count > 0) {

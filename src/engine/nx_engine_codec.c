@@ -72,7 +72,6 @@
 
 #include "common/nx_codec.h"
 #include "engine/nx_engine_int.h"
-#include "sketch/nx_ddsketch.h"
 #include "sketch/nx_hll.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
@@ -81,23 +80,8 @@
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
  * encode equally. */
-static int open_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
+static int open_encode(const nx_acc *open, nx_buf *out)
 {
-    const nx_acc *open = &s->open;
-    if (s->nqbuf) {
-        /* values still buffered (nx_stream.qbuf): encode the sketch they
-         * make, the same bytes as if they had been added one by one */
-        nx_acc with = *open;
-        uint32_t done;
-        int rc = open->dd ? nx_ddsketch_clone(open->dd, &with.dd)
-                          : nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &with.dd);
-        if (!rc)
-            rc = nx_ddsketch_add_many(with.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
-        if (!rc)
-            rc = nx_acc_encode(&with, out);
-        nx_ddsketch_destroy(with.dd);
-        return rc;
-    }
     if (!nx_acc_empty(open))
         return nx_acc_encode(open, out);
     nx_acc bare = *open;
@@ -107,14 +91,19 @@ static int open_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
     return nx_acc_encode(&bare, out);
 }
 
-static int stream_encode(const nx_engine *e, const nx_stream *s, nx_buf *out)
+/* Drains the stream's open-second buffer first (nx_stream.qbuf): that
+ * changes how the state is held, not the state, so an engine encoded as
+ * `const` is still the same engine. */
+static int stream_encode(const nx_engine *e, nx_stream *s, nx_buf *out)
 {
-    int rc;
+    int rc = nx_stream_drain(s);
+    if (rc)
+        return rc;
     if ((rc = nx_buf_bytes(out, s->key, s->key_len)) || (rc = nx_buf_u8(out, s->type)) ||
         (rc = nx_buf_svar(out, s->open_sec)) || (rc = nx_buf_svar(out, s->max_now_ms)) ||
         (rc = nx_buf_svar(out, s->last_update_ms)) || (rc = nx_buf_svar(out, s->first_ts)) ||
         (rc = nx_buf_uvar(out, s->events)) || (rc = nx_buf_f64(out, s->last)) || (rc = nx_buf_svar(out, s->last_ts)) ||
-        (rc = open_encode(e, s, out)) || (rc = nx_acc_encode(&s->all, out)))
+        (rc = open_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)))
         return rc;
     if (s->type == NX_TYPE_SET) {
         if ((rc = nx_buf_u8(out, s->shll ? 1 : 0)) ||

@@ -65,16 +65,23 @@ struct nx_stream {
     nx_engine *eng;      /* every event reads the snapshot flag there: one line
                           * for the whole engine, always in cache (a tenant's
                           * line is not when events of 10,000 tenants mix) */
-    /* ---- cache line 2: a quantile stream's values of the open second not
-     * yet in open.dd (already in open.m). Adding each value to the DDSketch
-     * as it comes costs two dependent misses (sketch struct, then its bin)
-     * per event; NX_QBUF_MAX values added together share the first and
-     * fetch their bins in parallel (nx_ddsketch_add_many). Anything that
-     * reads or moves open.dd drains the buffer first (stream_qdrain), and
-     * a snapshot encodes open.dd with them (the encoding is the same as if
-     * they had been added one by one). ---- */
-    double qbuf_w;       /* the weight of every buffered value */
-    double qbuf[7];      /* NX_QBUF_MAX */
+    /* ---- cache line 2: what events of the open second left for later.
+     * Quantile types: values not yet in open.dd (already in open.m).
+     * Adding each value to the DDSketch as it comes costs two dependent
+     * misses (sketch struct, then its bin) per event; NX_QBUF_MAX values
+     * added together share the first and fetch their bins in parallel
+     * (nx_ddsketch_add_many). Sets: member hashes not yet in the sliding
+     * HLL and all-time's HLL (already in open's top-k), likewise added
+     * together. Anything that reads or moves open.dd, the sliding HLL or
+     * all-time, or changes the clock, drains the buffer first
+     * (nx_stream_drain); so does a snapshot encoding the stream (a change
+     * of representation, not of state: the bytes are those one-by-one
+     * adds give). ---- */
+    double qbuf_w;       /* quantile types: the weight of every buffered value */
+    union {
+        double qbuf[7];  /* NX_QBUF_MAX values (quantile types) */
+        uint64_t hbuf[7];/* NX_QBUF_MAX member hashes (sets) */
+    };
     /* ---- cold ---- */
     nx_tenant *tenant;   /* read by events with a timestamp (tolerances) and
                           * bucket closes (stats, accounting) */
@@ -101,6 +108,11 @@ _Static_assert(__builtin_offsetof(struct nx_stream, eng) + sizeof(void *) <= 128
 _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
                    sizeof(((struct nx_stream *)0)->qbuf) == NX_QBUF_MAX * sizeof(double),
                "the quantile buffer is the stream's third cache line");
+
+/* Adds what the stream's open-second buffer holds (qbuf / hbuf) to its
+ * sketches. On an error the entries not added stay buffered (adding one
+ * again is harmless: HLL adds are idempotent). */
+int nx_stream_drain(nx_stream *s);
 
 /* Closed seconds not yet folded (see the header comment). Invariants:
  * sec[0] < sec[1] < ... < sec[n-1] < the stream's open_sec; acc[0..n-1] are

@@ -247,6 +247,17 @@ int nx_hll_add_hash(nx_hll *h, uint64_t hash)
     return nx_hll_raise(h, idx, rank);
 }
 
+void nx_hll_prefetch(const nx_hll *h, uint64_t hash)
+{
+    uint32_t idx;
+    uint8_t rank;
+    nx_hll_split(h->p, hash, &idx, &rank);
+    if (h->dense)
+        __builtin_prefetch(h->regs + (idx * 6 >> 3), 1);
+    else if (h->cap)
+        __builtin_prefetch(h->sparse + (idx & (h->cap - 1)), 1);
+}
+
 uint8_t nx_hll_register(const nx_hll *h, uint32_t idx)
 {
     if (idx >= h->m)

@@ -25,6 +25,9 @@ void nx_hll_clear(nx_hll *h);
 int nx_hll_clone(const nx_hll *h, nx_hll **out);
 int nx_hll_add(nx_hll *h, const void *member, size_t len);
 int nx_hll_add_hash(nx_hll *h, uint64_t hash);
+/* Hint: prefetches the cache line nx_hll_add_hash(h, hash) will touch
+ * (batch adds issue every hint first, then the adds). */
+void nx_hll_prefetch(const nx_hll *h, uint64_t hash);
 /* The register index and rank nx_hll_add_hash derives from a hash: the top
  * p bits; 1 + the leading zeros of the rest (64 - p + 1 when all zero). */
 static inline void nx_hll_split(uint8_t p, uint64_t hash, uint32_t *idx, uint8_t *rank)

@@ -391,6 +391,17 @@ int nx_shll_add_hash(nx_shll *s, uint64_t hash, int64_t sec, int64_t now)
     return nx_shll_raise(s, idx, rank, sec, now);
 }
 
+void nx_shll_prefetch(const nx_shll *s, uint64_t hash)
+{
+    uint32_t idx;
+    uint8_t rank;
+    nx_hll_split(s->p, hash, &idx, &rank);
+    if (s->head)
+        __builtin_prefetch(s->head + idx, 1);
+    else if (s->cap)
+        __builtin_prefetch(s->t + home(s, idx), 1);
+}
+
 int nx_shll_read(const nx_shll *s, int64_t from, int64_t now, nx_hll *out)
 {
     if (nx_hll_precision(out) != s->p)

@@ -63,6 +63,9 @@ void nx_shll_destroy(nx_shll *s);
 /* Adds a member hash (XXH3, as nx_hll_add_hash) seen at second `sec`
  * (sec <= now; older than the horizon: ignored). */
 int nx_shll_add_hash(nx_shll *s, uint64_t hash, int64_t sec, int64_t now);
+/* Hint: prefetches the cache line nx_shll_add_hash(s, hash, ...) reads
+ * first (the register's head, or its probe run's start). */
+void nx_shll_prefetch(const nx_shll *s, uint64_t hash);
 /* Adds (register idx, rank) at second `sec` (decoders, migrations). */
 int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t now);
 /* out := out max-merged with the HLL of everything added at a second in

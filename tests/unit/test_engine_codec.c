@@ -284,51 +284,77 @@ static void test_engine_pending_roundtrip(void **st)
 
 
 /* A quantile stream buffers up to NX_QBUF_MAX values of its open second
- * before they reach its DDSketch (nx_stream.qbuf). Whatever is buffered —
- * none, some, a full buffer, a change of weight that drains it — a
- * snapshot encodes exactly what one-by-one adds would have made (encode ==
- * encode(decode(encode))), and reads of the original and the decoded
- * engine agree and see every value. */
+ * before they reach its DDSketch, a set stream as many member hashes before
+ * they reach its HLLs (nx_stream.qbuf / hbuf). Whatever is buffered — none,
+ * some, a full buffer, a change of weight that drains it — a snapshot
+ * encodes exactly what one-by-one adds would have made (encode ==
+ * encode(decode(encode))), reads of the original and the decoded engine
+ * agree and see every event, and a late event after them lands too. */
+static void qbuf_case(nx_type type, int n)
+{
+    nx_engine *a;
+    assert_int_equal(nx_engine_create(NULL, &a), 0);
+    nx_tenant *t;
+    assert_int_equal(nx_engine_tenant(a, "q", 1, &t), 0);
+    nx_stream *s;
+    assert_int_equal(nx_tenant_stream(t, "lat", 3, type, &s), 0);
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    char member[16];
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        u.value = (i % 5 == 4) ? -(double)i : 1.5 * (double)(i + 1);
+        u.weight = (i / 3) % 2 ? 0.5 : 1.0; /* runs of 3: the weight changes */
+        u.member_len = (uint32_t)snprintf(member, sizeof member, "m%d", i % 11);
+        u.member = member;
+        total += u.weight;
+        assert_int_equal(nx_stream_update(s, &u, T0 + 7000 + i), 0);
+    }
+    nx_buf buf = {0}, buf2 = {0};
+    assert_int_equal(nx_engine_encode(a, &buf), 0);
+    nx_engine *b = NULL;
+    assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), 0);
+    assert_int_equal(nx_engine_encode(b, &buf2), 0);
+    assert_int_equal(buf.len, buf2.len);
+    assert_memory_equal(buf.data, buf2.data, buf.len);
+    nx_stream *d = nx_tenant_stream_find(nx_engine_tenant_find(b, "q", 1), "lat", 3);
+    assert_non_null(d);
+    /* one more event, late (an earlier second), into both */
+    u.value = 3.25;
+    u.weight = 1;
+    u.member = "late";
+    u.member_len = 4;
+    u.ts_ms = T0 + 5000;
+    assert_int_equal(nx_stream_update(s, &u, T0 + 7100), 0);
+    assert_int_equal(nx_stream_update(d, &u, T0 + 7100), 0);
+    total += 1;
+    static const uint32_t windows[] = {10, 60, NX_WINDOW_ALL};
+    for (size_t w = 0; w < 3; w++) {
+        nx_summary sa, sb;
+        assert_int_equal(nx_stream_read(s, windows[w], T0 + 7500, &sa), 0);
+        assert_int_equal(nx_stream_read(d, windows[w], T0 + 7500, &sb), 0);
+        summary_equal(&sa, &sb);
+        assert_true(sa.count == total);
+        if (type == NX_TYPE_SET)
+            assert_true(fabs(nx_summary_distinct(&sa) - (n < 11 ? n + 1 : 12)) < 0.5);
+        else
+            assert_true(sa.dd && nx_ddsketch_count(sa.dd) == total);
+        nx_summary_free(&sa);
+        nx_summary_free(&sb);
+    }
+    nx_buf_free(&buf);
+    nx_buf_free(&buf2);
+    nx_engine_destroy(a);
+    nx_engine_destroy(b);
+}
+
 static void test_engine_qbuf_roundtrip(void **st)
 {
     (void)st;
     static const int counts[] = {1, 2, 6, 7, 8, 14, 15, 23};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
-        nx_engine *a;
-        assert_int_equal(nx_engine_create(NULL, &a), 0);
-        nx_tenant *t;
-        assert_int_equal(nx_engine_tenant(a, "q", 1, &t), 0);
-        nx_stream *s;
-        assert_int_equal(nx_tenant_stream(t, "lat", 3, NX_TYPE_DISTRIBUTION, &s), 0);
-        nx_update u;
-        memset(&u, 0, sizeof(u));
-        double total = 0;
-        for (int i = 0; i < counts[c]; i++) {
-            u.value = (i % 5 == 4) ? -(double)i : 1.5 * (double)(i + 1);
-            u.weight = (i / 3) % 2 ? 0.5 : 1.0; /* runs of 3: the weight changes */
-            total += u.weight;
-            assert_int_equal(nx_stream_update(s, &u, T0 + 7000 + i), 0);
-        }
-        nx_buf buf = {0}, buf2 = {0};
-        assert_int_equal(nx_engine_encode(a, &buf), 0);
-        nx_engine *b = NULL;
-        assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), 0);
-        assert_int_equal(nx_engine_encode(b, &buf2), 0);
-        assert_int_equal(buf.len, buf2.len);
-        assert_memory_equal(buf.data, buf2.data, buf.len);
-        nx_summary sa, sb;
-        assert_int_equal(nx_stream_read(s, 10, T0 + 7500, &sa), 0);
-        nx_stream *d = nx_tenant_stream_find(nx_engine_tenant_find(b, "q", 1), "lat", 3);
-        assert_non_null(d);
-        assert_int_equal(nx_stream_read(d, 10, T0 + 7500, &sb), 0);
-        summary_equal(&sa, &sb);
-        assert_true(sa.count == total && sa.dd && nx_ddsketch_count(sa.dd) == total);
-        nx_summary_free(&sa);
-        nx_summary_free(&sb);
-        nx_buf_free(&buf);
-        nx_buf_free(&buf2);
-        nx_engine_destroy(a);
-        nx_engine_destroy(b);
+        qbuf_case(NX_TYPE_DISTRIBUTION, counts[c]);
+        qbuf_case(NX_TYPE_SET, counts[c]);
     }
 }
 
