@@ -9,7 +9,8 @@
  *      now_ms this stream saw) so a clock that steps back is harmless;
  *   2. sec == open_sec: update the open bucket only (the O(1) fast path; a
  *      quantile type's value waits in the stream's qbuf and reaches the
- *      open DDSketch with up to 6 others, stream_qdrain);
+ *      open DDSketch with up to 6 others, a set member's hash likewise
+ *      reaches the two HLLs: nx_stream_drain);
  *   3. sec > open_sec: CLOSE the open bucket — fold it once into every
  *      window's current sub-bucket, every tier's bucket and the all-time
  *      accumulator, clear it (its sketches keep their memory) — and open sec;
@@ -1015,15 +1016,14 @@ int nx_stream_drain(nx_stream *s)
                 (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
                 break;
         }
-        if (done < s->nqbuf)
-            memmove(s->hbuf, s->hbuf + done, (s->nqbuf - done) * sizeof(uint64_t));
     } else {
         if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
             return rc;
         rc = nx_ddsketch_add_many(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
-        if (done < s->nqbuf)
-            memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(double));
     }
+    /* what was not added moves to the front (hbuf and qbuf share storage) */
+    if (done < s->nqbuf)
+        memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
     s->nqbuf = (uint8_t)(s->nqbuf - done);
     return rc;
 }

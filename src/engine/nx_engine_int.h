@@ -52,7 +52,7 @@ struct nx_stream {
     /* ---- cache line 0: the in-second fast path ---- */
     int64_t open_sec;    /* second of the open bucket = the stream clock; INT64_MIN: none */
     uint8_t type;        /* nx_type */
-    uint8_t nqbuf;       /* quantile types: values in qbuf */
+    uint8_t nqbuf;       /* entries in qbuf (quantile types) / hbuf (sets) */
     uint16_t key_len;
     uint32_t snap_epoch; /* != its tenant's snap_epoch while a snapshot is being
                           * encoded: still due in it (nx_engine_snap) */

@@ -647,22 +647,6 @@ int nx_ddsketch_clone(const nx_ddsketch *s, nx_ddsketch **out)
     return 0;
 }
 
-int nx_ddsketch_add(nx_ddsketch *s, double value, double weight)
-{
-    if (!isfinite(value) || !isfinite(weight) || !(weight > 0))
-        return NX_EINVAL;
-    int rc = 0;
-    if (value >= NX_DD_MIN_INDEXABLE)
-        rc = store_add(&s->pos, s->max_bins, dd_key(s, value), weight, &s->collapsed);
-    else if (value <= -NX_DD_MIN_INDEXABLE)
-        rc = store_add(&s->neg, s->max_bins, dd_key(s, -value), weight, &s->collapsed);
-    else
-        s->zero += weight;
-    if (rc == 0)
-        s->count += weight;
-    return rc;
-}
-
 /* Prefetches the dense bin key k of st would take (nothing for a sparse
  * store or a key outside the array: the add's slow path handles those). */
 static inline void store_prefetch(const dd_store *st, int32_t k)
@@ -710,6 +694,12 @@ int nx_ddsketch_add_many(nx_ddsketch *s, const double *values, uint32_t n, doubl
         }
     }
     return 0;
+}
+
+int nx_ddsketch_add(nx_ddsketch *s, double value, double weight)
+{
+    uint32_t done;
+    return nx_ddsketch_add_many(s, &value, 1, weight, &done);
 }
 
 /* Sketches with different max_bins merge under dst's bound. */
