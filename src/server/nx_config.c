@@ -5,7 +5,10 @@
  * and --help agree by construction.
  */
 #include "server/nx_config.h"
+#include "server/nx_listener.h"
 #include "server/nx_log.h"
+
+#include <netinet/in.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -357,6 +360,52 @@ int nx_config_load_file(nx_config *c, const char *path, char *err, size_t errlen
     return rc;
 }
 
+/* Whether two listen addresses take the same port: equal, or one a wildcard
+ * of the same family. Port 0 (any free port) never clashes. */
+static int addr_clash(const char *a, const char *b)
+{
+    struct sockaddr_storage x, y;
+    socklen_t xl, yl;
+    if (!a[0] || !b[0] || nx_addr_parse(a, &x, &xl) || nx_addr_parse(b, &y, &yl) ||
+        x.ss_family != y.ss_family)
+        return 0; /* off, or a bad address the listener itself reports */
+    if (x.ss_family == AF_INET) {
+        const struct sockaddr_in *p = (const void *)&x, *q = (const void *)&y;
+        return p->sin_port && p->sin_port == q->sin_port &&
+               (p->sin_addr.s_addr == q->sin_addr.s_addr || p->sin_addr.s_addr == htonl(INADDR_ANY) ||
+                q->sin_addr.s_addr == htonl(INADDR_ANY));
+    }
+    const struct sockaddr_in6 *p = (const void *)&x, *q = (const void *)&y;
+    return p->sin6_port && p->sin6_port == q->sin6_port &&
+           (!memcmp(&p->sin6_addr, &q->sin6_addr, sizeof(p->sin6_addr)) ||
+            !memcmp(&p->sin6_addr, &in6addr_any, sizeof(in6addr_any)) ||
+            !memcmp(&q->sin6_addr, &in6addr_any, sizeof(in6addr_any)));
+}
+
+/* Two listeners of one protocol on one port would not fail to bind: every
+ * group sets SO_REUSEPORT, so the kernel would quietly split the traffic
+ * between them (NXB frames read as StatsD lines, and no acks). Refused. */
+int nx_config_check_listeners(const nx_config *c, char *err, size_t errlen)
+{
+    struct {
+        const char *flag, *addr;
+    } tcp[] = {{"http", c->http}, {"statsd-tcp", c->statsd_tcp}, {"nxb-tcp", c->nxb_tcp}},
+      udp[] = {{"statsd-udp", c->statsd_udp}, {"nxb-udp", c->nxb_udp}};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = i + 1; j < 3; j++)
+            if (addr_clash(tcp[i].addr, tcp[j].addr)) {
+                snprintf(err, errlen, "--%s %s and --%s %s share a TCP port; give each its own",
+                         tcp[i].flag, tcp[i].addr, tcp[j].flag, tcp[j].addr);
+                return NX_EINVAL;
+            }
+    if (addr_clash(udp[0].addr, udp[1].addr)) {
+        snprintf(err, errlen, "--%s %s and --%s %s share a UDP port; give each its own",
+                 udp[0].flag, udp[0].addr, udp[1].flag, udp[1].addr);
+        return NX_EINVAL;
+    }
+    return 0;
+}
+
 int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t errlen)
 {
     /* pass 1: --config and --help */
@@ -423,5 +472,5 @@ int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t 
         if (rc)
             return rc;
     }
-    return 0;
+    return nx_config_check_listeners(c, err, errlen);
 }

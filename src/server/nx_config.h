@@ -77,11 +77,16 @@ int nx_config_set(nx_config *c, const char *key, const char *value, char *err, s
 int nx_config_load_file(nx_config *c, const char *path, char *err, size_t errlen);
 /*
  * Parses argv: loads --config FILE first (wherever it is), then applies the
- * other flags ("--key value" or "--key=value"). Returns 0, 1 when --help or
- * --version was asked (usage printed), or NX_EINVAL (message in err).
+ * other flags ("--key value" or "--key=value"), then checks the listeners
+ * (nx_config_check_listeners). Returns 0, 1 when --help or --version was
+ * asked (usage printed), or NX_EINVAL (message in err).
  */
 int nx_config_parse_args(nx_config *c, int argc, char **argv, char *err, size_t errlen);
 void nx_config_usage(const char *prog);
+/* NX_EINVAL (message in err) when two listeners of one protocol share a port
+ * (same address, or one a wildcard): with SO_REUSEPORT both would bind and
+ * the kernel would split the traffic between them. */
+int nx_config_check_listeners(const nx_config *c, char *err, size_t errlen);
 /* The entry of NXB tenant num, or NULL. */
 const nx_nxb_tenant_cfg *nx_config_nxb_tenant(const nx_config *c, uint32_t num);
 

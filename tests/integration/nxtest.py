@@ -33,13 +33,19 @@ def binary(name):
     return path
 
 
+_HANDED_OUT = set()
+
+
 def free_port(udp_too=True):
-    """A port free for TCP (and UDP when udp_too) on 127.0.0.1."""
+    """A port free for TCP (and UDP when udp_too) on 127.0.0.1, and never one
+    this process handed out before: the probe socket is closed on return, so
+    the kernel may offer the same port again, and two nexusd listeners on one
+    port would split its traffic (nexusd now refuses that at start)."""
     for _ in range(200):
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         t.bind(("127.0.0.1", 0))
         port = t.getsockname()[1]
-        ok = True
+        ok = port not in _HANDED_OUT
         if udp_too:
             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
@@ -49,6 +55,7 @@ def free_port(udp_too=True):
             u.close()
         t.close()
         if ok:
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free port")
 

@@ -80,6 +80,21 @@ class Cli(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot connect", p.stderr.decode())
 
+    def test_nexusd_refuses_listeners_sharing_a_port(self):
+        # every listener group sets SO_REUSEPORT, so a clash would bind and
+        # quietly split the port's traffic; nexusd must refuse it up front
+        port = nxtest.free_port(udp_too=True)
+        cases = [("--statsd-tcp", "--nxb-tcp", "TCP"), ("--statsd-udp", "--nxb-udp", "UDP"),
+                 ("--http", "--statsd-tcp", "TCP")]
+        for a, b, proto in cases:
+            args = [nxtest.binary("nexusd"), "--data-dir", "/nonexistent/never-created",
+                    a, "127.0.0.1:%d" % port, b, "0.0.0.0:%d" % port]
+            p = subprocess.run(args, capture_output=True, text=True, timeout=20)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("%s 127.0.0.1:%d and %s 0.0.0.0:%d share a %s port" % (a, port, b, port, proto),
+                          p.stderr)
+            self.assertFalse(os.path.exists("/nonexistent/never-created"))
+
 
 if __name__ == "__main__":
     unittest.main()

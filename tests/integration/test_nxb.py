@@ -163,7 +163,7 @@ class TestNxb(unittest.TestCase):
         r = nxtest.rng(2)
         vals = [r.randint(1, 900) for _ in range(2000)]
         bs = timer_batches(2, "t.lat", vals, per=100, seq0=1000)
-        s = socket.create_connection(("127.0.0.1", self.d.nxb_port))
+        s = socket.create_connection(("127.0.0.1", self.d.nxb_port), timeout=30)
         s.sendall(b"".join(bs))  # pipelined
         acks = [parse_ack(recv_exact(s, 32)) for _ in bs]
         s.close()
@@ -186,7 +186,7 @@ class TestNxb(unittest.TestCase):
             (batch(99, 16, [("c", "m.ok")], [(0, 1)]), "unknown_tenant"),
         ]
         rej0 = self.d.rejected()
-        s = socket.create_connection(("127.0.0.1", self.d.nxb_port))
+        s = socket.create_connection(("127.0.0.1", self.d.nxb_port), timeout=30)
         seq = 100
         for frame, reason in cases:
             s.sendall(frame + good(seq, 2))
@@ -372,7 +372,7 @@ class TestModesAgree(unittest.TestCase):
         self.assertEqual(got, 100.0 * (50 - dropped))
         self.assertLessEqual(got, 500 + 500 * 5)
         # TCP: an over-quota batch is acked with 100 + 5 (NX_EQUOTA)
-        s = socket.create_connection(("127.0.0.1", d.nxb_port))
+        s = socket.create_connection(("127.0.0.1", d.nxb_port), timeout=30)
         s.sendall(batch(2, 77, [("c", "uq")], [(0, 1)] * 5000))
         self.assertEqual(parse_ack(recv_exact(s, 32))[:4:3], (105, 77))
         s.close()
