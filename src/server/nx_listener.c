@@ -91,6 +91,34 @@ fail:;
     return NX_EIO;
 }
 
+/* SO_REUSEPORT lets any process of the same user join a group on our port
+ * and take a share of its traffic (a second nexusd started by mistake, say).
+ * Before building a group, a probe without SO_REUSEPORT binds the address:
+ * EADDRINUSE means someone holds it. The TCP probe sets SO_REUSEADDR, so only
+ * a listener (not a TIME_WAIT connection) counts; the UDP one sets nothing.
+ * Port 0 is not probed. Returns 0 when free, NX_EIO (logged) when taken. */
+static int probe_free(const char *addr, int type)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (nx_addr_parse(addr, &ss, &sl) != 0)
+        return 0; /* make_socket reports it */
+    if (((struct sockaddr_in *)&ss)->sin_port == 0) /* same offset in sockaddr_in6 */
+        return 0;
+    int fd = socket(ss.ss_family, type | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int one = 1;
+    if (type == SOCK_STREAM)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    int taken = bind(fd, (struct sockaddr *)&ss, sl) < 0 && errno == EADDRINUSE;
+    close(fd);
+    if (taken)
+        nx_log(NX_LOG_ERROR, "cannot open listener: address already in use (another process?)",
+               "addr=\"%s\" proto=%s", addr, type == SOCK_STREAM ? "tcp" : "udp");
+    return taken ? NX_EIO : 0;
+}
+
 static void set_rcvbuf(int fd, uint32_t rcvbuf)
 {
     if (!rcvbuf)
@@ -102,6 +130,8 @@ static void set_rcvbuf(int fd, uint32_t rcvbuf)
 
 int nx_listener_udp_group(const char *addr, int n, uint32_t rcvbuf, int *fds)
 {
+    if (probe_free(addr, SOCK_DGRAM))
+        return NX_EIO;
     for (int i = 0; i < n; i++) {
         int rc = make_socket(addr, SOCK_DGRAM, 1, &fds[i]);
         if (rc) {
@@ -118,6 +148,8 @@ int nx_listener_udp_group(const char *addr, int n, uint32_t rcvbuf, int *fds)
 
 int nx_listener_tcp_group(const char *addr, int n, int *fds)
 {
+    if (probe_free(addr, SOCK_STREAM))
+        return NX_EIO;
     for (int i = 0; i < n; i++) {
         int rc = make_socket(addr, SOCK_STREAM, 1, &fds[i]);
         if (rc) {

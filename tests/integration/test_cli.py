@@ -2,7 +2,10 @@
 (table and --json), streams, stats, top --once, errors."""
 import json
 import os
+import shutil
+import socket
 import subprocess
+import tempfile
 import unittest
 
 import nxtest
@@ -94,6 +97,28 @@ class Cli(unittest.TestCase):
             self.assertIn("%s 127.0.0.1:%d and %s 0.0.0.0:%d share a %s port" % (a, port, b, port, proto),
                           p.stderr)
             self.assertFalse(os.path.exists("/nonexistent/never-created"))
+
+    def test_nexusd_refuses_a_port_another_process_holds(self):
+        # a foreign SO_REUSEPORT socket of the same user would otherwise join
+        # nexusd's group and take a share of the port's traffic
+        for typ, flag, proto in ((socket.SOCK_STREAM, "--nxb-tcp", "tcp"),
+                                 (socket.SOCK_DGRAM, "--statsd-udp", "udp")):
+            with socket.socket(socket.AF_INET, typ) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                s.bind(("127.0.0.1", 0))
+                if typ == socket.SOCK_STREAM:
+                    s.listen()
+                port = s.getsockname()[1]
+                tmp = tempfile.mkdtemp(prefix="nxtest-")
+                self.addCleanup(shutil.rmtree, tmp, True)
+                args = [nxtest.binary("nexusd"), "--data-dir", os.path.join(tmp, "data"),
+                        "--http", "127.0.0.1:%d" % nxtest.free_port(False), "--statsd-udp", "off",
+                        "--statsd-tcp", "off", "--nxb-udp", "off", "--nxb-tcp", "off",
+                        flag, "127.0.0.1:%d" % port]
+                p = subprocess.run(args, capture_output=True, text=True, timeout=60)
+                self.assertEqual(p.returncode, 1, p.stderr[-3000:])
+                self.assertIn('address already in use (another process?)" addr="127.0.0.1:%d" proto=%s'
+                              % (port, proto), p.stderr)
 
 
 if __name__ == "__main__":
