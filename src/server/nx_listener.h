@@ -11,7 +11,9 @@
  * size is not clamped to net.core.rmem_max).
  *
  * TCP ingest is also a reuseport group (one listening socket per shard, the
- * kernel balances connections). Addresses are "HOST:PORT" with a numeric
+ * kernel balances connections). Before a group is built its address is
+ * probed with a plain bind: SO_REUSEPORT would let another process of the
+ * same user share the port, so one already held fails with NX_EIO (logged). Addresses are "HOST:PORT" with a numeric
  * IPv4 host, "[IPv6]:PORT", or "*:PORT" / ":PORT" for any address.
  */
 #ifndef NX_LISTENER_H
