@@ -139,6 +139,23 @@ static void gen(bev *ev, size_t n, nx_type type)
 #define POOL_MAX (16u << 20)
 static size_t pool_n;
 
+/* NX_BENCH_PERF_CTL=FIFO: "enable" / "disable" are written to a perf
+ * control fifo around each timed update loop, so that
+ *   mkfifo /tmp/ctl; NX_BENCH_PERF_CTL=/tmp/ctl perf record -D -1 \
+ *       --control fifo:/tmp/ctl bench_engine
+ * profiles the timed loops and not the warm-up. */
+static void perf_ctl(const char *cmd)
+{
+    const char *path = getenv("NX_BENCH_PERF_CTL");
+    if (!path)
+        return;
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "%s\n", cmd);
+        fclose(f);
+    }
+}
+
 /* Runs events [from, to) with now advancing; returns seconds. */
 static double run(nx_stream **ss, const bev *ev, size_t from, size_t to, int64_t base_ms)
 {
@@ -217,7 +234,9 @@ static void bench_type(nx_type type, const char *name, double timed_s)
     }
     base += (int64_t)WARM_S * 1000;
     run(ss, ev, 0, warm, base);
+    perf_ctl("enable");
     double dt = run(ss, ev, warm, nev, base);
+    perf_ctl("disable");
     printf("%s_updates %.2f Mupdates/s/core\n", name, (double)(nev - warm) / dt / 1e6);
     int64_t end = base + (int64_t)nev * 1000 / EVENTS_PER_SEC;
     read_cost(type == NX_TYPE_COUNTER ? "1m_counter" : type == NX_TYPE_SET ? "1m_set" : "1m_distribution",

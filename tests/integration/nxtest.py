@@ -226,7 +226,7 @@ class Nexusd:
     def send_tcp(self, chunks, pause=0.0):
         if isinstance(chunks, (bytes, str)):
             chunks = [chunks]
-        s = socket.create_connection(("127.0.0.1", self.statsd_port))
+        s = socket.create_connection(("127.0.0.1", self.statsd_port), timeout=30)
         for c in chunks:
             s.sendall(c.encode() if isinstance(c, str) else c)
             if pause:
