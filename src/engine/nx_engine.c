@@ -8,9 +8,10 @@
  *      now + future_tolerance (NX_EFUTURE); `now` is max(now_ms, the newest
  *      now_ms this stream saw) so a clock that steps back is harmless;
  *   2. sec == open_sec: update the open bucket only (the O(1) fast path; a
- *      quantile type's value waits in the stream's qbuf and reaches the
- *      open DDSketch with up to 6 others, a set member's hash likewise
- *      reaches the two HLLs: nx_stream_drain);
+ *      quantile type's value is mapped to its bin, which waits in the
+ *      stream's qbuf and reaches the open DDSketch with up to 13 others; a
+ *      set member's hash likewise reaches the two HLLs with up to 6 others:
+ *      nx_stream_drain);
  *   3. sec > open_sec: CLOSE the open bucket — fold it once into every
  *      window's current sub-bucket, every tier's bucket and the all-time
  *      accumulator, clear it (its sketches keep their memory) — and open sec;
@@ -239,6 +240,7 @@ int nx_engine_create(const nx_engine_config *cfg, nx_engine **out)
         return NX_ENOMEM;
     e->cfg = *cfg;
     e->ap.alpha = cfg->alpha;
+    e->dd_inv_ln_gamma = nx_ddsketch_inv_ln_gamma(cfg->alpha);
     e->ap.dd_max_bins = cfg->ddsketch_max_bins;
     e->ap.hll_precision = cfg->hll_precision;
     e->ap.topk_capacity = cfg->topk_capacity;
@@ -1019,11 +1021,15 @@ int nx_stream_drain(nx_stream *s)
     } else {
         if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
             return rc;
-        rc = nx_ddsketch_add_many(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
+        rc = nx_ddsketch_add_packed(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
     }
-    /* what was not added moves to the front (hbuf and qbuf share storage) */
-    if (done < s->nqbuf)
-        memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
+    /* what was not added moves to the front */
+    if (done < s->nqbuf) {
+        if (s->type == NX_TYPE_SET)
+            memmove(s->hbuf, s->hbuf + done, (s->nqbuf - done) * sizeof(s->hbuf[0]));
+        else
+            memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
+    }
     s->nqbuf = (uint8_t)(s->nqbuf - done);
     return rc;
 }
@@ -1211,7 +1217,7 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     if (nx_type_has_quantiles(type)) {
         if (s->nqbuf && (s->nqbuf == NX_QBUF_MAX || s->qbuf_w != w) && (rc = nx_stream_drain(s)))
             return rc;
-        s->qbuf[s->nqbuf++] = v;
+        s->qbuf[s->nqbuf++] = nx_ddsketch_pack(s->eng->dd_inv_ln_gamma, v);
         s->qbuf_w = w;
         nx_moments_add(&s->open.m, v, w);
         return 0;
@@ -1221,7 +1227,7 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         /* the top-k needs the member now; the two HLLs only its hash,
          * which waits in hbuf (sec == open_sec here) */
         uint64_t h = XXH3_64bits(u->member, u->member_len);
-        if (s->nqbuf == NX_QBUF_MAX && (rc = nx_stream_drain(s)))
+        if (s->nqbuf == NX_HBUF_MAX && (rc = nx_stream_drain(s)))
             return rc;
         if ((rc = nx_acc_add_member_counts(&s->open, &e->ap, h, u->member, u->member_len, w)))
             return rc;

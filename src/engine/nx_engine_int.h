@@ -66,11 +66,12 @@ struct nx_stream {
                           * for the whole engine, always in cache (a tenant's
                           * line is not when events of 10,000 tenants mix) */
     /* ---- cache line 2: what events of the open second left for later.
-     * Quantile types: values not yet in open.dd (already in open.m).
-     * Adding each value to the DDSketch as it comes costs two dependent
-     * misses (sketch struct, then its bin) per event; NX_QBUF_MAX values
-     * added together share the first and fetch their bins in parallel
-     * (nx_ddsketch_add_many). Sets: member hashes not yet in the sliding
+     * Quantile types: the bins (nx_ddsketch_pack: key and sign, 4 bytes,
+     * mapped with the engine's alpha when the event comes) of values not
+     * yet in open.dd (already in open.m). Adding each value to the DDSketch
+     * as it comes costs two dependent misses (sketch struct, then its bin)
+     * per event; NX_QBUF_MAX bins added together share the first and fetch
+     * their bins in parallel (nx_ddsketch_add_packed). Sets: member hashes not yet in the sliding
      * HLL and all-time's HLL (already in open's top-k), likewise added
      * together. Anything that reads or moves open.dd, the sliding HLL or
      * all-time, or changes the clock, drains the buffer first
@@ -79,8 +80,8 @@ struct nx_stream {
      * adds give). ---- */
     double qbuf_w;       /* quantile types: the weight of every buffered value */
     union {
-        double qbuf[7];  /* NX_QBUF_MAX values (quantile types) */
-        uint64_t hbuf[7];/* NX_QBUF_MAX member hashes (sets) */
+        int32_t qbuf[14]; /* NX_QBUF_MAX packed bins (quantile types) */
+        uint64_t hbuf[7]; /* NX_HBUF_MAX member hashes (sets) */
     };
     /* ---- cold ---- */
     nx_tenant *tenant;   /* read by events with a timestamp (tolerances) and
@@ -104,10 +105,13 @@ struct nx_stream {
 
 _Static_assert(__builtin_offsetof(struct nx_stream, eng) + sizeof(void *) <= 128,
                "what every event touches fits the stream's first two cache lines");
-#define NX_QBUF_MAX 7u
+#define NX_QBUF_MAX 14u
+#define NX_HBUF_MAX 7u
 _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
-                   sizeof(((struct nx_stream *)0)->qbuf) == NX_QBUF_MAX * sizeof(double),
-               "the quantile buffer is the stream's third cache line");
+                   sizeof(((struct nx_stream *)0)->qbuf) == NX_QBUF_MAX * sizeof(int32_t) &&
+                   sizeof(((struct nx_stream *)0)->hbuf) == NX_HBUF_MAX * sizeof(uint64_t) &&
+                   __builtin_offsetof(struct nx_stream, tenant) == 192,
+               "the open-second buffer is the stream's third cache line");
 
 /* Adds what the stream's open-second buffer holds (qbuf / hbuf) to its
  * sketches. On an error the entries not added stay buffered (adding one
@@ -186,6 +190,8 @@ struct nx_engine {
                             * widest); -1: closed seconds do (no windows) */
     bool win_feeds[NX_MAX_WINDOWS]; /* window i feeds a window or all-time */
     nx_table tenants;
+    double dd_inv_ln_gamma; /* nx_ddsketch_pack's mapping of ap.alpha: read by
+                             * every timer event, next to the snapshot flag */
     nx_engine_snap snap;
     void (*on_tenant)(void *arg, const char *id, size_t id_len);
     void *on_tenant_arg;

@@ -99,9 +99,14 @@ struct nx_ddsketch {
 
 /* ---- mapping ------------------------------------------------------------ */
 
+static inline int32_t key_of(double inv_ln_gamma, double absx)
+{
+    return (int32_t)ceil(log(absx) * inv_ln_gamma);
+}
+
 static inline int32_t dd_key(const nx_ddsketch *s, double absx)
 {
-    return (int32_t)ceil(log(absx) * s->inv_ln_gamma);
+    return key_of(s->inv_ln_gamma, absx);
 }
 
 static double dd_value(const nx_ddsketch *s, int32_t key)
@@ -566,13 +571,18 @@ static void store_sub(dd_store *dst, const dd_store *src)
 
 /* ---- public API ---------------------------------------------------------- */
 
+double nx_ddsketch_inv_ln_gamma(double alpha)
+{
+    return 1.0 / log1p(2 * alpha / (1 - alpha));
+}
+
 static void dd_init(nx_ddsketch *s, double alpha, uint32_t max_bins)
 {
     memset(s, 0, sizeof *s);
     s->alpha = alpha;
     s->gamma = (1 + alpha) / (1 - alpha);
     s->ln_gamma = log1p(2 * alpha / (1 - alpha));
-    s->inv_ln_gamma = 1.0 / s->ln_gamma;
+    s->inv_ln_gamma = nx_ddsketch_inv_ln_gamma(alpha);
     s->rep_factor = 2.0 / (1.0 + s->gamma);
     s->max_bins = max_bins;
     s->key_min = dd_key(s, NX_DD_MIN_INDEXABLE);
@@ -658,6 +668,49 @@ static inline void store_prefetch(const dd_store *st, int32_t k)
 
 #define NX_DD_BATCH 16
 
+/* packed = key * 4 + class; keys of accepted alphas stay far inside 2^28
+ * (|key| <= 709.8 / ln(gamma) < 3.6e6 at alpha 1e-4) */
+enum { PK_POS = 0, PK_NEG = 1, PK_ZERO = 2 };
+
+int32_t nx_ddsketch_pack(double inv_ln_gamma, double value)
+{
+    if (value >= NX_DD_MIN_INDEXABLE)
+        return key_of(inv_ln_gamma, value) * 4 + PK_POS;
+    if (value <= -NX_DD_MIN_INDEXABLE)
+        return key_of(inv_ln_gamma, -value) * 4 + PK_NEG;
+    return PK_ZERO;
+}
+
+static inline uint32_t pk_class(int32_t p) { return (uint32_t)p & 3u; }
+static inline int32_t pk_key(int32_t p) { return (p - (int32_t)pk_class(p)) / 4; }
+
+int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
+                           uint32_t *done)
+{
+    *done = 0;
+    if (!isfinite(weight) || !(weight > 0))
+        return NX_EINVAL;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t c = pk_class(packed[i]);
+        if (c != PK_ZERO)
+            store_prefetch(c == PK_POS ? &s->pos : &s->neg, pk_key(packed[i]));
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int rc = 0;
+        uint32_t c = pk_class(packed[i]);
+        if (c == PK_ZERO)
+            s->zero += weight;
+        else
+            rc = store_add(c == PK_POS ? &s->pos : &s->neg, s->max_bins, pk_key(packed[i]), weight,
+                           &s->collapsed);
+        if (rc)
+            return rc;
+        s->count += weight;
+        (*done)++;
+    }
+    return 0;
+}
+
 int nx_ddsketch_add_many(nx_ddsketch *s, const double *values, uint32_t n, double weight,
                          uint32_t *done)
 {
@@ -668,30 +721,14 @@ int nx_ddsketch_add_many(nx_ddsketch *s, const double *values, uint32_t n, doubl
         if (!isfinite(values[i]))
             return NX_EINVAL;
     while (*done < n) {
-        const double *v = values + *done;
-        uint32_t m = n - *done < NX_DD_BATCH ? n - *done : NX_DD_BATCH;
-        int32_t key[NX_DD_BATCH];
-        for (uint32_t i = 0; i < m; i++) {
-            if (v[i] >= NX_DD_MIN_INDEXABLE)
-                store_prefetch(&s->pos, key[i] = dd_key(s, v[i]));
-            else if (v[i] <= -NX_DD_MIN_INDEXABLE)
-                store_prefetch(&s->neg, key[i] = dd_key(s, -v[i]));
-            else
-                key[i] = 0;
-        }
-        for (uint32_t i = 0; i < m; i++) {
-            int rc = 0;
-            if (v[i] >= NX_DD_MIN_INDEXABLE)
-                rc = store_add(&s->pos, s->max_bins, key[i], weight, &s->collapsed);
-            else if (v[i] <= -NX_DD_MIN_INDEXABLE)
-                rc = store_add(&s->neg, s->max_bins, key[i], weight, &s->collapsed);
-            else
-                s->zero += weight;
-            if (rc)
-                return rc;
-            s->count += weight;
-            (*done)++;
-        }
+        uint32_t m = n - *done < NX_DD_BATCH ? n - *done : NX_DD_BATCH, added;
+        int32_t packed[NX_DD_BATCH];
+        for (uint32_t i = 0; i < m; i++)
+            packed[i] = nx_ddsketch_pack(s->inv_ln_gamma, values[*done + i]);
+        int rc = nx_ddsketch_add_packed(s, packed, m, weight, &added);
+        *done += added;
+        if (rc)
+            return rc;
     }
     return 0;
 }

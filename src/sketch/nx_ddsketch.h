@@ -45,6 +45,20 @@ int nx_ddsketch_add(nx_ddsketch *s, double value, double weight);
  * failure, the values before the one that failed). */
 int nx_ddsketch_add_many(nx_ddsketch *s, const double *values, uint32_t n, double weight,
                          uint32_t *done);
+/*
+ * Packed bins: a value's bin computed from alpha alone, without the sketch,
+ * so a caller can map values while the sketch's cache lines are still far
+ * away and add them later. nx_ddsketch_pack(inv_ln_gamma, v) with
+ * inv_ln_gamma = nx_ddsketch_inv_ln_gamma(alpha) gives key * 4 + class (0:
+ * positive store, 1: negative store, 2: zero bucket) for a finite v, the
+ * same bin nx_ddsketch_add takes; nx_ddsketch_add_packed(s, ...) then adds
+ * them exactly like nx_ddsketch_add_many (s must have that alpha; weight
+ * checked, NX_EINVAL adds nothing). add_many is pack + add_packed.
+ */
+double nx_ddsketch_inv_ln_gamma(double alpha);
+int32_t nx_ddsketch_pack(double inv_ln_gamma, double value);
+int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
+                           uint32_t *done);
 /* dst += src; NX_EINVAL if alphas differ. */
 int nx_ddsketch_merge(nx_ddsketch *dst, const nx_ddsketch *src);
 /* dst -= src (src must have been merged into dst before). */

@@ -461,6 +461,41 @@ static void test_add_many(void **st)
     }
 }
 
+/* Packed bins mapped with nx_ddsketch_inv_ln_gamma(alpha) alone (no
+ * sketch), as the engine maps timer values when they come: each value's
+ * sketch of one reports it within alpha, at every accepted alpha and at the
+ * ends of the double range (|x| < DBL_MIN is the zero bucket), the class
+ * and key survive packing (negative keys included), and a bad weight adds
+ * nothing. */
+static void test_pack_extremes(void **st)
+{
+    (void)st;
+    static const double alphas[] = {1e-4, 0.01, 0.3, 0.5};
+    static const double vals[] = {1.0, -1.0, 0.0, -0.0, 1e-300, -1e-300, DBL_MIN, -DBL_MIN,
+                                  DBL_MAX, -DBL_MAX, 4.9e-324, 0.37, -123456.789, 3e150};
+    for (size_t a = 0; a < sizeof alphas / sizeof alphas[0]; a++) {
+        double inv = nx_ddsketch_inv_ln_gamma(alphas[a]);
+        for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+            nx_ddsketch *s;
+            assert_int_equal(nx_ddsketch_create(alphas[a], 2048, &s), 0);
+            int32_t p[2] = {nx_ddsketch_pack(inv, vals[i]), nx_ddsketch_pack(inv, vals[i])};
+            uint32_t done = 99;
+            assert_int_equal(nx_ddsketch_add_packed(s, p, 2, 0.0, &done), NX_EINVAL);
+            assert_int_equal(done, 0);
+            assert_true(nx_ddsketch_count(s) == 0);
+            assert_int_equal(nx_ddsketch_add_packed(s, p, 2, 1.5, &done), 0);
+            assert_int_equal(done, 2);
+            assert_true(nx_ddsketch_count(s) == 3.0);
+            double v = vals[i], q = nx_ddsketch_quantile(s, 0.5);
+            if (fabs(v) < DBL_MIN)
+                assert_true(q == 0);
+            else
+                assert_true(fabs(q - v) <= alphas[a] * fabs(v) * (1 + 1e-12));
+            nx_ddsketch_destroy(s);
+        }
+    }
+}
+
 static void test_codec(void **st)
 {
     nx_ddsketch *s;
@@ -504,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_merge_union),  cmocka_unit_test(test_collapse),
         cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
         cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
+        cmocka_unit_test(test_pack_extremes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -283,14 +283,14 @@ static void test_engine_pending_roundtrip(void **st)
 }
 
 
-/* A quantile stream buffers up to NX_QBUF_MAX values of its open second
- * before they reach its DDSketch, a set stream as many member hashes before
- * they reach its HLLs (nx_stream.qbuf / hbuf). Whatever is buffered — none,
+/* A quantile stream buffers up to NX_QBUF_MAX values (as packed bins) of its
+ * open second before they reach its DDSketch, a set stream NX_HBUF_MAX
+ * member hashes before they reach its HLLs (nx_stream.qbuf / hbuf). Whatever is buffered — none,
  * some, a full buffer, a change of weight that drains it — a snapshot
  * encodes exactly what one-by-one adds would have made (encode ==
  * encode(decode(encode))), reads of the original and the decoded engine
  * agree and see every event, and a late event after them lands too. */
-static void qbuf_case(nx_type type, int n)
+static void qbuf_case(nx_type type, int n, int run)
 {
     nx_engine *a;
     assert_int_equal(nx_engine_create(NULL, &a), 0);
@@ -304,7 +304,7 @@ static void qbuf_case(nx_type type, int n)
     double total = 0;
     for (int i = 0; i < n; i++) {
         u.value = (i % 5 == 4) ? -(double)i : 1.5 * (double)(i + 1);
-        u.weight = (i / 3) % 2 ? 0.5 : 1.0; /* runs of 3: the weight changes */
+        u.weight = (i / run) % 2 ? 0.5 : 1.0; /* the weight changes after `run` events */
         u.member_len = (uint32_t)snprintf(member, sizeof member, "m%d", i % 11);
         u.member = member;
         total += u.weight;
@@ -351,10 +351,14 @@ static void qbuf_case(nx_type type, int n)
 static void test_engine_qbuf_roundtrip(void **st)
 {
     (void)st;
-    static const int counts[] = {1, 2, 6, 7, 8, 14, 15, 23};
+    /* around both buffers' sizes (NX_HBUF_MAX 7, NX_QBUF_MAX 14) and their
+     * multiples, with the weight changing every 3 events or never */
+    static const int counts[] = {1, 2, 6, 7, 8, 13, 14, 15, 23, 28, 29, 43};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
-        qbuf_case(NX_TYPE_DISTRIBUTION, counts[c]);
-        qbuf_case(NX_TYPE_SET, counts[c]);
+        for (int run = 3; run <= 1000; run += 997) {
+            qbuf_case(NX_TYPE_DISTRIBUTION, counts[c], run);
+            qbuf_case(NX_TYPE_SET, counts[c], run);
+        }
     }
 }
 
