@@ -341,6 +341,29 @@ static void steady_bytes(nx_type type, const char *name)
     nx_engine_destroy(e);
 }
 
+/* The ceilings' blocks: NSTREAMS zeroed, 64-byte aligned blocks of `bytes`
+ * each, allocated one by one in stream order (as the engine's streams are). */
+static char **ceiling_blocks(size_t bytes)
+{
+    char **blk = malloc(sizeof(char *) * NSTREAMS);
+    if (!blk)
+        exit(1);
+    for (int i = 0; i < NSTREAMS; i++) {
+        if (!(blk[i] = aligned_alloc(64, bytes)))
+            exit(1);
+        memset(blk[i], 0, bytes);
+    }
+    return blk;
+}
+
+static void ceiling_free(char **blk, bev *ev)
+{
+    for (int i = 0; i < NSTREAMS; i++)
+        free(blk[i]);
+    free(blk);
+    free(ev);
+}
+
 /* The memory ceiling of the counter path: the same random access pattern
  * over NSTREAMS separately allocated 320-byte blocks (a stream's size, in
  * the order streams are created), each event reading and writing two cache
@@ -350,13 +373,10 @@ static void steady_bytes(nx_type type, const char *name)
 static void memory_ceiling(size_t nev)
 {
     enum { BLOCK = 320 };
-    char **blk = malloc(sizeof(char *) * NSTREAMS);
+    char **blk = ceiling_blocks(BLOCK);
     bev *ev = malloc(sizeof(bev) * nev);
-    if (!blk || !ev)
+    if (!ev)
         exit(1);
-    for (int i = 0; i < NSTREAMS; i++)
-        if (!(blk[i] = calloc(1, BLOCK)))
-            exit(1);
     gen(ev, nev, NX_TYPE_COUNTER);
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
@@ -373,10 +393,7 @@ static void memory_ceiling(size_t nev)
         if (pass)
             printf("counter_memory_ceiling %.2f Mupdates/s/core\n", (double)nev / dt / 1e6);
     }
-    for (int i = 0; i < NSTREAMS; i++)
-        free(blk[i]);
-    free(blk);
-    free(ev);
+    ceiling_free(blk, ev);
 }
 
 /* The memory ceiling of the distribution path: what the machine allows a
@@ -392,15 +409,10 @@ static void memory_ceiling(size_t nev)
 static void distribution_memory_ceiling(size_t nev)
 {
     enum { HDR = 192, NBINS = 256 };
-    char **blk = malloc(sizeof(char *) * NSTREAMS);
+    char **blk = ceiling_blocks(HDR + NBINS * sizeof(double));
     bev *ev = malloc(sizeof(bev) * nev);
-    if (!blk || !ev)
+    if (!ev)
         exit(1);
-    for (int i = 0; i < NSTREAMS; i++) {
-        if (!(blk[i] = aligned_alloc(64, HDR + NBINS * sizeof(double))))
-            exit(1);
-        memset(blk[i], 0, HDR + NBINS * sizeof(double));
-    }
     gen(ev, nev, NX_TYPE_DISTRIBUTION);
     const double inv_ln_gamma = 1.0 / log((1 + 0.01) / (1 - 0.01));
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
@@ -421,10 +433,7 @@ static void distribution_memory_ceiling(size_t nev)
         if (pass)
             printf("distribution_memory_ceiling %.2f Mupdates/s/core\n", (double)nev / dt / 1e6);
     }
-    for (int i = 0; i < NSTREAMS; i++)
-        free(blk[i]);
-    free(blk);
-    free(ev);
+    ceiling_free(blk, ev);
 }
 
 int main(void)
