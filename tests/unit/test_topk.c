@@ -269,6 +269,74 @@ static void test_exact_when_small(void **st)
     assert_int_equal(nx_topk_create(0, &t), NX_EINVAL);
 }
 
+/* The number in member "m<i>" (members are not NUL-terminated). */
+static int member_no(const nx_topk_item *it)
+{
+    char b[8] = {0};
+    assert_true(it->member_len > 1 && it->member_len < sizeof b && it->member[0] == 'm');
+    memcpy(b, it->member + 1, it->member_len - 1);
+    return atoi(b);
+}
+
+/* Members whose hashes share the table slot and the 15-bit tag kept in the
+ * table entry (they differ in the middle bits), and two with one identical
+ * 64-bit hash: lookups must still tell them apart by the full hash and the
+ * bytes, through inserts, hits and evictions (backward-shift deletion in a
+ * chain of colliding entries). Counts are checked against the truth: exact
+ * while everything fits, SpaceSaving's bounds after evictions. */
+static void test_colliding_hashes(void **st)
+{
+    (void)st;
+    enum { K = 16, N = 40 };
+    nx_topk *t;
+    assert_int_equal(nx_topk_create(K, &t), 0);
+    char names[N][8];
+    uint64_t hash[N];
+    double truth[N] = {0};
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "m%d", i);
+        /* same top 15 bits, same low bits (slot), different middle bits */
+        hash[i] = 0xABCD000000000000ull | ((uint64_t)(i / 2) << 24) | 5u;
+    }
+    /* m2j and m2j+1 share the whole hash */
+    double total = 0;
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < K; i++) {
+            double w = (double)(1 + (i + round) % 4);
+            assert_int_equal(nx_topk_add_hash(t, names[i], (uint32_t)strlen(names[i]), hash[i], w), 0);
+            truth[i] += w;
+            total += w;
+        }
+    nx_topk_item it[N];
+    size_t n = nx_topk_list(t, it, N);
+    assert_int_equal(n, K);
+    for (size_t j = 0; j < n; j++) {
+        int i = member_no(&it[j]);
+        assert_true(it[j].count == truth[i] && it[j].error == 0);
+    }
+    /* more colliding members than counters: evictions */
+    for (int round = 0; round < 5; round++)
+        for (int i = 0; i < N; i++) {
+            double w = (double)(1 + (i * 7 + round) % 5);
+            assert_int_equal(nx_topk_add_hash(t, names[i], (uint32_t)strlen(names[i]), hash[i], w), 0);
+            truth[i] += w;
+            total += w;
+        }
+    n = nx_topk_list(t, it, N);
+    assert_int_equal(n, K);
+    double sum = 0;
+    for (size_t j = 0; j < n; j++) {
+        int i = member_no(&it[j]);
+        for (size_t l = 0; l < j; l++)
+            assert_false(it[l].member_len == it[j].member_len &&
+                         !memcmp(it[l].member, it[j].member, it[j].member_len));
+        assert_true(it[j].count >= truth[i] && it[j].count - it[j].error <= truth[i]);
+        sum += it[j].count;
+    }
+    assert_true(sum == total && nx_topk_total(t) == total);
+    nx_topk_destroy(t);
+}
+
 /* churn through many distinct members: memory stays bounded */
 static void test_churn_memory(void **st)
 {
@@ -411,7 +479,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zipf),          cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_exact_when_small), cmocka_unit_test(test_churn_memory),
+        cmocka_unit_test(test_exact_when_small),
+        cmocka_unit_test(test_colliding_hashes), cmocka_unit_test(test_churn_memory),
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_empty_members_without_arena),
     };
