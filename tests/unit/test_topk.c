@@ -290,7 +290,7 @@ static void test_colliding_hashes(void **st)
     enum { K = 16, N = 40 };
     nx_topk *t;
     assert_int_equal(nx_topk_create(K, &t), 0);
-    char names[N][8];
+    char names[N][16];
     uint64_t hash[N];
     double truth[N] = {0};
     for (int i = 0; i < N; i++) {
