@@ -211,7 +211,8 @@ typedef struct nx_update {
 int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms);
 /* Hint for batch ingest: prefetches what nx_stream_update(s) touches first
  * (the stream's first three cache lines: the third holds a timer's buffered
- * values or a set's buffered member hashes). Call it a few events ahead. */
+ * DDSketch bins or a set's buffered member hashes). Call it a few events
+ * ahead. */
 static inline void nx_stream_prefetch(const nx_stream *s)
 {
     __builtin_prefetch((const char *)s, 1);

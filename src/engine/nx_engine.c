@@ -1018,16 +1018,13 @@ int nx_stream_drain(nx_stream *s)
                 (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
                 break;
         }
+        if (done < s->nqbuf) /* what was not added moves to the front */
+            memmove(s->hbuf, s->hbuf + done, (s->nqbuf - done) * sizeof(s->hbuf[0]));
     } else {
         if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
             return rc;
         rc = nx_ddsketch_add_packed(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
-    }
-    /* what was not added moves to the front */
-    if (done < s->nqbuf) {
-        if (s->type == NX_TYPE_SET)
-            memmove(s->hbuf, s->hbuf + done, (s->nqbuf - done) * sizeof(s->hbuf[0]));
-        else
+        if (done < s->nqbuf)
             memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
     }
     s->nqbuf = (uint8_t)(s->nqbuf - done);

@@ -391,8 +391,9 @@ int nx_config_check_listeners(const nx_config *c, char *err, size_t errlen)
         const char *flag, *addr;
     } tcp[] = {{"http", c->http}, {"statsd-tcp", c->statsd_tcp}, {"nxb-tcp", c->nxb_tcp}},
       udp[] = {{"statsd-udp", c->statsd_udp}, {"nxb-udp", c->nxb_udp}};
-    for (size_t i = 0; i < 3; i++)
-        for (size_t j = i + 1; j < 3; j++)
+    size_t ntcp = sizeof tcp / sizeof tcp[0];
+    for (size_t i = 0; i < ntcp; i++)
+        for (size_t j = i + 1; j < ntcp; j++)
             if (addr_clash(tcp[i].addr, tcp[j].addr)) {
                 snprintf(err, errlen, "--%s %s and --%s %s share a TCP port; give each its own",
                          tcp[i].flag, tcp[i].addr, tcp[j].flag, tcp[j].addr);

@@ -571,9 +571,16 @@ static void store_sub(dd_store *dst, const dd_store *src)
 
 /* ---- public API ---------------------------------------------------------- */
 
+/* ln((1 + alpha) / (1 - alpha)), one expression for the sketch and for
+ * callers that pack bins without one (the bins must be bit for bit equal) */
+static double ln_gamma_of(double alpha)
+{
+    return log1p(2 * alpha / (1 - alpha));
+}
+
 double nx_ddsketch_inv_ln_gamma(double alpha)
 {
-    return 1.0 / log1p(2 * alpha / (1 - alpha));
+    return 1.0 / ln_gamma_of(alpha);
 }
 
 static void dd_init(nx_ddsketch *s, double alpha, uint32_t max_bins)
@@ -581,8 +588,8 @@ static void dd_init(nx_ddsketch *s, double alpha, uint32_t max_bins)
     memset(s, 0, sizeof *s);
     s->alpha = alpha;
     s->gamma = (1 + alpha) / (1 - alpha);
-    s->ln_gamma = log1p(2 * alpha / (1 - alpha));
-    s->inv_ln_gamma = nx_ddsketch_inv_ln_gamma(alpha);
+    s->ln_gamma = ln_gamma_of(alpha);
+    s->inv_ln_gamma = 1.0 / s->ln_gamma;
     s->rep_factor = 2.0 / (1.0 + s->gamma);
     s->max_bins = max_bins;
     s->key_min = dd_key(s, NX_DD_MIN_INDEXABLE);
