@@ -10,8 +10,8 @@
  *   2. sec == open_sec: update the open bucket only (the O(1) fast path; a
  *      quantile type's value is mapped to its bin, which waits in the
  *      stream's qbuf and reaches the open DDSketch with up to 13 others; a
- *      set member's hash likewise reaches the two HLLs with up to 6 others:
- *      nx_stream_drain);
+ *      set member waits in the stream's member log and reaches the open
+ *      top-k and the two HLLs with the rest of its second: nx_stream_drain);
  *   3. sec > open_sec: CLOSE the open bucket — fold it once into every
  *      window's current sub-bucket, every tier's bucket and the all-time
  *      accumulator, clear it (its sketches keep their memory) — and open sec;
@@ -527,6 +527,8 @@ void nx_stream_account(nx_stream *s)
     uint64_t b = stream_base_bytes(s) + nx_acc_bytes(&s->open) + nx_acc_bytes(&s->all);
     if (s->shll)
         b += nx_shll_bytes(s->shll);
+    if (s->type == NX_TYPE_SET)
+        b += s->mlog_cap;
     if (s->win) {
         b += stream_hist_block_bytes(e);
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
@@ -586,6 +588,17 @@ int nx_stream_pend_alloc(nx_stream *s)
     return 0;
 }
 
+/* Frees a set stream's (empty) member log. */
+static void mlog_free(nx_stream *s)
+{
+    assert(s->type != NX_TYPE_SET || s->nqbuf == 0);
+    if (s->type != NX_TYPE_SET)
+        return;
+    free(s->mlog);
+    s->mlog = NULL;
+    s->mlog_len = s->mlog_cap = 0;
+}
+
 static void stream_pend_free(nx_stream *s)
 {
     if (!s->pend)
@@ -620,6 +633,8 @@ static void stream_destroy(nx_engine *e, nx_stream *s)
     stream_hist_free(e, s);
     stream_pend_free(s);
     nx_shll_destroy(s->shll);
+    s->nqbuf = 0; /* a set's log entries go with it */
+    mlog_free(s);
     nx_acc_free(&s->open);
     nx_acc_free(&s->all);
     free(s);
@@ -918,6 +933,8 @@ static int hist_advance(nx_stream *s, int64_t sec)
     if (empty) {
         stream_hist_free(e, s);
         stream_pend_free(s);
+        if (s->nqbuf == 0)
+            mlog_free(s);
     }
     return 0;
 }
@@ -996,37 +1013,116 @@ static int stream_advance(nx_stream *s, int64_t sec)
 
 static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec);
 
+/* ---- the member log (sets; see nx_engine_int.h) ----------------------------------
+ * An entry: the member's XXH3 hash (8 bytes), its length (4), its bytes,
+ * padded to a multiple of 8 so the next hash is aligned. */
+#define NX_MLOG_HEAD 12u
+#define NX_MLOG_MIN 256u
+
+static inline uint32_t mlog_entry_bytes(uint32_t len)
+{
+    return (NX_MLOG_HEAD + len + 7u) & ~7u;
+}
+
+/* Reads the entry at `off`; returns the offset of the next one. */
+static inline uint32_t mlog_entry(const nx_stream *s, uint32_t off, uint64_t *hash,
+                                  const char **member, uint32_t *len)
+{
+    memcpy(hash, s->mlog + off, sizeof *hash);
+    memcpy(len, s->mlog + off + 8, sizeof *len);
+    *member = s->mlog + off + NX_MLOG_HEAD;
+    return off + mlog_entry_bytes(*len);
+}
+
+/* One member of the open second into the sliding HLL, all-time's HLL and
+ * open's top-k — in that order, so that a failed top-k add can be retried
+ * (the HLL adds are idempotent; the top-k's is not). */
+static int set_member_apply(nx_stream *s, uint64_t h, const char *m, uint32_t len, double w)
+{
+    const nx_engine *e = s->eng;
+    int rc;
+    if ((rc = stream_shll_add(s, h, s->open_sec)) || (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
+        return rc;
+    if (!s->open.topk && (rc = nx_topk_create(e->ap.topk_capacity, &s->open.topk)))
+        return rc;
+    return nx_topk_add_hash(s->open.topk, m, len, h, w);
+}
+
+static int mlog_drain(nx_stream *s)
+{
+    uint32_t off = 0, done = 0;
+    uint64_t h;
+    const char *m;
+    uint32_t len;
+    /* every entry's register and table lines are fetched together first */
+    for (uint32_t i = 0; i < s->nqbuf; i++) {
+        off = mlog_entry(s, off, &h, &m, &len);
+        if (s->shll)
+            nx_shll_prefetch(s->shll, h);
+        if (s->all.hll)
+            nx_hll_prefetch(s->all.hll, h);
+        if (s->open.topk)
+            nx_topk_prefetch(s->open.topk, h);
+    }
+    int rc = 0;
+    for (off = 0; done < s->nqbuf; done++) {
+        uint32_t next = mlog_entry(s, off, &h, &m, &len);
+        if ((rc = set_member_apply(s, h, m, len, s->qbuf_w)))
+            break;
+        off = next;
+    }
+    if (done < s->nqbuf) /* what was not added moves to the front */
+        memmove(s->mlog, s->mlog + off, s->mlog_len - off);
+    s->mlog_len -= off;
+    s->nqbuf = (uint8_t)(s->nqbuf - done);
+    return rc;
+}
+
+/* Logs one member of the open second (its weight is already in open.m). */
+static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, double w)
+{
+    int rc;
+    uint32_t need = mlog_entry_bytes(len);
+    if (s->nqbuf && (s->nqbuf == NX_MLOG_ENTRIES_MAX || s->qbuf_w != w ||
+                     s->mlog_len + need > NX_MLOG_MAX) &&
+        (rc = nx_stream_drain(s)))
+        return rc;
+    if (need > NX_MLOG_MAX) /* longer than any log: straight in (the log is empty) */
+        return set_member_apply(s, h, m, len, w);
+    if (s->mlog_len + need > s->mlog_cap) {
+        uint32_t cap = s->mlog_cap ? s->mlog_cap : NX_MLOG_MIN;
+        while (cap < s->mlog_len + need)
+            cap *= 2;
+        char *log = realloc(s->mlog, cap);
+        if (!log)
+            return NX_ENOMEM;
+        s->mlog = log;
+        s->mlog_cap = cap;
+    }
+    char *p = s->mlog + s->mlog_len;
+    memcpy(p, &h, sizeof h);
+    memcpy(p + 8, &len, sizeof len);
+    memcpy(p + NX_MLOG_HEAD, m, len);
+    s->mlog_len += need;
+    s->qbuf_w = w;
+    s->nqbuf++;
+    return 0;
+}
+
 int nx_stream_drain(nx_stream *s)
 {
     if (!s->nqbuf)
         return 0;
+    if (s->type == NX_TYPE_SET)
+        return mlog_drain(s);
     const nx_engine *e = s->eng;
     uint32_t done = 0;
     int rc = 0;
-    if (s->type == NX_TYPE_SET) {
-        /* every buffered member is of the open second; the registers'
-         * lines are fetched together first */
-        for (uint32_t i = 0; i < s->nqbuf; i++) {
-            if (s->shll)
-                nx_shll_prefetch(s->shll, s->hbuf[i]);
-            if (s->all.hll)
-                nx_hll_prefetch(s->all.hll, s->hbuf[i]);
-        }
-        for (; done < s->nqbuf; done++) {
-            uint64_t h = s->hbuf[done];
-            if ((rc = stream_shll_add(s, h, s->open_sec)) ||
-                (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
-                break;
-        }
-        if (done < s->nqbuf) /* what was not added moves to the front */
-            memmove(s->hbuf, s->hbuf + done, (s->nqbuf - done) * sizeof(s->hbuf[0]));
-    } else {
-        if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
-            return rc;
-        rc = nx_ddsketch_add_packed(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
-        if (done < s->nqbuf)
-            memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
-    }
+    if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
+        return rc;
+    rc = nx_ddsketch_add_packed(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
+    if (done < s->nqbuf)
+        memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
     s->nqbuf = (uint8_t)(s->nqbuf - done);
     return rc;
 }
@@ -1156,8 +1252,8 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     double v = u->value, w = u->weight;
     if (UNLIKELY(!(w > 0) || !isfinite(w) || !isfinite(v)))
         return NX_EINVAL;
-    if (UNLIKELY(s->type == NX_TYPE_SET && !u->member))
-        return NX_EINVAL;
+    if (UNLIKELY(s->type == NX_TYPE_SET && (!u->member || u->member_len > NX_TOPK_MEMBER_MAX)))
+        return u->member ? NX_ETOOBIG : NX_EINVAL;
     if (UNLIKELY(now_ms < 0 || now_ms > NX_NOW_MAX))
         return NX_EINVAL;
     nx_snap_touch(s);
@@ -1221,14 +1317,11 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     }
     const nx_engine *e = s->eng; /* not s->tenant->eng: two more misses */
     if (type == NX_TYPE_SET) {
-        /* the top-k needs the member now; the two HLLs only its hash,
-         * which waits in hbuf (sec == open_sec here) */
+        /* the member waits in the log (sec == open_sec here) */
         uint64_t h = XXH3_64bits(u->member, u->member_len);
-        if (s->nqbuf == NX_HBUF_MAX && (rc = nx_stream_drain(s)))
+        if ((rc = mlog_append(s, h, u->member, u->member_len, w)))
             return rc;
-        if ((rc = nx_acc_add_member_counts(&s->open, &e->ap, h, u->member, u->member_len, w)))
-            return rc;
-        s->hbuf[s->nqbuf++] = h;
+        s->open.m.count += w;
         return 0;
     }
     return nx_acc_add(&s->open, &e->ap, type, v, w, u->member, u->member_len);

@@ -52,7 +52,7 @@ struct nx_stream {
     /* ---- cache line 0: the in-second fast path ---- */
     int64_t open_sec;    /* second of the open bucket = the stream clock; INT64_MIN: none */
     uint8_t type;        /* nx_type */
-    uint8_t nqbuf;       /* entries in qbuf (quantile types) / hbuf (sets) */
+    uint8_t nqbuf;       /* entries in qbuf (quantile types) / the member log (sets) */
     uint16_t key_len;
     uint32_t snap_epoch; /* != its tenant's snap_epoch while a snapshot is being
                           * encoded: still due in it (nx_engine_snap) */
@@ -71,17 +71,29 @@ struct nx_stream {
      * yet in open.dd (already in open.m). Adding each value to the DDSketch
      * as it comes costs two dependent misses (sketch struct, then its bin)
      * per event; NX_QBUF_MAX bins added together share the first and fetch
-     * their bins in parallel (nx_ddsketch_add_packed). Sets: member hashes not yet in the sliding
-     * HLL and all-time's HLL (already in open's top-k), likewise added
-     * together. Anything that reads or moves open.dd, the sliding HLL or
+     * their bins in parallel (nx_ddsketch_add_packed).
+     * Sets: the member log, every member of the open second not yet in
+     * open's top-k, the sliding HLL and all-time's HLL (already in
+     * open.m.count), in arrival order: hash, length and bytes (nx_mlog_*
+     * in nx_engine.c). Adding each member as it comes cost a chain of four
+     * dependent misses per event in the top-k alone (struct, table, item,
+     * member bytes: 30% of a set event's time); an event now only appends
+     * to the log (stores, which do not wait for their line), and the drain
+     * adds the second's members back to back, with every table slot and
+     * register fetched in parallel first.
+     * Anything that reads or moves open.dd / open.topk, the sliding HLL or
      * all-time, or changes the clock, drains the buffer first
      * (nx_stream_drain); so does a snapshot encoding the stream (a change
      * of representation, not of state: the bytes are those one-by-one
-     * adds give). ---- */
-    double qbuf_w;       /* quantile types: the weight of every buffered value */
+     * adds give — the log keeps the order, and qbuf_w the weight). ---- */
+    double qbuf_w;       /* the weight of every buffered value / logged member */
     union {
         int32_t qbuf[14]; /* NX_QBUF_MAX packed bins (quantile types) */
-        uint64_t hbuf[7]; /* NX_HBUF_MAX member hashes (sets) */
+        struct {          /* sets: the member log; nqbuf counts its entries */
+            char *mlog;         /* NULL until the first member; freed when idle */
+            uint32_t mlog_len;  /* bytes in use */
+            uint32_t mlog_cap;  /* bytes allocated, <= NX_MLOG_MAX */
+        };
     };
     /* ---- cold ---- */
     nx_tenant *tenant;   /* read by events with a timestamp (tolerances) and
@@ -106,16 +118,17 @@ struct nx_stream {
 _Static_assert(__builtin_offsetof(struct nx_stream, eng) + sizeof(void *) <= 128,
                "what every event touches fits the stream's first two cache lines");
 #define NX_QBUF_MAX 14u
-#define NX_HBUF_MAX 7u
+#define NX_MLOG_MAX 4096u      /* a longer log is drained first */
+#define NX_MLOG_ENTRIES_MAX 255u /* nqbuf is a uint8_t */
 _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
                    sizeof(((struct nx_stream *)0)->qbuf) == NX_QBUF_MAX * sizeof(int32_t) &&
-                   sizeof(((struct nx_stream *)0)->hbuf) == NX_HBUF_MAX * sizeof(uint64_t) &&
                    __builtin_offsetof(struct nx_stream, tenant) == 192,
                "the open-second buffer is the stream's third cache line");
 
-/* Adds what the stream's open-second buffer holds (qbuf / hbuf) to its
- * sketches. On an error the entries not added stay buffered (adding one
- * again is harmless: HLL adds are idempotent). */
+/* Adds what the stream's open-second buffer holds (qbuf / the member log)
+ * to its sketches. On an error the entries not added stay buffered (a set
+ * entry reaches its HLLs before its top-k, and adding it to an HLL again is
+ * harmless: HLL adds are idempotent). */
 int nx_stream_drain(nx_stream *s);
 
 /* Closed seconds not yet folded (see the header comment). Invariants:

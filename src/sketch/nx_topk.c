@@ -42,7 +42,7 @@
  *   like the original, and merges need not re-sort counters into a
  *   canonical layout.
  *
- * Members are at most NX_TOPK_MAX_MEMBER (65535) bytes (NX_ETOOBIG).
+ * Members are at most NX_TOPK_MEMBER_MAX (65535) bytes (NX_ETOOBIG).
  *
  * Serialized layout (the version is in the caller's frame):
  *   uvar  capacity k           1..65536
@@ -65,7 +65,6 @@
 #include "sketch/nx_topk.h"
 
 #define NX_TOPK_MAX_CAP 65536u
-#define NX_TOPK_MAX_MEMBER 65535u
 
 /* 32 bytes: members are at most 65535 bytes and capacities at most 65536,
  * so the length and the heap position fit 16 bits. */
@@ -415,11 +414,17 @@ int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight)
     return nx_topk_add_hash(t, member, len, XXH3_64bits(member, len), weight);
 }
 
+void nx_topk_prefetch(const nx_topk *t, uint64_t h)
+{
+    if (t->tcap)
+        __builtin_prefetch(&t->table[(uint32_t)h & (t->tcap - 1)]);
+}
+
 int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t h, double weight)
 {
     if (!(weight > 0) || !isfinite(weight))
         return NX_EINVAL;
-    if (len > NX_TOPK_MAX_MEMBER)
+    if (len > NX_TOPK_MEMBER_MAX)
         return NX_ETOOBIG;
     uint32_t i = table_find(t, member, len, h);
     if (i != UINT32_MAX) {
@@ -651,7 +656,7 @@ int nx_topk_decode(struct nx_rbuf *in, nx_topk **out)
     double sum = 0;
     for (uint64_t i = 0; i < n; i++) {
         size_t len;
-        const uint8_t *m = nx_rbuf_bytes(in, &len, NX_TOPK_MAX_MEMBER);
+        const uint8_t *m = nx_rbuf_bytes(in, &len, NX_TOPK_MEMBER_MAX);
         double c = nx_rbuf_f64(in), e = nx_rbuf_f64(in);
         if (in->err || !isfinite(c) || !(c > 0) || !isfinite(e) || e < 0 || e > c)
             goto corrupt;

@@ -33,6 +33,11 @@ int nx_topk_clone(const nx_topk *t, nx_topk **out);
 int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight);
 /* nx_topk_add with the member's XXH3_64bits hash already computed (the set
  * path hashes a member once for its HLL, sliding HLL and top-k). */
+/* Members longer than this are refused (NX_ETOOBIG). */
+#define NX_TOPK_MEMBER_MAX 65535u
+/* Hint: prefetches the table slot nx_topk_add_hash(t, ..., hash, ...)
+ * probes first (reads the sketch's struct). */
+void nx_topk_prefetch(const nx_topk *t, uint64_t hash);
 int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t hash,
                      double weight);
 int nx_topk_merge(nx_topk *dst, const nx_topk *src);

@@ -20,6 +20,7 @@
 #include "common/nx_codec.h"
 #include "common/nx_fs.h"
 #include "sketch/nx_ddsketch.h"
+#include "sketch/nx_hll.h"
 #include "sketch/nx_topk.h"
 #include "engine/nx_engine_int.h"
 #include "engine_v4_events.h"
@@ -284,8 +285,8 @@ static void test_engine_pending_roundtrip(void **st)
 
 
 /* A quantile stream buffers up to NX_QBUF_MAX values (as packed bins) of its
- * open second before they reach its DDSketch, a set stream NX_HBUF_MAX
- * member hashes before they reach its HLLs (nx_stream.qbuf / hbuf). Whatever is buffered — none,
+ * open second before they reach its DDSketch, a set stream its members
+ * before they reach its top-k and HLLs (nx_stream.qbuf / mlog). Whatever is buffered — none,
  * some, a full buffer, a change of weight that drains it — a snapshot
  * encodes exactly what one-by-one adds would have made (encode ==
  * encode(decode(encode))), reads of the original and the decoded engine
@@ -351,7 +352,7 @@ static void qbuf_case(nx_type type, int n, int run)
 static void test_engine_qbuf_roundtrip(void **st)
 {
     (void)st;
-    /* around both buffers' sizes (NX_HBUF_MAX 7, NX_QBUF_MAX 14) and their
+    /* around the bin buffer's size (NX_QBUF_MAX 14) and its
      * multiples, with the weight changing every 3 events or never */
     static const int counts[] = {1, 2, 6, 7, 8, 13, 14, 15, 23, 28, 29, 43};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
@@ -360,6 +361,91 @@ static void test_engine_qbuf_roundtrip(void **st)
             qbuf_case(NX_TYPE_SET, counts[c], run);
         }
     }
+}
+
+/* A set stream logs the members of its open second (nx_stream.mlog) and
+ * adds them to its top-k and HLLs later, in order, with their weight.
+ * Whatever the log goes through — more entries than it counts
+ * (NX_MLOG_ENTRIES_MAX), more bytes than it holds (NX_MLOG_MAX), a member
+ * longer than any log, empty members, weight changes, a read in the middle
+ * — the stream's top-k is exactly the one nx_topk_add builds from the same
+ * members one by one, its distinct count the reference HLL's, and its
+ * count every accepted weight; a member over NX_TOPK_MEMBER_MAX is refused
+ * and counts nowhere. */
+static void test_engine_member_log(void **st)
+{
+    (void)st;
+    nx_engine *e;
+    assert_int_equal(nx_engine_create(NULL, &e), 0);
+    nx_tenant *t;
+    assert_int_equal(nx_engine_tenant(e, "m", 1, &t), 0);
+    nx_stream *s;
+    assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
+    nx_topk *ref;
+    nx_hll *href;
+    assert_int_equal(nx_topk_create(64, &ref), 0);
+    assert_int_equal(nx_hll_create(14, &href), 0);
+    char *big = malloc(NX_TOPK_MEMBER_MAX + 2);
+    assert_non_null(big);
+    uint64_t r = 99;
+    double total = 0;
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    for (int i = 0; i < 900; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t kind = (uint32_t)(r >> 60), len;
+        if (kind < 10)
+            len = 1 + (uint32_t)(r >> 40) % 12;  /* short */
+        else if (kind < 13)
+            len = 1000 + (uint32_t)(r >> 40) % 2500; /* a few fill the log */
+        else if (kind < 14)
+            len = NX_MLOG_MAX + (uint32_t)(r >> 40) % 3000; /* longer than any log */
+        else
+            len = 0;
+        /* 150 distinct prefixes: counts repeat, the top-k evicts */
+        memset(big, 'a' + (int)((r >> 20) % 26), len);
+        if (len)
+            snprintf(big, len < 8 ? len + 1 : 8, "%u", (unsigned)((r >> 8) % 150));
+        u.member = big;
+        u.member_len = len;
+        u.weight = (i / 100) % 3 == 2 ? 0.25 : 1.0;
+        assert_int_equal(nx_stream_update(s, &u, T0 + 3000 + i / 10), 0);
+        assert_int_equal(nx_topk_add(ref, big, len, u.weight), 0);
+        assert_int_equal(nx_hll_add(href, big, len), 0);
+        assert_true(s->mlog_cap <= NX_MLOG_MAX && s->mlog_len <= s->mlog_cap);
+        total += u.weight;
+        if (i == 450) { /* a read drains the log mid-second */
+            nx_summary mid;
+            assert_int_equal(nx_stream_read(s, 10, T0 + 3045, &mid), 0);
+            assert_true(mid.count == total);
+            nx_summary_free(&mid);
+        }
+    }
+    u.member_len = NX_TOPK_MEMBER_MAX + 1;
+    assert_int_equal(nx_stream_update(s, &u, T0 + 3090), NX_ETOOBIG);
+    static const uint32_t windows[] = {10, NX_WINDOW_ALL};
+    for (size_t w = 0; w < 2; w++) {
+        nx_summary sm;
+        assert_int_equal(nx_stream_read(s, windows[w], T0 + 3095, &sm), 0);
+        assert_true(sm.count == total);
+        assert_non_null(sm.topk);
+        nx_topk_item a[64], b[64];
+        size_t na = nx_topk_list(sm.topk, a, 64), nb = nx_topk_list(ref, b, 64);
+        assert_int_equal(na, nb);
+        assert_int_equal(na, 64);
+        for (size_t i = 0; i < na; i++) {
+            assert_int_equal(a[i].member_len, b[i].member_len);
+            assert_memory_equal(a[i].member, b[i].member, a[i].member_len);
+            assert_true(a[i].count == b[i].count);
+            assert_true(a[i].error == b[i].error);
+        }
+        assert_true(nx_summary_distinct(&sm) == nx_hll_estimate(href));
+        nx_summary_free(&sm);
+    }
+    free(big);
+    nx_topk_destroy(ref);
+    nx_hll_destroy(href);
+    nx_engine_destroy(e);
 }
 
 /* Decodes tests/data/<name>, a snapshot the engine of `version` wrote. */
@@ -828,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_engine_roundtrip),
         cmocka_unit_test(test_engine_pending_roundtrip),
         cmocka_unit_test(test_engine_qbuf_roundtrip),
+        cmocka_unit_test(test_engine_member_log),
         cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_step_slot_bound),
         cmocka_unit_test(test_engine_corrupt),
