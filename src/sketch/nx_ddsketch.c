@@ -22,7 +22,15 @@
  * Stores (one per sign)
  *   sparse: sorted int32 keys + double counts in one block, used while the
  *           key range is more than 1.5x the number of bins (dense would be
- *           bigger). add = binary search (+ memmove for a new key).
+ *           bigger) or there are fewer than NX_DD_DENSE_MIN (16) bins.
+ *           add = binary search (+ memmove for a new key).
+ *   A dense store goes back to sparse when its keys are far too spread for
+ *   it (range > 2.5x its non-zero bins): when an add must widen its array,
+ *   and when it is cleared for reuse (judged by what it held). The gap
+ *   between 1.5x and 2.5x keeps a store near one threshold from switching
+ *   at every close. Why: bucket sketches are recycled between roles, and a
+ *   one-second sketch of ~30 values (~30 bins over a range of ~100-150) was
+ *   a 1-1.5 KB dense array forever; it is now a ~600-byte sparse one.
  *   dense:  doubles over keys [lo, lo + cap); add = one bounds check and one
  *           store. The array grows geometrically with slack on both sides,
  *           so once the range of the stream is covered no add allocates.
@@ -125,14 +133,81 @@ static void store_free(dd_store *st)
     st->fold_high = fh;
 }
 
-/* Empties the store but keeps its buffer (a bucket close must not
- * reallocate): a dense store stays dense with every bin zero and the
- * sentinel range [INT32_MAX, INT32_MIN], which the add fast paths extend
- * like any other range; a sparse store keeps its block with n = 0.
+/* A dense store whose content was far too sparse for it (range > 2.5 x
+ * its non-zero bins: dense_too_sparse) becomes an empty sparse store with
+ * room for that many bins; returns false (and changes nothing)
+ * when it stays dense or the block cannot be had. */
+static uint32_t dense_nonzero(const dd_store *st)
+{
+    uint32_t nnz = 0;
+    if (st->used)
+        for (int32_t k = st->min_key; k <= st->max_key; k++)
+            nnz += st->counts[k - st->lo] > 0;
+    return nnz;
+}
+
+/* The rule that keeps a store sparse: its key range is more than 1.5x its
+ * non-zero bins (a dense array would be bigger). */
+static inline bool sparse_worthy(uint64_t range, uint64_t nnz)
+{
+    return range * 2 > nnz * 3;
+}
+
+/* The rule that turns a dense store sparse again: its key range is more
+ * than 2.5x its non-zero bins (the dense array is about twice the sparse
+ * block). Between 1.5x and 2.5x a store keeps the representation it has,
+ * so that a bucket sketch whose content hovers around one threshold does
+ * not reallocate at every close. */
+static inline bool dense_too_sparse(uint64_t range, uint64_t nnz)
+{
+    return range * 2 > nnz * 5;
+}
+
+static bool store_reset_to_sparse(dd_store *st)
+{
+    if (!st->used || st->max_key < st->min_key)
+        return false;
+    uint32_t nnz = dense_nonzero(st);
+    /* nnz == 0: emptied by a subtraction, nothing to judge by: keep it */
+    if (nnz == 0 || !dense_too_sparse((uint64_t)((int64_t)st->max_key - st->min_key + 1), nnz))
+        return false;
+    uint32_t cap = 8;
+    while (cap < nnz + nnz / 4)
+        cap *= 2;
+    double *blk = malloc((size_t)cap * (sizeof(double) + sizeof(int32_t)));
+    if (!blk)
+        return false;
+    free(st->counts);
+    st->counts = blk;
+    st->keys = (int32_t *)(blk + cap);
+    st->cap = cap;
+    st->n = 0;
+    st->lo = 0;
+    st->dense = 0;
+    st->min_key = st->max_key = 0;
+    return true;
+}
+
+/* Empties the store. A sparse store keeps its block with n = 0. A dense
+ * store stays dense, every bin zero and the sentinel range [INT32_MAX,
+ * INT32_MIN], which the add fast paths extend like any other range — unless
+ * what it held was far too sparse for it: then it becomes sparse again
+ * (store_reset_to_sparse). Why: sketches are recycled between roles (the
+ * open second, the pending ring, window slots) and a dense array never
+ * shrinks, so a one-second sketch (~30 values, ~30 bins over a range of
+ * ~150) that was ever dense stayed a 1.2-1.6 KB dense array for good, and
+ * every merge into and subtraction from the 10 s window's aggregate walked
+ * that whole range. The price is one allocation when a store's content
+ * changes representation, not one per close.
  * Invariant used here: a dense store's non-zero bins lie in [min_key,
  * max_key] (every writer clamps to or extends that range, trims zero). */
 static void store_reset(dd_store *st)
 {
+    if (st->dense && store_reset_to_sparse(st)) {
+        st->used = 0;
+        st->total = 0;
+        return;
+    }
     if (st->dense) {
         if (st->used && st->max_key >= st->min_key)
             memset(st->counts + (st->min_key - st->lo), 0,
@@ -319,13 +394,45 @@ static void sparse_fold(dd_store *st, int32_t mn, int32_t mx)
     st->max_key = clamp_key(st->max_key, mn, mx);
 }
 
-/* Sparse -> dense when dense would not be bigger (range <= 1.5 bins). */
+/* Sparse -> dense when dense would not be bigger (range <= 1.5 bins) and
+ * the store has NX_DD_DENSE_MIN bins: a store's first keys always span a
+ * small range (one key: a range of 1), and densifying then made every
+ * recycled one-second sketch go dense -> sparse -> grow, three allocations
+ * per stream and second. */
+#define NX_DD_DENSE_MIN 16u
 static int sparse_maybe_densify(dd_store *st, uint32_t max_bins)
 {
-    uint64_t range = (uint64_t)((int64_t)st->max_key - st->min_key + 1);
-    if (range * 2 > (uint64_t)st->n * 3)
+    if (st->n < NX_DD_DENSE_MIN ||
+        sparse_worthy((uint64_t)((int64_t)st->max_key - st->min_key + 1), st->n))
         return 0;
     return store_make_dense(st, max_bins, st->min_key, st->max_key);
+}
+
+/* Dense -> sparse with the same content (keys, range, total). */
+static int store_make_sparse(dd_store *st)
+{
+    uint32_t nnz = dense_nonzero(st), cap = 8;
+    while (cap < nnz + 1)
+        cap *= 2;
+    double *blk = malloc((size_t)cap * (sizeof(double) + sizeof(int32_t)));
+    if (!blk)
+        return NX_ENOMEM;
+    int32_t *keys = (int32_t *)(blk + cap);
+    uint32_t n = 0;
+    STORE_FOREACH(st, k, c, {
+        keys[n] = k;
+        blk[n++] = c;
+    });
+    free(st->counts);
+    st->counts = blk;
+    st->keys = keys;
+    st->cap = cap;
+    st->n = n;
+    st->lo = 0;
+    st->dense = 0;
+    if (!st->used)
+        st->min_key = st->max_key = 0;
+    return 0;
 }
 
 /* Slow path of an add: key outside the dense array, or a sparse store. */
@@ -339,10 +446,19 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
     if (st->dense) {
         if (k < st->lo || (int64_t)k >= (int64_t)st->lo + st->cap || mn < st->lo ||
             (int64_t)mx >= (int64_t)st->lo + st->cap || mn > st->min_key || mx < st->max_key) {
-            int rc = store_make_dense(st, max_bins, mn, mx);
+            /* the array must change: widen it, or, when the bins would be
+             * far too sparse over the new range, go sparse (a store's first key
+             * makes it dense — a range of 1 — and without this it stayed
+             * dense however sparse its keys came: a one-second sketch of 30
+             * values was a 1-1.5 KB array) */
+            int rc = dense_too_sparse((uint64_t)((int64_t)mx - mn + 1), dense_nonzero(st) + 1ull)
+                         ? store_make_sparse(st)
+                         : store_make_dense(st, max_bins, mn, mx);
             if (rc)
                 return rc;
         }
+    }
+    if (st->dense) {
         st->counts[k - st->lo] += w;
         st->min_key = mn;
         st->max_key = mx;

@@ -467,6 +467,86 @@ static void test_add_many(void **st)
  * ends of the double range (|x| < DBL_MIN is the zero bucket), the class
  * and key survive packing (negative keys included), and a bad weight adds
  * nothing. */
+/* A store is sparse while its keys are spread (range > 1.5 x bins) or it
+ * has fewer than 16 bins, and a dense store whose keys come (or came, before
+ * a clear) far too spread goes sparse again: a one-second sketch of 30
+ * spread values is ~600 bytes, not a 1.5 KB array, whether it is fresh,
+ * recycled after dense content, or was dense before its range widened —
+ * and in every case it holds exactly what a fresh sketch of the same
+ * values holds. */
+static void test_sparse_when_spread(void **st)
+{
+    (void)st;
+    double spread[30], tight[400];
+    for (int i = 0; i < 30; i++)
+        spread[i] = pow(1.1, i); /* keys ~4.8 apart: range ~140 for 30 bins */
+    for (int i = 0; i < 400; i++)
+        tight[i] = 100.0 + i * 0.25; /* ~35 keys in a row: dense */
+    nx_ddsketch *ref, *d;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &ref), 0);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(nx_ddsketch_add(ref, spread[i], 1), 0);
+    assert_true(nx_ddsketch_bytes(ref) < 800);
+    /* recycled: dense content, cleared, then spread values */
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &d), 0);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 400; i++)
+            assert_int_equal(nx_ddsketch_add(d, tight[i] * (1 + round), 1), 0);
+        assert_true(nx_ddsketch_bytes(d) > 450); /* dense: 192 + (35 * 1.25 + 8) * 8 */
+        nx_ddsketch_clear(d);
+        for (int i = 29; i >= 0; i--)
+            assert_int_equal(nx_ddsketch_add(d, spread[i], 1), 0);
+        assert_true(nx_ddsketch_equal(d, ref));
+        assert_true(nx_ddsketch_bytes(d) < 800);
+        for (int q = 0; q <= 10; q++)
+            assert_true(nx_ddsketch_quantile(d, q / 10.0) == nx_ddsketch_quantile(ref, q / 10.0));
+        nx_ddsketch_clear(d);
+    }
+    /* widened by a merge, then cleared: ~65 keys over a range of ~600 */
+    for (int i = 0; i < 400; i++)
+        assert_int_equal(nx_ddsketch_add(d, tight[i], 1), 0);
+    nx_ddsketch *far;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &far), 0);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(nx_ddsketch_add(far, spread[i] * 1e6, 1), 0);
+    assert_int_equal(nx_ddsketch_merge(d, far), 0);
+    size_t wide = nx_ddsketch_bytes(d);
+    assert_true(wide > 4000);
+    nx_ddsketch_clear(d); /* goes sparse, room for ~65 bins */
+    assert_true(nx_ddsketch_bytes(d) < wide / 2);
+    assert_int_equal(nx_ddsketch_merge(d, far), 0);
+    assert_true(nx_ddsketch_equal(d, far));
+    nx_ddsketch_destroy(far);
+    nx_ddsketch_destroy(d);
+    /* widened: dense first (20 bins in a row), then keys far apart */
+    nx_ddsketch *w, *w2;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &w), 0);
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &w2), 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(nx_ddsketch_add(w, pow(1.0202, i) * 7, 1), 0);
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(nx_ddsketch_add(w, spread[i] * 1e3, 2), 0);
+    for (int i = 29; i >= 0; i--)
+        assert_int_equal(nx_ddsketch_add(w2, spread[i] * 1e3, 2), 0);
+    for (int i = 19; i >= 0; i--)
+        assert_int_equal(nx_ddsketch_add(w2, pow(1.0202, i) * 7, 1), 0);
+    assert_true(nx_ddsketch_equal(w, w2));
+    assert_true(nx_ddsketch_count(w) == 80);
+    assert_true(nx_ddsketch_bytes(w) < 1200);
+    /* and merging the sparse pieces gives the dense union */
+    nx_ddsketch *u;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &u), 0);
+    assert_int_equal(nx_ddsketch_merge(u, w), 0);
+    assert_int_equal(nx_ddsketch_merge(u, ref), 0);
+    assert_true(nx_ddsketch_count(u) == 110);
+    assert_int_equal(nx_ddsketch_sub(u, ref), 0);
+    assert_true(nx_ddsketch_equal(u, w));
+    nx_ddsketch_destroy(u);
+    nx_ddsketch_destroy(w);
+    nx_ddsketch_destroy(w2);
+    nx_ddsketch_destroy(ref);
+}
+
 static void test_pack_extremes(void **st)
 {
     (void)st;
@@ -539,7 +619,7 @@ int main(void)
         cmocka_unit_test(test_merge_union),  cmocka_unit_test(test_collapse),
         cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
         cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
-        cmocka_unit_test(test_pack_extremes),
+        cmocka_unit_test(test_pack_extremes), cmocka_unit_test(test_sparse_when_spread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
