@@ -44,6 +44,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "common/nx_codec.h"
 #include "engine/nx_engine_int.h"
 #include "sketch/nx_ddsketch.h"
 #include "sketch/nx_hll.h"
@@ -528,7 +529,7 @@ void nx_stream_account(nx_stream *s)
     if (s->shll)
         b += nx_shll_bytes(s->shll);
     if (s->type == NX_TYPE_SET)
-        b += s->mlog_cap;
+        b += s->mlog.cap;
     if (s->win) {
         b += stream_hist_block_bytes(e);
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
@@ -594,9 +595,7 @@ static void mlog_free(nx_stream *s)
     assert(s->type != NX_TYPE_SET || s->nqbuf == 0);
     if (s->type != NX_TYPE_SET)
         return;
-    free(s->mlog);
-    s->mlog = NULL;
-    s->mlog_len = s->mlog_cap = 0;
+    nx_buf_free(&s->mlog);
 }
 
 static void stream_pend_free(nx_stream *s)
@@ -1017,7 +1016,6 @@ static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec);
  * An entry: the member's XXH3 hash (8 bytes), its length (4), its bytes,
  * padded to a multiple of 8 so the next hash is aligned. */
 #define NX_MLOG_HEAD 12u
-#define NX_MLOG_MIN 256u
 
 static inline uint32_t mlog_entry_bytes(uint32_t len)
 {
@@ -1028,9 +1026,10 @@ static inline uint32_t mlog_entry_bytes(uint32_t len)
 static inline uint32_t mlog_entry(const nx_stream *s, uint32_t off, uint64_t *hash,
                                   const char **member, uint32_t *len)
 {
-    memcpy(hash, s->mlog + off, sizeof *hash);
-    memcpy(len, s->mlog + off + 8, sizeof *len);
-    *member = s->mlog + off + NX_MLOG_HEAD;
+    const uint8_t *e = s->mlog.data + off;
+    memcpy(hash, e, sizeof *hash);
+    memcpy(len, e + 8, sizeof *len);
+    *member = (const char *)e + NX_MLOG_HEAD;
     return off + mlog_entry_bytes(*len);
 }
 
@@ -1072,8 +1071,8 @@ static int mlog_drain(nx_stream *s)
         off = next;
     }
     if (done < s->nqbuf) /* what was not added moves to the front */
-        memmove(s->mlog, s->mlog + off, s->mlog_len - off);
-    s->mlog_len -= off;
+        memmove(s->mlog.data, s->mlog.data + off, s->mlog.len - off);
+    s->mlog.len -= off;
     s->nqbuf = (uint8_t)(s->nqbuf - done);
     return rc;
 }
@@ -1084,26 +1083,19 @@ static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, do
     int rc;
     uint32_t need = mlog_entry_bytes(len);
     if (s->nqbuf && (s->nqbuf == NX_MLOG_ENTRIES_MAX || s->qbuf_w != w ||
-                     s->mlog_len + need > NX_MLOG_MAX) &&
+                     s->mlog.len + need > NX_MLOG_MAX) &&
         (rc = nx_stream_drain(s)))
         return rc;
     if (need > NX_MLOG_MAX) /* longer than any log: straight in (the log is empty) */
         return set_member_apply(s, h, m, len, w);
-    if (s->mlog_len + need > s->mlog_cap) {
-        uint32_t cap = s->mlog_cap ? s->mlog_cap : NX_MLOG_MIN;
-        while (cap < s->mlog_len + need)
-            cap *= 2;
-        char *log = realloc(s->mlog, cap);
-        if (!log)
-            return NX_ENOMEM;
-        s->mlog = log;
-        s->mlog_cap = cap;
-    }
-    char *p = s->mlog + s->mlog_len;
+    /* grows by doubling from 256: stays <= NX_MLOG_MAX (a power of two) */
+    if ((rc = nx_buf_reserve(&s->mlog, need)))
+        return rc;
+    uint8_t *p = s->mlog.data + s->mlog.len;
     memcpy(p, &h, sizeof h);
     memcpy(p + 8, &len, sizeof len);
     memcpy(p + NX_MLOG_HEAD, m, len);
-    s->mlog_len += need;
+    s->mlog.len += need;
     s->qbuf_w = w;
     s->nqbuf++;
     return 0;

@@ -74,7 +74,7 @@ struct nx_stream {
      * their bins in parallel (nx_ddsketch_add_packed).
      * Sets: the member log, every member of the open second not yet in
      * open's top-k, the sliding HLL and all-time's HLL (already in
-     * open.m.count), in arrival order: hash, length and bytes (nx_mlog_*
+     * open.m.count), in arrival order: hash, length and bytes (mlog_*
      * in nx_engine.c). Adding each member as it comes cost a chain of four
      * dependent misses per event in the top-k alone (struct, table, item,
      * member bytes: 30% of a set event's time); an event now only appends
@@ -89,11 +89,9 @@ struct nx_stream {
     double qbuf_w;       /* the weight of every buffered value / logged member */
     union {
         int32_t qbuf[14]; /* NX_QBUF_MAX packed bins (quantile types) */
-        struct {          /* sets: the member log; nqbuf counts its entries */
-            char *mlog;         /* NULL until the first member; freed when idle */
-            uint32_t mlog_len;  /* bytes in use */
-            uint32_t mlog_cap;  /* bytes allocated, <= NX_MLOG_MAX */
-        };
+        nx_buf mlog;      /* sets: the member log (nqbuf counts its entries);
+                           * empty until the first member, freed when idle;
+                           * cap <= NX_MLOG_MAX */
     };
     /* ---- cold ---- */
     nx_tenant *tenant;   /* read by events with a timestamp (tolerances) and

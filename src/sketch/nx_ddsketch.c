@@ -137,6 +137,8 @@ static void store_free(dd_store *st)
  * its non-zero bins: dense_too_sparse) becomes an empty sparse store with
  * room for that many bins; returns false (and changes nothing)
  * when it stays dense or the block cannot be had. */
+static int store_make_sparse(dd_store *st, uint32_t nnz, bool keep);
+
 static uint32_t dense_nonzero(const dd_store *st)
 {
     uint32_t nnz = 0;
@@ -171,21 +173,7 @@ static bool store_reset_to_sparse(dd_store *st)
     /* nnz == 0: emptied by a subtraction, nothing to judge by: keep it */
     if (nnz == 0 || !dense_too_sparse((uint64_t)((int64_t)st->max_key - st->min_key + 1), nnz))
         return false;
-    uint32_t cap = 8;
-    while (cap < nnz + nnz / 4)
-        cap *= 2;
-    double *blk = malloc((size_t)cap * (sizeof(double) + sizeof(int32_t)));
-    if (!blk)
-        return false;
-    free(st->counts);
-    st->counts = blk;
-    st->keys = (int32_t *)(blk + cap);
-    st->cap = cap;
-    st->n = 0;
-    st->lo = 0;
-    st->dense = 0;
-    st->min_key = st->max_key = 0;
-    return true;
+    return store_make_sparse(st, nnz, false) == 0;
 }
 
 /* Empties the store. A sparse store keeps its block with n = 0. A dense
@@ -408,21 +396,23 @@ static int sparse_maybe_densify(dd_store *st, uint32_t max_bins)
     return store_make_dense(st, max_bins, st->min_key, st->max_key);
 }
 
-/* Dense -> sparse with the same content (keys, range, total). */
-static int store_make_sparse(dd_store *st)
+/* Dense -> sparse, with room for nnz + 1/4 bins (nnz: its non-zero bins):
+ * with the same content (keys, range, total) when `keep`, else empty. */
+static int store_make_sparse(dd_store *st, uint32_t nnz, bool keep)
 {
-    uint32_t nnz = dense_nonzero(st), cap = 8;
-    while (cap < nnz + 1)
+    uint32_t cap = 8;
+    while (cap < nnz + nnz / 4 + 1)
         cap *= 2;
     double *blk = malloc((size_t)cap * (sizeof(double) + sizeof(int32_t)));
     if (!blk)
         return NX_ENOMEM;
     int32_t *keys = (int32_t *)(blk + cap);
     uint32_t n = 0;
-    STORE_FOREACH(st, k, c, {
-        keys[n] = k;
-        blk[n++] = c;
-    });
+    if (keep)
+        STORE_FOREACH(st, k, c, {
+            keys[n] = k;
+            blk[n++] = c;
+        });
     free(st->counts);
     st->counts = blk;
     st->keys = keys;
@@ -430,7 +420,7 @@ static int store_make_sparse(dd_store *st)
     st->n = n;
     st->lo = 0;
     st->dense = 0;
-    if (!st->used)
+    if (!keep || !st->used)
         st->min_key = st->max_key = 0;
     return 0;
 }
@@ -447,12 +437,11 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
         if (k < st->lo || (int64_t)k >= (int64_t)st->lo + st->cap || mn < st->lo ||
             (int64_t)mx >= (int64_t)st->lo + st->cap || mn > st->min_key || mx < st->max_key) {
             /* the array must change: widen it, or, when the bins would be
-             * far too sparse over the new range, go sparse (a store's first key
-             * makes it dense — a range of 1 — and without this it stayed
-             * dense however sparse its keys came: a one-second sketch of 30
-             * values was a 1-1.5 KB array) */
-            int rc = dense_too_sparse((uint64_t)((int64_t)mx - mn + 1), dense_nonzero(st) + 1ull)
-                         ? store_make_sparse(st)
+             * far too sparse over the new range, go sparse (else a store
+             * that was dense once stayed dense however spread its keys) */
+            uint32_t nnz = dense_nonzero(st);
+            int rc = dense_too_sparse((uint64_t)((int64_t)mx - mn + 1), nnz + 1ull)
+                         ? store_make_sparse(st, nnz, true)
                          : store_make_dense(st, max_bins, mn, mx);
             if (rc)
                 return rc;

@@ -412,7 +412,7 @@ static void test_engine_member_log(void **st)
         assert_int_equal(nx_stream_update(s, &u, T0 + 3000 + i / 10), 0);
         assert_int_equal(nx_topk_add(ref, big, len, u.weight), 0);
         assert_int_equal(nx_hll_add(href, big, len), 0);
-        assert_true(s->mlog_cap <= NX_MLOG_MAX && s->mlog_len <= s->mlog_cap);
+        assert_true(s->mlog.cap <= NX_MLOG_MAX && s->mlog.len <= s->mlog.cap);
         total += u.weight;
         if (i == 450) { /* a read drains the log mid-second */
             nx_summary mid;
