@@ -1,13 +1,16 @@
 /*
  * nx_mailbox.c — Vyukov intrusive MPSC queue with an eventfd doorbell, and
- * a countdown latch (see nx_mailbox.h). The latch uses a mutex and a
- * condition variable: it is on the query path (one wait per HTTP request),
- * never on the ingest hot path.
+ * a countdown latch (see nx_mailbox.h). The latch is an atomic count and a
+ * futex: it is on the query path (one wait per HTTP request), never on the
+ * ingest hot path, but a shard must never hold a lock its waiter needs.
  */
 #include "server/nx_mailbox.h"
 #include "nexus.h"
 
 #include <assert.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -79,30 +82,34 @@ void nx_mailbox_ack(nx_mailbox *m)
 
 void nx_waiter_init(nx_waiter *w, int count)
 {
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    w->remaining = count;
+    atomic_init(&w->remaining, count);
 }
 
 void nx_waiter_destroy(nx_waiter *w)
 {
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->mu);
+    (void)w;
 }
 
+/*
+ * The waker may call FUTEX_WAKE after the waiter saw 0 and returned, on
+ * memory that is by then someone else's: a spurious wake-up, which every
+ * futex user (glibc's included) tolerates by re-checking its own word.
+ */
 void nx_waiter_done(nx_waiter *w)
 {
-    pthread_mutex_lock(&w->mu);
-    assert(w->remaining > 0);
-    if (--w->remaining == 0)
-        pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
+    int left = atomic_fetch_sub_explicit(&w->remaining, 1, memory_order_acq_rel) - 1;
+    assert(left >= 0);
+    if (left == 0)
+        syscall(SYS_futex, &w->remaining, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 void nx_waiter_wait(nx_waiter *w)
 {
-    pthread_mutex_lock(&w->mu);
-    while (w->remaining > 0)
-        pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
+    for (;;) {
+        int v = atomic_load_explicit(&w->remaining, memory_order_acquire);
+        if (v == 0)
+            return;
+        /* sleeps only while remaining still equals v; EAGAIN/EINTR: re-check */
+        syscall(SYS_futex, &w->remaining, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+    }
 }
