@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <xxhash.h>
 #include <zlib.h>
 #include "store/nx_wal.h"
 
@@ -95,9 +96,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (len < 8 || len > size - off - 8)
                 break;
             put64(b + off + 8, lsn++);
-            uLong c = crc32(0L, b + off, 4);
-            c = crc32(c, b + off + 8, len);
-            put32(b + off + 4, (uint32_t)c);
+            if (b[4] >= 2) { /* the format's record checksum (store/nx_wal.c) */
+                put32(b + off + 4, (uint32_t)XXH3_64bits_withSeed(b + off + 8, len, len));
+            } else {
+                uLong c = crc32(0L, b + off, 4);
+                c = crc32(c, b + off + 8, len);
+                put32(b + off + 4, (uint32_t)c);
+            }
             off += 8 + (size_t)len;
         }
     }

@@ -1,17 +1,19 @@
 /*
  * test_wal.c — the per-shard write-ahead log on real files: append/replay
  * round trip, group commit, rotation and deletion, torn writes at every
- * offset of the last record, flipped bytes, a full disk, and empty or
- * missing directories.
+ * offset of the last record, flipped bytes, a full disk, empty or missing
+ * directories, and a log written in the version-1 format (crc32 records).
  */
 #include "test_store_common.h"
 
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "store/nx_wal.h"
 
@@ -624,6 +626,128 @@ static void test_replay_error_propagates(void **state)
     free(dir);
 }
 
+/* Writes a version-1 segment (crc32 checksums, as before version 2) holding
+ * the records 1..n of append_n's scheme. */
+static void write_v1_segment(const char *dir, uint64_t n)
+{
+    char path[4200];
+    seg_file(path, sizeof path, dir, 1);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    uint8_t h[24] = {0};
+    uint32_t magic = 0x4C57584Eu, shard = 3;
+    uint64_t first = 1;
+    memcpy(h, &magic, 4);
+    h[4] = 1;
+    memcpy(h + 8, &first, 8);
+    memcpy(h + 16, &shard, 4);
+    uint32_t hc = (uint32_t)crc32(0L, h, 20);
+    memcpy(h + 20, &hc, 4);
+    assert_int_equal(fwrite(h, 1, 24, f), 24);
+    for (uint64_t lsn = 1; lsn <= n; lsn++) {
+        uint8_t r[256], p[128];
+        char tenant[16];
+        int tl = snprintf(tenant, sizeof tenant, "t%u", (unsigned)(lsn % 5));
+        uint8_t etl = (uint8_t)(lsn % 4 == 0 ? 0 : tl);
+        size_t pl = payload_of(lsn, p);
+        uint32_t len = (uint32_t)(19 + etl + pl);
+        int64_t recv = 1700000000000 + (int64_t)lsn;
+        memcpy(r, &len, 4);
+        memcpy(r + 8, &lsn, 8);
+        memcpy(r + 16, &recv, 8);
+        r[24] = (uint8_t)(lsn % 3);
+        r[25] = 7;
+        r[26] = etl;
+        memcpy(r + 27, tenant, etl);
+        memcpy(r + 27 + etl, p, pl);
+        uLong c = crc32(0L, r, 4);
+        uint32_t crc = (uint32_t)crc32(c, r + 8, len);
+        memcpy(r + 4, &crc, 4);
+        assert_int_equal(fwrite(r, 1, 8 + len, f), 8 + len);
+    }
+    assert_int_equal(fclose(f), 0);
+}
+
+static uint8_t seg_version_of(const char *dir, uint64_t first)
+{
+    char path[4200];
+    seg_file(path, sizeof path, dir, first);
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    uint8_t h[5];
+    assert_int_equal(fread(h, 1, 5, f), 5);
+    fclose(f);
+    return h[4];
+}
+
+/* A log written before version 2 (crc32 records) is replayed, continued in
+ * its own format (a reopen replays old and new records alike), and the next
+ * segment is version 2; a bit flipped in a version-1 record is still caught. */
+static void test_version1_segment(void **state)
+{
+    (void)state;
+    char *dir = ts_tmpdir("walv1");
+    write_v1_segment(dir, 40);
+    nx_wal *w;
+    nx_wal_recovery rec;
+    seen s = {0};
+    assert_int_equal(nx_wal_open(dir, opts(0, 0), 0, check_cb, &s, &rec, &w), 0);
+    assert_int_equal(s.n, 40);
+    assert_int_equal(s.bad, 0);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(append_n(w, 10), 0); /* into the version-1 segment */
+    assert_int_equal(nx_wal_commit(w, true, NULL), 0);
+    nx_wal_close(w);
+    assert_int_equal(seg_version_of(dir, 1), 1);
+
+    memset(&s, 0, sizeof s);
+    assert_int_equal(nx_wal_open(dir, opts(2048, 0), 0, check_cb, &s, &rec, &w), 0);
+    assert_int_equal(s.n, 50);
+    assert_int_equal(s.bad, 0);
+    assert_int_equal(rec.truncated_bytes, 0);
+    assert_int_equal(append_n(w, 10), 0); /* past 2 KiB already: a new segment */
+    assert_int_equal(nx_wal_commit(w, true, NULL), 0);
+    nx_wal_close(w);
+    uint64_t second = 0; /* the segment after the version-1 one */
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        unsigned long long first;
+        if (sscanf(de->d_name, "wal-%llu.log", &first) == 1 && first > 1)
+            second = first;
+    }
+    closedir(d);
+    assert_int_equal(second, 51);
+    assert_int_equal(seg_version_of(dir, second), 2);
+
+    memset(&s, 0, sizeof s);
+    assert_int_equal(nx_wal_open(dir, opts(2048, 0), 0, check_cb, &s, &rec, &w), 0);
+    assert_int_equal(s.n, 60);
+    assert_int_equal(s.first, 1);
+    assert_int_equal(s.bad, 0);
+    nx_wal_close(w);
+
+    /* a flipped payload byte in the version-1 segment's last record */
+    char path[4200];
+    seg_file(path, sizeof path, dir, 1);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    int fd = open(path, O_RDWR);
+    assert_true(fd >= 0);
+    uint8_t b;
+    assert_int_equal(pread(fd, &b, 1, st.st_size - 1), 1);
+    b ^= 0x10;
+    assert_int_equal(pwrite(fd, &b, 1, st.st_size - 1), 1);
+    close(fd);
+    memset(&s, 0, sizeof s);
+    assert_int_equal(nx_wal_open(dir, opts(2048, 0), 0, check_cb, &s, &rec, &w), 0);
+    assert_int_equal(s.n, 49); /* replay stops before the damaged record */
+    assert_int_equal(s.bad, 0);
+    assert_true(rec.orphaned_segments >= 1); /* what follows a hole is never replayed */
+    nx_wal_close(w);
+    ts_rmrf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_enospc_recovers),
         cmocka_unit_test(test_empty_and_missing),
         cmocka_unit_test(test_replay_error_propagates),
+        cmocka_unit_test(test_version1_segment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
