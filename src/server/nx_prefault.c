@@ -46,7 +46,7 @@ typedef struct nx_pf_region {
     _Atomic size_t handed;
     _Atomic size_t ready;
     _Atomic uint64_t fallback;
-    _Atomic uint64_t failed; /* bytes MADV_POPULATE_WRITE refused (left to fault on use) */
+    _Atomic uint64_t failed; /* always 0: touching cannot be refused (see touch_pages) */
     _Atomic uint64_t purged; /* bytes jemalloc gave back to the kernel */
     unsigned arena;
 } nx_pf_region;
@@ -165,6 +165,27 @@ static bool hook_merge(extent_hooks_t *h, void *addr_a, size_t size_a, void *add
 
 /* ---- background populating ------------------------------------------------- */
 
+/*
+ * Faults [p, p + len) in with one atomic "or 0" per 4 KiB page: a write
+ * fault (the page is allocated and zeroed, a 2 MB huge page at once where
+ * THP applies) that never changes a byte, so it is harmless on a page the
+ * shard was handed and is writing meanwhile. Not MADV_POPULATE_WRITE: that
+ * holds the process's mmap_lock for reading while it zeroes, and this thread
+ * runs at SCHED_IDLE, so it was preempted holding it; every mmap, munmap or
+ * madvise(MADV_HUGEPAGE) of another thread (jemalloc's, a shard's, the
+ * snapshot writer's) then queued behind it, for 60-525 ms under ingest load
+ * (perf trace), long enough for the shards' UDP queues to overflow. A page
+ * fault takes only the faulting mapping's own lock (per-VMA locking), which
+ * nobody else's mmap or madvise needs. The cost: out of memory is now the
+ * kernel's OOM handling, as for the shard's own first touch of the page a
+ * moment later, where MADV_POPULATE_WRITE returned ENOMEM.
+ */
+static void touch_pages(uint8_t *p, size_t len)
+{
+    for (size_t off = 0; off < len; off += 4096)
+        __atomic_fetch_or(p + off, (uint8_t)0, __ATOMIC_RELAXED);
+}
+
 /* One step for one region: populates the next chunk if it is behind. */
 static bool populate_step(nx_pf_region *r, size_t ahead)
 {
@@ -174,9 +195,7 @@ static bool populate_step(nx_pf_region *r, size_t ahead)
     if (ready >= want)
         return false;
     size_t len = want - ready < NX_PF_CHUNK ? want - ready : NX_PF_CHUNK;
-    /* best effort: a failure (ENOMEM) leaves the pages to be faulted on use */
-    if (madvise(r->base + ready, len, MADV_POPULATE_WRITE))
-        atomic_fetch_add_explicit(&r->failed, len, memory_order_relaxed);
+    touch_pages(r->base + ready, len);
     atomic_store_explicit(&r->ready, ready + len, memory_order_relaxed);
     return true;
 }

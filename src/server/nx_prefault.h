@@ -14,9 +14,10 @@
  * on glibc malloc, simply run without), each shard thread gets its own
  * jemalloc arena whose extent hooks hand out memory from one large
  * MAP_NORESERVE reservation, bump-allocated upwards. One background thread at
- * SCHED_IDLE priority keeps every reservation populated
- * (madvise(MADV_POPULATE_WRITE), 2 MB at a time) up to `ahead` bytes past
- * what jemalloc has been handed. Idle CPU pays the first touches; when there
+ * SCHED_IDLE priority keeps every reservation populated (a write fault per
+ * 4 KiB page that changes no byte, 2 MB at a time; not MADV_POPULATE_WRITE,
+ * which held mmap_lock while this thread was preempted, see nx_prefault.c)
+ * up to `ahead` bytes past what jemalloc has been handed. Idle CPU pays the first touches; when there
  * is none, the background thread does not run and the shard faults its pages
  * itself, exactly as without this module.
  *
@@ -42,7 +43,7 @@ typedef struct nx_prefault_stats {
     uint64_t handed;    /* bytes of the reservation given to jemalloc */
     uint64_t ready;     /* bytes of the reservation populated */
     uint64_t fallback;  /* bytes served by plain mmap (reservation used up) */
-    uint64_t failed;    /* bytes the kernel refused to populate (faulted on use) */
+    uint64_t failed;    /* always 0 since populating is by touch (kept for /v1/stats) */
     uint64_t purged;    /* bytes jemalloc returned to the kernel (MADV_FREE/DONTNEED) */
 } nx_prefault_stats;
 
