@@ -746,6 +746,7 @@ static void test_version1_segment(void **state)
     assert_true(rec.orphaned_segments >= 1); /* what follows a hole is never replayed */
     nx_wal_close(w);
     ts_rmrf(dir);
+    free(dir);
 }
 
 int main(void)
