@@ -14,6 +14,7 @@
 #include "nexus.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -27,6 +28,7 @@ typedef struct sync_req {
     char *path;     /* unlink this (owned), or NULL */
     uint64_t file_id;
     uint64_t lsn;   /* 0 for an unlink: moves nothing */
+    uint64_t clean_end; /* after the sync, drop cached pages below this */
 } sync_req;
 
 struct nx_syncer {
@@ -65,6 +67,9 @@ static void *syncer_main(void *arg)
             free(r.path);
         } else {
             rc = atomic_load(&s->failed) ? -1 : r.full ? fsync(r.fd) : fdatasync(r.fd);
+            /* synced pages are clean: give them back (see nx_syncer.h) */
+            if (rc == 0 && r.clean_end)
+                (void)posix_fadvise(r.fd, 0, (off_t)r.clean_end, POSIX_FADV_DONTNEED);
             close(r.fd);
         }
         pthread_mutex_lock(&s->mu);
@@ -99,7 +104,8 @@ int nx_syncer_create(nx_syncer **out)
     return 0;
 }
 
-static int push(nx_syncer *s, int fd, bool full, uint64_t file_id, uint64_t lsn)
+static int push(nx_syncer *s, int fd, bool full, uint64_t file_id, uint64_t lsn,
+                uint64_t clean_end)
 {
     int rc = atomic_load(&s->failed);
     if (rc)
@@ -110,6 +116,8 @@ static int push(nx_syncer *s, int fd, bool full, uint64_t file_id, uint64_t lsn)
         if (!last->path && last->file_id == file_id && last->full == full) { /* not started yet: it will cover lsn too */
             if (lsn > last->lsn)
                 last->lsn = lsn;
+            if (clean_end > last->clean_end)
+                last->clean_end = clean_end;
             pthread_mutex_unlock(&s->mu);
             return 0;
         }
@@ -124,21 +132,21 @@ static int push(nx_syncer *s, int fd, bool full, uint64_t file_id, uint64_t lsn)
         pthread_mutex_unlock(&s->mu);
         return rc;
     }
-    s->q[(s->head + s->n) % NX_SYNCER_QUEUE] = (sync_req){dfd, full, NULL, file_id, lsn};
+    s->q[(s->head + s->n) % NX_SYNCER_QUEUE] = (sync_req){dfd, full, NULL, file_id, lsn, clean_end};
     s->n++;
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
 
-int nx_syncer_push(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn)
+int nx_syncer_push(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn, uint64_t clean_end)
 {
-    return push(s, fd, false, file_id, lsn);
+    return push(s, fd, false, file_id, lsn, clean_end);
 }
 
 int nx_syncer_push_fsync(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn)
 {
-    return push(s, fd, true, file_id, lsn);
+    return push(s, fd, true, file_id, lsn, 0);
 }
 
 int nx_syncer_push_unlink(nx_syncer *s, const char *path)
@@ -152,7 +160,7 @@ int nx_syncer_push_unlink(nx_syncer *s, const char *path)
         free(p);
         return 1;
     }
-    s->q[(s->head + s->n) % NX_SYNCER_QUEUE] = (sync_req){-1, false, p, 0, 0};
+    s->q[(s->head + s->n) % NX_SYNCER_QUEUE] = (sync_req){-1, false, p, 0, 0, 0};
     s->n++;
     pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);

@@ -21,6 +21,13 @@
  * It also unlinks files nothing needs any more (WAL segments covered by a
  * snapshot), in the same order.
  *
+ * After a sync it can drop the file's cached pages below a given offset
+ * (posix_fadvise DONTNEED: clean pages only, whole pages only). A WAL is
+ * written once and read only by recovery, and in a VM a write into a fresh
+ * page-cache page costs like a first touch of guest memory: at 2.3M lines/s
+ * the pwrite copy (copy_folio_from_iter_atomic) was 13.5% of the shards'
+ * CPU, 2.5% once synced WAL pages were handed back and their frames reused.
+ *
  * Errors: a failed fdatasync is sticky (nx_syncer_failed), as a failed
  * inline one is for the WAL: after it, nothing is claimed durable again.
  *
@@ -39,11 +46,12 @@ typedef struct nx_syncer nx_syncer;
 /* Starts the thread. NX_ENOMEM, or NX_EIO if the thread cannot start. */
 int nx_syncer_create(nx_syncer **out);
 /* Queues fdatasync of fd's file that makes everything up to lsn durable
- * (file_id names the file, for coalescing). Returns 0 when queued, 1 when
- * the queue is full, NX_EIO after a failure, or an errno-derived error if
- * dup() fails: on anything but 0 the caller syncs inline (after
- * nx_syncer_wait_idle, to keep the order). */
-int nx_syncer_push(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn);
+ * (file_id names the file, for coalescing); once it succeeded, the file's
+ * cached pages below clean_end are dropped (0: none). Returns 0 when
+ * queued, 1 when the queue is full, NX_EIO after a failure, or an
+ * errno-derived error if dup() fails: on anything but 0 the caller syncs
+ * inline (after nx_syncer_wait_idle, to keep the order). */
+int nx_syncer_push(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn, uint64_t clean_end);
 /* The same with fsync() (directories: a new file's entry). */
 int nx_syncer_push_fsync(nx_syncer *s, int fd, uint64_t file_id, uint64_t lsn);
 /* Queues unlink(path) (a file nothing needs any more, e.g. a WAL segment a

@@ -480,7 +480,8 @@ static int rotate(nx_wal *w)
         return rc;
     if (w->fd >= 0) {
         bool behind = w->syncer && durable_now(w) < w->written_lsn &&
-                      nx_syncer_push(w->syncer, w->fd, w->seg_first, w->written_lsn) == 0;
+                      nx_syncer_push(w->syncer, w->fd, w->seg_first, w->written_lsn,
+                                     w->seg_size) == 0;
         if (!behind && (rc = sync_current(w)) != NX_OK)
             return rc;
         close(w->fd);
@@ -557,7 +558,10 @@ int nx_wal_sync_behind(nx_wal *w)
         return rc;
     if (!w->syncer)
         (void)nx_syncer_create(&w->syncer); /* no thread: sync inline, as before */
-    if (w->syncer && nx_syncer_push(w->syncer, w->fd, w->seg_first, w->written_lsn) == 0)
+    /* written pages are never rewritten: once synced, the helper drops
+     * them from the page cache (nx_syncer.h says why) */
+    if (w->syncer &&
+        nx_syncer_push(w->syncer, w->fd, w->seg_first, w->written_lsn, w->seg_size) == 0)
         return NX_OK;
     return sync_current(w);
 }
