@@ -15,7 +15,7 @@ VARIANT ?= release
 BUILD   ?= build/$(VARIANT)
 CC      ?= cc
 
-PKGS := libxxhash libzstd libmicrohttpd jansson libbpf liburing libnats cmocka zlib
+PKGS := libxxhash libzstd libmicrohttpd jansson libbpf liburing libnats cmocka zlib libdeflate
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -23,7 +23,7 @@
 
 FUZZ_CC     ?= clang
 FUZZ_BUILD  ?= build/fuzz
-FUZZ_PKGS   := libxxhash libzstd jansson zlib nettle
+FUZZ_PKGS   := libxxhash libzstd jansson zlib nettle libdeflate
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -D_GNU_SOURCE \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                -Wall -Wextra -Wno-unused-parameter -Iinclude -Isrc -Ifuzz -pthread \

@@ -7,7 +7,7 @@ PKGS=(
   build-essential pkg-config make gcc clang lld llvm
   libbpf-dev bpftool linux-libc-dev
   liburing-dev libmicrohttpd-dev libjansson-dev libxxhash-dev libzstd-dev
-  libcmocka-dev libclang-rt-14-dev libjemalloc-dev zlib1g-dev nettle-dev
+  libcmocka-dev libclang-rt-14-dev libjemalloc-dev zlib1g-dev nettle-dev libdeflate-dev
   wabt wasi-libc
   nats-server libnats-dev
   prometheus

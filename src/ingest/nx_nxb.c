@@ -16,11 +16,11 @@
  *    one byte), anything else as f64, so values round-trip bit-exactly.
  */
 #include "ingest/nx_nxb.h"
+#include "common/nx_codec.h"
 
 #include <assert.h>
 #include <math.h>
 #include <string.h>
-#include <zlib.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "NXB codec assumes a little-endian host");
 _Static_assert(NX_NXB_OFF_TENANT == 8, "the kernel stage reads the tenant at offset 8");
@@ -188,9 +188,7 @@ int nx_nxb_decode(const uint8_t *p, size_t n, nx_nxb_batch *out, nx_nxb_stats *s
     const uint8_t *q = p + nxb_ld16(p + 6);
     const uint8_t *end = p + total;
     if (flags & NX_NXB_F_CRC) {
-        uLong crc = crc32(0L, Z_NULL, 0);
-        crc = crc32(crc, q, (uInt)(end - q));
-        if ((uint32_t)crc != nxb_ld32(p + 28))
+        if (nx_crc32(q, (size_t)(end - q)) != nxb_ld32(p + 28))
             return nxb_reject(stats, reason, NX_NXB_BAD_CHECKSUM);
     }
 
@@ -518,8 +516,7 @@ int nx_nxb_writer_finish(nx_nxb_writer *w, size_t *len)
     nxb_st32(p + 24, (uint32_t)total);
     uint32_t crc = 0;
     if (w->flags & NX_NXB_F_CRC) {
-        uLong c = crc32(0L, Z_NULL, 0);
-        crc = (uint32_t)crc32(c, p + NX_NXB_HDR_LEN, (uInt)(total - NX_NXB_HDR_LEN));
+        crc = nx_crc32(p + NX_NXB_HDR_LEN, total - NX_NXB_HDR_LEN);
     }
     nxb_st32(p + 28, crc);
     nxb_st64(p + 32, (uint64_t)w->base_ts_ms);
@@ -539,7 +536,7 @@ void nx_nxb_ack_encode(const nx_nxb_ack *a, uint8_t out[NX_NXB_ACK_LEN])
     nxb_st32(out + 12, a->events);
     nxb_st64(out + 16, a->sequence);
     nxb_st32(out + 24, 0);
-    nxb_st32(out + 28, (uint32_t)crc32(crc32(0L, Z_NULL, 0), out, 28));
+    nxb_st32(out + 28, nx_crc32(out, 28));
 }
 
 int nx_nxb_ack_decode(const uint8_t *p, size_t n, nx_nxb_ack *out)
@@ -550,7 +547,7 @@ int nx_nxb_ack_decode(const uint8_t *p, size_t n, nx_nxb_ack *out)
         return NX_ECORRUPT;
     if (p[4] != NX_NXB_VERSION)
         return NX_EVERSION;
-    if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), p, 28) != nxb_ld32(p + 28))
+    if (nx_crc32(p, 28) != nxb_ld32(p + 28))
         return NX_ECORRUPT;
     out->status = p[5];
     out->tenant_num = nxb_ld32(p + 8);

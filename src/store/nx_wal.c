@@ -65,6 +65,7 @@
  */
 #include "store/nx_wal.h"
 #include "store/nx_syncer.h"
+#include "common/nx_codec.h"
 #include "common/nx_fs.h"
 
 #include <assert.h>
@@ -78,7 +79,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
-#include <zlib.h>
 
 #define WAL_MAGIC 0x4C57584Eu
 #define WAL_VERSION 2         /* what new segments are written as */
@@ -153,8 +153,7 @@ static uint32_t rec_sum(uint8_t version, const uint8_t *rec, uint32_t len)
 {
     if (version >= 2)
         return (uint32_t)XXH3_64bits_withSeed(rec + REC_HDR, len, len);
-    uLong c = crc32(0L, rec, 4);
-    return (uint32_t)crc32(c, rec + REC_HDR, len);
+    return nx_crc32_more(nx_crc32(rec, 4), rec + REC_HDR, len);
 }
 
 static void seg_header(uint8_t *h, uint64_t first_lsn, uint32_t shard)
@@ -164,7 +163,7 @@ static void seg_header(uint8_t *h, uint64_t first_lsn, uint32_t shard)
     h[4] = WAL_VERSION;
     put64(h + 8, first_lsn);
     put32(h + 16, shard);
-    put32(h + 20, (uint32_t)crc32(0L, h, 20));
+    put32(h + 20, nx_crc32(h, 20));
 }
 
 static void seg_path(char *out, size_t n, const char *dir, uint64_t first)
@@ -239,7 +238,7 @@ static int seg_scan_buf(const uint8_t *p, size_t n, uint64_t name_lsn, uint32_t 
     }
     if (get32(p) != WAL_MAGIC || p[4] < WAL_VERSION_MIN || p[4] > WAL_VERSION ||
         get64(p + 8) != name_lsn ||
-        get32(p + 20) != (uint32_t)crc32(0L, p, 20)) {
+        get32(p + 20) != nx_crc32(p, 20)) {
         snprintf(s->why, sizeof s->why, "bad segment header");
         return 0;
     }
