@@ -12,6 +12,12 @@
 #                          nx-loadgen in C) while sending at that rate
 #   query_moderate_p50/p99 the same while sending QUERY_MODERATE lines/s
 #                          (1,000,000; at most the lossless rate)
+#   ingest_sustained_loss  % of the lines lost when the lossless rate is then
+#                          held for SUSTAIN_S seconds (30) instead of a
+#                          PROBE_S probe: the probes start from an empty
+#                          nexusd, while a longer run pays for its summaries
+#                          growing (first touches of fresh memory) and for
+#                          its snapshots; 0 = the rate held
 # and writes the raw probes to bench/results/ingest-<UTC time>.json.
 #
 # SINK=1 measures the machine's ceiling instead: the same probes against
@@ -23,7 +29,7 @@
 # Environment: BUILD (build/release), SHARDS (nexusd --shards, default its
 # own), THREADS (loadgen threads, 1), PROBE_S (2), DGRAM_BYTES (1400),
 # START_RATE (250000), MAX_RATE (64000000), QUERY_S (5), QUERY_MODERATE
-# (1000000), NEXUSD_ARGS (extra nexusd flags, e.g. "--prefault-ahead 512").
+# (1000000), SUSTAIN_S (30; 0 skips that phase), NEXUSD_ARGS (extra nexusd flags, e.g. "--prefault-ahead 512").
 # nexusd and the load generator share this machine's cores, as the issue asks.
 set -euo pipefail
 
@@ -38,6 +44,7 @@ START_RATE=${START_RATE:-250000}
 MAX_RATE=${MAX_RATE:-64000000}
 QUERY_S=${QUERY_S:-5}
 QUERY_MODERATE=${QUERY_MODERATE:-1000000}
+SUSTAIN_S=${SUSTAIN_S:-30}
 SINK=${SINK:-0}
 NEXUSD_ARGS=${NEXUSD_ARGS:-}
 NEXUSD=$BUILD/bin/nexusd
@@ -168,6 +175,15 @@ else
     mrate=$QUERY_MODERATE; [ "$lo" -gt 0 ] && [ "$mrate" -gt "$lo" ] && mrate=$lo
     mout=$("$LOADGEN" --port "$UDP" --rate "$mrate" --duration "$QUERY_S" --threads "$THREADS" \
            --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+    # ... and the lossless rate held for SUSTAIN_S seconds
+    sustain=null
+    if [ "$SUSTAIN_S" -gt 0 ] && [ "$lo" -gt 0 ]; then
+        probe_s_saved=$PROBE_S; PROBE_S=$SUSTAIN_S
+        probe "$lo" >/dev/null
+        PROBE_S=$probe_s_saved
+        sustain=$(tail -1 "$PROBES")
+        sed -i '$d' "$PROBES" # not one of the bisection's probes
+    fi
     stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
     rss=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['rss_bytes'])" "$stats")
 
@@ -177,14 +193,17 @@ else
     echo "query_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$qout") lines/s"
     awk '$1 ~ /^query_p|^query_max/ {sub(/^query_/, "query_moderate_", $1); print}' <<<"$mout"
     echo "query_moderate_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$mout") lines/s"
+    if [ "$sustain" != null ]; then
+        python3 -c "import json,sys; p=json.loads(sys.argv[1]); print('ingest_sustained_offered %d lines/s' % p['offered']); print('ingest_sustained_send_rate %d lines/s' % p['send_rate']); print('ingest_sustained_loss %.3f %%' % (100 * p['loss'])); print('ingest_sustained_seconds %s s' % sys.argv[2])" "$sustain" "$SUSTAIN_S"
+    fi
     echo "nexusd_rss $rss bytes"
 fi
 
 mkdir -p bench/results
 OUT=bench/results/$NAME-$(date -u +%Y-%m-%dT%H%M%SZ).json
-python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" "${mout:-}" <<'EOF'
+python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" "${mout:-}" "${sustain:-null}" "$SUSTAIN_S" <<'EOF'
 import json, os, sys
-out, name, probes, best, hi, qout, stats, shards, threads, dgram, mout = sys.argv[1:]
+out, name, probes, best, hi, qout, stats, shards, threads, dgram, mout, sustain, sustain_s = sys.argv[1:]
 res = {"benchmark": "udp_sink" if name == "sink" else "ingest",
        "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
        "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
@@ -206,6 +225,10 @@ if name == "ingest":
     res["query_under_load"] = figures(qout)
     res["query_moderate_load"] = figures(mout)
     res["nexusd_stats_end"] = json.loads(stats)
+    sus = json.loads(sustain)
+    if sus is not None:
+        sus["seconds"] = float(sustain_s)
+    res["sustained"] = sus
 with open(out, "w") as f:
     json.dump(res, f, indent=1)
 print(f"# raw figures: {out}")
