@@ -144,7 +144,7 @@ static void residency(const char *path, size_t npages, unsigned char *vec)
 
 /* After a sync with clean_end, the file's whole pages below clean_end leave
  * the page cache and the pages from there on stay; the data is intact; a
- * clean_end of 0 drops nothing; a coalesced push keeps the larger end. */
+ * clean_end of 0 drops nothing. */
 static void test_drops_synced_pages(void **state)
 {
     (void)state;
