@@ -45,6 +45,7 @@
 #include <xxhash.h>
 
 #include "common/nx_codec.h"
+#include "common/nx_sort.h"
 #include "sketch/nx_hll.h"
 
 #define NX_HLL_MIN_P 14
@@ -382,12 +383,6 @@ size_t nx_hll_bytes(const nx_hll *h)
     return sizeof *h + (h->dense ? dense_bytes(h->m) : (size_t)h->cap * sizeof(uint32_t));
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 int nx_hll_encode(const nx_hll *h, nx_buf *out)
 {
     size_t start = out->len;
@@ -414,7 +409,10 @@ int nx_hll_encode(const nx_hll *h, nx_buf *out)
             if (h->sparse[i])
                 e[k++] = h->sparse[i];
         assert(k == h->n);
-        qsort(e, h->n, sizeof *e, cmp_u32);
+        if ((rc = nx_sort_u32(e, h->n))) {
+            free(e);
+            goto fail;
+        }
     }
     rc = nx_buf_uvar(out, h->n);
     uint32_t prev = 0;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/nx_codec.h"
+#include "common/nx_sort.h"
 #include "sketch/nx_hll.h"
 #include "sketch/nx_shll.h"
 
@@ -492,13 +493,7 @@ uint32_t nx_shll_entries(const nx_shll *s)
 
 /* ---- serialization ------------------------------------------------------- */
 
-/* Canonical order: by register, then oldest first. */
-static int cmp_ent(const void *a, const void *b)
-{
-    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
+/* Canonical order: by register, then oldest first (the keys below sort so). */
 int nx_shll_encode(const nx_shll *s, int64_t now, nx_buf *out)
 {
     size_t start = out->len;
@@ -525,7 +520,8 @@ int nx_shll_encode(const nx_shll *s, int64_t now, nx_buf *out)
             v[live++] = ((uint64_t)(e.key >> 6) << 38) | ((uint64_t)(s->horizon - 1 - a) << 6) |
                         (e.key & 63);
         }
-        qsort(v, live, sizeof *v, cmp_ent);
+        if ((rc = nx_sort_u64(v, live)))
+            goto done;
     }
     if ((rc = nx_buf_u8(out, s->p)) || (rc = nx_buf_uvar(out, live)))
         goto done;
