@@ -3,7 +3,8 @@
  *
  * Sizes around the insertion-sort cut-off and far above it; keys random
  * over all bits, over a few low bits (most digit passes skipped), over a
- * few high bits only, all equal, already sorted and reversed; u64 and u32.
+ * few high bits only, all equal, already sorted and reversed; u64 and u32
+ * (the u32 sort gets each key's low or, for the high-byte kind, high half).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,56 +44,46 @@ static uint64_t key(int kind, size_t i, size_t n)
     }
 }
 
-static void test_u64_matches_qsort(void **state)
+/* Sorts n keys of one kind with nx_sort_u64 and (their u32 part) with
+ * nx_sort_u32, and compares both with qsort. */
+static void check(size_t n, int kind)
 {
-    (void)state;
-    static const size_t sizes[] = {0, 1, 2, 3, NX_SORT_SMALL - 1, NX_SORT_SMALL,
-                                   NX_SORT_SMALL + 1, 257, 1000, 65537};
-    rng_state = 7;
-    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
-        for (int k = 0; k < KINDS; k++) {
-            size_t n = sizes[s];
-            uint64_t *a = malloc((n + 1) * sizeof *a), *b = malloc((n + 1) * sizeof *b);
-            assert_non_null(a);
-            assert_non_null(b);
-            for (size_t i = 0; i < n; i++)
-                a[i] = b[i] = key(k, i, n);
-            assert_int_equal(nx_sort_u64(a, n), 0);
-            qsort(b, n, sizeof *b, cmp64);
-            if (n)
-                assert_memory_equal(a, b, n * sizeof *a);
-            free(a);
-            free(b);
-        }
+    uint64_t *a = malloc((n + 1) * sizeof *a), *b = malloc((n + 1) * sizeof *b);
+    uint32_t *a32 = malloc((n + 1) * sizeof *a32), *b32 = malloc((n + 1) * sizeof *b32);
+    assert_true(a && b && a32 && b32);
+    for (size_t i = 0; i < n; i++) {
+        a[i] = b[i] = key(kind, i, n);
+        a32[i] = b32[i] = (uint32_t)(a[i] >> (kind == 2 ? 32 : 0));
+    }
+    assert_int_equal(nx_sort_u64(a, n), 0);
+    assert_int_equal(nx_sort_u32(a32, n), 0);
+    qsort(b, n, sizeof *b, cmp64);
+    qsort(b32, n, sizeof *b32, cmp32);
+    if (n) {
+        assert_memory_equal(a, b, n * sizeof *a);
+        assert_memory_equal(a32, b32, n * sizeof *a32);
+    }
+    free(a);
+    free(b);
+    free(a32);
+    free(b32);
 }
 
-static void test_u32_matches_qsort(void **state)
+static void test_matches_qsort(void **state)
 {
     (void)state;
-    static const size_t sizes[] = {0, 1, 5, NX_SORT_SMALL, NX_SORT_SMALL + 1, 4096, 100003};
-    rng_state = 11;
+    static const size_t sizes[] = {0, 1, 2, 3, 5, NX_SORT_SMALL - 1, NX_SORT_SMALL,
+                                   NX_SORT_SMALL + 1, 257, 1000, 4096, 65537, 100003};
+    rng_state = 7;
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
-        for (int k = 0; k < KINDS; k++) {
-            size_t n = sizes[s];
-            uint32_t *a = malloc((n + 1) * sizeof *a), *b = malloc((n + 1) * sizeof *b);
-            assert_non_null(a);
-            assert_non_null(b);
-            for (size_t i = 0; i < n; i++)
-                a[i] = b[i] = (uint32_t)(key(k, i, n) >> (k == 2 ? 32 : 0));
-            assert_int_equal(nx_sort_u32(a, n), 0);
-            qsort(b, n, sizeof *b, cmp32);
-            if (n)
-                assert_memory_equal(a, b, n * sizeof *a);
-            free(a);
-            free(b);
-        }
+        for (int k = 0; k < KINDS; k++)
+            check(sizes[s], k);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_u64_matches_qsort),
-        cmocka_unit_test(test_u32_matches_qsort),
+        cmocka_unit_test(test_matches_qsort),
     };
     return cmocka_run_group_tests_name("sort", tests, NULL, NULL);
 }
