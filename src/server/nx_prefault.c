@@ -46,7 +46,6 @@ typedef struct nx_pf_region {
     _Atomic size_t handed;
     _Atomic size_t ready;
     _Atomic uint64_t fallback;
-    _Atomic uint64_t failed; /* always 0: touching cannot be refused (see touch_pages) */
     _Atomic uint64_t purged; /* bytes jemalloc gave back to the kernel */
     unsigned arena;
 } nx_pf_region;
@@ -326,7 +325,7 @@ void nx_prefault_get_stats(const nx_prefault *p, int shard, nx_prefault_stats *o
     out->handed = atomic_load_explicit(&r->handed, memory_order_relaxed);
     out->ready = atomic_load_explicit(&r->ready, memory_order_relaxed);
     out->fallback = atomic_load_explicit(&r->fallback, memory_order_relaxed);
-    out->failed = atomic_load_explicit(&r->failed, memory_order_relaxed);
+    out->failed = 0; /* touching cannot be refused (touch_pages) */
     out->purged = atomic_load_explicit(&r->purged, memory_order_relaxed);
 }
 

@@ -17,9 +17,9 @@
  * SCHED_IDLE priority keeps every reservation populated (a write fault per
  * 4 KiB page that changes no byte, 2 MB at a time; not MADV_POPULATE_WRITE,
  * which held mmap_lock while this thread was preempted, see nx_prefault.c)
- * up to `ahead` bytes past what jemalloc has been handed. Idle CPU pays the first touches; when there
- * is none, the background thread does not run and the shard faults its pages
- * itself, exactly as without this module.
+ * up to `ahead` bytes past what jemalloc has been handed. Idle CPU pays the
+ * first touches; when there is none, the background thread does not run and
+ * the shard faults its pages itself, exactly as without this module.
  *
  * Trade-offs: up to `ahead` bytes per shard are resident before they are
  * used (at most NX_PF_TOTAL_MAX, 1 GiB, over all shards: more shards get
