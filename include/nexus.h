@@ -315,12 +315,23 @@ int nx_engine_encode(const nx_engine *e, nx_buf *out);
  * copy-on-write: encoded before anything changes it, or by a later step);
  * the engine stays fully usable meanwhile. Each step encodes about
  * max_bytes more, or stops after visiting a few thousand streams (SIZE_MAX:
- * everything left); when *done, *out holds the
- * same kind of bytes nx_engine_encode gives (nx_engine_decode reads both),
- * owned by the caller. size_hint reserves the buffer (0: none). Errors:
- * NX_EEXIST (begin while one is in progress), NX_EINVAL (step with none),
- * NX_ENOMEM; after an error the encoding is over. */
-int nx_engine_encode_begin(nx_engine *e, size_t size_hint);
+ * everything left), and sets *done at the end. The bytes are the same kind
+ * nx_engine_encode gives (nx_engine_decode reads both):
+ *  - without a sink (chunk_bytes 0, sink NULL), all of them in *out when
+ *    *done (*out must be empty on every step);
+ *  - with one, in pieces: whenever about chunk_bytes are encoded — in a
+ *    step or in a copy-on-write encode on an update — and at the end, the
+ *    sink gets the piece in *piece, takes its bytes, and leaves *piece
+ *    empty (len 0), maybe with the memory of a piece it is done with, to
+ *    encode on. The pieces in order are the encoding. A sink error fails
+ *    the encoding (the final step returns it).
+ * Errors: NX_EEXIST (begin while one is in progress), NX_EINVAL (a sink
+ * without a chunk size or the reverse; step with none in progress, or with
+ * *out not empty, which changes nothing), NX_ENOMEM; after any other error
+ * the encoding is over. */
+typedef int (*nx_encode_sink)(void *arg, nx_buf *piece);
+int nx_engine_encode_begin(nx_engine *e, size_t chunk_bytes, nx_encode_sink sink,
+                           void *sink_arg);
 int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *done);
 void nx_engine_encode_abort(nx_engine *e);
 bool nx_engine_encoding(const nx_engine *e);

@@ -212,26 +212,22 @@ int nx_engine_encode(const nx_engine *e, nx_buf *out)
 
 /* ---- incremental encoding (see nx_engine_snap in nx_engine_int.h) ---------- */
 
-int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
+int nx_engine_encode_begin(nx_engine *e, size_t chunk_bytes, nx_encode_sink sink,
+                           void *sink_arg)
 {
     nx_engine_snap *sn = &e->snap;
     if (sn->active)
         return NX_EEXIST;
+    if (!sink != !chunk_bytes)
+        return NX_EINVAL;
     nx_buf b = {0};
-    /* a first snapshot has no size to go by: reserve half the state's heap
-     * bytes (encodings measured at ~20% of it). Growing by doubling would
-     * copy hundreds of MB into freshly faulted pages: ~15% of a shard's
-     * CPU in the seconds of a first snapshot under load; pages reserved
-     * but never written cost nothing. A caller's hint (the last snapshot's
-     * size) is raised to a third of the heap bytes: a state that grew since
-     * (122 MB -> 311 MB in 15 s at 1.2M lines/s) made one step copy the
-     * buffer, a 542 ms stall. */
-    uint64_t heap = nx_engine_bytes(e); /* a walk over the tenants: once */
-    if (size_hint == 0)
-        size_hint = (size_t)(heap / 2);
-    else if (size_hint < heap / 3)
-        size_hint = (size_t)(heap / 3);
-    int rc = size_hint ? nx_buf_reserve(&b, size_hint) : 0;
+    /* Without a sink the buffer grows by doubling (a caller that wants the
+     * whole encoding at once pays the copies). With one, pieces of about
+     * chunk_bytes go to it as soon as they fill, and it passes buffers
+     * back for reuse: the encoding never needs a buffer of the state's
+     * size nor fresh pages for one (a whole-state buffer's page faults
+     * were 26% of the shard iterations that a snapshot slowed). */
+    int rc = sink ? nx_buf_reserve(&b, chunk_bytes + chunk_bytes / 4) : 0;
     if (rc == 0)
         rc = head_encode(e, &b, &sn->frame_start);
     if (rc) {
@@ -249,6 +245,10 @@ int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
         total += t->streams.count;
     }
     sn->buf = b;
+    sn->chunk = chunk_bytes;
+    sn->sink = sink;
+    sn->sink_arg = sink_arg;
+    sn->passed = 0;
     sn->due = total;
     sn->cur_t = sn->cur_s = 0;
     sn->crc = nx_crc32(NULL, 0);
@@ -259,17 +259,47 @@ int nx_engine_encode_begin(nx_engine *e, size_t size_hint)
     return 0;
 }
 
+/* Checksums what was encoded since the last call (encodes only append), so
+ * that the end does not read it all again. */
+static void snap_crc_update(nx_engine_snap *sn)
+{
+    sn->crc = nx_crc32_more(sn->crc, sn->buf.data + sn->crc_upto, sn->buf.len - sn->crc_upto);
+    sn->crc_upto = sn->buf.len;
+}
+
+/* Hands what is encoded so far to the sink, which leaves an empty buffer
+ * (maybe with capacity: a piece it is done with) to encode on. Called as
+ * soon as the buffer reaches the chunk size, also from a copy-on-write
+ * encode on the event path: a buffer that grew between steps (tens of MB
+ * when an iteration's events touch thousands of due streams) was copied
+ * into fresh pages by realloc, 21% of a shard's time in a snapshot. */
+static void snap_pass_piece(nx_engine_snap *sn)
+{
+    snap_crc_update(sn);
+    size_t n = sn->buf.len;
+    int rc = sn->sink(sn->sink_arg, &sn->buf);
+    if (rc && !sn->err)
+        sn->err = rc;
+    sn->buf.len = 0; /* taken (or, after an error, dropped: the encoding fails) */
+    sn->crc_upto = 0;
+    sn->passed += n;
+}
+
 void nx_engine_snap_emit(nx_engine *e, nx_stream *s)
 {
     nx_engine_snap *sn = &e->snap;
-    int rc = nx_buf_uvar(&sn->buf, s->tenant->snap_idx);
-    if (rc == 0)
-        rc = stream_encode(e, s, &sn->buf);
-    if (rc && !sn->err)
-        sn->err = rc;
     s->snap_epoch = sn->epoch;
     sn->due--;
     sn->emitted++;
+    if (sn->err)
+        return; /* the encoding failed: the last step reports it */
+    int rc = nx_buf_uvar(&sn->buf, s->tenant->snap_idx);
+    if (rc == 0)
+        rc = stream_encode(e, s, &sn->buf);
+    if (rc)
+        sn->err = rc;
+    else if (sn->sink && sn->buf.len >= sn->chunk)
+        snap_pass_piece(sn);
 }
 
 /* Table slots (tenants and streams) one encode step visits at most. */
@@ -279,9 +309,9 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
 {
     nx_engine_snap *sn = &e->snap;
     *done = false;
-    if (!sn->active)
+    if (!sn->active || out->len)
         return NX_EINVAL;
-    size_t from = sn->buf.len;
+    uint64_t from = sn->passed + sn->buf.len;
     /* A step also ends after NX_SNAP_STEP_SLOTS table slots: late in a
      * snapshot most streams were already encoded by copy-on-write, and a
      * step could walk tens of thousands of them (a cold miss each) without
@@ -309,26 +339,29 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
         nx_stream *s = t->streams.slot[sn->cur_s++].ptr;
         if (s && s->snap_epoch != sn->epoch) {
             nx_engine_snap_emit(e, s);
-            if (sn->buf.len - from >= max_bytes)
+            if (sn->passed + sn->buf.len - from >= max_bytes)
                 break;
         }
     }
     int rc = sn->err;
-    /* checksum what was added since the last step (steps and copy-on-write
-     * encodes only append), so the last step does not read it all */
-    sn->crc = nx_crc32_more(sn->crc, sn->buf.data + sn->crc_upto, sn->buf.len - sn->crc_upto);
-    sn->crc_upto = sn->buf.len;
+    snap_crc_update(sn);
     if (rc == 0 && sn->due > 0)
         return 0; /* more steps */
     if (rc == 0)
-        rc = nx_frame_end_from(&sn->buf, sn->frame_start, sn->crc, sn->crc_upto);
-    sn->active = false;
-    if (rc) {
-        nx_buf_free(&sn->buf);
-        return rc;
+        rc = nx_buf_u32(&sn->buf, sn->crc); /* the frame's CRC, over every piece */
+    if (rc == 0 && sn->sink) {
+        snap_pass_piece(sn); /* the last one */
+        rc = sn->err;
     }
-    *out = sn->buf;
-    memset(&sn->buf, 0, sizeof(sn->buf));
+    sn->active = false;
+    if (rc || sn->sink) {
+        nx_buf_free(&sn->buf);
+        if (rc)
+            return rc;
+    } else {
+        *out = sn->buf;
+        memset(&sn->buf, 0, sizeof(sn->buf));
+    }
     *done = true;
     return 0;
 }

@@ -168,7 +168,9 @@ struct nx_tenant {
  *    tenant delete) the engine encodes it as it still is (snap_touch);
  *  - steps encode due streams in table order up to a byte budget; tables
  *    that rehash or shift under the cursor only mean another sweep;
- *  - when `due` reaches 0 the frame is closed and handed out.
+ *  - when `due` reaches 0 the frame is closed and handed out; with a sink,
+ *    what is encoded goes to it whenever it reaches the chunk size (the
+ *    CRC runs over every piece), so no buffer of the whole state exists.
  * Every stream of the begin instant is thus encoded exactly once, in the
  * state it had then. An error on a mutation path never fails the mutation:
  * it is kept in `err` and returned by the final step.
@@ -181,6 +183,10 @@ typedef struct nx_engine_snap {
     uint32_t cur_t, cur_s;
     uint64_t emitted;    /* streams encoded since the cursor last wrapped */
     size_t frame_start;
+    size_t chunk;        /* pieces of at least this go to the sink */
+    nx_encode_sink sink; /* NULL: everything at the end, from the last step */
+    void *sink_arg;
+    uint64_t passed;     /* bytes handed to the sink so far */
     uint32_t crc;        /* CRC of buf[frame_start, crc_upto): kept up per step */
     size_t crc_upto;
     nx_buf buf;

@@ -128,10 +128,10 @@ static int ops_encode(void *arg, nx_buf *out)
 
 /* Incremental snapshots: the engine keeps ingesting while its state of the
  * begin instant is encoded step by step (copy-on-write per stream). */
-static int ops_encode_begin(void *arg, size_t size_hint)
+static int ops_encode_begin(void *arg, size_t chunk_bytes, nx_encode_sink sink, void *sink_arg)
 {
     nx_durable *d = arg;
-    return nx_engine_encode_begin(*d->engine, size_hint);
+    return nx_engine_encode_begin(*d->engine, chunk_bytes, sink, sink_arg);
 }
 
 static int ops_encode_step(void *arg, size_t max_bytes, nx_buf *out, bool *done)

@@ -12,7 +12,8 @@
  *
  * The engine is not thread-safe, so encoding happens on the shard thread;
  * everything after that (compress, write, fsync, rename, prune) runs on an
- * nx_snapshotter thread, so the shard stalls only for the encode.
+ * nx_snapshotter thread, so the shard stalls only for the encode. The
+ * encoding can be streamed to the thread in pieces as it is produced.
  */
 #ifndef NX_SNAPSHOT_H
 #define NX_SNAPSHOT_H
@@ -67,18 +68,35 @@ typedef struct nx_snapshotter nx_snapshotter;
 
 int nx_snapshotter_start(const char *dir, uint32_t shard, int zstd_level, size_t keep,
                          nx_store_log_fn log, void *log_arg, nx_snapshotter **out);
-/* Hands an encoded engine to the thread (ownership of raw's memory moves:
- * raw is reset to empty). NX_EEXIST if the previous one is still being
- * written (raw is left untouched then). */
+/* A snapshot streamed in pieces: begin (NX_EEXIST while the previous one
+ * is still pending), any number of appends, then end. The thread
+ * compresses and writes each piece as it comes, so the whole encoding
+ * never has to exist in memory.
+ * append: ownership of the piece's memory moves to the thread; *piece is
+ *   replaced by an empty buffer, with the capacity of a piece the thread
+ *   is done with when it has one (encode into it: warm pages). NX_EINVAL
+ *   when no snapshot is open for pieces.
+ * end(abort = false): the pieces so far are the whole encoding; the file
+ *   is finished, synced and renamed into place, and poll reports it.
+ * end(abort = true): the snapshot is dropped (its temporary file too);
+ *   poll reports nothing for it. */
+int nx_snapshotter_begin(nx_snapshotter *s, uint64_t lsn);
+int nx_snapshotter_append(nx_snapshotter *s, nx_buf *piece);
+void nx_snapshotter_end(nx_snapshotter *s, bool abort);
+/* begin + append + end: hands a whole encoding to the thread (ownership
+ * of raw's memory moves: raw is reset to empty). NX_EEXIST if the
+ * previous one is still pending (raw is left untouched then). */
 int nx_snapshotter_submit(nx_snapshotter *s, nx_buf *raw, uint64_t lsn);
-/* True if a snapshot is being written. */
+/* True while a snapshot is pending (begun and not yet finished). */
 bool nx_snapshotter_busy(nx_snapshotter *s);
 /* If a write finished since the last poll, fills *res and returns true.
  * Cheap when nothing finished (one atomic load, no lock). */
 bool nx_snapshotter_poll(nx_snapshotter *s, nx_snapshot_result *res);
-/* Waits for the write in flight (if any) to finish. */
+/* Waits for an ended snapshot (if any) to be written. One still open for
+ * pieces is not waited for: only its owner can end it. */
 void nx_snapshotter_wait(nx_snapshotter *s);
-/* Waits for the write in flight, stops the thread, frees. */
+/* Finishes an ended snapshot, drops one still open for pieces, stops the
+ * thread, frees. */
 void nx_snapshotter_stop(nx_snapshotter *s);
 
 #endif /* NX_SNAPSHOT_H */

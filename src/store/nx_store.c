@@ -34,6 +34,11 @@
 
 #include "common/nx_codec.h"
 
+/* Pieces of the encoding streamed to the writer (the default of
+ * snapshot_piece_bytes): large enough that the hand-over (a mutex and a
+ * wake-up) is rare, small enough to stay warm in cache and in memory. */
+#define NX_STORE_PIECE_BYTES (1u << 20)
+
 struct nx_store {
     nx_store_options opt;
     nx_store_ops ops;
@@ -46,8 +51,9 @@ struct nx_store {
     uint64_t wal_bytes_at_snap;  /* nx_wal_bytes_written() then */
     atomic_bool requested;
     bool encoding;               /* an incremental encode is in progress */
+    nx_buf piece;                /* empty: the buffer the next piece is encoded
+                                  * into (one the writer handed back) */
     uint64_t enc_lsn;            /* ... covering the WAL up to this LSN */
-    int64_t enc_now_ms;
     atomic_uint_fast64_t done;
     nx_store_stats stats;
 };
@@ -110,6 +116,8 @@ int nx_store_open(const nx_store_options *opt, const nx_store_ops *ops, nx_store
         st->opt.snapshot_wal_bytes = 256ull << 20;
     if (!st->opt.keep_snapshots)
         st->opt.keep_snapshots = NX_SNAP_KEEP_DEFAULT;
+    if (!st->opt.snapshot_piece_bytes)
+        st->opt.snapshot_piece_bytes = NX_STORE_PIECE_BYTES;
     int n1 = snprintf(st->wal_dir, sizeof st->wal_dir, "%s/shard-%" PRIu32 "/wal", opt->data_dir, opt->shard);
     int n2 = snprintf(st->snap_dir, sizeof st->snap_dir, "%s/shard-%" PRIu32 "/snap", opt->data_dir, opt->shard);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof st->wal_dir || (size_t)n2 >= sizeof st->snap_dir) {
@@ -165,7 +173,8 @@ void nx_store_close(nx_store *st)
         return;
     if (st->encoding && st->ops.encode_abort)
         st->ops.encode_abort(st->ops.arg);
-    nx_snapshotter_stop(st->snap);
+    nx_snapshotter_stop(st->snap); /* drops a snapshot still being encoded */
+    nx_buf_free(&st->piece);
     nx_wal_close(st->wal);
     free(st);
 }
@@ -250,30 +259,50 @@ static int submit_snapshot(nx_store *st, nx_buf *raw, uint64_t lsn, int64_t now_
  * query or a datagram never waits behind more than that. */
 #define NX_STORE_STEP_BYTES (128u << 10)
 
+/* The encoding's pieces go to the writer thread as they fill. */
+static int pass_piece(void *arg, nx_buf *piece)
+{
+    nx_store *st = arg;
+    return nx_snapshotter_append(st->snap, piece);
+}
+
+/* Drops the snapshot being encoded (after its error). */
+static void drop_encoding(nx_store *st, bool engine_still_encoding)
+{
+    if (engine_still_encoding && st->ops.encode_abort)
+        st->ops.encode_abort(st->ops.arg);
+    st->encoding = false;
+    nx_snapshotter_end(st->snap, true);
+    st->stats.snapshot_failures++;
+}
+
 /* One step of the incremental encode in progress (max_bytes SIZE_MAX:
- * finish it now). */
+ * finish it now); pieces reach the writer through pass_piece, or here. */
 static int step_encode(nx_store *st, size_t max_bytes)
 {
-    nx_buf raw = {0};
     bool done = false;
     double t0 = nx_store_now_ms();
-    int rc = st->ops.encode_step(st->ops.arg, max_bytes, &raw, &done);
+    int rc = st->ops.encode_step(st->ops.arg, max_bytes, &st->piece, &done);
+    bool engine_on = rc == NX_OK && !done; /* an engine error ends its encoding */
+    if (rc == NX_OK && st->piece.len)
+        rc = nx_snapshotter_append(st->snap, &st->piece); /* st->piece: empty again */
     double dt = nx_store_now_ms() - t0;
     st->stats.last_encode_total_ms += dt;
     st->stats.last_encode_steps++;
     if (dt > st->stats.last_encode_ms)
         st->stats.last_encode_ms = dt;
-    if (rc || done)
-        st->encoding = false;
     if (rc) {
+        nx_buf_free(&st->piece); /* a piece the writer could not take */
+        drop_encoding(st, engine_on);
         nx_store_logf(st->opt.log, st->opt.log_arg, 2, "shard %" PRIu32 ": snapshot encode failed: %s",
                       st->opt.shard, nx_strerror(rc));
-        st->stats.snapshot_failures++;
         return rc;
     }
     if (!done)
         return NX_OK;
-    return submit_snapshot(st, &raw, st->enc_lsn, st->enc_now_ms);
+    st->encoding = false;
+    nx_snapshotter_end(st->snap, false);
+    return NX_OK;
 }
 
 static int start_snapshot(nx_store *st, int64_t now_ms)
@@ -284,13 +313,15 @@ static int start_snapshot(nx_store *st, int64_t now_ms)
     if (rc)
         return rc;
     if (st->ops.encode_begin && st->ops.encode_step) {
-        uint64_t hint = st->stats.last_raw_bytes;
-        rc = st->ops.encode_begin(st->ops.arg, (size_t)(hint + hint / 8));
-        if (rc)
+        uint64_t lsn = nx_wal_last_lsn(st->wal);
+        if ((rc = nx_snapshotter_begin(st->snap, lsn)))
             return rc;
+        if ((rc = st->ops.encode_begin(st->ops.arg, st->opt.snapshot_piece_bytes, pass_piece, st))) {
+            nx_snapshotter_end(st->snap, true);
+            return rc;
+        }
         st->encoding = true;
-        st->enc_lsn = nx_wal_last_lsn(st->wal);
-        st->enc_now_ms = now_ms;
+        st->enc_lsn = lsn;
         st->stats.last_encode_ms = 0;
         st->stats.last_encode_total_ms = 0;
         st->stats.last_encode_steps = 0;

@@ -42,6 +42,8 @@ typedef struct nx_store_options {
     uint32_t snapshot_interval_ms;/* 0 = 60000; snapshot at most this often */
     uint64_t snapshot_wal_bytes;  /* 0 = 256 MiB: also snapshot after this much WAL
                                    * (or 2 x the last snapshot's raw size, if more) */
+    size_t snapshot_piece_bytes;  /* 0 = 1 MiB: pieces of an incremental encoding
+                                   * handed to the snapshot writer */
     nx_store_log_fn log;
     void *log_arg;
 } nx_store_options;
@@ -57,9 +59,13 @@ typedef struct nx_store_ops {
     /* Optional incremental encoding (both or neither): begin captures the
      * state of this instant while the owner keeps changing it; each step,
      * called from nx_store_tick, encodes about max_bytes more and sets
-     * *done with the whole encoding in *out. Without them a snapshot is one
-     * encode call (the stall). */
-    int (*encode_begin)(void *arg, size_t size_hint);
+     * *done at the end. The bytes go to `sink` in pieces of about
+     * chunk_bytes as they are encoded (between steps too), and the last
+     * piece at the end — streamed to the snapshot writer — or, from an
+     * owner that ignores the sink, in *out (empty on entry) from any step
+     * (nx_engine_encode_begin/step). Without them a snapshot is one encode
+     * call (the stall). */
+    int (*encode_begin)(void *arg, size_t chunk_bytes, nx_encode_sink sink, void *sink_arg);
     int (*encode_step)(void *arg, size_t max_bytes, nx_buf *out, bool *done);
     void (*encode_abort)(void *arg); /* drop an unfinished one (store closed) */
     void *arg;

@@ -688,7 +688,7 @@ static void test_engine_step_slot_bound(void **st)
     }
     nx_buf at_begin = {0}, inc = {0};
     assert_int_equal(nx_engine_encode(a, &at_begin), 0);
-    assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+    assert_int_equal(nx_engine_encode_begin(a, 0, NULL, NULL), 0);
     u.value = 5;
     for (int i = 0; i < NS - 3; i++) /* copy-on-write encodes them now */
         assert_int_equal(nx_stream_update(ss[i], &u, T0 + 10), 0);
@@ -724,9 +724,9 @@ static void test_engine_incremental_encode(void **st)
         nx_buf at_begin = {0};
         assert_int_equal(nx_engine_encode(a, &at_begin), 0);
         int64_t begin_now = now;
-        assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+        assert_int_equal(nx_engine_encode_begin(a, 0, NULL, NULL), 0);
         assert_true(nx_engine_encoding(a));
-        assert_int_equal(nx_engine_encode_begin(a, 0), NX_EEXIST);
+        assert_int_equal(nx_engine_encode_begin(a, 0, NULL, NULL), NX_EEXIST);
         nx_buf inc = {0};
         bool done = false;
         int steps = 0;
@@ -760,14 +760,14 @@ static void test_engine_incremental_encode(void **st)
         engines_equal(from_inc, from_begin, begin_now + 1000);
         /* a one-step encode right away equals a one-shot encode */
         nx_buf one = {0}, again = {0};
-        assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+        assert_int_equal(nx_engine_encode_begin(a, 0, NULL, NULL), 0);
         assert_int_equal(nx_engine_encode_step(a, SIZE_MAX, &one, &done), 0);
         assert_true(done);
         assert_int_equal(nx_engine_encode(a, &again), 0);
         assert_int_equal(one.len, again.len);
         assert_memory_equal(one.data, again.data, one.len);
         /* abort leaves the engine able to begin again */
-        assert_int_equal(nx_engine_encode_begin(a, 0), 0);
+        assert_int_equal(nx_engine_encode_begin(a, 0, NULL, NULL), 0);
         nx_engine_encode_abort(a);
         assert_false(nx_engine_encoding(a));
         nx_buf_free(&one);
@@ -778,6 +778,117 @@ static void test_engine_incremental_encode(void **st)
         nx_engine_destroy(from_begin);
         nx_engine_destroy(a);
     }
+}
+
+/* The sink of test_engine_chunked_encode: appends each piece to `whole`,
+ * and hands every other piece's memory back to be encoded on. */
+typedef struct chunk_sink {
+    nx_buf whole;
+    size_t chunk;
+    int pieces, reused, small, fail_at;
+    uint8_t *handed_back;
+} chunk_sink;
+
+static int collect_piece(void *arg, nx_buf *piece)
+{
+    chunk_sink *c = arg;
+    if (c->fail_at && c->pieces + 1 == c->fail_at)
+        return NX_ENOMEM;
+    if (piece->len < c->chunk)
+        c->small++; /* only the last may be */
+    if (c->handed_back && piece->data == c->handed_back)
+        c->reused++;
+    c->pieces++;
+    assert_int_equal(nx_buf_put(&c->whole, piece->data, piece->len), 0);
+    if (c->pieces % 2) {
+        piece->len = 0;
+        c->handed_back = piece->data;
+    } else {
+        nx_buf_free(piece);
+    }
+    return 0;
+}
+
+/* A chunked incremental encoding: pieces of at least the chunk size go to
+ * the sink as they fill — in steps and in copy-on-write encodes on updates
+ * between them — buffers handed back are encoded on, and the pieces'
+ * concatenation is the encoding of the begin instant (compared by
+ * decoding: streams come in another order). A failing sink fails it. */
+static void test_engine_chunked_encode(void **st)
+{
+    (void)st;
+    enum { CHUNK = 4096 };
+    rng_state = 777;
+    nx_engine *a;
+    assert_int_equal(nx_engine_create(NULL, &a), 0);
+    int64_t now = T0;
+    drive(a, 4242, 4000 * scale(), &now);
+    nx_tenant *bulk; /* many small streams besides drive's few large ones */
+    assert_int_equal(nx_engine_tenant(a, "bulk", 4, &bulk), 0);
+    for (int i = 0; i < 3000; i++) {
+        char key[16];
+        int n = snprintf(key, sizeof key, "c%d", i);
+        nx_stream *s;
+        nx_update u = {.value = i, .weight = 1};
+        assert_int_equal(nx_tenant_stream(bulk, key, (size_t)n, types[i % 6], &s), 0);
+        if (types[i % 6] == NX_TYPE_SET) {
+            u.member = key;
+            u.member_len = (uint32_t)n;
+        }
+        assert_int_equal(nx_stream_update(s, &u, now), 0);
+    }
+    nx_buf at_begin = {0}, out = {0};
+    assert_int_equal(nx_engine_encode(a, &at_begin), 0);
+    int64_t begin_now = now;
+    chunk_sink c = {.chunk = CHUNK};
+    assert_int_equal(nx_engine_encode_begin(a, CHUNK, NULL, NULL), NX_EINVAL);
+    assert_int_equal(nx_engine_encode_begin(a, 0, collect_piece, &c), NX_EINVAL);
+    assert_int_equal(nx_engine_encode_begin(a, CHUNK, collect_piece, &c), 0);
+    bool done = false;
+    int between = 0;
+    for (int k = 0; !done; k++) {
+        int before = c.pieces;
+        drive(a, 9000 + (uint64_t)k, 40, &now);
+        between += c.pieces > before; /* copy-on-write filled a piece */
+        assert_int_equal(nx_engine_encode_step(a, 1024, &out, &done), 0);
+        assert_int_equal(out.len, 0); /* everything went to the sink */
+        assert_true(k < 1000000);
+    }
+    print_message("chunked encode: %d pieces (%d filled between steps), %zu bytes\n", c.pieces,
+                  between, c.whole.len);
+    assert_true(c.pieces > 20);
+    assert_true(between > 0);
+    assert_true(c.reused > 1);
+    assert_true(c.small <= 1);
+    assert_int_equal(c.whole.len, at_begin.len); /* same streams, same bytes each */
+    nx_engine *from_inc = NULL, *from_begin = NULL;
+    assert_int_equal(nx_engine_decode(NULL, c.whole.data, c.whole.len, &from_inc), 0);
+    assert_int_equal(nx_engine_decode(NULL, at_begin.data, at_begin.len, &from_begin), 0);
+    engines_equal(from_begin, from_inc, begin_now + 1000);
+    engines_equal(from_inc, from_begin, begin_now + 1000);
+    /* one flipped byte anywhere in the concatenation is caught by the CRC */
+    c.whole.data[c.whole.len / 2] ^= 0x40;
+    nx_engine *bad = NULL;
+    assert_int_not_equal(nx_engine_decode(NULL, c.whole.data, c.whole.len, &bad), 0);
+    assert_null(bad);
+    nx_engine_destroy(from_inc);
+    nx_engine_destroy(from_begin);
+    nx_buf_free(&c.whole);
+    /* a sink that fails: the final step reports it, and the engine can
+     * begin again */
+    chunk_sink f = {.chunk = CHUNK, .fail_at = 3};
+    assert_int_equal(nx_engine_encode_begin(a, CHUNK, collect_piece, &f), 0);
+    int rc = 0;
+    for (done = false; !done && rc == 0;)
+        rc = nx_engine_encode_step(a, 1024, &out, &done);
+    assert_int_equal(rc, NX_ENOMEM);
+    assert_false(nx_engine_encoding(a));
+    assert_int_equal(f.pieces, 2);
+    nx_buf_free(&f.whole);
+    assert_int_equal(nx_engine_encode_begin(a, 0, NULL, NULL), 0);
+    nx_engine_encode_abort(a);
+    nx_buf_free(&at_begin);
+    nx_engine_destroy(a);
 }
 
 static void test_engine_corrupt(void **st)
@@ -917,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_engine_member_log),
         cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_step_slot_bound),
+        cmocka_unit_test(test_engine_chunked_encode),
         cmocka_unit_test(test_engine_corrupt),
         cmocka_unit_test(test_engine_v3_sets),
         cmocka_unit_test(test_engine_v4_migration),

@@ -70,10 +70,10 @@ static int eng_encode(void *arg, nx_buf *out)
     return nx_engine_encode(g->e, out);
 }
 
-static int eng_encode_begin(void *arg, size_t hint)
+static int eng_encode_begin(void *arg, size_t chunk_bytes, nx_encode_sink sink, void *sink_arg)
 {
     eng *g = arg;
-    return nx_engine_encode_begin(g->e, hint);
+    return nx_engine_encode_begin(g->e, chunk_bytes, sink, sink_arg);
 }
 
 static int eng_encode_step(void *arg, size_t max_bytes, nx_buf *out, bool *done)
@@ -259,6 +259,8 @@ static void test_engine_snapshot_and_replay(void **state)
         ops.encode_abort = eng_encode_abort;
     }
     nx_store_options o = {.data_dir = dir, .shard = 0, .segment_bytes = 65536, .log = quiet};
+    if (incremental)
+        o.snapshot_piece_bytes = 512; /* many pieces streamed to the writer */
     nx_store *st;
     assert_int_equal(nx_store_open(&o, &ops, NULL, &st), 0);
     feed(st, &g, &ref, 0, 240);
