@@ -52,7 +52,7 @@ int nx_buf_reserve(nx_buf *b, size_t extra)
     return NX_OK;
 }
 
-int nx_buf_put(nx_buf *b, const void *p, size_t n)
+int nx_buf_put_grow(nx_buf *b, const void *p, size_t n)
 {
     int rc = nx_buf_reserve(b, n);
     if (rc)
@@ -63,36 +63,10 @@ int nx_buf_put(nx_buf *b, const void *p, size_t n)
     return NX_OK;
 }
 
-int nx_buf_u8(nx_buf *b, uint8_t v) { return nx_buf_put(b, &v, 1); }
-int nx_buf_u16(nx_buf *b, uint16_t v) { return nx_buf_put(b, &v, 2); }
-int nx_buf_u32(nx_buf *b, uint32_t v) { return nx_buf_put(b, &v, 4); }
-int nx_buf_u64(nx_buf *b, uint64_t v) { return nx_buf_put(b, &v, 8); }
-int nx_buf_f64(nx_buf *b, double v) { return nx_buf_put(b, &v, 8); }
-
-int nx_buf_uvar(nx_buf *b, uint64_t v)
+int nx_buf_uvar_grow(nx_buf *b, uint64_t v)
 {
-    uint8_t tmp[10];
-    size_t n = 0;
-    do {
-        uint8_t byte = v & 0x7f;
-        v >>= 7;
-        tmp[n++] = byte | (v ? 0x80 : 0);
-    } while (v);
-    return nx_buf_put(b, tmp, n);
-}
-
-int nx_buf_svar(nx_buf *b, int64_t v)
-{
-    uint64_t zz = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    return nx_buf_uvar(b, zz);
-}
-
-int nx_buf_bytes(nx_buf *b, const void *p, size_t n)
-{
-    int rc = nx_buf_uvar(b, n);
-    if (rc)
-        return rc;
-    return nx_buf_put(b, p, n);
+    int rc = nx_buf_reserve(b, 10);
+    return rc ? rc : nx_buf_uvar(b, v);
 }
 
 /* ---- readers ---------------------------------------------------------- */

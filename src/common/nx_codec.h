@@ -18,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "nexus.h"
 
 typedef struct nx_rbuf {
@@ -27,16 +28,60 @@ typedef struct nx_rbuf {
 } nx_rbuf;
 
 int nx_buf_reserve(nx_buf *b, size_t extra);
-int nx_buf_put(nx_buf *b, const void *p, size_t n);
-int nx_buf_u8(nx_buf *b, uint8_t v);
-int nx_buf_u16(nx_buf *b, uint16_t v);
-int nx_buf_u32(nx_buf *b, uint32_t v);
-int nx_buf_u64(nx_buf *b, uint64_t v);
-int nx_buf_f64(nx_buf *b, double v);
-int nx_buf_uvar(nx_buf *b, uint64_t v);
-int nx_buf_svar(nx_buf *b, int64_t v);
+
+/* The writers are inline: an engine encode is millions of small appends
+ * (a snapshot of 450 MB in ~650 ms, of which a call, a reserve check and a
+ * memcpy call per field were a fifth). Each has a fast path for when the
+ * room is there and calls out of line only to grow the buffer. */
+int nx_buf_put_grow(nx_buf *b, const void *p, size_t n);
+int nx_buf_uvar_grow(nx_buf *b, uint64_t v);
+
+static inline int nx_buf_put(nx_buf *b, const void *p, size_t n)
+{
+    if (__builtin_expect(n <= b->cap - b->len, 1)) {
+        if (n)
+            memcpy(b->data + b->len, p, n);
+        b->len += n;
+        return NX_OK;
+    }
+    return nx_buf_put_grow(b, p, n);
+}
+
+static inline int nx_buf_u8(nx_buf *b, uint8_t v) { return nx_buf_put(b, &v, 1); }
+static inline int nx_buf_u16(nx_buf *b, uint16_t v) { return nx_buf_put(b, &v, 2); }
+static inline int nx_buf_u32(nx_buf *b, uint32_t v) { return nx_buf_put(b, &v, 4); }
+static inline int nx_buf_u64(nx_buf *b, uint64_t v) { return nx_buf_put(b, &v, 8); }
+static inline int nx_buf_f64(nx_buf *b, double v) { return nx_buf_put(b, &v, 8); }
+
+/* unsigned LEB128: 7 bits per byte, least significant first, high bit set
+ * on every byte but the last (at most 10 bytes) */
+static inline int nx_buf_uvar(nx_buf *b, uint64_t v)
+{
+    if (__builtin_expect(b->cap - b->len >= 10, 1)) {
+        uint8_t *p = b->data + b->len;
+        while (v >= 0x80) {
+            *p++ = (uint8_t)(v | 0x80);
+            v >>= 7;
+        }
+        *p++ = (uint8_t)v;
+        b->len = (size_t)(p - b->data);
+        return NX_OK;
+    }
+    return nx_buf_uvar_grow(b, v);
+}
+
+/* zigzag, then uvar */
+static inline int nx_buf_svar(nx_buf *b, int64_t v)
+{
+    return nx_buf_uvar(b, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
 /* length-prefixed (uvar) bytes */
-int nx_buf_bytes(nx_buf *b, const void *p, size_t n);
+static inline int nx_buf_bytes(nx_buf *b, const void *p, size_t n)
+{
+    int rc = nx_buf_uvar(b, n);
+    return rc ? rc : nx_buf_put(b, p, n);
+}
 
 static inline nx_rbuf nx_rbuf_make(const uint8_t *p, size_t n)
 {

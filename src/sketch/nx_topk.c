@@ -462,23 +462,60 @@ typedef struct tk_cand {
     double count, error;
 } tk_cand;
 
-static int cmp_cand(const void *a, const void *b)
+/* Counter indices in candidate order: ord and tmp hold n entries. A merge
+ * sort (runs of 8 by insertion) with the order inlined — qsort's
+ * comparator calls, its copies and the candidate array's malloc were 12%
+ * of a snapshot encode, every window slot's top-k being encoded in this
+ * order. */
+#define TK_RUN 8u
+static void topk_order(const nx_topk *t, uint32_t *ord, uint32_t *tmp)
 {
-    const tk_cand *x = a, *y = b;
-    return order(x->count, x->hash, x->m, x->len, y->count, y->hash, y->m, y->len);
+    uint32_t n = t->n;
+    for (uint32_t lo = 0; lo < n; lo += TK_RUN) {
+        uint32_t hi = lo + TK_RUN < n ? lo + TK_RUN : n;
+        for (uint32_t i = lo; i < hi; i++) {
+            uint32_t j = i;
+            for (; j > lo && evicts_first(t, ord[j - 1], i); j--)
+                ord[j] = ord[j - 1];
+            ord[j] = i;
+        }
+    }
+    uint32_t *a = ord, *b = tmp;
+    for (uint32_t w = TK_RUN; w < n; w *= 2) {
+        for (uint32_t lo = 0; lo < n; lo += 2 * w) {
+            uint32_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            uint32_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) /* a[j] first iff a[i] comes after it */
+                b[k++] = evicts_first(t, a[i], a[j]) ? a[j++] : a[i++];
+            while (i < mid)
+                b[k++] = a[i++];
+            while (j < hi)
+                b[k++] = a[j++];
+        }
+        uint32_t *x = a;
+        a = b;
+        b = x;
+    }
+    if (a != ord)
+        memcpy(ord, a, n * sizeof *ord);
 }
 
-/* The counters as candidates, by decreasing count. Caller frees. */
+/* The counters as candidates, in candidate order. Caller frees. */
 static tk_cand *topk_cands(const nx_topk *t)
 {
     tk_cand *c = malloc(((size_t)t->n + 1) * sizeof *c);
-    if (!c)
+    uint32_t *ord = malloc(((size_t)t->n + 1) * 2 * sizeof *ord);
+    if (!c || !ord) {
+        free(c);
+        free(ord);
         return NULL;
+    }
+    topk_order(t, ord, ord + t->n);
     for (uint32_t i = 0; i < t->n; i++) {
-        const tk_item *it = &t->items[i];
+        const tk_item *it = &t->items[ord[i]];
         c[i] = (tk_cand){tk_member(t, it), it->len, it->hash, it->count, it->error};
     }
-    qsort(c, t->n, sizeof *c, cmp_cand);
+    free(ord);
     return c;
 }
 
@@ -619,9 +656,11 @@ done:
 
 int nx_topk_encode(const nx_topk *t, nx_buf *out)
 {
-    tk_cand *c = topk_cands(t);
-    if (!c)
+    uint32_t ord_buf[2 * 256];
+    uint32_t *ord = t->n <= 256 ? ord_buf : malloc((size_t)t->n * 2 * sizeof *ord);
+    if (!ord)
         return NX_ENOMEM;
+    topk_order(t, ord, ord + t->n);
     size_t start = out->len;
     int rc = nx_buf_uvar(out, t->k);
     if (rc == 0)
@@ -629,13 +668,15 @@ int nx_topk_encode(const nx_topk *t, nx_buf *out)
     if (rc == 0)
         rc = nx_buf_uvar(out, t->n);
     for (uint32_t i = 0; i < t->n && rc == 0; i++) {
-        rc = nx_buf_bytes(out, c[i].m, c[i].len);
+        const tk_item *it = &t->items[ord[i]];
+        rc = nx_buf_bytes(out, tk_member(t, it), it->len);
         if (rc == 0)
-            rc = nx_buf_f64(out, c[i].count);
+            rc = nx_buf_f64(out, it->count);
         if (rc == 0)
-            rc = nx_buf_f64(out, c[i].error);
+            rc = nx_buf_f64(out, it->error);
     }
-    free(c);
+    if (ord != ord_buf)
+        free(ord);
     if (rc)
         out->len = start;
     return rc;
