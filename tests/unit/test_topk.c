@@ -445,6 +445,52 @@ static void test_codec(void **st)
     nx_buf_free(&b);
 }
 
+/* Listing and encoding give the counters in candidate order (count
+ * descending, then XXH3 hash ascending) for sizes around the sort's runs
+ * of 8 and its merge widths, with many equal counts. */
+static void test_candidate_order(void **st)
+{
+    (void)st;
+    const uint32_t caps[] = {1, 2, 7, 8, 9, 16, 17, 63, 64, 65, 200};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        uint32_t k = caps[c];
+        nx_topk *t;
+        assert_int_equal(nx_topk_create(k, &t), 0);
+        for (uint32_t i = 0; i < 3 * k; i++) { /* counts 1..4: ties everywhere */
+            char m[16];
+            int n = snprintf(m, sizeof m, "m%u", i % (k + 3));
+            assert_int_equal(nx_topk_add(t, m, (uint32_t)n, 1 + (i * 7919) % 4), 0);
+        }
+        nx_topk_item *it = calloc(k, sizeof *it);
+        size_t n = nx_topk_list(t, it, k);
+        assert_int_equal(n, k);
+        for (size_t i = 1; i < n; i++) {
+            uint64_t ha = XXH3_64bits(it[i - 1].member, it[i - 1].member_len);
+            uint64_t hb = XXH3_64bits(it[i].member, it[i].member_len);
+            assert_true(it[i - 1].count > it[i].count || (it[i - 1].count == it[i].count && ha < hb));
+        }
+        nx_buf b = {0};
+        assert_int_equal(nx_topk_encode(t, &b), 0);
+        nx_rbuf r = nx_rbuf_make(b.data, b.len);
+        assert_int_equal(nx_rbuf_uvar(&r), k);
+        (void)nx_rbuf_f64(&r);
+        assert_int_equal(nx_rbuf_uvar(&r), n);
+        for (size_t i = 0; i < n; i++) { /* the same order in the encoding */
+            size_t len;
+            const uint8_t *m = nx_rbuf_bytes(&r, &len, NX_TOPK_MEMBER_MAX);
+            assert_int_equal(len, it[i].member_len);
+            assert_memory_equal(m, it[i].member, len);
+            assert_true(nx_rbuf_f64(&r) == it[i].count);
+            assert_true(nx_rbuf_f64(&r) == it[i].error);
+        }
+        assert_int_equal(r.err, 0);
+        assert_int_equal(r.n, 0);
+        nx_buf_free(&b);
+        free(it);
+        nx_topk_destroy(t);
+    }
+}
+
 /* Regression (fuzz/crashes/fuzz_summary_decode-topk-null-offset): a sketch
  * whose only members are empty strings owns no arena; listing, merging and a
  * codec round trip must not compute NULL + 0 (UBSan aborts on it). */
@@ -482,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_exact_when_small),
         cmocka_unit_test(test_colliding_hashes), cmocka_unit_test(test_churn_memory),
         cmocka_unit_test(test_codec),
+        cmocka_unit_test(test_candidate_order),
         cmocka_unit_test(test_empty_members_without_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
