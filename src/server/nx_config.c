@@ -29,7 +29,7 @@ void nx_config_default(nx_config *c)
     c->pin = 1;
     c->log_level = NX_LOG_INFO;
     nx_statsd_limits_default(&c->limits);
-    c->rcvbuf = 8u << 20;
+    c->rcvbuf = 64u << 20;
     c->recv_batch = 64;
     c->max_body = 16u << 20;
     c->max_tcp_conns = 1024;
@@ -122,7 +122,7 @@ static const opt opts[] = {
     U32("max-line", limits.max_line, 16, 1 << 20, "bytes per StatsD line [4096]"),
     U32("max-tags", limits.max_tags, 0, 1024, "tags per StatsD line [64]"),
     U32("max-name", limits.max_name, 1, 4096, "bytes of a metric name [256]"),
-    U32("rcvbuf", rcvbuf, 0, 1 << 30, "SO_RCVBUF of each UDP socket in bytes [8388608]"),
+    U32("rcvbuf", rcvbuf, 0, 1 << 30, "SO_RCVBUF of each UDP socket in bytes [67108864]"),
     U32("recv-batch", recv_batch, 1, 1024, "datagrams per recvmmsg call [64]"),
     U32("max-body", max_body, 1024, 1 << 30, "bytes of an HTTP request body [16777216]"),
     U32("max-tcp-conns", max_tcp_conns, 1, 1 << 20, "StatsD TCP connections per shard [1024]"),

@@ -45,7 +45,8 @@ typedef struct nx_config {
     int pin;                  /* pin shard i to CPU i % ncpu */
     int log_level;
     nx_statsd_limits limits;
-    uint32_t rcvbuf;          /* SO_RCVBUF of each UDP socket, bytes (0 = kernel default) */
+    uint32_t rcvbuf;          /* SO_RCVBUF of each UDP socket, bytes (0 = kernel default;
+                               * default 64 MiB: see nx_listener.c) */
     uint32_t recv_batch;      /* datagrams per recvmmsg */
     uint32_t max_body;        /* bytes of an HTTP request body */
     uint32_t max_tcp_conns;   /* StatsD TCP connections per shard */

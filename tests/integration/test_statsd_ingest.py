@@ -22,6 +22,25 @@ class StatsdIngest(unittest.TestCase):
         getattr(self.d, "send_" + via)(payloads)
         self.d.wait_lines(before + nlines)
 
+    def test_receive_buffers(self):
+        """Every datagram socket (a UDP one per shard, the unix one) got the
+        64 MiB default receive buffer (the kernel reports twice it); as
+        root nexusd may exceed net.core.rmem_max (SO_RCVBUFFORCE)."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root (SO_RCVBUFFORCE)")
+        import re
+        import subprocess
+        udp = subprocess.run(["ss", "-u", "-a", "-n", "-m", "sport = :%d" % self.d.statsd_port],
+                             capture_output=True, text=True, check=True).stdout
+        unix = subprocess.run(["ss", "-x", "-a", "-m", "src", self.d.unix_path],
+                              capture_output=True, text=True, check=True).stdout
+        rb_udp = [int(x) for x in re.findall(r"rb(\d+)", udp)]
+        rb_unix = [int(x) for x in re.findall(r"rb(\d+)", unix)]
+        self.assertEqual(len(rb_udp), 2, udp)  # one per shard
+        self.assertEqual(len(rb_unix), 1, unix)
+        for rb in rb_udp + rb_unix:
+            self.assertEqual(rb, 2 * 64 * 1024 * 1024)
+
     def test_counter_with_rates_and_multi_values(self):
         lines = ["t1.hits:1|c"] * 50 + ["t1.hits:2|c|@0.5"] * 10 + ["t1.hits:3:4|c"]
         self.send_and_wait(batches(lines), len(lines))
