@@ -445,6 +445,109 @@ static void test_codec(void **st)
     nx_buf_free(&b);
 }
 
+/* A candidate of the reference merge below. */
+typedef struct ref_cand {
+    char m[16];
+    uint32_t len;
+    uint64_t hash;
+    double count, error;
+} ref_cand;
+
+static int ref_order(const void *a, const void *b)
+{
+    const ref_cand *x = a, *y = b;
+    if (x->count != y->count)
+        return x->count > y->count ? -1 : 1;
+    if (x->hash != y->hash)
+        return x->hash < y->hash ? -1 : 1;
+    uint32_t l = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->m, y->m, l);
+    return c ? c : (x->len < y->len ? -1 : x->len > y->len);
+}
+
+/* nx_topk_merge against its definition, computed from the two listings:
+ * every member of the union with count c1' + c2' and error e1' + e2'
+ * (a side that does not monitor it contributes its minimum when full, else
+ * 0), the k first in candidate order. Exact: same counts and errors to the
+ * bit, same members, over random fills, overlaps and capacities. */
+static void test_merge_matches_definition(void **st)
+{
+    (void)st;
+    uint64_t x = 99;
+    const uint32_t caps[] = {1, 3, 8, 16, 64};
+    for (int round = 0; round < 400; round++) {
+        uint32_t k = caps[round % 5];
+        nx_topk *a, *b;
+        assert_int_equal(nx_topk_create(k, &a), 0);
+        assert_int_equal(nx_topk_create(k, &b), 0);
+        uint32_t universe = 1 + (uint32_t)(round * 7 % (3 * k + 5));
+        for (int side = 0; side < 2; side++) {
+            int adds = (int)((round * 13 + side * 5) % (4 * k + 3));
+            for (int i = 0; i < adds; i++) {
+                x = x * 6364136223846793005ull + 1442695040888963407ull;
+                char m[16];
+                int n = snprintf(m, sizeof m, "m%u", (unsigned)((x >> 33) % universe));
+                double w = (double)(1 + (x >> 20) % 3) * (side ? 1.0 : 0.5);
+                assert_int_equal(nx_topk_add(side ? b : a, m, (uint32_t)n, w), 0);
+            }
+        }
+        nx_topk_item la[64], lb[64], got[64];
+        size_t na = nx_topk_list(a, la, 64), nb = nx_topk_list(b, lb, 64);
+        double m1 = na == k ? la[na - 1].count : 0, m2 = nb == k ? lb[nb - 1].count : 0;
+        ref_cand c[128];
+        size_t nc = 0;
+        for (size_t i = 0; i < na; i++) {
+            ref_cand *r = &c[nc++];
+            memcpy(r->m, la[i].member, la[i].member_len);
+            r->len = la[i].member_len;
+            r->hash = XXH3_64bits(r->m, r->len);
+            r->count = la[i].count;
+            r->error = la[i].error;
+            size_t j = 0;
+            while (j < nb && !(lb[j].member_len == r->len && !memcmp(lb[j].member, r->m, r->len)))
+                j++;
+            r->count += j < nb ? lb[j].count : m2;
+            r->error += j < nb ? lb[j].error : m2;
+        }
+        for (size_t j = 0; j < nb; j++) {
+            size_t i = 0;
+            while (i < na && !(la[i].member_len == lb[j].member_len &&
+                               !memcmp(la[i].member, lb[j].member, lb[j].member_len)))
+                i++;
+            if (i < na)
+                continue;
+            ref_cand *r = &c[nc++];
+            memcpy(r->m, lb[j].member, lb[j].member_len);
+            r->len = lb[j].member_len;
+            r->hash = XXH3_64bits(r->m, r->len);
+            r->count = lb[j].count + m1;
+            r->error = lb[j].error + m1;
+        }
+        qsort(c, nc, sizeof c[0], ref_order);
+        size_t want = nc < k ? nc : k;
+        double total = nx_topk_total(a) + nx_topk_total(b);
+        assert_int_equal(nx_topk_merge(a, b), 0);
+        size_t n = nx_topk_list(a, got, 64);
+        assert_int_equal(n, want);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(got[i].member_len, c[i].len);
+            assert_memory_equal(got[i].member, c[i].m, c[i].len);
+            assert_true(got[i].count == c[i].count);
+            assert_true(got[i].error == c[i].error);
+        }
+        assert_true(nx_topk_total(a) == total);
+        /* and it keeps working: adds after the merge find its members */
+        if (n) {
+            assert_int_equal(nx_topk_add(a, got[0].member, got[0].member_len, 1), 0);
+            nx_topk_item again[64];
+            assert_int_equal(nx_topk_list(a, again, 64), n);
+            assert_true(again[0].count == c[0].count + 1);
+        }
+        nx_topk_destroy(a);
+        nx_topk_destroy(b);
+    }
+}
+
 /* Listing and encoding give the counters in candidate order (count
  * descending, then XXH3 hash ascending) for sizes around the sort's runs
  * of 8 and its merge widths, with many equal counts. */
@@ -529,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_colliding_hashes), cmocka_unit_test(test_churn_memory),
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_candidate_order),
+        cmocka_unit_test(test_merge_matches_definition),
         cmocka_unit_test(test_empty_members_without_arena),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
