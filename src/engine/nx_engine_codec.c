@@ -278,9 +278,14 @@ static void snap_pass_piece(nx_engine_snap *sn)
     snap_crc_update(sn);
     size_t n = sn->buf.len;
     int rc = sn->sink(sn->sink_arg, &sn->buf);
+    sn->buf.len = 0; /* taken (or, after an error, dropped: the encoding fails) */
+    /* the next piece's room at once: the sink may have had no buffer to
+     * give back, and growing an empty one by doubling copied each piece
+     * a dozen times into fresh pages (5% of a shard's time at 1.5M lines/s) */
+    if (rc == 0)
+        rc = nx_buf_reserve(&sn->buf, sn->chunk + sn->chunk / 4);
     if (rc && !sn->err)
         sn->err = rc;
-    sn->buf.len = 0; /* taken (or, after an error, dropped: the encoding fails) */
     sn->crc_upto = 0;
     sn->passed += n;
 }
