@@ -18,6 +18,10 @@
 #                          nexusd, while a longer run pays for its summaries
 #                          growing (first touches of fresh memory) and for
 #                          its snapshots; 0 = the rate held
+#   ingest_sustained_lossless_rate  the send rate of the first of that rate,
+#                          3/4 of it, 3/4 of that... (SUSTAIN_STEPS more, 3)
+#                          that held SUSTAIN_S seconds by the same criterion,
+#                          each lower one on a fresh nexusd; 0 = none held
 # and writes the raw probes to bench/results/ingest-<UTC time>.json.
 #
 # SINK=1 measures the machine's ceiling instead: the same probes against
@@ -29,7 +33,7 @@
 # Environment: BUILD (build/release), SHARDS (nexusd --shards, default its
 # own), THREADS (loadgen threads, 1), PROBE_S (2), DGRAM_BYTES (1400),
 # START_RATE (250000), MAX_RATE (64000000), QUERY_S (5), QUERY_MODERATE
-# (1000000), SUSTAIN_S (30; 0 skips that phase), NEXUSD_ARGS (extra nexusd flags, e.g. "--prefault-ahead 512").
+# (1000000), SUSTAIN_S (30; 0 skips that phase), SUSTAIN_STEPS (3), NEXUSD_ARGS (extra nexusd flags, e.g. "--prefault-ahead 512").
 # nexusd and the load generator share this machine's cores, as the issue asks.
 set -euo pipefail
 
@@ -45,6 +49,7 @@ MAX_RATE=${MAX_RATE:-64000000}
 QUERY_S=${QUERY_S:-5}
 QUERY_MODERATE=${QUERY_MODERATE:-1000000}
 SUSTAIN_S=${SUSTAIN_S:-30}
+SUSTAIN_STEPS=${SUSTAIN_STEPS:-3}
 SINK=${SINK:-0}
 NEXUSD_ARGS=${NEXUSD_ARGS:-}
 NEXUSD=$BUILD/bin/nexusd
@@ -85,18 +90,30 @@ if [ "$SINK" = 1 ]; then
     done
     events() { python3 -c "import struct,sys; b=open(sys.argv[1],'rb').read(); print(sum(struct.unpack('<%dQ' % (len(b)//8), b)))" "$TMP/sink.counts"; }
 else
-    args=(--data-dir "$TMP/data" --http "127.0.0.1:$HTTP" --statsd-udp "127.0.0.1:$UDP"
-          --statsd-tcp off --nxb-udp off --nxb-tcp off)
-    [ "$SHARDS" -gt 0 ] && args+=(--shards "$SHARDS")
-    # shellcheck disable=SC2206
-    [ -n "$NEXUSD_ARGS" ] && args+=($NEXUSD_ARGS)
-    "$NEXUSD" "${args[@]}" >"$TMP/nexusd.log" 2>&1 &
-    NX_PID=$!
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$HTTP/v1/health" >/dev/null 2>&1 && break
-        kill -0 "$NX_PID" 2>/dev/null || { cat "$TMP/nexusd.log" >&2; exit 1; }
-        sleep 0.1
-    done
+    start_nexusd() {
+        args=(--data-dir "$TMP/data" --http "127.0.0.1:$HTTP" --statsd-udp "127.0.0.1:$UDP"
+              --statsd-tcp off --nxb-udp off --nxb-tcp off)
+        [ "$SHARDS" -gt 0 ] && args+=(--shards "$SHARDS")
+        # shellcheck disable=SC2206
+        [ -n "$NEXUSD_ARGS" ] && args+=($NEXUSD_ARGS)
+        "$NEXUSD" "${args[@]}" >>"$TMP/nexusd.log" 2>&1 &
+        NX_PID=$!
+        for _ in $(seq 100); do
+            curl -sf "http://127.0.0.1:$HTTP/v1/health" >/dev/null 2>&1 && break
+            kill -0 "$NX_PID" 2>/dev/null || { cat "$TMP/nexusd.log" >&2; exit 1; }
+            sleep 0.1
+        done
+    }
+    # a fresh nexusd with an empty data directory (the old one's data is
+    # not needed: killed rather than stopped, which would first write a
+    # snapshot of GBs)
+    restart_nexusd() {
+        kill -KILL "$NX_PID" 2>/dev/null || true
+        wait "$NX_PID" 2>/dev/null || true
+        rm -rf "$TMP/data"
+        start_nexusd
+    }
+    start_nexusd
     events() { curl -sf "http://127.0.0.1:$HTTP/v1/stats" | python3 -c "import json,sys; print(json.load(sys.stdin)['totals']['events'])"; }
 fi
 
@@ -175,16 +192,31 @@ else
     mrate=$QUERY_MODERATE; [ "$lo" -gt 0 ] && [ "$mrate" -gt "$lo" ] && mrate=$lo
     mout=$("$LOADGEN" --port "$UDP" --rate "$mrate" --duration "$QUERY_S" --threads "$THREADS" \
            --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
-    # ... and the lossless rate held for SUSTAIN_S seconds
-    sustain=null
+    # ... and the lossless rate held for SUSTAIN_S seconds (on this nexusd,
+    # after the probes); when it does not hold, 3/4 of the rate tried last,
+    # and so on (SUSTAIN_STEPS at most), each on a fresh nexusd, for the
+    # highest rate that holds SUSTAIN_S seconds from a start
+    sustain=null; held=null; scan="$TMP/scan.jsonl"; : >"$scan"
     if [ "$SUSTAIN_S" -gt 0 ] && [ "$lo" -gt 0 ]; then
         probe_s_saved=$PROBE_S; PROBE_S=$SUSTAIN_S
-        probe "$lo" >/dev/null
+        srate=$lo
+        for step in $(seq 0 "$SUSTAIN_STEPS"); do
+            if [ "$step" -gt 0 ]; then
+                # the first run's nexusd answers the stats below
+                [ "$step" = 1 ] && stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
+                restart_nexusd
+            fi
+            read -r verdict _ < <(probe "$srate")
+            line=$(tail -1 "$PROBES")
+            sed -i '$d' "$PROBES" # not one of the bisection's probes
+            echo "$line" >>"$scan"
+            [ "$step" = 0 ] && sustain=$line
+            if [ "$verdict" = ok ]; then held=$line; break; fi
+            srate=$(( srate * 3 / 4 ))
+        done
         PROBE_S=$probe_s_saved
-        sustain=$(tail -1 "$PROBES")
-        sed -i '$d' "$PROBES" # not one of the bisection's probes
     fi
-    stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
+    [ -n "${stats:-}" ] || stats=$(curl -sf "http://127.0.0.1:$HTTP/v1/stats")
     rss=$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['rss_bytes'])" "$stats")
 
     echo "ingest_lossless_rate $best_send lines/s"
@@ -195,15 +227,21 @@ else
     echo "query_moderate_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$mout") lines/s"
     if [ "$sustain" != null ]; then
         python3 -c "import json,sys; p=json.loads(sys.argv[1]); print('ingest_sustained_offered %d lines/s' % p['offered']); print('ingest_sustained_send_rate %d lines/s' % p['send_rate']); print('ingest_sustained_loss %.3f %%' % (100 * p['loss'])); print('ingest_sustained_seconds %s s' % sys.argv[2])" "$sustain" "$SUSTAIN_S"
+        python3 -c "import json,sys; p=json.loads(sys.argv[1]); print('ingest_sustained_lossless_rate %d lines/s' % (p['send_rate'] if p else 0))" "$held"
+        python3 -c "
+import json, sys
+for l in open(sys.argv[1]):
+    p = json.loads(l)
+    print('# sustained %.0f lines/s offered: sent %.0f/s, loss %.3f %%, drain lag %.2f s, %s' % (p['offered'], p['send_rate'], 100 * p['loss'], p['drain_lag_s'], 'held' if p['sustained'] else 'not held'))" "$scan"
     fi
     echo "nexusd_rss $rss bytes"
 fi
 
 mkdir -p bench/results
 OUT=bench/results/$NAME-$(date -u +%Y-%m-%dT%H%M%SZ).json
-python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" "${mout:-}" "${sustain:-null}" "$SUSTAIN_S" <<'EOF'
+python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" "${mout:-}" "${sustain:-null}" "$SUSTAIN_S" "${held:-null}" "${scan:-}" <<'EOF'
 import json, os, sys
-out, name, probes, best, hi, qout, stats, shards, threads, dgram, mout, sustain, sustain_s = sys.argv[1:]
+out, name, probes, best, hi, qout, stats, shards, threads, dgram, mout, sustain, sustain_s, held, scan = sys.argv[1:]
 res = {"benchmark": "udp_sink" if name == "sink" else "ingest",
        "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
        "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
@@ -229,6 +267,11 @@ if name == "ingest":
     if sus is not None:
         sus["seconds"] = float(sustain_s)
     res["sustained"] = sus
+    hold = json.loads(held)
+    if hold is not None:
+        hold["seconds"] = float(sustain_s)
+    res["sustained_lossless"] = hold  # the highest rate held (null: none tried held)
+    res["sustain_scan"] = [json.loads(l) for l in open(scan)] if scan and os.path.exists(scan) else []
 with open(out, "w") as f:
     json.dump(res, f, indent=1)
 print(f"# raw figures: {out}")
