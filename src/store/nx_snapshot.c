@@ -24,8 +24,8 @@
  * Writing is streamed (version 2): the header is written last, over a
  * zeroed placeholder, once the lengths and CRCs are known; the engine's
  * bytes arrive in pieces (nx_snapshotter_append) and go through one zstd
- * stream into a fixed output buffer and the file. Neither side ever holds
- * the whole encoding nor the whole compressed file: with one-shot writes
+ * stream into a fixed output buffer and the file. No buffer of the whole
+ * encoding or of the whole compressed file is needed: with one-shot writes
  * the shard's encode buffer and the writer's compressBound buffer were
  * ~1.1 GB of RSS at 2.5M lines/s, and their fresh pages a quarter of the
  * CPU of the shard iterations that a snapshot slowed.
