@@ -167,14 +167,9 @@ int nx_frame_begin(nx_buf *b, uint32_t magic, uint8_t version, size_t *start)
 
 int nx_frame_end(nx_buf *b, size_t start)
 {
-    return nx_frame_end_from(b, start, nx_crc32(NULL, 0), start);
-}
-
-int nx_frame_end_from(nx_buf *b, size_t start, uint32_t crc, size_t upto)
-{
-    if (start > b->len || b->len - start < 5 || upto < start || upto > b->len)
+    if (start > b->len || b->len - start < 5)
         return NX_EINVAL;
-    return nx_buf_u32(b, nx_crc32_more(crc, b->data + upto, b->len - upto));
+    return nx_buf_u32(b, nx_crc32(b->data + start, b->len - start));
 }
 
 int nx_frame_open(const uint8_t *p, size_t n, uint32_t magic, uint8_t version, nx_rbuf *payload)

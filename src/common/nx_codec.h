@@ -108,9 +108,6 @@ uint32_t nx_crc32_more(uint32_t crc, const void *p, size_t n);
 /* Frame: returns the offset where the frame began (pass to nx_frame_end). */
 int nx_frame_begin(nx_buf *b, uint32_t magic, uint8_t version, size_t *start);
 int nx_frame_end(nx_buf *b, size_t start);
-/* The same, when crc already covers the bytes [start, upto): only the rest
- * is read (a frame written over many steps checksums as it grows). */
-int nx_frame_end_from(nx_buf *b, size_t start, uint32_t crc, size_t upto);
 /* Checks magic, version (must equal), crc; on success *payload reads the
  * bytes between the header and the crc. NX_ECORRUPT / NX_EVERSION otherwise. */
 int nx_frame_open(const uint8_t *p, size_t n, uint32_t magic, uint8_t version,

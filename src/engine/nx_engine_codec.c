@@ -273,7 +273,7 @@ static void snap_crc_update(nx_engine_snap *sn)
  * encode on the event path: a buffer that grew between steps (tens of MB
  * when an iteration's events touch thousands of due streams) was copied
  * into fresh pages by realloc, 21% of a shard's time in a snapshot. */
-static void snap_pass_piece(nx_engine_snap *sn)
+static void snap_pass_piece(nx_engine_snap *sn, bool last)
 {
     snap_crc_update(sn);
     size_t n = sn->buf.len;
@@ -282,7 +282,7 @@ static void snap_pass_piece(nx_engine_snap *sn)
     /* the next piece's room at once: the sink may have had no buffer to
      * give back, and growing an empty one by doubling copied each piece
      * a dozen times into fresh pages (5% of a shard's time at 1.5M lines/s) */
-    if (rc == 0)
+    if (rc == 0 && !last)
         rc = nx_buf_reserve(&sn->buf, sn->chunk + sn->chunk / 4);
     if (rc && !sn->err)
         sn->err = rc;
@@ -304,7 +304,7 @@ void nx_engine_snap_emit(nx_engine *e, nx_stream *s)
     if (rc)
         sn->err = rc;
     else if (sn->sink && sn->buf.len >= sn->chunk)
-        snap_pass_piece(sn);
+        snap_pass_piece(sn, false);
 }
 
 /* Table slots (tenants and streams) one encode step visits at most. */
@@ -355,7 +355,7 @@ int nx_engine_encode_step(nx_engine *e, size_t max_bytes, nx_buf *out, bool *don
     if (rc == 0)
         rc = nx_buf_u32(&sn->buf, sn->crc); /* the frame's CRC, over every piece */
     if (rc == 0 && sn->sink) {
-        snap_pass_piece(sn); /* the last one */
+        snap_pass_piece(sn, true);
         rc = sn->err;
     }
     sn->active = false;

@@ -187,7 +187,8 @@ typedef struct nx_engine_snap {
     nx_encode_sink sink; /* NULL: everything at the end, from the last step */
     void *sink_arg;
     uint64_t passed;     /* bytes handed to the sink so far */
-    uint32_t crc;        /* CRC of buf[frame_start, crc_upto): kept up per step */
+    uint32_t crc;        /* CRC of the frame so far: the pieces handed out and
+                          * buf[0, crc_upto) (from frame_start in the first) */
     size_t crc_upto;
     nx_buf buf;
 } nx_engine_snap;

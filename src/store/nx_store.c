@@ -51,9 +51,6 @@ struct nx_store {
     uint64_t wal_bytes_at_snap;  /* nx_wal_bytes_written() then */
     atomic_bool requested;
     bool encoding;               /* an incremental encode is in progress */
-    nx_buf piece;                /* empty: the buffer the next piece is encoded
-                                  * into (one the writer handed back) */
-    uint64_t enc_lsn;            /* ... covering the WAL up to this LSN */
     atomic_uint_fast64_t done;
     nx_store_stats stats;
 };
@@ -174,7 +171,6 @@ void nx_store_close(nx_store *st)
     if (st->encoding && st->ops.encode_abort)
         st->ops.encode_abort(st->ops.arg);
     nx_snapshotter_stop(st->snap); /* drops a snapshot still being encoded */
-    nx_buf_free(&st->piece);
     nx_wal_close(st->wal);
     free(st);
 }
@@ -281,18 +277,19 @@ static void drop_encoding(nx_store *st, bool engine_still_encoding)
 static int step_encode(nx_store *st, size_t max_bytes)
 {
     bool done = false;
+    nx_buf rest = {0}; /* bytes of an owner that does not use the sink */
     double t0 = nx_store_now_ms();
-    int rc = st->ops.encode_step(st->ops.arg, max_bytes, &st->piece, &done);
+    int rc = st->ops.encode_step(st->ops.arg, max_bytes, &rest, &done);
     bool engine_on = rc == NX_OK && !done; /* an engine error ends its encoding */
-    if (rc == NX_OK && st->piece.len)
-        rc = nx_snapshotter_append(st->snap, &st->piece); /* st->piece: empty again */
+    if (rc == NX_OK && rest.len)
+        rc = nx_snapshotter_append(st->snap, &rest); /* rest: empty or a spare */
+    nx_buf_free(&rest);
     double dt = nx_store_now_ms() - t0;
     st->stats.last_encode_total_ms += dt;
     st->stats.last_encode_steps++;
     if (dt > st->stats.last_encode_ms)
         st->stats.last_encode_ms = dt;
     if (rc) {
-        nx_buf_free(&st->piece); /* a piece the writer could not take */
         drop_encoding(st, engine_on);
         nx_store_logf(st->opt.log, st->opt.log_arg, 2, "shard %" PRIu32 ": snapshot encode failed: %s",
                       st->opt.shard, nx_strerror(rc));
@@ -321,14 +318,13 @@ static int start_snapshot(nx_store *st, int64_t now_ms)
             return rc;
         }
         st->encoding = true;
-        st->enc_lsn = lsn;
         st->stats.last_encode_ms = 0;
         st->stats.last_encode_total_ms = 0;
         st->stats.last_encode_steps = 0;
         /* the WAL budget counts from the instant the state was captured */
         st->wal_bytes_at_snap = nx_wal_bytes_written(st->wal);
         st->last_snap_ms = now_ms;
-        st->last_snap_lsn = st->enc_lsn;
+        st->last_snap_lsn = lsn;
         return NX_OK;
     }
     st->stats.last_encode_steps = 0;
