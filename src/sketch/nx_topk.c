@@ -537,33 +537,83 @@ size_t nx_topk_list(const nx_topk *t, nx_topk_item *out, size_t max)
     return n;
 }
 
-/* Builds a fresh sketch of capacity k from candidates (distinct members,
- * sorted, at most k). */
-static int topk_build(uint32_t k, double total, const tk_cand *c, size_t n, nx_topk **out)
+int nx_topk_clone(const nx_topk *t, nx_topk **out)
 {
-    nx_topk *t;
-    int rc = nx_topk_create(k, &t);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = topk_insert(t, c[i].m, c[i].len, c[i].hash, c[i].count, c[i].error);
-    if (rc) {
-        nx_topk_destroy(t);
-        return rc;
+    nx_topk *c;
+    int rc = nx_topk_create(t->k, &c);
+    if (rc == 0 && (rc = nx_topk_copy(c, t)) != 0)
+        nx_topk_destroy(c);
+    if (rc == 0)
+        *out = c;
+    return rc;
+}
+
+/* Makes the empty dst hold room for src's counters, table and arena as
+ * they are (dst stays a valid empty sketch if this fails). */
+static int copy_reserve(nx_topk *dst, const nx_topk *src)
+{
+    if (dst->icap < src->icap) {
+        tk_item *items = realloc(dst->items, (size_t)src->icap * sizeof *items);
+        if (!items)
+            return NX_ENOMEM;
+        dst->items = items;
+        uint32_t *heap = realloc(dst->heap, (size_t)src->icap * sizeof *heap);
+        if (!heap)
+            return NX_ENOMEM;
+        dst->heap = heap;
+        dst->icap = src->icap;
     }
-    t->total = total;
-    *out = t;
+    /* tcap follows icap (grow), so dst's table is at least src's now */
+    if (dst->tcap < src->tcap) {
+        uint32_t *table = calloc(src->tcap, sizeof *table);
+        if (!table)
+            return NX_ENOMEM;
+        free(dst->table);
+        dst->table = table;
+        dst->tcap = src->tcap;
+    }
+    if (dst->acap < src->alen) {
+        char *a = realloc(dst->arena, src->acap);
+        if (!a)
+            return NX_ENOMEM;
+        dst->arena = a;
+        dst->acap = src->acap;
+    }
     return 0;
 }
 
-int nx_topk_clone(const nx_topk *t, nx_topk **out)
+/* dst = src, in dst's storage, layout included: a few block copies instead
+ * of a counter-by-counter rebuild. Window slots are refilled from other
+ * sketches every second (a cleared slot taking a sub-bucket, a Two-Stacks
+ * flip starting each suffix from the next one). Both must have the same
+ * capacity (NX_EINVAL). On an error dst is left empty. */
+int nx_topk_copy(nx_topk *dst, const nx_topk *src)
 {
-    tk_cand *c = topk_cands(t);
-    if (!c)
-        return NX_ENOMEM;
-    int rc = topk_build(t->k, t->total, c, t->n, out);
-    free(c);
-    return rc;
+    if (dst->k != src->k)
+        return NX_EINVAL;
+    assert(dst != src);
+    nx_topk_clear(dst);
+    if (src->n) {
+        int rc = copy_reserve(dst, src);
+        if (rc)
+            return rc;
+        memcpy(dst->items, src->items, (size_t)src->n * sizeof *dst->items);
+        memcpy(dst->heap, src->heap, (size_t)src->n * sizeof *dst->heap);
+        if (src->alen)
+            memcpy(dst->arena, src->arena, src->alen);
+        dst->alen = src->alen;
+        dst->adead = src->adead;
+        dst->n = src->n;
+        if (dst->tcap == src->tcap) {
+            memcpy(dst->table, src->table, (size_t)src->tcap * sizeof *dst->table);
+        } else {
+            memset(dst->table, 0, (size_t)dst->tcap * sizeof *dst->table);
+            for (uint32_t i = 0; i < dst->n; i++)
+                table_insert(dst, i);
+        }
+    }
+    dst->total = src->total;
+    return 0;
 }
 
 static double topk_min(const nx_topk *t)
@@ -590,6 +640,12 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
     if (src->n == 0) {
         dst->total += src->total;
         return 0;
+    }
+    if (dst->n == 0) { /* the union is src's counters as they are */
+        double total = dst->total;
+        int rc = nx_topk_copy(dst, src);
+        dst->total = rc ? total : total + src->total;
+        return rc;
     }
     double m1 = topk_min(dst), m2 = topk_min(src);
     uint32_t at_buf[256];

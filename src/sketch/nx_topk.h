@@ -41,6 +41,8 @@ void nx_topk_prefetch(const nx_topk *t, uint64_t hash);
 int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t hash,
                      double weight);
 int nx_topk_merge(nx_topk *dst, const nx_topk *src);
+/* dst = src, reusing dst's storage (same capacity, else NX_EINVAL). */
+int nx_topk_copy(nx_topk *dst, const nx_topk *src);
 double nx_topk_total(const nx_topk *t);  /* N: total weight seen */
 uint32_t nx_topk_capacity(const nx_topk *t);
 /* Writes up to max items, by decreasing count; returns how many. */

@@ -447,7 +447,7 @@ static void test_codec(void **st)
 
 /* A candidate of the reference merge below. */
 typedef struct ref_cand {
-    char m[16];
+    char m[48];
     uint32_t len;
     uint64_t hash;
     double count, error;
@@ -624,6 +624,76 @@ static void test_empty_members_without_arena(void **st)
     nx_topk_destroy(d);
 }
 
+/* nx_topk_copy (and a merge into an empty sketch, which is one): the copy
+ * encodes to the same bytes as its source and keeps evolving exactly like
+ * it, whatever dst held before (fresh, smaller arrays, larger arrays: the
+ * table is then rebuilt, not copied); capacities must match. */
+static void encodings_equal(const nx_topk *a, const nx_topk *b)
+{
+    nx_buf x = {0}, y = {0};
+    assert_int_equal(nx_topk_encode(a, &x), 0);
+    assert_int_equal(nx_topk_encode(b, &y), 0);
+    assert_int_equal(x.len, y.len);
+    assert_memory_equal(x.data, y.data, x.len);
+    assert_true(nx_topk_total(a) == nx_topk_total(b));
+    nx_buf_free(&x);
+    nx_buf_free(&y);
+}
+
+static void fill(nx_topk *t, int n, uint32_t base)
+{
+    char m[48];
+    for (int i = 0; i < n; i++) {
+        uint32_t id = base + (uint32_t)(rng() % (uint64_t)(n + 1));
+        int len = member(id, m);
+        assert_int_equal(nx_topk_add(t, m, (uint32_t)len, 1 + (double)(rng() % 3)), 0);
+    }
+}
+
+static void test_copy(void **st)
+{
+    (void)st;
+    static const int src_n[] = {0, 1, 5, 17, 40, 64, 300};
+    static const int dst_n[] = {-1, 0, 3, 64, 300}; /* -1: a fresh sketch */
+    for (size_t a = 0; a < sizeof src_n / sizeof *src_n; a++)
+        for (size_t b = 0; b < sizeof dst_n / sizeof *dst_n; b++) {
+            nx_topk *src, *dst, *via_merge;
+            assert_int_equal(nx_topk_create(64, &src), 0);
+            assert_int_equal(nx_topk_create(64, &dst), 0);
+            assert_int_equal(nx_topk_create(64, &via_merge), 0);
+            fill(src, src_n[a], 1000); /* 300 adds churn: evictions, dead arena bytes */
+            if (dst_n[b] >= 0) {
+                fill(dst, dst_n[b], 5000);
+                fill(via_merge, dst_n[b], 5000);
+                nx_topk_clear(dst);
+                nx_topk_clear(via_merge);
+            }
+            assert_int_equal(nx_topk_copy(dst, src), 0);
+            encodings_equal(dst, src);
+            assert_int_equal(nx_topk_merge(via_merge, src), 0);
+            encodings_equal(via_merge, src);
+            /* the same adds (old members and new ones) keep them equal */
+            uint64_t seed = rng_state;
+            fill(src, 200, 1020);
+            rng_state = seed;
+            fill(dst, 200, 1020);
+            rng_state = seed;
+            fill(via_merge, 200, 1020);
+            encodings_equal(dst, src);
+            encodings_equal(via_merge, src);
+            nx_topk_destroy(src);
+            nx_topk_destroy(dst);
+            nx_topk_destroy(via_merge);
+        }
+    nx_topk *x, *y;
+    assert_int_equal(nx_topk_create(8, &x), 0);
+    assert_int_equal(nx_topk_create(16, &y), 0);
+    assert_int_equal(nx_topk_add(y, "a", 1, 1), 0);
+    assert_int_equal(nx_topk_copy(x, y), NX_EINVAL);
+    nx_topk_destroy(x);
+    nx_topk_destroy(y);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -634,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_candidate_order),
         cmocka_unit_test(test_merge_matches_definition),
         cmocka_unit_test(test_empty_members_without_arena),
+        cmocka_unit_test(test_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
