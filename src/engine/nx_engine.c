@@ -579,8 +579,7 @@ int nx_stream_pend_alloc(nx_stream *s)
     nx_pending *pd = malloc(sizeof *pd);
     if (!pd)
         return NX_ENOMEM;
-    pd->n = 0;
-    pd->pad = 0;
+    s->npend = 0;
     for (uint32_t i = 0; i < NX_PENDING_MAX; i++) {
         pd->sec[i] = 0;
         nx_acc_init(&pd->acc[i]);
@@ -606,6 +605,7 @@ static void stream_pend_free(nx_stream *s)
         nx_acc_free(&s->pend->acc[i]);
     free(s->pend);
     s->pend = NULL;
+    s->npend = 0;
 }
 
 static void stream_hist_free(const nx_engine *e, nx_stream *s)
@@ -916,7 +916,7 @@ static int hist_advance(nx_stream *s, int64_t sec)
     if (!s->win)
         return 0;
     const nx_engine *e = s->eng;
-    bool empty = !s->pend || s->pend->n == 0;
+    bool empty = s->npend == 0;
     int rc = windows_advance(s, sec);
     if (rc)
         return rc;
@@ -977,21 +977,21 @@ static int fold_second(nx_stream *s, int64_t sec, nx_acc *a)
 static int stream_flush(nx_stream *s)
 {
     nx_pending *pd = s->pend;
-    if (!pd || pd->n == 0)
+    if (s->npend == 0)
         return 0;
     uint32_t done = 0;
     int rc = 0;
-    while (done < pd->n && !(rc = fold_second(s, pd->sec[done], &pd->acc[done])))
+    while (done < s->npend && !(rc = fold_second(s, pd->sec[done], &pd->acc[done])))
         nx_acc_clear(&pd->acc[done++]);
     if (done) {
         /* keep the ring's order: move what is left to the front */
-        for (uint32_t i = done; i < pd->n; i++) {
+        for (uint32_t i = done; i < s->npend; i++) {
             nx_acc t = pd->acc[i - done];
             pd->acc[i - done] = pd->acc[i];
             pd->acc[i] = t;
             pd->sec[i - done] = pd->sec[i];
         }
-        pd->n -= done;
+        s->npend -= done;
         int mrc = s->shll ? nx_shll_maintain(s->shll, s->open_sec) : 0;
         if (mrc && !rc)
             rc = mrc;
@@ -1132,13 +1132,19 @@ static int stream_close(nx_stream *s)
     if ((rc = nx_stream_pend_alloc(s)))
         return rc;
     nx_pending *pd = s->pend;
-    if (pd->n == NX_PENDING_MAX && (rc = stream_flush(s)))
+    if (s->npend == NX_PENDING_MAX && (rc = stream_flush(s)))
         return rc;
-    nx_acc t = pd->acc[pd->n];
-    pd->acc[pd->n] = s->open;
-    pd->sec[pd->n] = s->open_sec;
-    pd->n++;
-    s->open = t;
+    uint32_t n = s->npend++;
+    pd->sec[n] = s->open_sec;
+    if (s->type == NX_TYPE_SET || nx_type_has_quantiles((nx_type)s->type)) {
+        nx_acc t = pd->acc[n];
+        pd->acc[n] = s->open;
+        s->open = t;
+    } else {
+        /* nothing to recycle: stores only, no wait for the ring's line */
+        pd->acc[n] = s->open;
+        nx_moments_init(&s->open.m);
+    }
     if (fresh)
         nx_stream_account(s);
     return 0;

@@ -131,7 +131,7 @@ static int stream_encode(const nx_engine *e, nx_stream *s, nx_buf *out)
                 return rc;
     }
     const nx_pending *pd = s->pend;
-    uint32_t np = pd ? pd->n : 0;
+    uint32_t np = s->npend;
     if ((rc = nx_buf_uvar(out, np)))
         return rc;
     for (uint32_t i = 0; i < np; i++)
@@ -404,7 +404,7 @@ static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in)
             (i > 0 && sec <= pd->sec[i - 1]))
             return NX_ECORRUPT;
         pd->sec[i] = sec;
-        pd->n = i + 1; /* owned from here on: freed with the stream */
+        s->npend = i + 1; /* owned from here on: freed with the stream */
         int rc = nx_acc_decode(in, &pd->acc[i], &e->ap, (nx_type)s->type);
         if (rc)
             return rc;
@@ -508,7 +508,7 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
     if (version >= 4 && (rc = pending_decode(e, s, in)))
         return rc;
     const nx_pending *pd = s->pend;
-    uint32_t np = pd ? pd->n : 0;
+    uint32_t np = s->npend;
     if (s->win) {
         /* windows are not past the first second still to fold into them */
         int64_t upto = np ? pd->sec[0] : s->open_sec;
