@@ -246,7 +246,7 @@ static inline int64_t *nx_stream_all_direct(const nx_engine *e, const nx_stream 
 }
 
 /* The pending ring (its own allocation: a young stream that has closed a
- * few seconds but never folded them pays 648 bytes, not the 4 KiB window
+ * few seconds but never folded them pays 640 bytes, not the 4 KiB window
  * block). NULL before the first close. */
 static inline nx_pending *nx_stream_pending(const nx_engine *e, const nx_stream *s)
 {
