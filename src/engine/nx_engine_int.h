@@ -53,7 +53,8 @@ struct nx_stream {
     int64_t open_sec;    /* second of the open bucket = the stream clock; INT64_MIN: none */
     uint8_t type;        /* nx_type */
     uint8_t nqbuf;       /* entries in qbuf (quantile types) / the member log (sets) */
-    uint16_t key_len;
+    uint8_t npend;       /* closed seconds in pend (line 2) */
+    uint8_t pad0;
     uint32_t snap_epoch; /* != its tenant's snap_epoch while a snapshot is being
                           * encoded: still due in it (nx_engine_snap) */
     nx_acc open;         /* the open one-second bucket (moments at offset 16) */
@@ -87,17 +88,15 @@ struct nx_stream {
      * of representation, not of state: the bytes are those one-by-one
      * adds give — the log keeps the order, and qbuf_w the weight). ---- */
     double qbuf_w;       /* the weight of every buffered value / logged member */
-    /* The pending ring and its length are here, in a line every event
-     * prefetches, because a close reads them: behind the cold stream line
-     * and the ring's own first line they were a chain of three dependent
-     * misses per closed second (a fifth of a counter stream's update time
-     * in bench_engine). */
+    /* The pending ring is here (its length in line 0), in lines every
+     * event prefetches, because a close reads them: behind the cold stream
+     * line and the ring's own first line they were a chain of three
+     * dependent misses per closed second (a fifth of a counter stream's
+     * update time in bench_engine). */
     struct nx_pending *pend; /* closed seconds not yet folded: NULL until the
                           * first close, and again when idle */
-    uint32_t npend;      /* closed seconds in pend */
-    uint32_t pad2;
     union {
-        int32_t qbuf[10]; /* NX_QBUF_MAX packed bins (quantile types) */
+        int32_t qbuf[12]; /* NX_QBUF_MAX packed bins (quantile types) */
         nx_buf mlog;      /* sets: the member log (nqbuf counts its entries);
                            * empty until the first member, freed when idle;
                            * cap <= NX_MLOG_MAX */
@@ -117,17 +116,17 @@ struct nx_stream {
                           * fold, and again when idle */
     nx_shll *shll;       /* sets: distinct counts of every window (the windows
                           * keep none); NULL until the first member */
+    uint16_t key_len;    /* read by lookups, which read the key next to it */
     char key[];          /* key_len bytes + NUL */
 };
 
 _Static_assert(__builtin_offsetof(struct nx_stream, eng) + sizeof(void *) <= 128,
                "what every event touches fits the stream's first two cache lines");
-#define NX_QBUF_MAX 10u
+#define NX_QBUF_MAX 12u
 #define NX_MLOG_MAX 4096u      /* a longer log is drained first */
 #define NX_MLOG_ENTRIES_MAX 255u /* nqbuf is a uint8_t */
 _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
                    sizeof(((struct nx_stream *)0)->qbuf) == NX_QBUF_MAX * sizeof(int32_t) &&
-                   __builtin_offsetof(struct nx_stream, npend) < 192 &&
                    __builtin_offsetof(struct nx_stream, tenant) == 192,
                "the open-second buffer and the pending ring are the stream's third cache line");
 

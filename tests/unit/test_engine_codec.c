@@ -352,9 +352,9 @@ static void qbuf_case(nx_type type, int n, int run)
 static void test_engine_qbuf_roundtrip(void **st)
 {
     (void)st;
-    /* around the bin buffer's size (NX_QBUF_MAX 10, 14 before) and its
+    /* around the bin buffer's size (NX_QBUF_MAX 12, 14 before) and its
      * multiples, with the weight changing every 3 events or never */
-    static const int counts[] = {1, 2, 6, 7, 8, 13, 14, 15, 23, 28, 29, 43};
+    static const int counts[] = {1, 2, 6, 7, 8, 11, 12, 13, 14, 15, 23, 24, 25, 28, 29, 43};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         for (int run = 3; run <= 1000; run += 997) {
             qbuf_case(NX_TYPE_DISTRIBUTION, counts[c], run);
