@@ -1141,7 +1141,8 @@ static int stream_close(nx_stream *s)
         pd->acc[n] = s->open;
         s->open = t;
     } else {
-        /* nothing to recycle: stores only, no wait for the ring's line */
+        /* nothing to recycle (their accumulators never hold sketches;
+         * nx_acc_decode refuses any): stores only, no wait for the line */
         pd->acc[n] = s->open;
         nx_moments_init(&s->open.m);
     }

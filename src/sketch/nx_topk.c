@@ -583,10 +583,11 @@ static int copy_reserve(nx_topk *dst, const nx_topk *src)
 }
 
 /* dst = src, in dst's storage, layout included: a few block copies instead
- * of a counter-by-counter rebuild. Window slots are refilled from other
- * sketches every second (a cleared slot taking a sub-bucket, a Two-Stacks
- * flip starting each suffix from the next one). Both must have the same
- * capacity (NX_EINVAL). On an error dst is left empty. */
+ * of a counter-by-counter rebuild (the layout does not matter: see
+ * "Candidate order" at the top). Window slots are refilled from other
+ * sketches every second (a cleared slot taking its first sub-bucket, a
+ * read's first part). Both must have the same capacity (NX_EINVAL). On an
+ * error dst is left empty. */
 int nx_topk_copy(nx_topk *dst, const nx_topk *src)
 {
     if (dst->k != src->k)
