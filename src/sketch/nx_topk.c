@@ -267,6 +267,28 @@ static int grow(nx_topk *t)
  * not yet moved): no allocation. */
 static void arena_compact(nx_topk *t)
 {
+    /* usually the live members fit a stack buffer: gather them there in
+     * counter order and copy them back, O(bytes); sorting counters by
+     * offset (insertion sort, O(k^2)) was most of a compaction */
+    char gather[4096];
+    size_t live = 0;
+    for (uint32_t i = 0; i < t->n; i++)
+        live += t->items[i].len;
+    if (live <= sizeof gather) {
+        size_t pos = 0;
+        for (uint32_t i = 0; i < t->n; i++) {
+            tk_item *it = &t->items[i];
+            if (it->len)
+                memcpy(gather + pos, t->arena + it->off, it->len);
+            it->off = (uint32_t)pos;
+            pos += it->len;
+        }
+        if (pos)
+            memcpy(t->arena, gather, pos);
+        t->alen = pos;
+        t->adead = 0;
+        return;
+    }
     uint32_t ord_buf[256];
     uint32_t *ord = t->n <= 256 ? ord_buf : malloc(t->n * sizeof *ord);
     if (!ord)
