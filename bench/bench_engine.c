@@ -31,7 +31,9 @@
  * NX_BENCH_STEADY=only prints just those. Memory: set streams need
  * ~250 KB each ~190 s in (window top-k sketches, the sliding HLL), so
  * 100,000 of them need far more than a 24 GiB box: sets run with 1,000
- * tenants unless NX_BENCH_TENANTS says otherwise.
+ * tenants unless NX_BENCH_TENANTS says otherwise. The heap is on
+ * transparent huge pages, as nexusd's (heap_on_thp(); NX_BENCH_THP=0:
+ * 4 KiB pages).
  */
 #include <inttypes.h>
 #include <math.h>
