@@ -362,6 +362,16 @@ static char **ceiling_blocks(size_t bytes)
     return blk;
 }
 
+/* The ceilings' events: nev of the type, as the engine runs get them. */
+static bev *ceiling_events(size_t nev, nx_type type)
+{
+    bev *ev = malloc(sizeof(bev) * nev);
+    if (!ev)
+        exit(1);
+    gen(ev, nev, type);
+    return ev;
+}
+
 static void ceiling_free(char **blk, bev *ev)
 {
     for (int i = 0; i < NSTREAMS; i++)
@@ -380,10 +390,7 @@ static void memory_ceiling(size_t nev)
 {
     enum { BLOCK = 320 };
     char **blk = ceiling_blocks(BLOCK);
-    bev *ev = malloc(sizeof(bev) * nev);
-    if (!ev)
-        exit(1);
-    gen(ev, nev, NX_TYPE_COUNTER);
+    bev *ev = ceiling_events(nev, NX_TYPE_COUNTER);
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
         for (size_t i = 0; i < nev; i++) {
@@ -416,10 +423,7 @@ static void distribution_memory_ceiling(size_t nev)
 {
     enum { HDR = 192, NBINS = 256 };
     char **blk = ceiling_blocks(HDR + NBINS * sizeof(double));
-    bev *ev = malloc(sizeof(bev) * nev);
-    if (!ev)
-        exit(1);
-    gen(ev, nev, NX_TYPE_DISTRIBUTION);
+    bev *ev = ceiling_events(nev, NX_TYPE_DISTRIBUTION);
     const double inv_ln_gamma = 1.0 / log((1 + 0.01) / (1 - 0.01));
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
@@ -484,10 +488,7 @@ static void set_memory_ceiling(size_t nev)
     enum { HDR = 192, HLL = 16384, SHLL = 32768, TABLE = 128, ITEMS = 64 };
     enum { T_OFF = HDR + HLL + SHLL, I_OFF = T_OFF + TABLE * 4 };
     char **blk = ceiling_blocks(I_OFF + ITEMS * 32);
-    bev *ev = malloc(sizeof(bev) * nev);
-    if (!ev)
-        exit(1);
-    gen(ev, nev, NX_TYPE_SET);
+    bev *ev = ceiling_events(nev, NX_TYPE_SET);
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
         uint64_t hr[16]; /* members hashed 8 events ahead, their lines prefetched */
