@@ -473,49 +473,56 @@ static void heap_on_thp(char **argv)
 
 /* The memory ceiling of the set path: what the machine allows a set event
  * at best with the state a set stream must keep. Each set stream is a
- * block of 3 header lines (prefetched 16
- * events ahead, as in run()), a 16 KiB dense HLL (precision 14: all-time's
- * distinct count), a 32 KiB table standing for the sliding HLL (one 8-byte
- * register pair per event, as nx_shll's dense overflow) and a 64-counter
- * top-k (a 128-slot table and 32-byte counters). An event hashes its member
- * (XXH3, 8 events ahead, prefetching what the hash names) and touches one
+ * block of 3 header lines (prefetched 16 events ahead, as in run()), a
+ * 16 KiB dense HLL (precision 14: all-time's distinct count), a 32 KiB
+ * table standing for the sliding HLL (one 8-byte register pair per event,
+ * as nx_shll's dense overflow) and a 64-counter top-k (a 128-slot table and
+ * 32-byte counters). An event's member is hashed (XXH3) 8 events ahead and
+ * the lines its hash names are prefetched; the event then touches one
  * random line of each: the register, the pair, the table slot and its
- * counter. No bucket close, no window, no merge: the
- * engine's set rate can only be below this. As many streams as the set run
- * (10,000 at its default 1,000 tenants). */
+ * counter. No bucket close, no window, no merge: the engine's set rate can
+ * only be below this. As many streams as the set run (10,000 at its
+ * default 1,000 tenants). */
+enum { SC_HDR = 192, SC_HLL = 16384, SC_SHLL = 32768, SC_TABLE = 128, SC_ITEMS = 64,
+       SC_T_OFF = SC_HDR + SC_HLL + SC_SHLL, SC_I_OFF = SC_T_OFF + SC_TABLE * 4 };
+
+/* Hashes event x's member and prefetches the lines the hash names. */
+static uint64_t set_ceiling_ahead(char **blk, const bev *x)
+{
+    const char *b = blk[x->stream];
+    uint64_t h = XXH3_64bits(members[x->member], member_len[x->member]);
+    __builtin_prefetch(b + SC_HDR + (h >> 50), 1);
+    __builtin_prefetch(b + SC_HDR + SC_HLL + ((h >> 20) & (SC_SHLL / 8 - 1)) * 8, 1);
+    __builtin_prefetch(b + SC_T_OFF + ((uint32_t)h & (SC_TABLE - 1)) * 4, 1);
+    return h;
+}
 static void set_memory_ceiling(size_t nev)
 {
-    enum { HDR = 192, HLL = 16384, SHLL = 32768, TABLE = 128, ITEMS = 64 };
-    enum { T_OFF = HDR + HLL + SHLL, I_OFF = T_OFF + TABLE * 4 };
-    char **blk = ceiling_blocks(I_OFF + ITEMS * 32);
+    char **blk = ceiling_blocks(SC_I_OFF + SC_ITEMS * 32);
     bev *ev = ceiling_events(nev, NX_TYPE_SET);
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
-        uint64_t hr[16]; /* members hashed 8 events ahead, their lines prefetched */
+        uint64_t hr[16]; /* hashes of events i .. i + 8 */
+        for (size_t a = 0; a < 8 && a < nev; a++)
+            hr[a] = set_ceiling_ahead(blk, &ev[a]);
         for (size_t i = 0; i < nev; i++) {
             if (i + 16 < nev)
-                for (int l = 0; l < HDR; l += 64)
+                for (int l = 0; l < SC_HDR; l += 64)
                     __builtin_prefetch(blk[ev[i + 16].stream] + l, 1);
-            for (size_t a = i == 0 ? 0 : i + 8; a <= i + 8 && a < nev; a++) {
-                const char *pb = blk[ev[a].stream];
-                uint64_t ha = XXH3_64bits(members[ev[a].member], member_len[ev[a].member]);
-                hr[a & 15] = ha;
-                __builtin_prefetch(pb + HDR + (ha >> 50), 1);
-                __builtin_prefetch(pb + HDR + HLL + ((ha >> 20) & (SHLL / 8 - 1)) * 8, 1);
-                __builtin_prefetch(pb + T_OFF + ((uint32_t)ha & (TABLE - 1)) * 4, 1);
-            }
+            if (i + 8 < nev)
+                hr[(i + 8) & 15] = set_ceiling_ahead(blk, &ev[i + 8]);
             char *b = blk[ev[i].stream];
             uint64_t h = hr[i & 15];
             uint8_t rank = (uint8_t)(__builtin_clzll(h << 14 | 1) + 1);
-            uint8_t *reg = (uint8_t *)(b + HDR) + (h >> 50);
+            uint8_t *reg = (uint8_t *)(b + SC_HDR) + (h >> 50);
             if (rank > *reg)
                 *reg = rank;
-            uint64_t *pair = (uint64_t *)(b + HDR + HLL) + ((h >> 20) & (SHLL / 8 - 1));
+            uint64_t *pair = (uint64_t *)(b + SC_HDR + SC_HLL) + ((h >> 20) & (SC_SHLL / 8 - 1));
             *pair = (*pair & ~0xFFull) | rank;
-            uint32_t *slot = (uint32_t *)(b + T_OFF) + ((uint32_t)h & (TABLE - 1));
-            uint32_t it = *slot ? *slot - 1 : (uint32_t)(h >> 32) % ITEMS;
+            uint32_t *slot = (uint32_t *)(b + SC_T_OFF) + ((uint32_t)h & (SC_TABLE - 1));
+            uint32_t it = *slot ? *slot - 1 : (uint32_t)(h >> 32) % SC_ITEMS;
             *slot = it + 1;
-            double *count = (double *)(b + I_OFF + it * 32);
+            double *count = (double *)(b + SC_I_OFF + it * 32);
             *count += 1;
             ((double *)(b + 16))[0] += 1; /* the open second's count */
         }
