@@ -217,6 +217,22 @@ static void cascade_plan(nx_engine *e)
     }
     if (e->all_feeder >= 0)
         e->win_feeds[e->all_feeder] = true;
+    for (uint32_t i = 0; i < c->nwindows; i++) {
+        /* a fed window with sub-buckets of g of i's, n_i a multiple of g and
+         * n_i / g <= 2, which keeps 2 complete sub-buckets or more */
+        uint32_t ni = c->windows[i].length_s / c->windows[i].bucket_s;
+        e->win_derive[i] = -1;
+        e->win_bgroup[i] = 0;
+        for (uint32_t j = 0; j < c->nwindows && e->win_derive[i] < 0; j++) {
+            if (e->win_feeder[j] != (int8_t)i)
+                continue;
+            uint32_t g = c->windows[j].bucket_s / c->windows[i].bucket_s;
+            if (ni % g == 0 && ni / g <= 2 && c->windows[j].length_s / c->windows[j].bucket_s >= 2) {
+                e->win_derive[i] = (int8_t)j;
+                e->win_bgroup[i] = g;
+            }
+        }
+    }
     for (uint32_t a = 1; a < c->nwindows; a++) /* insertion sort by (bucket, index) */
         for (uint32_t b = a; b > 0; b--) {
             uint8_t x = e->win_order[b - 1], y = e->win_order[b];
@@ -564,6 +580,8 @@ int nx_stream_hist_alloc(nx_stream *s)
             ring += sizeof(nx_wslot) * n;
         }
         nx_window_init(&s->win[i], e->cfg.windows[i].length_s, e->cfg.windows[i].bucket_s, store);
+        if (s->type == NX_TYPE_SET)
+            s->win[i].bgroup = e->win_bgroup[i];
     }
     nx_tier *tr = nx_stream_tiers(e, s);
     for (uint32_t i = 0; i < e->cfg.ntiers; i++)
@@ -812,7 +830,16 @@ static inline const nx_window_sink *cascade_sink(const nx_engine *e, uint32_t i,
         return NULL;
     sink->fn = cascade_hand_on;
     sink->arg = c;
+    int j = e->win_derive[i];
+    sink->derive_ok = j >= 0 && c->s->win[j].direct_k == NX_WINDOW_NO_DIRECT;
     return sink;
+}
+
+/* The window a read of window i derives its back from (or NULL). */
+static inline const nx_window *window_derive_from(const nx_stream *s, uint32_t i)
+{
+    int j = s->eng->win_derive[i];
+    return j >= 0 ? &s->win[j] : NULL;
 }
 
 /* Folds a closed second, or a sub-bucket of i's feeder starting at sec,
@@ -1387,7 +1414,7 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
     if (widx < 0) {
         rc = all_read(s, &a);
     } else if (s->win) {
-        rc = nx_window_read(&s->win[widx], &a, &e->ap);
+        rc = nx_window_read(&s->win[widx], window_derive_from(s, (uint32_t)widx), &a, &e->ap);
         if (!rc)
             rc = window_read_feeders(s, (uint32_t)widx, &a);
         start_ms = nx_window_start_sec(&s->win[widx]) * 1000;

@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 5 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 6 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -62,6 +62,9 @@
  *   is cascaded. The same for all-time, fed by the widest window. Their
  *   set streams' open and pending buckets have HLLs, which version 5 keeps
  *   in all-time only: decoding merges them into it.
+ *   Version 5 (still decoded) is version 6 without derived backs: its set
+ *   windows' has_btopk is never 2 (nx_window.h), every back stack's top-k
+ *   is kept, and the first aligned flip derives it from then on.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -75,7 +78,7 @@
 #include "sketch/nx_hll.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 5
+#define NX_ENGINE_VERSION 6
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
@@ -452,6 +455,25 @@ static int direct_decode(const nx_engine *e, nx_stream *s, nx_rbuf *in, int vers
     return 0;
 }
 
+/* A window whose back is derived reads the window it feeds at the
+ * sub-buckets holding its own (nx_window.h): that window must have moved
+ * with it and be fed by the cascade only, or the snapshot is not one the
+ * engine wrote (a CRC-valid one is refused, not trusted into an assert). */
+static int derived_check(const nx_engine *e, const nx_stream *s)
+{
+    for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
+        const nx_window *w = &s->win[i];
+        if (!w->bderived)
+            continue;
+        int j = e->win_derive[i];
+        int64_t g = w->bgroup, c = w->cur_k;
+        int64_t q = c >= 0 ? c / g : -((-c + g - 1) / g);
+        if (j < 0 || s->win[j].cur_k != q || s->win[j].direct_k != NX_WINDOW_NO_DIRECT)
+            return NX_ECORRUPT;
+    }
+    return 0;
+}
+
 static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
 {
     size_t klen;
@@ -503,6 +525,8 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
         if (version >= 2 && version <= 3 && (rc = pending_decode(e, s, in)))
             return rc;
         if ((rc = direct_decode(e, s, in, version)))
+            return rc;
+        if ((rc = derived_check(e, s)))
             return rc;
     }
     if (version >= 4 && (rc = pending_decode(e, s, in)))

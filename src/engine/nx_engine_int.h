@@ -214,6 +214,11 @@ struct nx_engine {
     int8_t all_feeder;     /* the window whose sub-buckets feed all-time (the
                             * widest); -1: closed seconds do (no windows) */
     bool win_feeds[NX_MAX_WINDOWS]; /* window i feeds a window or all-time */
+    /* Derived back (sets; nx_window.h): win_derive[i] is the window i feeds
+     * whose sub-buckets hold i's back stack (its sub-bucket is
+     * win_bgroup[i] of i's, a divisor of i's n with n / g <= 2), or -1. */
+    int8_t win_derive[NX_MAX_WINDOWS];
+    uint32_t win_bgroup[NX_MAX_WINDOWS];
     nx_table tenants;
     double dd_inv_ln_gamma; /* nx_ddsketch_pack's mapping of ap.alpha: read by
                              * every timer event, next to the snapshot flag */

@@ -9,7 +9,9 @@
  *      evicted) is the one the new current sub-bucket reuses;
  *    - front stack = complete sub-buckets [c-n, c-n+nfront-1]; slot i of it
  *      holds f* = aggregate of sub-buckets [i, c-n+nfront-1];
- *    - back stack = complete sub-buckets [c-n+nfront, c-1], aggregated in b*;
+ *    - back stack = complete sub-buckets [c-n+nfront, c-1], aggregated in b*
+ *      (a set's top-k there: in btopk, or, while bderived, in the fed
+ *      window's sub-buckets; then c-n+nfront is a multiple of bgroup);
  *    - inv = moments (count/sum/mean/m2) and dd of the n complete slots
  *      (the current one joins when it completes);
  *    - nonempty = number of slots with data; 0 lets a long gap free the ring.
@@ -221,6 +223,7 @@ static void window_free_data(nx_window *w)
     w->bmax = -INFINITY;
     w->nfront = 0;
     w->nonempty = 0;
+    w->bderived = 0;
 }
 
 void nx_window_free(nx_window *w)
@@ -294,12 +297,17 @@ static inline bool topk_has(const nx_topk *t)
 }
 
 /* Rebuilds the front stack from all n complete sub-buckets; the back
- * becomes empty. */
-static int window_flip(nx_window *w, const nx_acc_params *p)
+ * becomes empty, its top-k derived from now on when `derive`.
+ * Usually the front is empty then. A flip that aligns the back (window_step)
+ * may come while the front still holds sub-buckets [c-n, b-1]: a set's
+ * top-k there is already the suffix of [k, b-1] (its own content is gone),
+ * so it takes the new suffix of b ([b, c-1]) instead of being rebuilt. */
+static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
 {
     int64_t c = w->cur_k;
+    int64_t b = c - (int64_t)w->n + (int64_t)w->nfront; /* first back sub-bucket */
     int rc;
-    int64_t next = -1;
+    int64_t next = -1, bslot = -1;
     for (int64_t k = c - 1; k >= c - (int64_t)w->n; k--) {
         uint32_t i = widx(w, k);
         nx_wslot *s = &w->slots[i];
@@ -312,7 +320,7 @@ static int window_flip(nx_window *w, const nx_acc_params *p)
             if (x->fmax > s->fmax)
                 s->fmax = x->fmax;
         }
-        if (w->sk) {
+        if (w->sk && k >= b) {
             nx_wsk *sk = &w->sk[i];
             const nx_wsk *nk = next >= 0 ? &w->sk[next] : NULL;
             /* the suffix is built in the slot's own top-k: once on the front
@@ -326,11 +334,23 @@ static int window_flip(nx_window *w, const nx_acc_params *p)
                 if ((rc = nx_topk_merge(sk->topk, nk->topk)))
                     return rc;
             }
+        } else if (w->sk && bslot >= 0 && topk_has(w->sk[bslot].topk)) {
+            nx_wsk *sk = &w->sk[i]; /* a front slot: suffix of [k, b-1] */
+            if ((rc = ensure_topk(&sk->topk, p)) ||
+                (rc = nx_topk_merge(sk->topk, w->sk[bslot].topk)))
+                return rc;
         }
+        if (k == b)
+            bslot = i;
         next = i;
     }
     w->nfront = w->n;
     back_clear(w);
+    w->bderived = derive;
+    if (derive) { /* kept while the back was not aligned: unused from now on */
+        nx_topk_destroy(w->btopk);
+        w->btopk = NULL;
+    }
     return 0;
 }
 
@@ -358,10 +378,14 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
     int rc;
     int64_t c = w->cur_k;
     uint32_t ei = widx(w, c - (int64_t)w->n);
-    if (w->nfront == 0 && back_has(w)) {
-        if ((rc = window_flip(w, p)))
-            return rc;
-    }
+    /* a flip at this step starts the back at sub-bucket c: derivable when
+     * c is a multiple of bgroup (see "Derived back" in nx_window.h) */
+    bool aligned = w->bgroup && floormod(c, w->bgroup) == 0 && sink && sink->derive_ok;
+    bool flip = w->nfront == 0 && (back_has(w) || w->bderived);
+    if (!flip && aligned && !w->bderived && w->nfront <= w->bgroup)
+        flip = true; /* align early: the front would be spent within g steps */
+    if (flip && (rc = window_flip(w, p, aligned)))
+        return rc;
     if (w->nfront > 0)
         w->nfront--;
     nx_wslot *e = &w->slots[ei];
@@ -395,7 +419,7 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
             w->bmin = s->m.min;
         if (s->m.max > w->bmax)
             w->bmax = s->m.max;
-        if (w->sk && w->sk[ci].topk) {
+        if (w->sk && w->sk[ci].topk && !w->bderived) {
             if ((rc = ensure_topk(&w->btopk, p)) ||
                 (rc = nx_topk_merge(w->btopk, w->sk[ci].topk)))
                 return rc;
@@ -584,7 +608,9 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
         }
     } else {
         if (type == NX_TYPE_SET) {
-            if ((rc = topk_add(&w->btopk, p, member, member_len, weight)))
+            /* a derived back gets it through the fed window, which takes
+             * late events of this window's complete sub-buckets itself */
+            if (!w->bderived && (rc = topk_add(&w->btopk, p, member, member_len, weight)))
                 return rc;
         } else {
             if (value < w->bmin)
@@ -596,7 +622,31 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     return 0;
 }
 
-int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
+/* out's top-k += a derived back: the sub-buckets of `fed` that hold this
+ * window's complete sub-buckets [B, c-1] (B = c-n+nfront, a multiple of
+ * g): with n/g <= 2, the fed window's current one and its one or two
+ * newest complete ones. */
+static int back_derived_merge(const nx_window *w, const nx_window *fed, nx_acc *out,
+                              const nx_acc_params *p)
+{
+    int64_t c = w->cur_k, b = c - (int64_t)w->n + (int64_t)w->nfront, g = w->bgroup;
+    if (b > c - 1 || !fed->slots || !fed->sk)
+        return 0;
+    assert(g > 0 && floormod(b, (uint32_t)g) == 0 && fed->cur_k == floordiv(c, g));
+    for (int64_t q = floordiv(b, g); q <= floordiv(c - 1, g); q++) {
+        assert(q >= fed->cur_k - 2 && q >= fed->cur_k - (int64_t)fed->n);
+        uint32_t i = widx(fed, q);
+        if (!(fed->slots[i].m.count > 0) || !topk_has(fed->sk[i].topk))
+            continue;
+        int rc = ensure_topk(&out->topk, p);
+        if (rc || (rc = nx_topk_merge(out->topk, fed->sk[i].topk)))
+            return rc;
+    }
+    return 0;
+}
+
+int nx_window_read(const nx_window *w, const nx_window *fed, nx_acc *out,
+                   const nx_acc_params *p)
 {
     int rc;
     assert(nx_acc_empty(out));
@@ -638,12 +688,18 @@ int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p)
             ts[0] = w->sk[ci].topk;
         if (fi >= 0 && topk_has(w->sk[fi].topk))
             ts[1] = w->sk[fi].topk; /* the front top's suffix */
-        if (topk_has(w->btopk))
+        if (!w->bderived && topk_has(w->btopk))
             ts[2] = w->btopk;
         for (int i = 0; i < 3; i++) {
             if (!ts[i])
                 continue;
             if ((rc = ensure_topk(&out->topk, p)) || (rc = nx_topk_merge(out->topk, ts[i])))
+                return rc;
+        }
+        if (w->bderived) {
+            if (!fed)
+                return NX_EINVAL;
+            if ((rc = back_derived_merge(w, fed, out, p)))
                 return rc;
         }
     }

@@ -49,6 +49,24 @@
  *             current sub-bucket, which reads add (nx_window_read_current).
  *             `direct_k` marks sub-buckets that were fed directly instead
  *             (state decoded from a snapshot written before the cascade).
+ *             Derived back (sets): the back stack's top-k need not be kept
+ *             when the window feeds a window whose sub-bucket is g of its
+ *             own, with n a multiple of g and n/g <= 2 (10 s/1 s -> 1 m/5 s
+ *             -> 5 m/30 s -> 1 h/300 s: g = 5, 6, 10). If the back starts
+ *             on a multiple of g, it is exactly whole sub-buckets of the fed
+ *             window: its last one or two complete ones and its current one
+ *             (which holds what this window has completed of it). A read
+ *             merges those (nx_window_read's `fed`) instead of b*; a bucket
+ *             close saves a top-k merge per window step (~20% of a set
+ *             event). Flips keep the back's start aligned once it is (n is
+ *             a multiple of g); a window whose back is not aligned (a new
+ *             or restarted one) keeps b* and flips early at the first
+ *             aligned step when its front is nearly spent (<= g slots), so
+ *             the extra flip costs little. The fed window's sub-buckets it
+ *             reads are its newest complete ones, which are never
+ *             front-stack suffixes (a flip turns all but the youngest
+ *             complete slot into suffixes, and the fed window has not
+ *             stepped past the current chunk) and never evicted (n >= 2).
  *
  *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
  *             resolution (e.g. 10 s x 360) for time-series reads. The ring
@@ -139,6 +157,9 @@ typedef struct nx_window {
     nx_wslot *store;   /* memory for the ring inside the owner's block, or NULL */
     int64_t direct_k;  /* sub-buckets with index < direct_k are (or were) fed directly,
                         * not by a cascade; NX_WINDOW_NO_DIRECT when none is */
+    uint32_t bgroup;   /* sets: g when the back's top-k can be derived from the fed
+                        * window (see "Derived back" above), else 0; set by the owner */
+    uint8_t bderived;  /* this flip period's back top-k is derived, not in btopk */
 } nx_window;
 
 #define NX_WINDOW_NO_DIRECT (INT64_MIN / 4)
@@ -149,6 +170,8 @@ typedef struct nx_window {
 typedef struct nx_window_sink {
     int (*fn)(void *arg, int64_t sec, const nx_acc *slot);
     void *arg;
+    bool derive_ok; /* the fed window a derived back reads holds exactly the
+                     * sub-buckets handed to it (none of it is direct) */
 } nx_window_sink;
 
 /* The invariant a decoded window must satisfy before use: its current
@@ -184,8 +207,11 @@ int nx_window_fold_move(nx_window *w, int64_t sec, nx_acc *src, const nx_acc_par
  * sub-bucket is NX_EINVAL: advance the window first). */
 int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_type type,
                        double value, double weight, const char *member, uint32_t member_len);
-/* out = the whole window (out must be empty: nx_acc_init'ed). */
-int nx_window_read(const nx_window *w, nx_acc *out, const nx_acc_params *p);
+/* out = the whole window (out must be empty: nx_acc_init'ed). `fed` is the
+ * window w hands its sub-buckets to when w->bgroup is set (its back's top-k
+ * may be derived from it), else NULL. */
+int nx_window_read(const nx_window *w, const nx_window *fed, nx_acc *out,
+                   const nx_acc_params *p);
 /* out += the current sub-bucket (what a cascade has not handed on yet). */
 int nx_window_read_current(const nx_window *w, nx_acc *out, const nx_acc_params *p);
 /* The index of the sub-bucket holding second `sec`. */
@@ -235,7 +261,8 @@ static inline size_t nx_tier_bytes(const nx_tier *t)
  * nx_acc:    f64 count, sum, mean, m2, min, max | u8 mask (1 dd, 2 hll,
  *            4 topk) | the present sketches' own encodings, in that order.
  * nx_window: svar cur_k | uvar nfront | uvar nonempty | acc inv | f64 bmin |
- *            f64 bmax | u8 has_btopk [topk] |
+ *            f64 bmax | u8 has_btopk [topk] (engine version >= 6: 2 = the
+ *            back's top-k is derived from the fed window, no topk) |
  *            u8 has_slots | if has_slots, n+1 slots in ring order, each:
  *            acc a (no hll; a front-stack slot's top-k is its suffix) |
  *            f64 fmin | f64 fmax

@@ -64,6 +64,21 @@ static int opt_decode(nx_rbuf *in, nx_topk **t, const nx_acc_params *p, nx_type 
     return 0;
 }
 
+/* The back stack's top-k: as opt_decode, or 2 = derived (a set window with
+ * a bgroup whose back starts on a multiple of it: window_step's rule). */
+static int back_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type,
+                       bool legacy)
+{
+    if (legacy || in->n < 1 || in->p[0] != 2)
+        return opt_decode(in, &w->btopk, p, type, legacy);
+    (void)nx_rbuf_u8(in);
+    int64_t b = w->cur_k - (int64_t)w->n + (int64_t)w->nfront, g = w->bgroup;
+    if (type != NX_TYPE_SET || g == 0 || ((b % g) + g) % g != 0)
+        return NX_ECORRUPT;
+    w->bderived = 1;
+    return 0;
+}
+
 int nx_acc_encode(const nx_acc *a, nx_buf *out)
 {
     int rc;
@@ -121,7 +136,7 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
     if ((rc = nx_buf_svar(out, w->cur_k)) || (rc = nx_buf_uvar(out, w->nfront)) ||
         (rc = nx_buf_uvar(out, w->nonempty)) || (rc = nx_acc_encode(&w->inv, out)) ||
         (rc = nx_buf_f64(out, w->bmin)) || (rc = nx_buf_f64(out, w->bmax)) ||
-        (rc = opt_topk_encode(w->btopk, out)) ||
+        (rc = (w->bderived ? nx_buf_u8(out, 2) : opt_topk_encode(w->btopk, out))) ||
         (rc = nx_buf_u8(out, w->slots ? 1 : 0)))
         return rc;
     if (!w->slots)
@@ -156,7 +171,7 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
     w->bmax = nx_rbuf_f64(in);
     if (in->err || isnan(w->bmin) || isnan(w->bmax))
         return NX_ECORRUPT;
-    if ((rc = opt_decode(in, &w->btopk, p, type, legacy != NULL)))
+    if ((rc = back_decode(in, w, p, type, legacy != NULL)))
         return rc;
     uint8_t has_slots = nx_rbuf_u8(in);
     if (in->err || has_slots > 1 || (!has_slots && nonempty))
