@@ -461,6 +461,58 @@ static void test_add_many(void **st)
     }
 }
 
+/* A batch of positive values into a sparse store is merged in one pass
+ * (sparse_add_batch): it must leave exactly what one-by-one adds leave —
+ * bins, counts bit for bit (weights like 0.1 added once per value, repeats
+ * of a key included), total, count and encoding — for batches of 2..16
+ * values, narrow (repeats) and wide (spread, new keys among old), into
+ * fresh, growing, cleared and collapsing (64-bin) sketches. */
+static void test_add_packed_batch(void **st)
+{
+    (void)st;
+    static const double weights[] = {1.0, 0.1, 0.25, 3.0};
+    for (uint32_t bins = 64; bins <= 2048; bins *= 32) {
+        double ilg = nx_ddsketch_inv_ln_gamma(0.01);
+        nx_ddsketch *one, *batch;
+        assert_int_equal(nx_ddsketch_create(0.01, bins, &one), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, bins, &batch), 0);
+        for (int round = 0; round < 2000; round++) {
+            if (round % 50 == 0) {
+                nx_ddsketch_clear(one);
+                nx_ddsketch_clear(batch);
+            }
+            uint32_t n = 2 + (uint32_t)(rng() % 15);
+            double w = weights[rng() % 4], spread = (round % 4 == 0) ? 0.05 : (round % 4) * 1.5;
+            int32_t packed[16];
+            for (uint32_t i = 0; i < n; i++) {
+                double v = 20.0 * exp(spread * nrand());
+                packed[i] = nx_ddsketch_pack(ilg, v);
+                uint32_t done = 0;
+                assert_int_equal(nx_ddsketch_add_packed(one, &packed[i], 1, w, &done), 0);
+                assert_int_equal(done, 1);
+            }
+            uint32_t done = 0;
+            assert_int_equal(nx_ddsketch_add_packed(batch, packed, n, w, &done), 0);
+            assert_int_equal(done, n);
+            assert_true(nx_ddsketch_equal(one, batch));
+            assert_true(nx_ddsketch_count(one) == nx_ddsketch_count(batch));
+        }
+        nx_buf a = {0}, b = {0};
+        assert_int_equal(nx_ddsketch_encode(one, &a), 0);
+        assert_int_equal(nx_ddsketch_encode(batch, &b), 0);
+        assert_int_equal(a.len, b.len);
+        assert_memory_equal(a.data, b.data, a.len);
+        for (int i = 0; i <= 10; i++) {
+            double q = i / 10.0;
+            assert_true(nx_ddsketch_quantile(one, q) == nx_ddsketch_quantile(batch, q));
+        }
+        nx_buf_free(&a);
+        nx_buf_free(&b);
+        nx_ddsketch_destroy(one);
+        nx_ddsketch_destroy(batch);
+    }
+}
+
 /* Packed bins mapped with nx_ddsketch_inv_ln_gamma(alpha) alone (no
  * sketch), as the engine maps timer values when they come: each value's
  * sketch of one reports it within alpha, at every accepted alpha and at the
@@ -620,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
         cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
         cmocka_unit_test(test_pack_extremes), cmocka_unit_test(test_sparse_when_spread),
+        cmocka_unit_test(test_add_packed_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
