@@ -31,6 +31,7 @@
 #include "sketch/nx_ddsketch.h"
 #include "sketch/nx_hll.h"
 #include "sketch/nx_topk.h"
+#include "test_window_cfg.h"
 
 static uint64_t rng_state;
 static uint64_t rng(void)
@@ -453,19 +454,11 @@ static void run_property_alt(nx_type type, uint64_t seed)
     run_property_cfg(type, seed, &cfg);
 }
 
-/* A cascade that is a tree: (30,2) is fed by (4,2) (same width, listed
- * earlier), (60,6) by one of them, (600,60) by (60,6); (7,7) is fed by
- * nothing and feeds nothing. */
+/* The tree-shaped cascade of test_window_cfg.h, with 8 top-k counters. */
 static void run_property_tree(nx_type type, uint64_t seed)
 {
     nx_engine_config cfg;
-    nx_engine_config_default(&cfg);
-    cfg.nwindows = 5;
-    cfg.windows[0] = (nx_window_spec){600, 60};
-    cfg.windows[1] = (nx_window_spec){4, 2};
-    cfg.windows[2] = (nx_window_spec){60, 6};
-    cfg.windows[3] = (nx_window_spec){30, 2};
-    cfg.windows[4] = (nx_window_spec){7, 7};
+    test_window_cfg_tree(&cfg);
     cfg.topk_capacity = 8;
     run_property_cfg(type, seed, &cfg);
 }

@@ -30,6 +30,7 @@
 #include "engine/nx_engine_int.h"
 #include "sketch/nx_topk.h"
 #include "test_rng.h"
+#include "test_window_cfg.h"
 
 #define NMEMBERS 40 /* < topk_capacity: no merge evicts */
 #define KEY "logins|env:prod"
@@ -166,19 +167,13 @@ static void test_default_chain(void **st)
     run(&cfg, 101);
 }
 
-/* g = 1 (a window fed by one of the same width), a window that feeds two,
- * and windows that cannot derive (n/g > 2). */
+/* g = 1 (a window fed by one of the same width), a window that feeds two
+ * (one of which it cannot derive from), windows that feed none. */
 static void test_tree(void **st)
 {
     (void)st;
     nx_engine_config cfg;
-    nx_engine_config_default(&cfg);
-    cfg.nwindows = 5;
-    cfg.windows[0] = (nx_window_spec){600, 60};
-    cfg.windows[1] = (nx_window_spec){4, 2};
-    cfg.windows[2] = (nx_window_spec){60, 6};
-    cfg.windows[3] = (nx_window_spec){30, 2};
-    cfg.windows[4] = (nx_window_spec){7, 7};
+    test_window_cfg_tree(&cfg);
     run(&cfg, 202);
 }
 
