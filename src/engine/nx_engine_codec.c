@@ -455,20 +455,31 @@ static int direct_decode(const nx_engine *e, nx_stream *s, nx_rbuf *in, int vers
     return 0;
 }
 
-/* A window whose back is derived reads the window it feeds at the
- * sub-buckets holding its own (nx_window.h): that window must have moved
- * with it and be fed by the cascade only, or the snapshot is not one the
- * engine wrote (a CRC-valid one is refused, not trusted into an assert). */
-static int derived_check(const nx_engine *e, const nx_stream *s)
+static int64_t floordiv64(int64_t a, int64_t b)
 {
-    for (uint32_t i = 0; i < e->cfg.nwindows; i++) {
-        const nx_window *w = &s->win[i];
-        if (!w->bderived)
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+/* What the cascade relies on between a stream's windows, which every
+ * window of a stream moving to the same second keeps (a CRC-valid snapshot
+ * that breaks it is refused, not trusted into an assert):
+ *   - a fed window's current sub-bucket holds its feeder's current one;
+ *   - a window whose back is derived reads the window it feeds at the
+ *     sub-buckets holding its own (nx_window.h), so that window is fed by
+ *     the cascade only. */
+static int windows_check(const nx_engine *e, const nx_stream *s)
+{
+    for (uint32_t j = 0; j < e->cfg.nwindows; j++) {
+        int f = e->win_feeder[j];
+        const nx_window *wj = &s->win[j];
+        if (f >= 0 && floordiv64(s->win[f].cur_k * (int64_t)s->win[f].bucket_s,
+                                 (int64_t)wj->bucket_s) != wj->cur_k)
+            return NX_ECORRUPT;
+        if (!wj->bderived)
             continue;
-        int j = e->win_derive[i];
-        int64_t g = w->bgroup, c = w->cur_k;
-        int64_t q = c >= 0 ? c / g : -((-c + g - 1) / g);
-        if (j < 0 || s->win[j].cur_k != q || s->win[j].direct_k != NX_WINDOW_NO_DIRECT)
+        int d = e->win_derive[j];
+        if (d < 0 || s->win[d].cur_k != floordiv64(wj->cur_k, (int64_t)wj->bgroup) ||
+            s->win[d].direct_k != NX_WINDOW_NO_DIRECT)
             return NX_ECORRUPT;
     }
     return 0;
@@ -526,7 +537,7 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
             return rc;
         if ((rc = direct_decode(e, s, in, version)))
             return rc;
-        if ((rc = derived_check(e, s)))
+        if ((rc = windows_check(e, s)))
             return rc;
     }
     if (version >= 4 && (rc = pending_decode(e, s, in)))

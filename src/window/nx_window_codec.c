@@ -265,8 +265,10 @@ int nx_tier_decode(nx_rbuf *in, nx_tier *t)
     t->newest = nx_rbuf_svar(in);
     t->oldest = nx_rbuf_svar(in);
     uint64_t cap = nx_rbuf_uvar(in);
+    /* the ring holds (newest - cap, newest], oldest among them */
     if (in->err || cap > t->buckets || t->newest > INT64_MAX / 4 || t->newest < INT64_MIN / 4 ||
-        t->oldest > t->newest || t->oldest < INT64_MIN / 4 || in->n / 32 < cap)
+        t->oldest > t->newest || t->oldest < INT64_MIN / 4 || in->n / 32 < cap ||
+        (cap > 0 && t->oldest < t->newest - (int64_t)cap + 1))
         return NX_ECORRUPT;
     if (cap == 0)
         return 0;

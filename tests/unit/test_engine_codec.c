@@ -891,6 +891,33 @@ static void test_engine_chunked_encode(void **st)
     nx_engine_destroy(a);
 }
 
+/* Reads every window and all-time of every stream (after a decode that
+ * accepted corrupted bytes: a query must not crash either). */
+typedef struct read_all_arg {
+    int64_t now;
+    int reads;
+} read_all_arg;
+
+static int read_all_stream(nx_stream *s, void *arg)
+{
+    read_all_arg *r = arg;
+    static const uint32_t windows[] = {NX_WINDOW_ALL, 10, 60, 300, 3600};
+    for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
+        nx_summary out;
+        if (nx_stream_read(s, windows[w], r->now, &out) == 0) {
+            nx_summary_free(&out);
+            r->reads++;
+        }
+    }
+    return 0;
+}
+
+static int read_all_tenant(nx_tenant *t, void *arg)
+{
+    nx_tenant_foreach_stream(t, read_all_stream, arg);
+    return 0;
+}
+
 static void test_engine_corrupt(void **st)
 {
     (void)st;
@@ -940,6 +967,8 @@ static void test_engine_corrupt(void **st)
             nx_buf b2 = {0};
             assert_int_equal(nx_engine_encode(o, &b2), 0);
             nx_buf_free(&b2);
+            read_all_arg ra = {now, 0};
+            nx_engine_foreach_tenant(o, read_all_tenant, &ra);
             nx_engine_destroy(o);
         }
     }
