@@ -123,6 +123,24 @@ int main(int argc, char **argv)
     CHECK(nx_engine_encode(e, &b));
     put("fuzz_engine_decode", "engine_6types", 0, 0, b.data, b.len);
     b.len = 0;
+    /* a set stream 70 s old: its windows' back stacks are derived from the
+     * windows they feed (engine version 6, has_btopk = 2) */
+    {
+        nx_stream *s;
+        CHECK(nx_tenant_stream(ten, "logins", 6, NX_TYPE_SET, &s));
+        for (int i = 0; i < 700; i++) {
+            char m[8];
+            int n = snprintf(m, sizeof m, "u%d", (i * 7) % 23);
+            nx_update u = {.weight = 1, .member = m, .member_len = (uint32_t)n};
+            CHECK(nx_stream_update(s, &u, now + 100 * i));
+        }
+        nx_summary sum;
+        CHECK(nx_stream_read(s, 10, now + 70000, &sum));
+        nx_summary_free(&sum);
+        CHECK(nx_engine_encode(e, &b));
+        put("fuzz_engine_decode", "engine_set_derived", 0, 0, b.data, b.len);
+        b.len = 0;
+    }
     nx_engine_destroy(e);
     CHECK(nx_engine_create(&cfg, &e));
     CHECK(nx_engine_encode(e, &b));
