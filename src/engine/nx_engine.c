@@ -781,17 +781,9 @@ int64_t nx_stream_last_update(const nx_stream *s)
 
 /* ---- time ------------------------------------------------------------------------ */
 
-static inline int64_t sec_floordiv(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    if (a % b < 0)
-        q--;
-    return q;
-}
-
 static inline int64_t sec_of(int64_t ms)
 {
-    return sec_floordiv(ms, 1000);
+    return nx_floordiv(ms, 1000);
 }
 
 /* ---- the window cascade ------------------------------------------------------------
@@ -1425,7 +1417,7 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
         /* the windows and the open bucket keep no HLL: the sliding one has
          * every second (the window was moved to open_sec by stream_sync) */
         const nx_window_spec *ws = &e->cfg.windows[widx];
-        int64_t from = (sec_floordiv(s->open_sec, ws->bucket_s) - ws->length_s / ws->bucket_s) *
+        int64_t from = (nx_floordiv(s->open_sec, ws->bucket_s) - ws->length_s / ws->bucket_s) *
                        (int64_t)ws->bucket_s;
         if (!a.hll)
             rc = nx_hll_create(e->cfg.hll_precision, &a.hll);

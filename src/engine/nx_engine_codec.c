@@ -455,11 +455,6 @@ static int direct_decode(const nx_engine *e, nx_stream *s, nx_rbuf *in, int vers
     return 0;
 }
 
-static int64_t floordiv64(int64_t a, int64_t b)
-{
-    return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-
 /* What the cascade relies on between a stream's windows, which every
  * window of a stream moving to the same second keeps (a CRC-valid snapshot
  * that breaks it is refused, not trusted into an assert):
@@ -472,13 +467,14 @@ static int windows_check(const nx_engine *e, const nx_stream *s)
     for (uint32_t j = 0; j < e->cfg.nwindows; j++) {
         int f = e->win_feeder[j];
         const nx_window *wj = &s->win[j];
-        if (f >= 0 && floordiv64(s->win[f].cur_k * (int64_t)s->win[f].bucket_s,
-                                 (int64_t)wj->bucket_s) != wj->cur_k)
+        /* a feeder's sub-bucket divides the fed one's (cascade_plan) */
+        if (f >= 0 && nx_floordiv(s->win[f].cur_k, (int64_t)(wj->bucket_s / s->win[f].bucket_s)) !=
+                          wj->cur_k)
             return NX_ECORRUPT;
         if (!wj->bderived)
             continue;
         int d = e->win_derive[j];
-        if (d < 0 || s->win[d].cur_k != floordiv64(wj->cur_k, (int64_t)wj->bgroup) ||
+        if (d < 0 || s->win[d].cur_k != nx_floordiv(wj->cur_k, (int64_t)wj->bgroup) ||
             s->win[d].direct_k != NX_WINDOW_NO_DIRECT)
             return NX_ECORRUPT;
     }

@@ -856,7 +856,6 @@ static inline void store_prefetch(const dd_store *st, int32_t k)
         __builtin_prefetch(st->counts + i, 1);
 }
 
-
 /* packed = key * 4 + class; keys of accepted alphas stay far inside 2^28
  * (|key| <= 709.8 / ln(gamma) < 3.6e6 at alpha 1e-4) */
 enum { PK_POS = 0, PK_NEG = 1, PK_ZERO = 2 };

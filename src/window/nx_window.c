@@ -33,14 +33,7 @@
 #include "sketch/nx_hll.h"
 #include "sketch/nx_topk.h"
 
-/* floor division / modulo for possibly negative indices */
-static inline int64_t floordiv(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    if ((a % b) != 0 && ((a < 0) != (b < 0)))
-        q--;
-    return q;
-}
+/* modulo for possibly negative indices (nx_floordiv: nx_window.h) */
 static inline uint32_t floormod(int64_t a, uint32_t m)
 {
     int64_t r = a % (int64_t)m;
@@ -433,12 +426,12 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
 
 bool nx_window_valid_at(const nx_window *w, int64_t sec)
 {
-    return w->cur_k <= floordiv(sec, w->bucket_s);
+    return w->cur_k <= nx_floordiv(sec, w->bucket_s);
 }
 
 int64_t nx_window_index(const nx_window *w, int64_t sec)
 {
-    return floordiv(sec, w->bucket_s);
+    return nx_floordiv(sec, w->bucket_s);
 }
 
 /* A window that moved past direct_k is fed only by its cascade from now on
@@ -454,7 +447,7 @@ static inline void window_moved(nx_window *w, int64_t k)
 int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p,
                       const nx_window_sink *sink)
 {
-    int64_t k = floordiv(sec, w->bucket_s);
+    int64_t k = nx_floordiv(sec, w->bucket_s);
     int rc;
     if (k <= w->cur_k)
         return 0;
@@ -489,7 +482,7 @@ static int fold_prepare(nx_window *w, int64_t sec, const nx_acc *src, const nx_a
     int rc;
     if ((rc = nx_window_advance(w, sec, p, sink)))
         return rc;
-    assert(floordiv(sec, w->bucket_s) == w->cur_k);
+    assert(nx_floordiv(sec, w->bucket_s) == w->cur_k);
     if ((rc = window_alloc(w, src->dd || src->topk)))
         return rc;
     *i = widx(w, w->cur_k);
@@ -551,7 +544,7 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
                        double value, double weight, const char *member, uint32_t member_len)
 {
     int rc;
-    int64_t k = floordiv(sec, w->bucket_s);
+    int64_t k = nx_floordiv(sec, w->bucket_s);
     if (k > w->cur_k)
         return NX_EINVAL; /* the caller advances the window (and its cascade) first */
     int64_t c = w->cur_k;
@@ -632,8 +625,8 @@ static int back_derived_merge(const nx_window *w, const nx_window *fed, nx_acc *
     int64_t c = w->cur_k, b = c - (int64_t)w->n + (int64_t)w->nfront, g = w->bgroup;
     if (b > c - 1 || !fed->slots || !fed->sk)
         return 0;
-    assert(g > 0 && floormod(b, (uint32_t)g) == 0 && fed->cur_k == floordiv(c, g));
-    for (int64_t q = floordiv(b, g); q <= floordiv(c - 1, g); q++) {
+    assert(g > 0 && floormod(b, (uint32_t)g) == 0 && fed->cur_k == nx_floordiv(c, g));
+    for (int64_t q = nx_floordiv(b, g); q <= nx_floordiv(c - 1, g); q++) {
         assert(q >= fed->cur_k - 2 && q >= fed->cur_k - (int64_t)fed->n);
         uint32_t i = widx(fed, q);
         if (!(fed->slots[i].m.count > 0) || !topk_has(fed->sk[i].topk))
@@ -810,7 +803,7 @@ static int tier_fit(nx_tier *t, int64_t lo)
 
 void nx_tier_advance(nx_tier *t, int64_t sec)
 {
-    int64_t idx = floordiv(sec, t->step_s);
+    int64_t idx = nx_floordiv(sec, t->step_s);
     if (idx <= t->newest)
         return;
     if (!t->pts || idx - (int64_t)t->buckets >= t->newest) {
@@ -846,7 +839,7 @@ int nx_tier_add(nx_tier *t, int64_t sec, const nx_moments *m)
 {
     if (!(m->count > 0))
         return 0;
-    int64_t idx = floordiv(sec, t->step_s);
+    int64_t idx = nx_floordiv(sec, t->step_s);
     if (idx > t->newest)
         nx_tier_advance(t, sec);
     if (idx <= t->newest - (int64_t)t->buckets)

@@ -85,6 +85,16 @@
 #include "nexus.h"
 #include "sketch/nx_moments.h"
 
+/* floor(a / b) for b > 0, a of either sign (seconds and sub-bucket
+ * indices may be negative; C division truncates toward zero). */
+static inline int64_t nx_floordiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if (a % b < 0)
+        q--;
+    return q;
+}
+
 /* Parameters every accumulator of one engine shares. */
 typedef struct nx_acc_params {
     double alpha;

@@ -73,7 +73,7 @@ static int back_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_typ
         return opt_decode(in, &w->btopk, p, type, legacy);
     (void)nx_rbuf_u8(in);
     int64_t b = w->cur_k - (int64_t)w->n + (int64_t)w->nfront, g = w->bgroup;
-    if (type != NX_TYPE_SET || g == 0 || ((b % g) + g) % g != 0)
+    if (type != NX_TYPE_SET || g == 0 || b != nx_floordiv(b, g) * g)
         return NX_ECORRUPT;
     w->bderived = 1;
     return 0;
