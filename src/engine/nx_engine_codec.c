@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 6 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 7 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -65,6 +65,10 @@
  *   Version 5 (still decoded) is version 6 without derived backs: its set
  *   windows' has_btopk is never 2 (nx_window.h), every back stack's top-k
  *   is kept, and the first aligned flip derives it from then on.
+ *   Version 6 (still decoded) is version 7 without front holes: every set
+ *   window's front slot holds its suffix (nx_window.h, "Front holes"). The
+ *   same decoder reads both; an older nexusd refuses version 7, whose holes
+ *   it would read as an empty front.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -78,7 +82,7 @@
 #include "sketch/nx_hll.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 6
+#define NX_ENGINE_VERSION 7
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states

@@ -215,6 +215,7 @@ static void window_free_data(nx_window *w)
     w->bmin = INFINITY;
     w->bmax = -INFINITY;
     w->nfront = 0;
+    w->fskip = 0;
     w->nonempty = 0;
     w->bderived = 0;
 }
@@ -294,14 +295,21 @@ static inline bool topk_has(const nx_topk *t)
  * Usually the front is empty then. A flip that aligns the back (window_step)
  * may come while the front still holds sub-buckets [c-n, b-1]: a set's
  * top-k there is already the suffix of [k, b-1] (its own content is gone),
- * so it takes the new suffix of b ([b, c-1]) instead of being rebuilt. */
+ * so it takes the new suffix of b ([b, c-1]) instead of being rebuilt.
+ * Suffixes start at f, the old front's top when it has one, else the oldest
+ * non-empty back slot: the empty slots before f are front holes (nx_window.h)
+ * and get no copy of f's suffix. */
 static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
 {
-    int64_t c = w->cur_k;
-    int64_t b = c - (int64_t)w->n + (int64_t)w->nfront; /* first back sub-bucket */
+    int64_t c = w->cur_k, oldest = c - (int64_t)w->n;
+    int64_t b = oldest + (int64_t)w->nfront; /* first back sub-bucket */
+    int64_t f = oldest + (int64_t)w->fskip;  /* <= b: fskip <= nfront */
     int rc;
+    if (f >= b)
+        for (f = b; f < c && !(w->slots[widx(w, f)].m.count > 0); f++)
+            ;
     int64_t next = -1, bslot = -1;
-    for (int64_t k = c - 1; k >= c - (int64_t)w->n; k--) {
+    for (int64_t k = c - 1; k >= oldest; k--) {
         uint32_t i = widx(w, k);
         nx_wslot *s = &w->slots[i];
         s->fmin = s->m.min;
@@ -313,7 +321,7 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
             if (x->fmax > s->fmax)
                 s->fmax = x->fmax;
         }
-        if (w->sk && k >= b) {
+        if (w->sk && k >= b && k >= f) {
             nx_wsk *sk = &w->sk[i];
             const nx_wsk *nk = next >= 0 ? &w->sk[next] : NULL;
             /* the suffix is built in the slot's own top-k: once on the front
@@ -327,7 +335,7 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
                 if ((rc = nx_topk_merge(sk->topk, nk->topk)))
                     return rc;
             }
-        } else if (w->sk && bslot >= 0 && topk_has(w->sk[bslot].topk)) {
+        } else if (w->sk && k >= f && bslot >= 0 && topk_has(w->sk[bslot].topk)) {
             nx_wsk *sk = &w->sk[i]; /* a front slot: suffix of [k, b-1] */
             if ((rc = ensure_topk(&sk->topk, p)) ||
                 (rc = nx_topk_merge(sk->topk, w->sk[bslot].topk)))
@@ -338,6 +346,7 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
         next = i;
     }
     w->nfront = w->n;
+    w->fskip = (uint32_t)(f - oldest);
     back_clear(w);
     w->bderived = derive;
     if (derive) { /* kept while the back was not aligned: unused from now on */
@@ -381,6 +390,8 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
         return rc;
     if (w->nfront > 0)
         w->nfront--;
+    if (w->fskip > 0)
+        w->fskip--; /* a hole popped */
     nx_wslot *e = &w->slots[ei];
     if (e->m.count > 0) {
         nx_moments_sub(&w->inv.m, &e->m);
@@ -584,8 +595,26 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
         nx_moments_add(&w->inv.m, value, weight);
     }
     if (front) {
-        /* front: every suffix from the oldest up to k covers it */
-        for (int64_t x = c - (int64_t)w->n; x <= k; x++) {
+        int64_t oldest = c - (int64_t)w->n, top = oldest + (int64_t)w->fskip;
+        if (type == NX_TYPE_SET && k < top) {
+            /* into a front hole: k and the holes after it get their
+             * suffixes (copies of the front top's), k becomes the top */
+            int64_t fend = oldest + (int64_t)w->nfront;
+            for (int64_t x = top - 1; x >= k; x--) {
+                nx_wsk *f = &w->sk[widx(w, x)];
+                const nx_topk *y = x + 1 < fend ? w->sk[widx(w, x + 1)].topk : NULL;
+                if ((rc = ensure_topk(&f->topk, p)))
+                    return rc;
+                nx_topk_clear(f->topk);
+                if (topk_has(y) && (rc = nx_topk_merge(f->topk, y)))
+                    return rc;
+            }
+            w->fskip = (uint32_t)(k - oldest);
+            top = k;
+        }
+        /* front: every suffix from the top (sets; min/max: the oldest) up
+         * to k covers it */
+        for (int64_t x = type == NX_TYPE_SET ? top : oldest; x <= k; x++) {
             uint32_t fi = widx(w, x);
             if (type == NX_TYPE_SET) {
                 nx_wsk *f = &w->sk[fi];
@@ -679,8 +708,11 @@ int nx_window_read(const nx_window *w, const nx_window *fed, nx_acc *out,
         const nx_topk *ts[3] = {NULL, NULL, NULL};
         if (w->sk[ci].topk && cur->m.count > 0)
             ts[0] = w->sk[ci].topk;
-        if (fi >= 0 && topk_has(w->sk[fi].topk))
-            ts[1] = w->sk[fi].topk; /* the front top's suffix */
+        int64_t ti = w->nfront > w->fskip
+                         ? (int64_t)widx(w, w->cur_k - (int64_t)w->n + (int64_t)w->fskip)
+                         : -1;
+        if (ti >= 0 && topk_has(w->sk[ti].topk))
+            ts[1] = w->sk[ti].topk; /* the front top's suffix (past the holes) */
         if (!w->bderived && topk_has(w->btopk))
             ts[2] = w->btopk;
         for (int i = 0; i < 3; i++) {
@@ -699,6 +731,23 @@ int nx_window_read(const nx_window *w, const nx_window *fed, nx_acc *out,
     if (!(out->m.count > 0)) {
         /* rounding left a vanishing count: report an empty window */
         nx_moments_init(&out->m);
+    }
+    return 0;
+}
+
+int nx_window_front_decoded(nx_window *w, nx_type type)
+{
+    w->fskip = 0;
+    if (type != NX_TYPE_SET || !w->sk)
+        return 0;
+    int64_t oldest = w->cur_k - (int64_t)w->n;
+    while (w->fskip < w->nfront) {
+        uint32_t i = widx(w, oldest + (int64_t)w->fskip);
+        if (topk_has(w->sk[i].topk))
+            break;
+        if (w->slots[i].m.count > 0)
+            return NX_ECORRUPT; /* data without its suffix */
+        w->fskip++;
     }
     return 0;
 }

@@ -67,6 +67,14 @@
  *             front-stack suffixes (a flip turns all but the youngest
  *             complete slot into suffixes, and the fed window has not
  *             stepped past the current chunk) and never evicted (n >= 2).
+             Front holes (sets): a flip builds no suffix in the run of empty
+             slots that starts at the oldest one (a young window's first flip
+             found one or two sub-buckets and copied their suffix into every
+             empty older slot: 10 top-k copies, ~35 KB, per 1 m window). The
+             front top's suffix is then that of the oldest front slot past
+             the run (`fskip`: O(1) reads); popping a hole only shrinks the
+             run; a late event into a hole builds the suffixes it needs.
+             Every front slot past the run holds its suffix, as before.
  *
  *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
  *             resolution (e.g. 10 s x 360) for time-series reads. The ring
@@ -167,9 +175,12 @@ typedef struct nx_window {
     nx_wslot *store;   /* memory for the ring inside the owner's block, or NULL */
     int64_t direct_k;  /* sub-buckets with index < direct_k are (or were) fed directly,
                         * not by a cascade; NX_WINDOW_NO_DIRECT when none is */
-    uint32_t bgroup;   /* sets: g when the back's top-k can be derived from the fed
+    uint32_t bgroup : 31; /* sets: g when the back's top-k can be derived from the fed
                         * window (see "Derived back" above), else 0; set by the owner */
-    uint8_t bderived;  /* this flip period's back top-k is derived, not in btopk */
+    uint32_t bderived : 1; /* this flip period's back top-k is derived, not in btopk */
+    uint32_t fskip;    /* sets: the oldest fskip front slots are empty and hold no
+                        * suffix; the front top's suffix is in slot c-n+fskip
+                        * (see "Front holes" above) */
 } nx_window;
 
 #define NX_WINDOW_NO_DIRECT (INT64_MIN / 4)
@@ -276,6 +287,10 @@ static inline size_t nx_tier_bytes(const nx_tier *t)
  *            u8 has_slots | if has_slots, n+1 slots in ring order, each:
  *            acc a (no hll; a front-stack slot's top-k is its suffix) |
  *            f64 fmin | f64 fmax
+ *            (engine version >= 7: a set window's oldest front slots may be
+ *            empty with no top-k, the front holes; the first front slot
+ *            with a non-empty top-k is the front top. Decoding recounts
+ *            fskip from that and refuses a hole that holds data.)
  *            Engine snapshots up to version 3 also had u8 has_bhll [hll]
  *            before has_btopk, an hll in set slots, and after fmax u8
  *            has_fhll [hll] and u8 has_ftopk [topk] (the suffix, which then
@@ -298,6 +313,9 @@ int nx_window_encode(const nx_window *w, nx_buf *out);
 typedef int (*nx_window_legacy_hll_fn)(void *arg, const nx_hll *slot, int64_t last_sec);
 int nx_window_decode(struct nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type,
                      nx_window_legacy_hll_fn legacy, void *legacy_arg);
+/* After decoding a window's slots: fskip := the leading front slots
+ * without a suffix (sets), NX_ECORRUPT when one of them holds data. */
+int nx_window_front_decoded(nx_window *w, nx_type type);
 int nx_tier_encode(const nx_tier *t, nx_buf *out);
 int nx_tier_decode(struct nx_rbuf *in, nx_tier *t);
 

@@ -242,7 +242,7 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
     }
     if (seen != w->nonempty)
         return NX_ECORRUPT;
-    return 0;
+    return nx_window_front_decoded(w, type);
 }
 
 int nx_tier_encode(const nx_tier *t, nx_buf *out)

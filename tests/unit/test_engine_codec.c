@@ -528,7 +528,7 @@ static void test_engine_v3_sets(void **st)
         /* pass 2: the same answers from a re-encoding in the current version */
         nx_buf buf = {0};
         assert_int_equal(nx_engine_encode(e, &buf), 0);
-        assert_int_equal(buf.data[4], 6); /* frame version */
+        assert_int_equal(buf.data[4], 7); /* frame version */
         nx_engine *f = NULL;
         assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &f), 0);
         nx_buf_free(&buf);
