@@ -67,14 +67,14 @@
  *             front-stack suffixes (a flip turns all but the youngest
  *             complete slot into suffixes, and the fed window has not
  *             stepped past the current chunk) and never evicted (n >= 2).
-             Front holes (sets): a flip builds no suffix in the run of empty
-             slots that starts at the oldest one (a young window's first flip
-             found one or two sub-buckets and copied their suffix into every
-             empty older slot: 10 top-k copies, ~35 KB, per 1 m window). The
-             front top's suffix is then that of the oldest front slot past
-             the run (`fskip`: O(1) reads); popping a hole only shrinks the
-             run; a late event into a hole builds the suffixes it needs.
-             Every front slot past the run holds its suffix, as before.
+ *             Front holes (sets): a flip builds no suffix in the run of empty
+ *             slots that starts at the oldest one (a young window's first flip
+ *             found one or two sub-buckets and copied their suffix into every
+ *             empty older slot: 10 top-k copies, ~35 KB, per 1 m window). The
+ *             front top's suffix is then that of the oldest front slot past
+ *             the run (`fskip`: O(1) reads); popping a hole only shrinks the
+ *             run; a late event into a hole builds the suffixes it needs.
+ *             Every front slot past the run holds its suffix, as before.
  *
  *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
  *             resolution (e.g. 10 s x 360) for time-series reads. The ring
