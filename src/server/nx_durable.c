@@ -219,6 +219,12 @@ void nx_durable_close(nx_durable *d)
     free(d);
 }
 
+void nx_durable_set_piece_alloc(nx_durable *d, void *(*alloc)(void *arg, size_t bytes), void *arg)
+{
+    if (d->st)
+        nx_store_set_piece_alloc(d->st, alloc, arg);
+}
+
 bool nx_durable_enabled(const nx_durable *d)
 {
     return d->st != NULL;

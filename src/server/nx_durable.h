@@ -70,6 +70,9 @@ int nx_durable_open(const nx_config *cfg, int shard, nx_engine **engine, nx_appl
 void nx_durable_close(nx_durable *d);
 
 bool nx_durable_enabled(const nx_durable *d);
+/* Snapshot pieces from alloc when the writer has none to give back
+ * (nx_store_set_piece_alloc); no-op without durability. */
+void nx_durable_set_piece_alloc(nx_durable *d, void *(*alloc)(void *arg, size_t bytes), void *arg);
 /* WAL append; *lsn = its LSN. NX_ENOSPC / NX_EIO / NX_ETOOBIG on refusal. */
 int nx_durable_log(nx_durable *d, const nx_batch *b, uint64_t *lsn);
 /* Counts (and logs, rate-limited) a batch the WAL refused: acked ones are

@@ -55,6 +55,10 @@ int nx_prefault_create(int nshards, size_t ahead_bytes, nx_prefault **out, const
  * p == NULL. */
 int nx_prefault_bind(nx_prefault *p, int shard);
 void nx_prefault_get_stats(const nx_prefault *p, int shard, nx_prefault_stats *out);
+/* A snapshot piece of `size` bytes from an arena on 4 KiB pages, freeable
+ * with free() (arg: the nx_prefault); NULL when there is no such arena.
+ * See nx_prefault.c, "the snapshot piece arena". */
+void *nx_prefault_piece_alloc(void *arg, size_t size);
 /* Stops the background thread. The reservations stay mapped: jemalloc's
  * arenas still own memory in them until the process exits. */
 void nx_prefault_destroy(nx_prefault *p);

@@ -176,6 +176,8 @@ void nx_shard_set_prefault(nx_shard *sh, nx_prefault *pf)
 {
     assert(!sh->started);
     sh->pf = pf;
+    if (pf) /* snapshot pieces on 4 KiB pages (nx_prefault.c) */
+        nx_durable_set_piece_alloc(sh->dur, nx_prefault_piece_alloc, pf);
 }
 
 void nx_shard_set_udf(nx_shard *sh, nx_udf_shard *u)

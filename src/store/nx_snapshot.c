@@ -442,6 +442,9 @@ struct nx_snapshotter {
     size_t nspare;
     nx_snapshot_result result;
     atomic_bool done;       /* result holds an unpolled outcome */
+    void *(*piece_alloc)(void *arg, size_t bytes); /* NULL: none */
+    void *piece_arg;
+    size_t piece_bytes;
 };
 
 /* nice value of the snapshot thread (shards run at 0). */
@@ -617,7 +620,19 @@ int nx_snapshotter_append(nx_snapshotter *s, nx_buf *piece)
         pthread_cond_broadcast(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
+    if (rc == NX_OK && !piece->data && s->piece_alloc) {
+        piece->data = s->piece_alloc(s->piece_arg, s->piece_bytes);
+        piece->cap = piece->data ? s->piece_bytes : 0;
+    }
     return rc;
+}
+
+void nx_snapshotter_set_piece_alloc(nx_snapshotter *s, void *(*alloc)(void *arg, size_t bytes),
+                                    void *arg, size_t bytes)
+{
+    s->piece_alloc = alloc;
+    s->piece_arg = arg;
+    s->piece_bytes = bytes;
 }
 
 void nx_snapshotter_end(nx_snapshotter *s, bool abort)

@@ -82,6 +82,14 @@ int nx_snapshotter_start(const char *dir, uint32_t shard, int zstd_level, size_t
  *   poll reports nothing for it. */
 int nx_snapshotter_begin(nx_snapshotter *s, uint64_t lsn);
 int nx_snapshotter_append(nx_snapshotter *s, nx_buf *piece);
+/* When the thread has no piece to give back, append hands back a buffer of
+ * `bytes` from alloc(arg, bytes) instead of an empty one (memory that
+ * free() and realloc() accept; NULL from alloc: an empty buffer, as
+ * without). nexusd passes an allocator on 4 KiB pages
+ * (nx_prefault_piece_alloc): fresh pieces from the shard's huge-page heap
+ * cost one ~5 ms fault each. Call before the first snapshot. */
+void nx_snapshotter_set_piece_alloc(nx_snapshotter *s, void *(*alloc)(void *arg, size_t bytes),
+                                    void *arg, size_t bytes);
 void nx_snapshotter_end(nx_snapshotter *s, bool abort);
 /* begin + append + end: hands a whole encoding to the thread (ownership
  * of raw's memory moves: raw is reset to empty). NX_EEXIST if the

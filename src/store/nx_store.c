@@ -376,6 +376,13 @@ int nx_store_tick(nx_store *st, int64_t now_ms)
     return rc == NX_EEXIST ? NX_OK : rc;
 }
 
+void nx_store_set_piece_alloc(nx_store *st, void *(*alloc)(void *arg, size_t bytes), void *arg)
+{
+    /* the engine encodes into pieces of chunk + chunk / 4 (snap_pass_piece) */
+    size_t b = st->opt.snapshot_piece_bytes;
+    nx_snapshotter_set_piece_alloc(st->snap, alloc, arg, b + b / 4);
+}
+
 void nx_store_request_snapshot(nx_store *st)
 {
     atomic_store(&st->requested, true);

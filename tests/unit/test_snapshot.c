@@ -296,6 +296,73 @@ static void test_streamed_writer(void **state)
     free(dir);
 }
 
+/* The piece allocator (nx_snapshotter_set_piece_alloc): with no spare to
+ * give back, append hands back a buffer of the set size from it; a NULL
+ * from it means an empty buffer, as without one; the snapshot is the same
+ * bytes either way. */
+typedef struct piece_alloc_count {
+    int calls, refuse;
+} piece_alloc_count;
+
+static void *count_alloc(void *arg, size_t bytes)
+{
+    piece_alloc_count *c = arg;
+    c->calls++;
+    return c->refuse ? NULL : malloc(bytes);
+}
+
+static void test_piece_alloc(void **state)
+{
+    (void)state;
+    char *dir = ts_tmpdir("snap");
+    nx_snapshotter *s;
+    assert_int_equal(nx_snapshotter_start(dir, 1, 3, 2, quiet, NULL, &s), 0);
+    piece_alloc_count c = {0, 0};
+    nx_snapshotter_set_piece_alloc(s, count_alloc, &c, 5000);
+    size_t n = 40 * 4000;
+    uint8_t *b = blob(n, 5, true);
+    nx_buf piece = {0};
+    assert_int_equal(nx_snapshotter_begin(s, 42), 0);
+    size_t off = 0;
+    int fresh = 0;
+    for (int k = 0; off < n; k++) {
+        assert_int_equal(piece.len, 0);
+        if (k == 20)
+            c.refuse = 1; /* from here on, no allocator memory */
+        assert_int_equal(nx_buf_put(&piece, b + off, 4000), 0);
+        off += 4000;
+        int before = c.calls;
+        assert_int_equal(nx_snapshotter_append(s, &piece), 0);
+        if (c.calls > before) { /* no spare: the allocator was asked */
+            fresh++;
+            if (c.refuse)
+                assert_true(piece.data == NULL && piece.cap == 0);
+            else
+                assert_true(piece.data != NULL && piece.cap == 5000);
+        } else {
+            assert_true(piece.data != NULL); /* a spare from the writer */
+        }
+    }
+    assert_true(fresh > 0);
+    nx_snapshotter_end(s, false);
+    nx_snapshotter_wait(s);
+    nx_snapshot_result r;
+    assert_true(nx_snapshotter_poll(s, &r));
+    assert_int_equal(r.rc, 0);
+    char p[512];
+    nx_snapshot_path(p, sizeof p, dir, 42);
+    nx_buf raw = {0};
+    assert_int_equal(nx_snapshot_read(p, &raw, NULL), 0);
+    assert_int_equal(raw.len, n);
+    assert_memory_equal(raw.data, b, n);
+    nx_buf_free(&raw);
+    nx_buf_free(&piece);
+    nx_snapshotter_stop(s);
+    free(b);
+    ts_rmrf(dir);
+    free(dir);
+}
+
 /* Version 1 files (the whole encoding compressed in one call, content size
  * in the zstd frame) are still read; a version 2 header over a frame whose
  * content size disagrees with raw_len is not. */
@@ -624,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_list_and_prune),
         cmocka_unit_test(test_background_writer),
         cmocka_unit_test(test_streamed_writer),
+        cmocka_unit_test(test_piece_alloc),
         cmocka_unit_test(test_version1_file),
         cmocka_unit_test(test_store_fallback),
         cmocka_unit_test(test_store_tick_policy),
