@@ -132,10 +132,16 @@ static void hook_destroy(extent_hooks_t *h, void *addr, size_t size, bool commit
     (void)h, (void)addr, (void)size, (void)committed, (void)arena_ind;
 }
 
+/* jemalloc's purge hooks: false = done. */
+static bool madvise_part(void *addr, size_t offset, size_t length, int advice)
+{
+    return madvise((uint8_t *)addr + offset, length, advice) != 0;
+}
+
 static bool purge(extent_hooks_t *h, void *addr, size_t offset, size_t length, int advice)
 {
     atomic_fetch_add_explicit(&region_of(h)->purged, length, memory_order_relaxed);
-    return madvise((uint8_t *)addr + offset, length, advice) != 0;
+    return madvise_part(addr, offset, length, advice);
 }
 
 static bool hook_purge_lazy(extent_hooks_t *h, void *addr, size_t size, size_t offset,
@@ -199,14 +205,14 @@ static bool piece_hook_purge_lazy(extent_hooks_t *h, void *addr, size_t size, si
                                   size_t length, unsigned arena_ind)
 {
     (void)h, (void)size, (void)arena_ind;
-    return madvise((uint8_t *)addr + offset, length, MADV_FREE) != 0;
+    return madvise_part(addr, offset, length, MADV_FREE);
 }
 
 static bool piece_hook_purge_forced(extent_hooks_t *h, void *addr, size_t size, size_t offset,
                                     size_t length, unsigned arena_ind)
 {
     (void)h, (void)size, (void)arena_ind;
-    return madvise((uint8_t *)addr + offset, length, MADV_DONTNEED) != 0;
+    return madvise_part(addr, offset, length, MADV_DONTNEED);
 }
 
 static void piece_arena_create(nx_prefault *p)

@@ -115,10 +115,10 @@ nx_wal *nx_store_wal(nx_store *st);
  * the WAL segments older than the oldest snapshot kept) and starts a new one
  * when requested or due. Returns an error only for a failed encode. */
 int nx_store_tick(nx_store *st, int64_t now_ms);
-/* Thread-safe: the next tick starts a snapshot regardless of the policy. */
 /* Where snapshot pieces come from when the writer has none to give back
  * (nx_snapshotter_set_piece_alloc). */
 void nx_store_set_piece_alloc(nx_store *st, void *(*alloc)(void *arg, size_t bytes), void *arg);
+/* Thread-safe: the next tick starts a snapshot regardless of the policy. */
 void nx_store_request_snapshot(nx_store *st);
 /* Shard thread: encode now and hand it to the writer; wait = block until it
  * is on disk (tests, shutdown, admin). NX_EEXIST if one is in flight and
