@@ -12,6 +12,10 @@
 #                          nx-loadgen in C) while sending at that rate
 #   query_moderate_p50/p99 the same while sending QUERY_MODERATE lines/s
 #                          (1,000,000; at most the lossless rate)
+#   query_[moderate_]server_p50_le/p99_le  the same queries as nexusd saw
+#                          them (its nexusd_http_request_duration_seconds
+#                          histogram, headers in to answer out): the bucket
+#                          bound at or below which that share of them lay
 #   ingest_sustained_loss  % of the lines lost when the lossless rate is then
 #                          held for SUSTAIN_S seconds (30) instead of a
 #                          PROBE_S probe: the probes start from an empty
@@ -181,17 +185,44 @@ if [ "$SINK" = 1 ]; then
     stats=null
 else
     NAME=ingest
+    # nexusd's own histogram of /v1/summary answer times (/metrics), so the
+    # server's share of the query latency shows next to the client's
+    summary_hist() {
+        curl -sf "http://127.0.0.1:$HTTP/metrics" |
+            grep '^nexusd_http_request_duration_seconds_bucket{route="summary"' || true
+    }
+    server_quantiles() { # PREFIX BEFORE AFTER: p50/p99 of the requests in between
+        python3 - "$@" <<'PY'
+import re, sys
+prefix, before, after = sys.argv[1:]
+def parse(text):
+    return [(m.group(1), int(m.group(2))) for m in
+            re.finditer(r'le="([^"]+)"\} (\d+)', text)]
+b, a = dict(parse(before)), parse(after)
+diff = [(le, n - b.get(le, 0)) for le, n in a]  # cumulative counts
+total = diff[-1][1] if diff else 0
+print("%s_count %d queries" % (prefix, total))
+for q in (0.5, 0.99):
+    le = next((le for le, n in diff if total and n >= q * total), "nan")
+    us = float(le) * 1e6 if le not in ("+Inf", "nan") else float("inf") if le == "+Inf" else float("nan")
+    print("%s_p%g_le %.0f us" % (prefix, q * 100, us))
+PY
+    }
     # Query latency under load: at the lossless rate, GET one busy stream.
     QURL="http://127.0.0.1:$HTTP/v1/summary?metric=bench.timer.m4&tenant=t0000&window=all&q=0.5,0.99"
     qrate=$lo; [ "$qrate" -gt 0 ] || qrate=$START_RATE
+    m0=$(summary_hist)
     qout=$("$LOADGEN" --port "$UDP" --rate "$qrate" --duration "$QUERY_S" --threads "$THREADS" \
            --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+    qout+=$'\n'$(server_quantiles query_server "$m0" "$(summary_hist)")
     # ... and at a moderate load (QUERY_MODERATE lines/s, at most the
     # lossless rate): the lossless rate leaves no idle CPU on a 2-core box,
     # so its p99 is mostly the query's threads waiting for a core
     mrate=$QUERY_MODERATE; [ "$lo" -gt 0 ] && [ "$mrate" -gt "$lo" ] && mrate=$lo
+    m0=$(summary_hist)
     mout=$("$LOADGEN" --port "$UDP" --rate "$mrate" --duration "$QUERY_S" --threads "$THREADS" \
            --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+    mout+=$'\n'$(server_quantiles query_server "$m0" "$(summary_hist)")
     # ... and the lossless rate held for SUSTAIN_S seconds (on this nexusd,
     # after the probes); when it does not hold, 3/4 of the rate tried last,
     # and so on (SUSTAIN_STEPS at most), each on a fresh nexusd, for the
@@ -223,7 +254,7 @@ else
     echo "ingest_first_lossy_offered $hi lines/s"
     awk '$1 ~ /^query_/ {print}' <<<"$qout"
     echo "query_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$qout") lines/s"
-    awk '$1 ~ /^query_p|^query_max/ {sub(/^query_/, "query_moderate_", $1); print}' <<<"$mout"
+    awk '$1 ~ /^query_p|^query_max|^query_server/ {sub(/^query_/, "query_moderate_", $1); print}' <<<"$mout"
     echo "query_moderate_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$mout") lines/s"
     if [ "$sustain" != null ]; then
         python3 -c "import json,sys; p=json.loads(sys.argv[1]); print('ingest_sustained_offered %d lines/s' % p['offered']); print('ingest_sustained_send_rate %d lines/s' % p['send_rate']); print('ingest_sustained_loss %.3f %%' % (100 * p['loss'])); print('ingest_sustained_seconds %s s' % sys.argv[2])" "$sustain" "$SUSTAIN_S"

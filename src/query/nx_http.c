@@ -24,6 +24,7 @@
 #include "query/nx_reply.h"
 #include "query/nx_auth.h"
 #include "query/nx_json.h"
+#include "query/nx_latency.h"
 #include "query/nx_kstage_http.h"
 #include "query/nx_prom.h"
 #include "query/nx_udf_http.h"
@@ -49,13 +50,23 @@ struct nx_http {
     struct MHD_Daemon *d;
     atomic_int stopping;
     atomic_int subscribers;
+    nx_latency lat; /* per-route answer times (/metrics, /v1/stats) */
 };
 
 typedef struct req_ctx {
     char *body;
     size_t len, cap;
     int too_big;
+    nx_route route;   /* latency class of the request */
+    uint64_t t0_ns;   /* CLOCK_MONOTONIC when its headers were in */
 } req_ctx;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -365,6 +376,8 @@ static enum MHD_Result h_metrics(nx_http *h, struct MHD_Connection *c)
     if (nx_auth_view(h->cfg, c, tenant, &global, &e) != 0)
         return send_auth_error(c, &e);
     int rc = nx_prom_render_for(h->srv, global ? NULL : tenant, nx_now_ms(), &text, &len);
+    if (!rc && global && (rc = nx_latency_prom_append(&h->lat, &text, &len)))
+        free(text);
     if (rc)
         return nx_reply_error(c, 500, nx_errname(rc), nx_strerror(rc));
     return send_text(c, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
@@ -415,6 +428,30 @@ static json_t *prefault_json(nx_http *h)
                          (json_int_t)ps.purged, "fallback_bytes", (json_int_t)ps.fallback));
     }
     return a;
+}
+
+/* Per route: requests answered and bucket upper bounds of p50/p99/p999 in
+ * microseconds (nx_latency.h). Routes with no request are left out. */
+static json_t *latency_json(nx_http *h)
+{
+    json_t *o = json_object();
+    for (int r = 0; r < NX_NROUTES; r++) {
+        uint64_t n = nx_latency_count(&h->lat, (nx_route)r);
+        if (!n)
+            continue;
+        json_t *q = json_pack("{s:I}", "requests", (json_int_t)n);
+        static const struct {
+            const char *name;
+            double q;
+        } qs[] = {{"p50_us_le", 0.5}, {"p99_us_le", 0.99}, {"p999_us_le", 0.999}};
+        for (size_t i = 0; q && i < sizeof(qs) / sizeof(qs[0]); i++) {
+            uint64_t ns = nx_latency_quantile_ns(&h->lat, (nx_route)r, qs[i].q);
+            json_object_set_new(q, qs[i].name,
+                                ns == UINT64_MAX ? json_null() : json_integer((json_int_t)(ns / 1000)));
+        }
+        json_object_set_new(o, nx_latency_route_name((nx_route)r), q);
+    }
+    return o;
 }
 
 static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
@@ -491,6 +528,7 @@ static enum MHD_Result h_stats(nx_http *h, struct MHD_Connection *c)
         json_object_set_new(out, "durability", durability_json(h));
         json_object_set_new(out, "kernel", nx_kstage_stats_json(h->srv));
         json_object_set_new(out, "prefault", prefault_json(h));
+        json_object_set_new(out, "http", latency_json(h));
     }
     if (out && nx_server_udf(h->srv))
         json_object_set_new(out, "udf", nx_udf_host_stats_json(nx_server_udf(h->srv)));
@@ -849,6 +887,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         req_ctx *rq = calloc(1, sizeof(*rq));
         if (!rq)
             return MHD_NO;
+        rq->t0_ns = mono_ns();
+        rq->route = nx_latency_route(url);
         *con_cls = rq;
         return MHD_YES;
     }
@@ -923,10 +963,11 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    nx_http *h = cls;
     (void)c;
-    (void)toe;
     req_ctx *rq = *con_cls;
+    if (rq && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        nx_latency_record(&h->lat, rq->route, mono_ns() - rq->t0_ns);
     if (rq) {
         free(rq->body);
         free(rq);

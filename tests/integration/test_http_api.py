@@ -158,6 +158,39 @@ class HttpApi(unittest.TestCase):
         self.assertGreater(s["rss_bytes"], 0)
         self.assertGreater(s["totals"]["streams"], 0)
 
+    def test_request_latency_histograms(self):
+        # every answered request lands in its route's histogram, 404s too;
+        # /v1/stats and /metrics report the same counts
+        def summary_count():
+            return self.d.stats()["http"].get("summary", {}).get("requests", 0)
+        self.d.ingest("h10.lat:1|c")
+        before = summary_count()
+        for _ in range(20):
+            self.assertEqual(self.d.summary("h10.lat")["count"], 1)
+        for _ in range(5):
+            self.d.summary("h10.none", expect=404)
+        # the count is taken when the answer's last byte is written, which
+        # may come just after the client has read it
+        nxtest.wait_for(lambda: summary_count() >= before + 25, 10, what="25 summaries counted")
+        time.sleep(0.2)
+        h = self.d.stats()["http"]["summary"]
+        self.assertEqual(h["requests"], before + 25)
+        self.assertLessEqual(h["p50_us_le"], h["p99_us_le"])
+        self.assertLessEqual(h["p99_us_le"], h["p999_us_le"])
+        self.assertGreaterEqual(h["p50_us_le"], 50)
+        st, text = self.d.request("GET", "/metrics", raw=True)
+        self.assertEqual(st, 200)
+        buckets, count = [], None
+        for line in text.decode().splitlines():
+            if line.startswith('nexusd_http_request_duration_seconds_bucket{route="summary",'):
+                buckets.append(int(line.rsplit(" ", 1)[1]))
+            elif line.startswith('nexusd_http_request_duration_seconds_count{route="summary"}'):
+                count = int(line.rsplit(" ", 1)[1])
+        self.assertEqual(count, before + 25)
+        self.assertEqual(len(buckets), 23)
+        self.assertEqual(buckets, sorted(buckets))  # cumulative
+        self.assertEqual(buckets[-1], count)
+
     def test_sse_pushes_changes_coalesced(self):
         self.d.ingest("h9.live:1|c")
         conn = http.client.HTTPConnection("127.0.0.1", self.d.http_port, timeout=10)
