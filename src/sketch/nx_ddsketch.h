@@ -69,6 +69,10 @@ double nx_ddsketch_count(const nx_ddsketch *s);
 double nx_ddsketch_alpha(const nx_ddsketch *s);
 bool nx_ddsketch_collapsed(const nx_ddsketch *s);
 size_t nx_ddsketch_bytes(const nx_ddsketch *s); /* heap bytes owned */
+/* Shrinks the bin arrays to the bins the sketch holds (same content; a
+ * later add outside them grows them again). For a sketch that will mostly
+ * be read and subtracted from now on (a window's complete sub-bucket). */
+void nx_ddsketch_fit(nx_ddsketch *s);
 uint32_t nx_ddsketch_max_bins(const nx_ddsketch *s);
 /* Same alpha, max_bins, zero count and non-zero bins (exact comparison of
  * counts, whatever the sparse/dense representation). */

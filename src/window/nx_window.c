@@ -430,6 +430,10 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
         }
         if ((rc = window_hand_on(w, ci, c * (int64_t)w->bucket_s, sink)))
             return rc;
+        /* complete: from now on read, subtracted and cleared (late events
+         * aside), so its bin arrays need only what it holds */
+        if (w->sk && w->sk[ci].dd)
+            nx_ddsketch_fit(w->sk[ci].dd);
     }
     w->cur_k = c + 1;
     return 0;

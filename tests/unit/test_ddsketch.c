@@ -599,6 +599,89 @@ static void test_sparse_when_spread(void **st)
     nx_ddsketch_destroy(ref);
 }
 
+/* nx_ddsketch_fit: same bins, smaller arrays; a fitted sketch then goes on
+ * (adds outside and inside its range, merges, subtractions, clear and
+ * reuse) exactly as an unfitted copy does. Covers the array that shrinks
+ * to its range, the one too sparse for an array (made sparse), negative
+ * values, and sketches fit leaves alone (sparse, empty, tight). */
+static void test_fit(void **st)
+{
+    (void)st;
+    for (int round = 0; round < 40; round++) {
+        nx_ddsketch *a, *b, *other;
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &a), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &other), 0);
+        /* a wide past: many values over 1e-3..1e6, then cleared (the
+         * arrays keep their width), then a narrow present */
+        for (int i = 0; i < 5000; i++) {
+            double v = exp(urand() * 20 - 7);
+            assert_int_equal(nx_ddsketch_add(a, (i & 7) == 0 ? -v : v, 1), 0);
+        }
+        nx_ddsketch_clear(a);
+        int n = 10 + (int)(rng() % 3000);
+        double spread = round % 3 == 0 ? 0.05 : round % 3 == 1 ? 0.6 : 4.0;
+        for (int i = 0; i < n; i++) {
+            double v = 50 * exp(spread * nrand());
+            assert_int_equal(nx_ddsketch_add(a, (round & 1) && i % 5 == 0 ? -v : v, 1 + (i % 3)), 0);
+        }
+        assert_int_equal(nx_ddsketch_clone(a, &b), 0);
+        size_t before = nx_ddsketch_bytes(a);
+        nx_ddsketch_fit(a);
+        assert_true(nx_ddsketch_bytes(a) <= before);
+        assert_true(nx_ddsketch_equal(a, b));
+        for (size_t q = 0; q < NQ; q++)
+            assert_true(nx_ddsketch_quantile(a, QS[q]) == nx_ddsketch_quantile(b, QS[q]));
+        nx_ddsketch_fit(a); /* idempotent */
+        assert_true(nx_ddsketch_equal(a, b));
+        /* what a window does next: late adds, merge, subtract, clear, reuse */
+        for (int i = 0; i < 50; i++) {
+            double v = exp(urand() * 16 - 4);
+            assert_int_equal(nx_ddsketch_add(a, v, 1), 0);
+            assert_int_equal(nx_ddsketch_add(b, v, 1), 0);
+            assert_int_equal(nx_ddsketch_add(other, v * 3, 2), 0);
+        }
+        assert_true(nx_ddsketch_equal(a, b));
+        assert_int_equal(nx_ddsketch_merge(a, other), 0);
+        assert_int_equal(nx_ddsketch_merge(b, other), 0);
+        assert_true(nx_ddsketch_equal(a, b));
+        nx_ddsketch_fit(a);
+        assert_int_equal(nx_ddsketch_sub(a, other), 0);
+        assert_int_equal(nx_ddsketch_sub(b, other), 0);
+        assert_true(nx_ddsketch_equal(a, b));
+        assert_true(nx_ddsketch_count(a) == nx_ddsketch_count(b));
+        nx_ddsketch_clear(a);
+        nx_ddsketch_clear(b);
+        for (int i = 0; i < 200; i++) {
+            double v = 7 * exp(nrand());
+            assert_int_equal(nx_ddsketch_add(a, v, 1), 0);
+            assert_int_equal(nx_ddsketch_add(b, v, 1), 0);
+        }
+        assert_true(nx_ddsketch_equal(a, b));
+        nx_ddsketch_destroy(a);
+        nx_ddsketch_destroy(b);
+        nx_ddsketch_destroy(other);
+    }
+    /* the shrink itself: a 5,000-value wide sketch cleared and refilled
+     * with ~40 adjacent keys fits in well under half its bytes */
+    nx_ddsketch *w;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &w), 0);
+    for (int i = 0; i < 5000; i++)
+        assert_int_equal(nx_ddsketch_add(w, exp(urand() * 20 - 7), 1), 0);
+    nx_ddsketch_clear(w);
+    for (int i = 0; i < 400; i++)
+        assert_int_equal(nx_ddsketch_add(w, 100.0 + i * 0.5, 1), 0);
+    size_t wide = nx_ddsketch_bytes(w);
+    nx_ddsketch_fit(w);
+    assert_true(nx_ddsketch_bytes(w) < wide / 2);
+    /* empty: nothing to fit, nothing changes */
+    nx_ddsketch_clear(w);
+    size_t empty = nx_ddsketch_bytes(w);
+    nx_ddsketch_fit(w);
+    assert_int_equal(nx_ddsketch_bytes(w), empty);
+    assert_true(nx_ddsketch_count(w) == 0);
+    nx_ddsketch_destroy(w);
+}
+
 static void test_pack_extremes(void **st)
 {
     (void)st;
@@ -672,7 +755,7 @@ int main(void)
         cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
         cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
         cmocka_unit_test(test_pack_extremes), cmocka_unit_test(test_sparse_when_spread),
-        cmocka_unit_test(test_add_packed_batch),
+        cmocka_unit_test(test_add_packed_batch), cmocka_unit_test(test_fit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
