@@ -589,6 +589,25 @@ static void stats_table(json_t *j)
     json_t *v;
     json_object_foreach(json_object_get(t, "rejected_by_reason"), k, v)
         printf("  rejected:%-16s %lld\n", k, (long long)json_integer_value(v));
+    /* answer times per route: bucket upper bounds (docs/api.md) */
+    json_t *http = json_object_get(j, "http");
+    if (json_object_size(http))
+        printf("  %-10s %10s %10s %10s %10s\n", "http", "requests", "p50 <=", "p99 <=", "p99.9 <=");
+    json_object_foreach(http, k, v) {
+        char q[3][24];
+        static const char *const qn[] = {"p50_us_le", "p99_us_le", "p999_us_le"};
+        for (int i = 0; i < 3; i++) {
+            json_t *x = json_object_get(v, qn[i]);
+            if (json_is_integer(x) && json_integer_value(x) >= 1000)
+                snprintf(q[i], sizeof(q[i]), "%.4g ms", (double)json_integer_value(x) / 1000.0);
+            else if (json_is_integer(x))
+                snprintf(q[i], sizeof(q[i]), "%lld us", (long long)json_integer_value(x));
+            else
+                snprintf(q[i], sizeof(q[i]), "> 10 s");
+        }
+        printf("  %-10s %10lld %10s %10s %10s\n", k,
+               (long long)json_integer_value(json_object_get(v, "requests")), q[0], q[1], q[2]);
+    }
 }
 
 static int cmd_stats(opts *o)

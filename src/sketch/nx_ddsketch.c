@@ -33,7 +33,9 @@
  *   a 1-1.5 KB dense array forever; it is now a ~600-byte sparse one.
  *   dense:  doubles over keys [lo, lo + cap); add = one bounds check and one
  *           store. The array grows geometrically with slack on both sides,
- *           so once the range of the stream is covered no add allocates.
+ *           so once the range of the stream is covered no add allocates;
+ *           nx_ddsketch_fit cuts it back to the used range (windows call
+ *           it when a sub-bucket completes: store_fit says why).
  *   Bound: the key range [min_key, max_key] of each store never exceeds
  *   max_bins. Past it the LOWEST VALUES are collapsed: the pos store folds
  *   its lowest keys into the bin max_key - max_bins + 1, the neg store its

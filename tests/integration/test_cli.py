@@ -70,6 +70,10 @@ class Cli(unittest.TestCase):
         out, _ = self.nexus("stats")
         self.assertIn("shards", out)
         self.assertRegex(out, r"events +\d+")
+        # the answer times of the requests above (the streams, the top
+        # view), and of none that was not asked
+        self.assertRegex(out, r"\n  streams +[1-9]\d* +\d+(\.\d+)? (us|ms) ")
+        self.assertNotRegex(out, r"\n  series ")
         out, _ = self.nexus("stats", "--json")
         self.assertEqual(json.loads(out)["shards"], 2)
 
