@@ -15,7 +15,7 @@
  * is exact and the value is never an underestimate.
  *
  * Every HTTP connection thread records into the same histograms with
- * relaxed atomic adds (one cache line per route's counts, no lock);
+ * relaxed atomic adds (no lock: two adds per request, a few dozen ns);
  * readers see each counter whole, and counts and sums that may be one
  * request apart — fine for a scrape.
  */
