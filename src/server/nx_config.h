@@ -58,6 +58,7 @@ typedef struct nx_config {
     int ack_durable;          /* default ack of HTTP ingest and NXB over TCP: 1 durable (fsynced), 0 applied */
     uint32_t snapshot_interval_ms; /* at most one snapshot per shard this often */
     uint32_t wal_sync_ms;     /* fdatasync un-synced WAL data at least this often */
+    int snapshot_zstd_level;  /* zstd level of snapshots (negative: zstd's fast levels) */
     uint32_t prefault_ahead_mb; /* shard heap populated ahead of use, MiB (0 = off; nx_prefault.h) */
     char steer[8];            /* auto, ebpf, cbpf or plain (kernel stage of UDP groups) */
     uint32_t nxb_ntenants;

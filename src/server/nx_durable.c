@@ -174,6 +174,8 @@ int nx_durable_open(const nx_config *cfg, int shard, nx_engine **engine, nx_appl
     nx_store_options opt = {.data_dir = cfg->data_dir,
                             .shard = (uint32_t)shard,
                             .snapshot_interval_ms = d->snap_ms,
+                            /* the store reads 0 as its own default: zstd's 0 is 3 */
+                            .zstd_level = cfg->snapshot_zstd_level ? cfg->snapshot_zstd_level : 3,
                             .log = store_log,
                             .log_arg = d};
     nx_store_ops ops = {.load = ops_load,

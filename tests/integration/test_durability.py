@@ -86,6 +86,34 @@ class DataDirTest(Base):
             d.start()
         self.assertIn("more shards than configured", str(e.exception))
 
+    def test_snapshot_zstd_level(self):
+        # the same state snapshotted at zstd level -7 and at 19: both restore
+        # it, and the level is really used (the fast level's file is bigger)
+        lines = ["z.lat:%d|ms|#k:%d" % ((i * 7919) % 1000, i % 50) for i in range(20000)]
+        sizes = {}
+        for level in ("-7", "19"):
+            data = os.path.join(self.tmp, "z" + level)
+            d = self.daemon(args=["--snapshot-zstd-level", level], data=data, shards=1).start()
+            for i in range(0, len(lines), 2000):
+                self.assertEqual(self.post(lines[i:i + 2000])[0], 200)
+            self.assertEqual(d.request("POST", "/v1/admin/snapshot")[0], 200)
+            d.kill9()
+            snap = os.path.join(data, "shard-0", "snap")
+            files = [f for f in os.listdir(snap) if f.endswith(".nxs")]
+            self.assertEqual(len(files), 1, files)
+            sizes[level] = os.path.getsize(os.path.join(snap, files[0]))
+            d.start()
+            self.assertEqual(self.count("z.lat"), 0)  # tagged: no untagged stream
+            st, b = d.get("/v1/summary", metric="z.lat", tags="k:7", window="all")
+            self.assertEqual((st, b["count"]), (200, 400), b)
+            d.stop()
+        self.assertGreater(sizes["-7"], sizes["19"] * 1.1, sizes)
+        # out of range: a clear error, no daemon
+        d = self.daemon(args=["--snapshot-zstd-level", "20"])
+        with self.assertRaises(RuntimeError) as e:
+            d.start()
+        self.assertIn("--snapshot-zstd-level: expected an integer in [-7, 19]", str(e.exception))
+
     def test_bad_ack_mode(self):
         d = self.daemon().start()
         st, b = d.post("/v1/ingest", "x:1|c\n", ack="never")
