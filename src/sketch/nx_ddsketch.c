@@ -36,6 +36,11 @@
  *           so once the range of the stream is covered no add allocates;
  *           nx_ddsketch_fit cuts it back to the used range (windows call
  *           it when a sub-bucket completes: store_fit says why).
+ *   frozen: a dense store whose counts are floats, each exactly the double
+ *           it stands for (nx_ddsketch_freeze: a window's complete
+ *           sub-bucket of 30 s or more); read like a dense store
+ *           (STORE_FOREACH, dense_get, store_sub's fast path), turned back
+ *           into doubles by every public function that writes it.
  *   Bound: the key range [min_key, max_key] of each store never exceeds
  *   max_bins. Past it the LOWEST VALUES are collapsed: the pos store folds
  *   its lowest keys into the bin max_key - max_bins + 1, the neg store its
@@ -86,7 +91,8 @@
 #define NX_DD_BATCH 16 /* values one add_packed call handles together */
 
 typedef struct dd_store {
-    double *counts; /* sparse: [cap] counts, then [cap] int32 keys; dense: [cap] */
+    double *counts; /* sparse: [cap] counts, then [cap] int32 keys; dense: [cap];
+                     * frozen (f32): [cap] floats, read through dense_get() */
     int32_t *keys;  /* sparse only: points into the counts block */
     uint32_t n;     /* sparse: number of entries */
     uint32_t cap;   /* allocated slots */
@@ -96,6 +102,9 @@ typedef struct dd_store {
     uint8_t dense;
     uint8_t used;      /* at least one key since the last clear */
     uint8_t fold_high; /* neg store: collapse the highest keys */
+    uint8_t f32;       /* frozen: a dense store whose counts are floats, each
+                        * exactly the double it stands for (store_freeze);
+                        * only read — every writer thaws it first */
 } dd_store;
 
 struct nx_ddsketch {
@@ -217,13 +226,22 @@ static size_t store_bytes(const dd_store *st)
 {
     if (!st->counts)
         return 0;
+    if (st->f32)
+        return (size_t)st->cap * sizeof(float);
     return (size_t)st->cap * (st->dense ? sizeof(double) : sizeof(double) + sizeof(int32_t));
 }
 
 /* Calls fn(key, count) for each non-zero bin in increasing key order. */
 #define STORE_FOREACH(st, KEY, CNT, BODY)                                              \
     do {                                                                               \
-        if ((st)->dense) {                                                             \
+        if ((st)->f32) {                                                               \
+            const float *f_ = (const float *)(const void *)(st)->counts;               \
+            if ((st)->used)                                                            \
+                for (int32_t KEY = (st)->min_key; KEY <= (st)->max_key; KEY++) {       \
+                    double CNT = f_[KEY - (st)->lo];                                   \
+                    if (CNT > 0) { BODY }                                              \
+                }                                                                      \
+        } else if ((st)->dense) {                                                      \
             if ((st)->used)                                                            \
                 for (int32_t KEY = (st)->min_key; KEY <= (st)->max_key; KEY++) {       \
                     double CNT = (st)->counts[KEY - (st)->lo];                         \
@@ -237,6 +255,13 @@ static size_t store_bytes(const dd_store *st)
             }                                                                          \
         }                                                                              \
     } while (0)
+
+/* The count of key k in a dense store (plain or frozen) whose array holds k. */
+static inline double dense_get(const dd_store *st, int32_t k)
+{
+    return st->f32 ? (double)((const float *)(const void *)st->counts)[k - st->lo]
+                   : st->counts[k - st->lo];
+}
 
 /* Fold bounds: given a candidate range [mn, mx], shrink it to max_bins per
  * the store's collapse direction. Returns 1 if it had to shrink. */
@@ -428,18 +453,35 @@ static int store_make_sparse(dd_store *st, uint32_t nnz, bool keep)
     return 0;
 }
 
-/* Fits a dense store's array to its used range [min_key, max_key] (a
- * realloc, in place when the size class allows), or makes it sparse with
- * the same bins when that range is far too sparse for an array
- * (dense_too_sparse). Why: arrays only grow, with slack on both sides, and
- * sketches are recycled between roles, so a window slot that once held five
- * minutes of a wide stream kept that array when it later held thirty
- * seconds: 1.27-1.45x the used range over a timer stream's sketches. Left
- * alone: sparse stores, empty ones, and arrays within 1/8 + 8 bins of
- * their range. Best effort: without memory nothing changes. */
+/* Fits a dense store's array to its used range [min_key, max_key], or
+ * makes it sparse with the same bins when that range is far too sparse for
+ * an array (dense_too_sparse); cuts a sparse store's block to its entries.
+ * Why: arrays only grow, with slack on both sides, and sketches are
+ * recycled between roles, so a window slot that once held five minutes of
+ * a wide stream kept that array when it later held thirty seconds (arrays
+ * were 1.27-1.45x their used range over a timer stream's sketches), and a
+ * sparse block doubles as it grows (up to 2x its entries). Left alone:
+ * empty stores and those within 1/8 (+ a few entries) of what they hold.
+ * Best effort: without memory nothing changes. */
 static void store_fit(dd_store *st)
 {
-    if (!st->dense || !st->used || st->max_key < st->min_key)
+    if (!st->dense) {
+        /* sparse: the block doubles as it grows; keep exactly its entries */
+        if (!st->n || st->cap <= st->n + st->n / 8 + 4)
+            return;
+        double *blk = malloc((size_t)st->n * (sizeof(double) + sizeof(int32_t)));
+        if (!blk)
+            return;
+        int32_t *keys = (int32_t *)(blk + st->n);
+        memcpy(blk, st->counts, st->n * sizeof(double));
+        memcpy(keys, st->keys, st->n * sizeof(int32_t));
+        free(st->counts);
+        st->counts = blk;
+        st->keys = keys;
+        st->cap = st->n;
+        return;
+    }
+    if (st->f32 || !st->used || st->max_key < st->min_key)
         return;
     uint32_t range = (uint32_t)((int64_t)st->max_key - st->min_key + 1);
     if (st->cap <= range + range / 8 + 8)
@@ -457,6 +499,56 @@ static void store_fit(dd_store *st)
     st->counts = c;
     st->cap = range;
     st->lo = st->min_key;
+}
+
+/* Freezes a fitted dense store: its counts become floats when every one of
+ * them is exactly a float (integers below 2^24 are: every event of weight 1
+ * or an integer rate), half the bytes of the array. Nothing is rounded, so
+ * whatever reads it (a subtraction from a window's aggregate, an encoding)
+ * sees the very doubles it held. Best effort: otherwise, or without memory,
+ * it stays as it is. */
+static void store_freeze(dd_store *st)
+{
+    if (st->f32 || !st->dense || !st->used || st->max_key < st->min_key)
+        return;
+    uint32_t range = (uint32_t)((int64_t)st->max_key - st->min_key + 1);
+    const double *c = st->counts + (st->min_key - st->lo);
+    for (uint32_t i = 0; i < range; i++)
+        if ((double)(float)c[i] != c[i])
+            return;
+    float *f = malloc((size_t)range * sizeof *f);
+    if (!f)
+        return;
+    for (uint32_t i = 0; i < range; i++)
+        f[i] = (float)c[i];
+    free(st->counts);
+    st->counts = (double *)(void *)f;
+    st->cap = range;
+    st->lo = st->min_key;
+    st->f32 = 1;
+}
+
+/* Back to doubles before anything writes the store. */
+static int store_thaw(dd_store *st)
+{
+    if (!st->f32)
+        return 0;
+    double *c = malloc((size_t)st->cap * sizeof *c);
+    if (!c)
+        return NX_ENOMEM;
+    const float *f = (const float *)(const void *)st->counts;
+    for (uint32_t i = 0; i < st->cap; i++)
+        c[i] = f[i];
+    free(st->counts);
+    st->counts = c;
+    st->f32 = 0;
+    return 0;
+}
+
+static int dd_thaw(nx_ddsketch *s)
+{
+    int rc = store_thaw(&s->pos);
+    return rc ? rc : store_thaw(&s->neg);
 }
 
 /* Slow path of an add: key outside the dense array, or a sparse store. */
@@ -676,9 +768,9 @@ static int store_merge(dd_store *dst, const dd_store *src, uint32_t max_bins, ui
             if (rc)
                 return rc;
         }
-        if (src->dense && src->min_key >= mn && src->max_key <= mx) {
+        if (src->dense && !src->f32 && src->min_key >= mn && src->max_key <= mx) {
             /* no folding: a straight (vectorizable) bin-wise add; zero
-             * bins add nothing */
+             * bins add nothing (a frozen src takes the loop below) */
             double *d = dst->counts + (src->min_key - dst->lo);
             const double *sc = src->counts + (src->min_key - src->lo);
             uint32_t len = (uint32_t)((int64_t)src->max_key - src->min_key + 1);
@@ -752,14 +844,24 @@ static void store_sub(dd_store *dst, const dd_store *src)
          * zero) and subtracts exactly 0 from the total, so this is the
          * same arithmetic, in the same order, as the loop below. */
         double *d = dst->counts + (src->min_key - dst->lo);
-        const double *sc = src->counts + (src->min_key - src->lo);
         uint32_t len = (uint32_t)((int64_t)src->max_key - src->min_key + 1);
         double total = dst->total;
-        for (uint32_t x = 0; x < len; x++) {
-            double old = d[x], v = old - sc[x];
-            double nv = v <= NX_DD_RESIDUE * old ? 0 : v;
-            d[x] = nv;
-            total -= old - nv;
+        if (src->f32) { /* a frozen window slot leaving its window: the same doubles */
+            const float *sc = (const float *)(const void *)src->counts + (src->min_key - src->lo);
+            for (uint32_t x = 0; x < len; x++) {
+                double old = d[x], v = old - (double)sc[x];
+                double nv = v <= NX_DD_RESIDUE * old ? 0 : v;
+                d[x] = nv;
+                total -= old - nv;
+            }
+        } else {
+            const double *sc = src->counts + (src->min_key - src->lo);
+            for (uint32_t x = 0; x < len; x++) {
+                double old = d[x], v = old - sc[x];
+                double nv = v <= NX_DD_RESIDUE * old ? 0 : v;
+                d[x] = nv;
+                total -= old - nv;
+            }
         }
         dst->total = total;
         store_trim(dst);
@@ -844,6 +946,11 @@ void nx_ddsketch_destroy(nx_ddsketch *s)
  * are kept; nx_ddsketch_bytes still counts the buffers). */
 void nx_ddsketch_clear(nx_ddsketch *s)
 {
+    /* a frozen store is dropped: an empty store like a new sketch's */
+    if (s->pos.f32)
+        store_free(&s->pos);
+    if (s->neg.f32)
+        store_free(&s->neg);
     store_reset(&s->pos);
     store_reset(&s->neg);
     s->zero = 0;
@@ -903,6 +1010,7 @@ int32_t nx_ddsketch_pack(double inv_ln_gamma, double value)
 }
 
 static inline uint32_t pk_class(int32_t p) { return (uint32_t)p & 3u; }
+#define UNLIKELY_F32(s) __builtin_expect((s)->pos.f32 | (s)->neg.f32, 0)
 static inline int32_t pk_key(int32_t p) { return (p - (int32_t)pk_class(p)) / 4; }
 
 int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
@@ -911,6 +1019,11 @@ int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, do
     *done = 0;
     if (!isfinite(weight) || !(weight > 0))
         return NX_EINVAL;
+    if (UNLIKELY_F32(s)) {
+        int rc = dd_thaw(s);
+        if (rc)
+            return rc;
+    }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t c = pk_class(packed[i]);
         if (c != PK_ZERO)
@@ -982,7 +1095,10 @@ int nx_ddsketch_merge(nx_ddsketch *dst, const nx_ddsketch *src)
 {
     if (dst->alpha != src->alpha)
         return NX_EINVAL;
-    int rc = store_merge(&dst->pos, &src->pos, dst->max_bins, &dst->collapsed);
+    int rc = dd_thaw(dst);
+    if (rc)
+        return rc;
+    rc = store_merge(&dst->pos, &src->pos, dst->max_bins, &dst->collapsed);
     if (rc == 0)
         rc = store_merge(&dst->neg, &src->neg, dst->max_bins, &dst->collapsed);
     if (rc)
@@ -997,6 +1113,9 @@ int nx_ddsketch_sub(nx_ddsketch *dst, const nx_ddsketch *src)
 {
     if (dst->alpha != src->alpha)
         return NX_EINVAL;
+    int rc = dd_thaw(dst);
+    if (rc)
+        return rc;
     store_sub(&dst->pos, &src->pos);
     store_sub(&dst->neg, &src->neg);
     double z = dst->zero - src->zero;
@@ -1017,7 +1136,7 @@ double nx_ddsketch_quantile(const nx_ddsketch *s, double q)
     if (neg->used) {
         if (neg->dense) {
             for (int32_t k = neg->max_key; k >= neg->min_key; k--) {
-                cum += neg->counts[k - neg->lo];
+                cum += dense_get(neg, k);
                 if (cum > rank)
                     return -dd_value(s, k);
             }
@@ -1060,6 +1179,13 @@ void nx_ddsketch_fit(nx_ddsketch *s)
     store_fit(&s->neg);
 }
 
+void nx_ddsketch_freeze(nx_ddsketch *s)
+{
+    nx_ddsketch_fit(s);
+    store_freeze(&s->pos);
+    store_freeze(&s->neg);
+}
+
 size_t nx_ddsketch_bytes(const nx_ddsketch *s)
 {
     return sizeof *s + store_bytes(&s->pos) + store_bytes(&s->neg);
@@ -1078,7 +1204,7 @@ static int store_equal(const dd_store *a, const dd_store *b)
         double o = 0;
         if (b->dense) {
             if (b->used && k >= b->min_key && k <= b->max_key)
-                o = b->counts[k - b->lo];
+                o = dense_get(b, k);
         } else {
             uint32_t i = sparse_find(b, k);
             if (i < b->n && b->keys[i] == k)

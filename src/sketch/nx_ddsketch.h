@@ -69,10 +69,18 @@ double nx_ddsketch_count(const nx_ddsketch *s);
 double nx_ddsketch_alpha(const nx_ddsketch *s);
 bool nx_ddsketch_collapsed(const nx_ddsketch *s);
 size_t nx_ddsketch_bytes(const nx_ddsketch *s); /* heap bytes owned */
-/* Shrinks the bin arrays to the bins the sketch holds (same content; a
- * later add outside them grows them again). For a sketch that will mostly
- * be read and subtracted from now on (a window's complete sub-bucket). */
+/* Shrinks the bin arrays and blocks to the bins the sketch holds (same
+ * content; a later add grows them again). For a sketch that will mostly be
+ * read and subtracted from now on (a window's complete sub-bucket). */
 void nx_ddsketch_fit(nx_ddsketch *s);
+/* nx_ddsketch_fit, then holds the counts as 4-byte floats when every one of
+ * them is exactly a float (integer counts below 2^24: events of weight 1).
+ * Nothing is rounded: reads, merges from it, subtractions of it and its
+ * encoding see the same doubles. Anything that changes it (add, merge or
+ * subtract into it) first turns it back (one allocation; NX_ENOMEM); a
+ * clear drops its bins. For a window's complete sub-bucket, which is read
+ * and subtracted from its window's aggregate once more, then cleared. */
+void nx_ddsketch_freeze(nx_ddsketch *s);
 uint32_t nx_ddsketch_max_bins(const nx_ddsketch *s);
 /* Same alpha, max_bins, zero count and non-zero bins (exact comparison of
  * counts, whatever the sparse/dense representation). */

@@ -602,8 +602,9 @@ static void test_sparse_when_spread(void **st)
 /* nx_ddsketch_fit: same bins, smaller arrays; a fitted sketch then goes on
  * (adds outside and inside its range, merges, subtractions, clear and
  * reuse) exactly as an unfitted copy does. Covers the array that shrinks
- * to its range, the one too sparse for an array (made sparse), negative
- * values, and sketches fit leaves alone (sparse, empty, tight). */
+ * to its range, the one too sparse for an array (made sparse), a sparse
+ * block cut to its entries, negative values, and sketches fit leaves alone
+ * (empty, tight). */
 static void test_fit(void **st)
 {
     (void)st;
@@ -673,6 +674,21 @@ static void test_fit(void **st)
     size_t wide = nx_ddsketch_bytes(w);
     nx_ddsketch_fit(w);
     assert_true(nx_ddsketch_bytes(w) < wide / 2);
+    /* sparse: 70 keys far apart in a block grown to 128 entries */
+    nx_ddsketch *sp, *sp_ref;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &sp), 0);
+    for (int i = 0; i < 70; i++)
+        assert_int_equal(nx_ddsketch_add(sp, pow(1.1, i), 1 + i % 2), 0);
+    assert_int_equal(nx_ddsketch_clone(sp, &sp_ref), 0);
+    size_t grown = nx_ddsketch_bytes(sp);
+    nx_ddsketch_fit(sp);
+    assert_true(nx_ddsketch_bytes(sp) <= grown - 50 * 12);
+    assert_true(nx_ddsketch_equal(sp, sp_ref));
+    assert_int_equal(nx_ddsketch_add(sp, 1e5, 1), 0); /* grows again */
+    assert_int_equal(nx_ddsketch_add(sp_ref, 1e5, 1), 0);
+    assert_true(nx_ddsketch_equal(sp, sp_ref));
+    nx_ddsketch_destroy(sp);
+    nx_ddsketch_destroy(sp_ref);
     /* empty: nothing to fit, nothing changes */
     nx_ddsketch_clear(w);
     size_t empty = nx_ddsketch_bytes(w);
@@ -680,6 +696,101 @@ static void test_fit(void **st)
     assert_int_equal(nx_ddsketch_bytes(w), empty);
     assert_true(nx_ddsketch_count(w) == 0);
     nx_ddsketch_destroy(w);
+}
+
+/* nx_ddsketch_freeze: exact float counts, the same sketch for every reader
+ * (bins, quantiles, encoding, clone, merges from it, subtraction of it from
+ * an aggregate), half the bytes; anything writing it thaws it first; a clear
+ * drops it; counts that are not exactly floats stay doubles. */
+static void test_freeze(void **st)
+{
+    (void)st;
+    for (int round = 0; round < 30; round++) {
+        nx_ddsketch *a, *ref, *agg, *agg_ref;
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &a), 0);
+        int n = 200 + (int)(rng() % 5000);
+        for (int i = 0; i < n; i++) {
+            double v = 100 + urand() * 60;
+            assert_int_equal(nx_ddsketch_add(a, (round & 1) && i % 4 == 0 ? -v : v,
+                                             i % 7 == 0 ? 0.5 : 1 + (i % 3)), 0);
+        }
+        assert_int_equal(nx_ddsketch_clone(a, &ref), 0);
+        nx_ddsketch_fit(ref);
+        size_t fitted = nx_ddsketch_bytes(ref);
+        nx_ddsketch_freeze(a);
+        size_t frozen = nx_ddsketch_bytes(a);
+        assert_true(frozen < fitted);
+        assert_true(nx_ddsketch_equal(a, ref) && nx_ddsketch_equal(ref, a));
+        assert_true(nx_ddsketch_count(a) == nx_ddsketch_count(ref));
+        for (size_t q = 0; q < NQ; q++)
+            assert_true(nx_ddsketch_quantile(a, QS[q]) == nx_ddsketch_quantile(ref, QS[q]));
+        nx_buf ea = {0}, er = {0};
+        assert_int_equal(nx_ddsketch_encode(a, &ea), 0);
+        assert_int_equal(nx_ddsketch_encode(ref, &er), 0);
+        assert_int_equal(ea.len, er.len);
+        assert_memory_equal(ea.data, er.data, ea.len);
+        nx_buf_free(&ea);
+        nx_buf_free(&er);
+        nx_ddsketch *c;
+        assert_int_equal(nx_ddsketch_clone(a, &c), 0);
+        assert_int_equal(nx_ddsketch_bytes(c), frozen);
+        assert_true(nx_ddsketch_equal(c, ref));
+        /* a window's aggregate: merged with it, then it subtracted again */
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &agg), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &agg_ref), 0);
+        for (int i = 0; i < 300; i++) {
+            double v = 90 + urand() * 80;
+            assert_int_equal(nx_ddsketch_add(agg, v, 1), 0);
+            assert_int_equal(nx_ddsketch_add(agg_ref, v, 1), 0);
+        }
+        assert_int_equal(nx_ddsketch_merge(agg, a), 0);
+        assert_int_equal(nx_ddsketch_merge(agg_ref, ref), 0);
+        assert_true(nx_ddsketch_equal(agg, agg_ref));
+        assert_int_equal(nx_ddsketch_sub(agg, a), 0);
+        assert_int_equal(nx_ddsketch_sub(agg_ref, ref), 0);
+        assert_true(nx_ddsketch_equal(agg, agg_ref));
+        assert_true(nx_ddsketch_count(agg) == nx_ddsketch_count(agg_ref));
+        /* frozen on both sides, and frozen as the destination */
+        assert_int_equal(nx_ddsketch_merge(c, a), 0); /* c thaws */
+        assert_int_equal(nx_ddsketch_merge(agg_ref, ref), 0);
+        assert_int_equal(nx_ddsketch_sub(agg_ref, ref), 0);
+        assert_true(nx_ddsketch_count(c) == 2 * nx_ddsketch_count(ref));
+        assert_int_equal(nx_ddsketch_sub(c, a), 0);
+        assert_true(nx_ddsketch_equal(c, ref));
+        /* a late event: the add thaws it and lands like on the copy */
+        assert_int_equal(nx_ddsketch_add(a, 1e6, 3), 0);
+        assert_int_equal(nx_ddsketch_add(ref, 1e6, 3), 0);
+        assert_true(nx_ddsketch_equal(a, ref));
+        nx_ddsketch_freeze(a);
+        nx_ddsketch_freeze(a); /* idempotent */
+        nx_ddsketch_fit(a);    /* leaves a frozen sketch alone */
+        assert_true(nx_ddsketch_equal(a, ref));
+        /* evicted: cleared, then reused like a new sketch */
+        nx_ddsketch_clear(a);
+        nx_ddsketch_clear(ref);
+        assert_true(nx_ddsketch_count(a) == 0 && nx_ddsketch_equal(a, ref));
+        for (int i = 0; i < 100; i++) {
+            double v = 3 * exp(nrand());
+            assert_int_equal(nx_ddsketch_add(a, v, 1), 0);
+            assert_int_equal(nx_ddsketch_add(ref, v, 1), 0);
+        }
+        assert_true(nx_ddsketch_equal(a, ref));
+        nx_ddsketch_destroy(a);
+        nx_ddsketch_destroy(ref);
+        nx_ddsketch_destroy(c);
+        nx_ddsketch_destroy(agg);
+        nx_ddsketch_destroy(agg_ref);
+    }
+    /* counts that are not exactly floats (sample rate 1/3) stay doubles */
+    nx_ddsketch *t;
+    assert_int_equal(nx_ddsketch_create(0.01, 2048, &t), 0);
+    for (int i = 0; i < 3000; i++)
+        assert_int_equal(nx_ddsketch_add(t, 100 + (i % 40), 1.0 / 3.0), 0);
+    nx_ddsketch_fit(t);
+    size_t before = nx_ddsketch_bytes(t);
+    nx_ddsketch_freeze(t);
+    assert_int_equal(nx_ddsketch_bytes(t), before);
+    nx_ddsketch_destroy(t);
 }
 
 static void test_pack_extremes(void **st)
@@ -756,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
         cmocka_unit_test(test_pack_extremes), cmocka_unit_test(test_sparse_when_spread),
         cmocka_unit_test(test_add_packed_batch), cmocka_unit_test(test_fit),
+        cmocka_unit_test(test_freeze),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

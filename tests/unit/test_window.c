@@ -264,7 +264,11 @@ static void check_series(nx_stream *s, nx_type type, const model *md, int64_t no
     assert_int_equal(k, n);
 }
 
-static void run_property_cfg(nx_type type, uint64_t seed, const nx_engine_config *cfgp)
+/* narrow: quantile values within ~17 DDSketch keys (100-140), so that
+ * window sketches are dense and the complete sub-buckets of 30 s and more
+ * are frozen (nx_ddsketch_freeze) and, by late events, thawed again. */
+static void run_property_cfg(nx_type type, uint64_t seed, const nx_engine_config *cfgp,
+                             bool narrow)
 {
     rng_state = seed;
     nx_engine_config cfg = *cfgp;
@@ -343,6 +347,10 @@ static void run_property_cfg(nx_type type, uint64_t seed, const nx_engine_config
             u.member = mbuf;
             break;
         default:
+            if (narrow) {
+                u.value = 100 + urand() * 40;
+                break;
+            }
             u.value = exp(urand() * 12 - 3);
             if (urand() < 0.05)
                 u.value = -u.value;
@@ -433,12 +441,12 @@ static void run_property(nx_type type, uint64_t seed)
 {
     nx_engine_config cfg;
     nx_engine_config_default(&cfg);
-    run_property_cfg(type, seed, &cfg);
+    run_property_cfg(type, seed, &cfg, false);
 }
 
 /* Another shape: a ring too big to live in the stream's block (600/5: 121
  * slots), uneven windows, a short late tolerance, other tiers. */
-static void run_property_alt(nx_type type, uint64_t seed)
+static void run_property_alt(nx_type type, uint64_t seed, bool narrow)
 {
     nx_engine_config cfg;
     nx_engine_config_default(&cfg);
@@ -451,25 +459,27 @@ static void run_property_alt(nx_type type, uint64_t seed)
     cfg.tiers[0] = (nx_tier_spec){1, 200};
     cfg.tiers[1] = (nx_tier_spec){5, 1000};
     cfg.topk_capacity = 16;
-    run_property_cfg(type, seed, &cfg);
+    run_property_cfg(type, seed, &cfg, narrow);
 }
 
 /* The tree-shaped cascade of test_window_cfg.h, with 8 top-k counters. */
-static void run_property_tree(nx_type type, uint64_t seed)
+static void run_property_tree(nx_type type, uint64_t seed, bool narrow)
 {
     nx_engine_config cfg;
     test_window_cfg_tree(&cfg);
     cfg.topk_capacity = 8;
-    run_property_cfg(type, seed, &cfg);
+    run_property_cfg(type, seed, &cfg, narrow);
 }
 
-static void test_tree_counter(void **st) { (void)st; run_property_tree(NX_TYPE_COUNTER, 21); }
-static void test_tree_timer(void **st) { (void)st; run_property_tree(NX_TYPE_TIMER, 22); }
-static void test_tree_set(void **st) { (void)st; run_property_tree(NX_TYPE_SET, 23); }
+static void test_tree_counter(void **st) { (void)st; run_property_tree(NX_TYPE_COUNTER, 21, false); }
+static void test_tree_timer(void **st) { (void)st; run_property_tree(NX_TYPE_TIMER, 22, false); }
+static void test_tree_set(void **st) { (void)st; run_property_tree(NX_TYPE_SET, 23, false); }
+static void test_tree_timer_narrow(void **st) { (void)st; run_property_tree(NX_TYPE_TIMER, 24, true); }
 
-static void test_alt_counter(void **st) { (void)st; run_property_alt(NX_TYPE_COUNTER, 11); }
-static void test_alt_distribution(void **st) { (void)st; run_property_alt(NX_TYPE_DISTRIBUTION, 12); }
-static void test_alt_set(void **st) { (void)st; run_property_alt(NX_TYPE_SET, 13); }
+static void test_alt_counter(void **st) { (void)st; run_property_alt(NX_TYPE_COUNTER, 11, false); }
+static void test_alt_distribution(void **st) { (void)st; run_property_alt(NX_TYPE_DISTRIBUTION, 12, false); }
+static void test_alt_set(void **st) { (void)st; run_property_alt(NX_TYPE_SET, 13, false); }
+static void test_alt_timer_narrow(void **st) { (void)st; run_property_alt(NX_TYPE_TIMER, 14, true); }
 
 static void test_counter(void **st) { (void)st; run_property(NX_TYPE_COUNTER, 1); }
 static void test_gauge(void **st) { (void)st; run_property(NX_TYPE_GAUGE, 2); }
@@ -482,7 +492,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tree_counter), cmocka_unit_test(test_tree_timer),
-        cmocka_unit_test(test_tree_set),
+        cmocka_unit_test(test_tree_set),  cmocka_unit_test(test_tree_timer_narrow),
+        cmocka_unit_test(test_alt_timer_narrow),
         cmocka_unit_test(test_counter),   cmocka_unit_test(test_gauge),
         cmocka_unit_test(test_timer),     cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_distribution), cmocka_unit_test(test_set),
