@@ -599,6 +599,18 @@ static void test_sparse_when_spread(void **st)
     nx_ddsketch_destroy(ref);
 }
 
+/* Reuse after a clear: n lognormal values (median m) into both sketches,
+ * which must then be equal. */
+static void reuse_both(nx_ddsketch *a, nx_ddsketch *b, int n, double m)
+{
+    for (int i = 0; i < n; i++) {
+        double v = m * exp(nrand());
+        assert_int_equal(nx_ddsketch_add(a, v, 1), 0);
+        assert_int_equal(nx_ddsketch_add(b, v, 1), 0);
+    }
+    assert_true(nx_ddsketch_equal(a, b));
+}
+
 /* nx_ddsketch_fit: same bins, smaller arrays; a fitted sketch then goes on
  * (adds outside and inside its range, merges, subtractions, clear and
  * reuse) exactly as an unfitted copy does. Covers the array that shrinks
@@ -652,12 +664,7 @@ static void test_fit(void **st)
         assert_true(nx_ddsketch_count(a) == nx_ddsketch_count(b));
         nx_ddsketch_clear(a);
         nx_ddsketch_clear(b);
-        for (int i = 0; i < 200; i++) {
-            double v = 7 * exp(nrand());
-            assert_int_equal(nx_ddsketch_add(a, v, 1), 0);
-            assert_int_equal(nx_ddsketch_add(b, v, 1), 0);
-        }
-        assert_true(nx_ddsketch_equal(a, b));
+        reuse_both(a, b, 200, 7);
         nx_ddsketch_destroy(a);
         nx_ddsketch_destroy(b);
         nx_ddsketch_destroy(other);
@@ -769,12 +776,7 @@ static void test_freeze(void **st)
         nx_ddsketch_clear(a);
         nx_ddsketch_clear(ref);
         assert_true(nx_ddsketch_count(a) == 0 && nx_ddsketch_equal(a, ref));
-        for (int i = 0; i < 100; i++) {
-            double v = 3 * exp(nrand());
-            assert_int_equal(nx_ddsketch_add(a, v, 1), 0);
-            assert_int_equal(nx_ddsketch_add(ref, v, 1), 0);
-        }
-        assert_true(nx_ddsketch_equal(a, ref));
+        reuse_both(a, ref, 100, 3);
         nx_ddsketch_destroy(a);
         nx_ddsketch_destroy(ref);
         nx_ddsketch_destroy(c);
