@@ -3,7 +3,6 @@
  */
 #include "query/nx_latency.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,71 +97,43 @@ uint64_t nx_latency_quantile_ns(const nx_latency *l, nx_route r, double q)
     return UINT64_MAX;
 }
 
-/* Appends printf output to *buf (NUL-terminated, *len bytes, *cap allocated). */
-static int appendf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int appendf(char **buf, size_t *len, size_t *cap, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(*buf + *len, *cap - *len, fmt, ap);
-        va_end(ap);
-        if (n < 0)
-            return NX_EINVAL;
-        if ((size_t)n < *cap - *len) {
-            *len += (size_t)n;
-            return 0;
-        }
-        size_t nc = *cap * 2 > *len + (size_t)n + 1 ? *cap * 2 : *len + (size_t)n + 1;
-        char *nb = realloc(*buf, nc);
-        if (!nb)
-            return NX_ENOMEM;
-        *buf = nb, *cap = nc;
-    }
-}
-
 int nx_latency_prom_append(const nx_latency *l, char **buf, size_t *len)
 {
-    /* work on a copy so that a failure leaves the caller's text untouched */
-    size_t cap = *len + 16384, n = *len;
-    char *out = malloc(cap);
-    if (!out)
+    /* a new text (open_memstream, as nx_prom.c writes its own), so that a
+     * failure leaves the caller's untouched */
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    if (!f)
         return NX_ENOMEM;
-    memcpy(out, *buf, *len);
-    out[n] = 0;
-    int rc = appendf(&out, &n, &cap,
-                     "# HELP nexusd_http_request_duration_seconds Time from a request's headers "
-                     "to the last byte of its answer, by route (SSE streams excluded).\n"
-                     "# TYPE nexusd_http_request_duration_seconds histogram\n");
-    for (int r = 0; r < NX_NROUTES && !rc; r++) {
+    fwrite(*buf, 1, *len, f);
+    fputs("# HELP nexusd_http_request_duration_seconds Time from a request's headers to the "
+          "last byte of its answer, by route (SSE streams excluded).\n"
+          "# TYPE nexusd_http_request_duration_seconds histogram\n",
+          f);
+    for (int r = 0; r < NX_NROUTES; r++) {
         uint64_t c[NX_LAT_NBUCKETS], cum = 0;
         load_counts(l, (nx_route)r, c);
-        for (int i = 0; i < NX_LAT_NBUCKETS && !rc; i++) {
+        for (int i = 0; i < NX_LAT_NBUCKETS; i++) {
             cum += c[i];
+            fprintf(f, "nexusd_http_request_duration_seconds_bucket{route=\"%s\",le=\"", route_names[r]);
             if (i < NX_LAT_NBUCKETS - 1)
-                rc = appendf(&out, &n, &cap,
-                             "nexusd_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
-                             "%llu\n",
-                             route_names[r], (double)bounds_us[i] / 1e6, (unsigned long long)cum);
+                fprintf(f, "%g", (double)bounds_us[i] / 1e6);
             else
-                rc = appendf(&out, &n, &cap,
-                             "nexusd_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} "
-                             "%llu\n",
-                             route_names[r], (unsigned long long)cum);
+                fputs("+Inf", f);
+            fprintf(f, "\"} %llu\n", (unsigned long long)cum);
         }
-        if (!rc)
-            rc = appendf(
-                &out, &n, &cap,
+        fprintf(f,
                 "nexusd_http_request_duration_seconds_sum{route=\"%s\"} %.9f\n"
                 "nexusd_http_request_duration_seconds_count{route=\"%s\"} %llu\n",
                 route_names[r],
                 (double)atomic_load_explicit(&l->sum_ns[r], memory_order_relaxed) / 1e9,
                 route_names[r], (unsigned long long)cum);
     }
-    if (rc) {
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) {
         free(out);
-        return rc;
+        return NX_ENOMEM;
     }
     free(*buf);
     *buf = out;
