@@ -832,6 +832,18 @@ static int store_merge(dd_store *dst, const dd_store *src, uint32_t max_bins, ui
     return sparse_maybe_densify(dst, max_bins);
 }
 
+/* *bin -= c, a residue (<= NX_DD_RESIDUE of the old count) becoming 0;
+ * *total follows. The one copy of store_sub's arithmetic (its fast path
+ * and its general loop; a frozen src hands floats, each exactly its
+ * double). */
+static inline void sub_bin(double *bin, double c, double *total)
+{
+    double old = *bin, v = old - c;
+    double nv = v <= NX_DD_RESIDUE * old ? 0 : v;
+    *bin = nv;
+    *total -= old - nv;
+}
+
 /* dst -= src, clamping residue; see the file comment. */
 static void store_sub(dd_store *dst, const dd_store *src)
 {
@@ -848,20 +860,12 @@ static void store_sub(dd_store *dst, const dd_store *src)
         double total = dst->total;
         if (src->f32) { /* a frozen window slot leaving its window: the same doubles */
             const float *sc = (const float *)(const void *)src->counts + (src->min_key - src->lo);
-            for (uint32_t x = 0; x < len; x++) {
-                double old = d[x], v = old - (double)sc[x];
-                double nv = v <= NX_DD_RESIDUE * old ? 0 : v;
-                d[x] = nv;
-                total -= old - nv;
-            }
+            for (uint32_t x = 0; x < len; x++)
+                sub_bin(&d[x], sc[x], &total);
         } else {
             const double *sc = src->counts + (src->min_key - src->lo);
-            for (uint32_t x = 0; x < len; x++) {
-                double old = d[x], v = old - sc[x];
-                double nv = v <= NX_DD_RESIDUE * old ? 0 : v;
-                d[x] = nv;
-                total -= old - nv;
-            }
+            for (uint32_t x = 0; x < len; x++)
+                sub_bin(&d[x], sc[x], &total);
         }
         dst->total = total;
         store_trim(dst);
@@ -877,12 +881,8 @@ static void store_sub(dd_store *dst, const dd_store *src)
             if (i < dst->n && dst->keys[i] == kk)
                 p = &dst->counts[i];
         }
-        if (p) {
-            double old = *p;
-            double v = old - c;
-            *p = v <= NX_DD_RESIDUE * old ? 0 : v;
-            dst->total -= old - *p;
-        }
+        if (p)
+            sub_bin(p, c, &dst->total);
     });
     store_trim(dst);
 }
@@ -1010,7 +1010,6 @@ int32_t nx_ddsketch_pack(double inv_ln_gamma, double value)
 }
 
 static inline uint32_t pk_class(int32_t p) { return (uint32_t)p & 3u; }
-#define UNLIKELY_F32(s) __builtin_expect((s)->pos.f32 | (s)->neg.f32, 0)
 static inline int32_t pk_key(int32_t p) { return (p - (int32_t)pk_class(p)) / 4; }
 
 int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
@@ -1019,11 +1018,9 @@ int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, do
     *done = 0;
     if (!isfinite(weight) || !(weight > 0))
         return NX_EINVAL;
-    if (UNLIKELY_F32(s)) {
-        int rc = dd_thaw(s);
-        if (rc)
-            return rc;
-    }
+    int thaw_rc = dd_thaw(s); /* a frozen sketch (a window's late event) */
+    if (thaw_rc)
+        return thaw_rc;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t c = pk_class(packed[i]);
         if (c != PK_ZERO)
