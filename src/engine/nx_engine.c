@@ -1302,7 +1302,7 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     s->events++;
     nx_type type = (nx_type)s->type;
     if (LIKELY(sec == s->open_sec && type == NX_TYPE_COUNTER)) {
-        nx_moments_add(&s->open.m, v, w);
+        nx_moments_add_checked(&s->open.m, v, w);
         return 0;
     }
     int rc;
@@ -1330,7 +1330,7 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
             return rc;
         s->qbuf[s->nqbuf++] = nx_ddsketch_pack(s->eng->dd_inv_ln_gamma, v);
         s->qbuf_w = w;
-        nx_moments_add(&s->open.m, v, w);
+        nx_moments_add_checked(&s->open.m, v, w);
         return 0;
     }
     const nx_engine *e = s->eng; /* not s->tenant->eng: two more misses */

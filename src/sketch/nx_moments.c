@@ -49,26 +49,11 @@ void nx_moments_init(nx_moments *m)
     m->max = -INFINITY;
 }
 
-/* Adds one value with weight w (> 0; 1/sample_rate). Non-positive or
- * non-finite weights and non-finite values are ignored (the engine rejects
- * them before they get here). */
 void nx_moments_add(nx_moments *m, double value, double weight)
 {
     if (!(weight > 0) || !isfinite(weight) || !isfinite(value))
         return;
-    double n = m->count + weight;
-    double d = value - m->mean;
-    double mean = m->mean + d * (weight / n);
-    m->m2 += weight * d * (value - mean);
-    m->mean = mean;
-    m->count = n;
-    m->sum += weight * value;
-    if (value < m->min)
-        m->min = value;
-    if (value > m->max)
-        m->max = value;
-    if (m->m2 < 0) /* rounding when the value equals the mean */
-        m->m2 = 0;
+    nx_moments_add_checked(m, value, weight);
     assert(m->count > 0 && m->min <= m->max);
 }
 
