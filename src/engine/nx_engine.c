@@ -870,13 +870,16 @@ static int cascade_hand_on(void *arg, int64_t sec, const nx_acc *slot)
 static bool all_fed_directly(const nx_engine *e, const nx_stream *s, int64_t sec)
 {
     int f = e->all_feeder;
-    return f < 0 || nx_window_index(&s->win[f], sec) < *nx_stream_all_direct(e, s);
+    int64_t direct = *nx_stream_all_direct(e, s);
+    return f < 0 || (direct != NX_WINDOW_NO_DIRECT && nx_window_index(&s->win[f], sec) < direct);
 }
 
 /* Whether closed second `sec` goes into window j directly. */
 static bool window_fed_directly(const nx_engine *e, const nx_stream *s, uint32_t j, int64_t sec)
 {
-    return e->win_feeder[j] < 0 || nx_window_index(&s->win[j], sec) < s->win[j].direct_k;
+    const nx_window *w = &s->win[j];
+    return e->win_feeder[j] < 0 ||
+           (w->direct_k != NX_WINDOW_NO_DIRECT && nx_window_index(w, sec) < w->direct_k);
 }
 
 /* out += what window j lacks of its own range: the current sub-buckets of

@@ -451,11 +451,6 @@ bool nx_window_valid_at(const nx_window *w, int64_t sec)
     return w->cur_k <= nx_floordiv(sec, w->bucket_s);
 }
 
-int64_t nx_window_index(const nx_window *w, int64_t sec)
-{
-    return nx_floordiv(sec, w->bucket_s);
-}
-
 /* A window that moved past direct_k is fed only by its cascade from now on
  * (a late event for an older sub-bucket finds the feeder's sub-bucket
  * complete, so it comes directly either way): forget the mark. */
@@ -469,7 +464,7 @@ static inline void window_moved(nx_window *w, int64_t k)
 int nx_window_advance(nx_window *w, int64_t sec, const nx_acc_params *p,
                       const nx_window_sink *sink)
 {
-    int64_t k = nx_floordiv(sec, w->bucket_s);
+    int64_t k = nx_window_index(w, sec);
     int rc;
     if (k <= w->cur_k)
         return 0;
@@ -504,7 +499,7 @@ static int fold_prepare(nx_window *w, int64_t sec, const nx_acc *src, const nx_a
     int rc;
     if ((rc = nx_window_advance(w, sec, p, sink)))
         return rc;
-    assert(nx_floordiv(sec, w->bucket_s) == w->cur_k);
+    assert(nx_window_index(w, sec) == w->cur_k);
     if ((rc = window_alloc(w, src->dd || src->topk)))
         return rc;
     *i = widx(w, w->cur_k);
@@ -861,11 +856,23 @@ static int tier_fit(nx_tier *t, int64_t lo)
     return tier_grow(t, nc);
 }
 
+/* The tier index of second sec (its newest point's, nearly always). */
+static inline int64_t tier_index(const nx_tier *t, int64_t sec)
+{
+    return nx_floordiv_near(sec, t->step_s, t->newest);
+}
+
+static void tier_advance_to(nx_tier *t, int64_t idx);
+
 void nx_tier_advance(nx_tier *t, int64_t sec)
 {
-    int64_t idx = nx_floordiv(sec, t->step_s);
-    if (idx <= t->newest)
-        return;
+    int64_t idx = tier_index(t, sec);
+    if (idx > t->newest)
+        tier_advance_to(t, idx);
+}
+
+static void tier_advance_to(nx_tier *t, int64_t idx)
+{
     if (!t->pts || idx - (int64_t)t->buckets >= t->newest) {
         nx_tier_free(t);
         t->newest = idx;
@@ -899,9 +906,9 @@ int nx_tier_add(nx_tier *t, int64_t sec, const nx_moments *m)
 {
     if (!(m->count > 0))
         return 0;
-    int64_t idx = nx_floordiv(sec, t->step_s);
+    int64_t idx = tier_index(t, sec);
     if (idx > t->newest)
-        nx_tier_advance(t, sec);
+        tier_advance_to(t, idx);
     if (idx <= t->newest - (int64_t)t->buckets)
         return 0;
     if (!t->pts)

@@ -31,6 +31,7 @@
 #include "sketch/nx_ddsketch.h"
 #include "sketch/nx_hll.h"
 #include "sketch/nx_topk.h"
+#include "window/nx_window.h"
 #include "test_window_cfg.h"
 
 static uint64_t rng_state;
@@ -481,6 +482,26 @@ static void test_alt_distribution(void **st) { (void)st; run_property_alt(NX_TYP
 static void test_alt_set(void **st) { (void)st; run_property_alt(NX_TYPE_SET, 13, false); }
 static void test_alt_timer_narrow(void **st) { (void)st; run_property_alt(NX_TYPE_TIMER, 14, true); }
 
+/* nx_floordiv_near (the windows' and tiers' index without a division when
+ * the caller's guess is right or one short) equals floor division for
+ * every guess, right or wrong, near or far, and every sign. */
+static void test_floordiv_near(void **st)
+{
+    (void)st;
+    static const int64_t bs[] = {1, 5, 10, 30, 60, 300, 3600, 86400};
+    static const int64_t far[] = {INT64_MIN / 4, INT64_MAX / 4, INT64_MIN / 2 + 1, 0};
+    uint64_t r = 12345;
+    for (int i = 0; i < 200000; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        int64_t b = bs[(r >> 33) % 8];
+        int64_t a = (int64_t)(r >> 20) % 5000000 - 1000000;
+        int64_t q = floordiv(a, b);
+        int64_t g = (i & 3) == 3 ? far[(r >> 40) % 4] : q + (int64_t)((r >> 50) % 5) - 2;
+        assert_int_equal(nx_floordiv_near(a, b, g), q);
+    }
+    assert_int_equal(nx_floordiv_near(INT64_MAX / 2, 1000, INT64_MAX / 2000), floordiv(INT64_MAX / 2, 1000));
+}
+
 static void test_counter(void **st) { (void)st; run_property(NX_TYPE_COUNTER, 1); }
 static void test_gauge(void **st) { (void)st; run_property(NX_TYPE_GAUGE, 2); }
 static void test_timer(void **st) { (void)st; run_property(NX_TYPE_TIMER, 3); }
@@ -491,6 +512,7 @@ static void test_set(void **st) { (void)st; run_property(NX_TYPE_SET, 6); }
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_floordiv_near),
         cmocka_unit_test(test_tree_counter), cmocka_unit_test(test_tree_timer),
         cmocka_unit_test(test_tree_set),  cmocka_unit_test(test_tree_timer_narrow),
         cmocka_unit_test(test_alt_timer_narrow),
