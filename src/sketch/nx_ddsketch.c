@@ -747,6 +747,27 @@ static double store_total(const dd_store *st)
     return st->used ? st->total : 0;
 }
 
+/* Whether a merge of two sparse stores makes dst dense first. A sparse
+ * merge walks (and moves) all of dst, O(n1 + n2); a dense one touches only
+ * src's bins, O(n2). The stores merged into again and again — a window's
+ * aggregate (one merge and one subtraction per sub-bucket), the current
+ * sub-bucket of a window fed by a finer one (one merge per sub-bucket of
+ * the feeder), a read's result — reach NX_DD_MERGE_DENSE_MIN entries
+ * within seconds and then take the dense path for good; a store merged
+ * into once (a one-second sketch) stays sparse. The range bound keeps a
+ * wide, thin store sparse (dense would be more than ~5x its sparse block).
+ * Complete window sub-buckets are fitted (nx_ddsketch_fit), which makes a
+ * too sparse dense store sparse again, and a cleared store is judged by
+ * what it held (store_reset_to_sparse), so memory stays as it was: bench
+ * NX_BENCH_STEADY distribution stream 93.3 -> 96.0 KB. */
+#define NX_DD_MERGE_DENSE_MIN 32u
+static inline bool merge_goes_dense(const dd_store *dst, const dd_store *src, int32_t mn,
+                                    int32_t mx)
+{
+    uint64_t n = (uint64_t)dst->n + src->n, range = (uint64_t)((int64_t)mx - mn + 1);
+    return n >= NX_DD_MERGE_DENSE_MIN && range <= 8 * n;
+}
+
 /* dst += src, same max_bins. */
 static int store_merge(dd_store *dst, const dd_store *src, uint32_t max_bins, uint8_t *collapsed)
 {
@@ -761,7 +782,7 @@ static int store_merge(dd_store *dst, const dd_store *src, uint32_t max_bins, ui
     }
     if (store_bound(dst, max_bins, &mn, &mx))
         *collapsed = 1;
-    if (dst->dense || src->dense) {
+    if (dst->dense || src->dense || merge_goes_dense(dst, src, mn, mx)) {
         if (!dst->dense || mn < dst->lo || (int64_t)mx >= (int64_t)dst->lo + dst->cap ||
             (dst->used && (mn > dst->min_key || mx < dst->max_key))) {
             int rc = store_make_dense(dst, max_bins, mn, mx);

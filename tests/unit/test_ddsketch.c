@@ -599,6 +599,52 @@ static void test_sparse_when_spread(void **st)
     nx_ddsketch_destroy(ref);
 }
 
+/* A sparse store that merges make hold NX_DD_MERGE_DENSE_MIN (32) entries
+ * or more goes dense (later merges and subtractions touch only the bins of
+ * what comes in) unless its range is wider than 8x its entries; either way
+ * it holds exactly what adding every value holds, and subtracting a piece
+ * gives back the rest. */
+static void test_merge_target_dense(void **st)
+{
+    (void)st;
+    for (int wide = 0; wide < 2; wide++) {
+        double step = wide ? 1.5 : 1.1; /* keys ~20 apart (thin) or ~4.8 apart */
+        nx_ddsketch *a, *b, *c, *sum, *ref;
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &a), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &b), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &c), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &sum), 0);
+        assert_int_equal(nx_ddsketch_create(0.01, 2048, &ref), 0);
+        for (int i = 0; i < 20; i++) {
+            double x = pow(step, 2 * i), y = pow(step, 2 * i + 1);
+            assert_int_equal(nx_ddsketch_add(a, x, 1), 0);
+            assert_int_equal(nx_ddsketch_add(b, y, 2), 0);
+            assert_int_equal(nx_ddsketch_add(c, x, 3), 0); /* same keys as a */
+            assert_int_equal(nx_ddsketch_add(ref, x, 4), 0);
+            assert_int_equal(nx_ddsketch_add(ref, y, 2), 0);
+        }
+        assert_int_equal(nx_ddsketch_merge(sum, a), 0);
+        assert_true(nx_ddsketch_bytes(sum) < 800); /* 20 entries: sparse */
+        assert_int_equal(nx_ddsketch_merge(sum, b), 0); /* 40 entries */
+        if (wide)
+            assert_true(nx_ddsketch_bytes(sum) < 1200); /* range ~800: stays sparse */
+        else
+            assert_true(nx_ddsketch_bytes(sum) > 1500); /* range ~190: dense */
+        assert_int_equal(nx_ddsketch_merge(sum, c), 0);
+        assert_true(nx_ddsketch_equal(sum, ref));
+        for (int q = 0; q <= 20; q++)
+            assert_true(nx_ddsketch_quantile(sum, q / 20.0) == nx_ddsketch_quantile(ref, q / 20.0));
+        assert_int_equal(nx_ddsketch_sub(sum, b), 0);
+        assert_int_equal(nx_ddsketch_sub(sum, c), 0);
+        assert_true(nx_ddsketch_equal(sum, a));
+        nx_ddsketch_destroy(a);
+        nx_ddsketch_destroy(b);
+        nx_ddsketch_destroy(c);
+        nx_ddsketch_destroy(sum);
+        nx_ddsketch_destroy(ref);
+    }
+}
+
 /* Reuse after a clear: n lognormal values (median m) into both sketches,
  * which must then be equal. */
 static void reuse_both(nx_ddsketch *a, nx_ddsketch *b, int n, double m)
@@ -868,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_sub_window),   cmocka_unit_test(test_codec),
         cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
         cmocka_unit_test(test_pack_extremes), cmocka_unit_test(test_sparse_when_spread),
+        cmocka_unit_test(test_merge_target_dense),
         cmocka_unit_test(test_add_packed_batch), cmocka_unit_test(test_fit),
         cmocka_unit_test(test_freeze),
     };
