@@ -112,10 +112,12 @@ static inline int64_t nx_floordiv_near(int64_t a, int64_t b, int64_t guess)
 {
     int64_t lo;
     if (!__builtin_mul_overflow(guess, b, &lo) && a >= lo) {
-        int64_t off = a - lo; /* no overflow: lo <= a */
-        if (off < b)
+        /* a - lo in unsigned arithmetic: exact for lo <= a, even when the
+         * signed difference would overflow (lo near INT64_MIN) */
+        uint64_t off = (uint64_t)a - (uint64_t)lo;
+        if (off < (uint64_t)b)
             return guess;
-        if (off < 2 * b)
+        if (off < 2 * (uint64_t)b)
             return guess + 1;
     }
     return nx_floordiv(a, b);

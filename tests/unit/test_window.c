@@ -500,6 +500,13 @@ static void test_floordiv_near(void **st)
         assert_int_equal(nx_floordiv_near(a, b, g), q);
     }
     assert_int_equal(nx_floordiv_near(INT64_MAX / 2, 1000, INT64_MAX / 2000), floordiv(INT64_MAX / 2, 1000));
+    /* a window's initial cur_k (INT64_MIN / 4) times a width of 4 is
+     * INT64_MIN itself: a - lo does not fit a signed 64-bit integer */
+    for (int64_t b = 1; b <= 8; b++)
+        for (int64_t a = -3; a <= 3; a++) {
+            assert_int_equal(nx_floordiv_near(a * 1000003, b, INT64_MIN / b), floordiv(a * 1000003, b));
+            assert_int_equal(nx_floordiv_near(a * 1000003, b, INT64_MIN / 4), floordiv(a * 1000003, b));
+        }
 }
 
 static void test_counter(void **st) { (void)st; run_property(NX_TYPE_COUNTER, 1); }
