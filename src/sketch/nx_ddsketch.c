@@ -24,6 +24,12 @@
  *           key range is more than 1.5x the number of bins (dense would be
  *           bigger) or there are fewer than NX_DD_DENSE_MIN (16) bins.
  *           add = binary search (+ memmove for a new key).
+ *           A merge of two sparse stores holding 32 or more entries
+ *           together, over a key range of at most 8x that, makes dst dense
+ *           first
+ *           (merge_goes_dense): the stores merged into again and again
+ *           (a window's aggregate, a coarser window's current sub-bucket)
+ *           then cost O(src) per merge and subtraction, not O(dst + src).
  *   A dense store goes back to sparse when its keys are far too spread for
  *   it (range > 2.5x its non-zero bins): when an add must widen its array,
  *   and when it is cleared for reuse (judged by what it held). The gap
