@@ -26,10 +26,10 @@
  *           add = binary search (+ memmove for a new key).
  *           A merge of two sparse stores holding 32 or more entries
  *           together, over a key range of at most 8x that, makes dst dense
- *           first
- *           (merge_goes_dense): the stores merged into again and again
- *           (a window's aggregate, a coarser window's current sub-bucket)
- *           then cost O(src) per merge and subtraction, not O(dst + src).
+ *           first (merge_goes_dense): the stores merged into again and
+ *           again (a window's aggregate, a coarser window's current
+ *           sub-bucket) then cost O(src) per merge and subtraction, not
+ *           O(dst + src).
  *   A dense store goes back to sparse when its keys are far too spread for
  *   it (range > 2.5x its non-zero bins): when an add must widen its array,
  *   and when it is cleared for reuse (judged by what it held). The gap
@@ -469,6 +469,12 @@ static int store_make_sparse(dd_store *st, uint32_t nnz, bool keep)
  * sparse block doubles as it grows (up to 2x its entries). Left alone:
  * empty stores and those within 1/8 (+ a few entries) of what they hold.
  * Best effort: without memory nothing changes. */
+/* Whether a dense array has slack worth a copy to fit it to `range`. */
+static inline bool fit_has_slack(const dd_store *st, uint32_t range)
+{
+    return st->cap > range + range / 8 + 8;
+}
+
 static void store_fit(dd_store *st)
 {
     if (!st->dense) {
@@ -490,7 +496,7 @@ static void store_fit(dd_store *st)
     if (st->f32 || !st->used || st->max_key < st->min_key)
         return;
     uint32_t range = (uint32_t)((int64_t)st->max_key - st->min_key + 1);
-    if (st->cap <= range + range / 8 + 8)
+    if (!fit_has_slack(st, range))
         return;
     uint32_t nnz = dense_nonzero(st);
     if (nnz && dense_too_sparse(range, nnz)) {
@@ -507,24 +513,32 @@ static void store_fit(dd_store *st)
     st->lo = st->min_key;
 }
 
-/* Freezes a fitted dense store: its counts become floats when every one of
- * them is exactly a float (integers below 2^24 are: every event of weight 1
- * or an integer rate), half the bytes of the array. Nothing is rounded, so
- * whatever reads it (a subtraction from a window's aggregate, an encoding)
- * sees the very doubles it held. Best effort: otherwise, or without memory,
- * it stays as it is. */
-static void store_freeze(dd_store *st)
+/* Freezes a dense store: its counts, cut to the used range, become floats
+ * when every one of them is exactly a float (integers below 2^24 are: every
+ * event of weight 1 or an integer rate), half the bytes of a fitted array.
+ * Nothing is rounded, so whatever reads it (a subtraction from a window's
+ * aggregate, an encoding) sees the very doubles it held. Returns false
+ * (and changes nothing) when it is not dense, a count is not a float,
+ * store_fit would make it sparse, or without memory. */
+static bool store_freeze(dd_store *st)
 {
-    if (st->f32 || !st->dense || !st->used || st->max_key < st->min_key)
-        return;
+    if (st->f32)
+        return true;
+    if (!st->dense || !st->used || st->max_key < st->min_key)
+        return false;
     uint32_t range = (uint32_t)((int64_t)st->max_key - st->min_key + 1);
     const double *c = st->counts + (st->min_key - st->lo);
-    for (uint32_t i = 0; i < range; i++)
+    uint32_t nnz = 0;
+    for (uint32_t i = 0; i < range; i++) {
         if ((double)(float)c[i] != c[i])
-            return;
+            return false;
+        nnz += c[i] > 0;
+    }
+    if (nnz && fit_has_slack(st, range) && dense_too_sparse(range, nnz))
+        return false; /* store_fit makes it sparse */
     float *f = malloc((size_t)range * sizeof *f);
     if (!f)
-        return;
+        return false;
     for (uint32_t i = 0; i < range; i++)
         f[i] = (float)c[i];
     free(st->counts);
@@ -532,6 +546,7 @@ static void store_freeze(dd_store *st)
     st->cap = range;
     st->lo = st->min_key;
     st->f32 = 1;
+    return true;
 }
 
 /* Back to doubles before anything writes the store. */
@@ -1203,11 +1218,13 @@ void nx_ddsketch_fit(nx_ddsketch *s)
     store_fit(&s->neg);
 }
 
+/* A store that cannot be frozen is fitted instead (one copy either way). */
 void nx_ddsketch_freeze(nx_ddsketch *s)
 {
-    nx_ddsketch_fit(s);
-    store_freeze(&s->pos);
-    store_freeze(&s->neg);
+    if (!store_freeze(&s->pos))
+        store_fit(&s->pos);
+    if (!store_freeze(&s->neg))
+        store_fit(&s->neg);
 }
 
 size_t nx_ddsketch_bytes(const nx_ddsketch *s)

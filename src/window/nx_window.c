@@ -862,15 +862,6 @@ static inline int64_t tier_index(const nx_tier *t, int64_t sec)
     return nx_floordiv_near(sec, t->step_s, t->newest);
 }
 
-static void tier_advance_to(nx_tier *t, int64_t idx);
-
-void nx_tier_advance(nx_tier *t, int64_t sec)
-{
-    int64_t idx = tier_index(t, sec);
-    if (idx > t->newest)
-        tier_advance_to(t, idx);
-}
-
 static void tier_advance_to(nx_tier *t, int64_t idx)
 {
     if (!t->pts || idx - (int64_t)t->buckets >= t->newest) {
@@ -900,6 +891,13 @@ static void tier_advance_to(nx_tier *t, int64_t idx)
     for (int64_t i = from; i <= idx; i++)
         tpoint_init(&t->pts[floormod(i, t->cap)]);
     t->newest = idx;
+}
+
+void nx_tier_advance(nx_tier *t, int64_t sec)
+{
+    int64_t idx = tier_index(t, sec);
+    if (idx > t->newest)
+        tier_advance_to(t, idx);
 }
 
 int nx_tier_add(nx_tier *t, int64_t sec, const nx_moments *m)
