@@ -12,7 +12,9 @@
  * third of the timed loop, and DDSketch bin arrays still widening (calloc +
  * page faults) half of it: distributions 1.9M updates/s after 10 s, 3.25M
  * after 40 s); then only the update loop is timed. The loop prefetches the
- * stream 16 events ahead with nx_stream_prefetch(), as a batching ingest does. Also: the same counter workload through the keyed
+ * stream 16 events ahead with nx_stream_prefetch_type() (two lines for
+ * counters, three for the others), as a batching ingest does. Also: the
+ * same counter workload through the keyed
  * path (tenant lookup + stream lookup + update), bytes per stream (fresh,
  * idle, active), and the cost of 1m and 1h window reads; and
  * counter_memory_ceiling, the rate of a loop that only touches the same two
@@ -167,6 +169,7 @@ static void perf_ctl(const char *cmd)
 /* Runs events [from, to) with now advancing; returns seconds. */
 static double run(nx_stream **ss, const bev *ev, size_t from, size_t to, int64_t base_ms)
 {
+    nx_type bench_kind = nx_stream_type(ss[0]);
     nx_update u;
     memset(&u, 0, sizeof(u));
     u.weight = 1;
@@ -181,7 +184,7 @@ static double run(nx_stream **ss, const bev *ev, size_t from, size_t to, int64_t
         if (++at == pool_n)
             at = 0;
         if (i + 16 < to)
-            nx_stream_prefetch(ss[ev[ahead].stream]);
+            nx_stream_prefetch_type(ss[ev[ahead].stream], bench_kind);
         if (++ahead == pool_n)
             ahead = 0;
         u.value = x->value;

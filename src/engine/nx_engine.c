@@ -541,7 +541,8 @@ static size_t stream_hist_block_bytes(const nx_engine *e)
 void nx_stream_account(nx_stream *s)
 {
     const nx_engine *e = s->eng;
-    uint64_t b = stream_base_bytes(s) + nx_acc_bytes(&s->open) + nx_acc_bytes(&s->all);
+    nx_acc open = nx_stream_open(s);
+    uint64_t b = stream_base_bytes(s) + nx_acc_bytes(&open) + nx_acc_bytes(&s->all);
     if (s->shll)
         b += nx_shll_bytes(s->shll);
     if (s->type == NX_TYPE_SET)
@@ -652,7 +653,8 @@ static void stream_destroy(nx_engine *e, nx_stream *s)
     nx_shll_destroy(s->shll);
     s->nqbuf = 0; /* a set's log entries go with it */
     mlog_free(s);
-    nx_acc_free(&s->open);
+    nx_acc open = nx_stream_open(s);
+    nx_acc_free(&open);
     nx_acc_free(&s->all);
     free(s);
 }
@@ -674,7 +676,7 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     s->open_sec = INT64_MIN;
     s->type = (uint8_t)type;
     s->key_len = (uint16_t)key_len;
-    nx_acc_init(&s->open);
+    nx_moments_init(&s->open_m); /* open_dd / open_topk: NULL (memset) */
     s->tenant = t;
     s->eng = t->eng;
     s->events = 0;
@@ -1064,9 +1066,9 @@ static int set_member_apply(nx_stream *s, uint64_t h, const char *m, uint32_t le
     int rc;
     if ((rc = stream_shll_add(s, h, s->open_sec)) || (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
         return rc;
-    if (!s->open.topk && (rc = nx_topk_create(e->ap.topk_capacity, &s->open.topk)))
+    if (!s->open_topk && (rc = nx_topk_create(e->ap.topk_capacity, &s->open_topk)))
         return rc;
-    return nx_topk_add_hash(s->open.topk, m, len, h, w);
+    return nx_topk_add_hash(s->open_topk, m, len, h, w);
 }
 
 static int mlog_drain(nx_stream *s)
@@ -1082,8 +1084,8 @@ static int mlog_drain(nx_stream *s)
             nx_shll_prefetch(s->shll, h);
         if (s->all.hll)
             nx_hll_prefetch(s->all.hll, h);
-        if (s->open.topk)
-            nx_topk_prefetch(s->open.topk, h);
+        if (s->open_topk)
+            nx_topk_prefetch(s->open_topk, h);
     }
     int rc = 0;
     for (off = 0; done < s->nqbuf; done++) {
@@ -1099,7 +1101,7 @@ static int mlog_drain(nx_stream *s)
     return rc;
 }
 
-/* Logs one member of the open second (its weight is already in open.m). */
+/* Logs one member of the open second (its weight is already in open_m). */
 static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, double w)
 {
     int rc;
@@ -1132,9 +1134,9 @@ int nx_stream_drain(nx_stream *s)
     const nx_engine *e = s->eng;
     uint32_t done = 0;
     int rc = 0;
-    if (!s->open.dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open.dd)))
+    if (!s->open_dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open_dd)))
         return rc;
-    rc = nx_ddsketch_add_packed(s->open.dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
+    rc = nx_ddsketch_add_packed(s->open_dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
     if (done < s->nqbuf)
         memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
     s->nqbuf = (uint8_t)(s->nqbuf - done);
@@ -1148,7 +1150,7 @@ static int stream_close(nx_stream *s)
     int rc;
     if ((rc = nx_stream_drain(s)))
         return rc; /* before the clock moves: buffered members are of open_sec */
-    if (nx_acc_empty(&s->open))
+    if (!(s->open_m.count > 0)) /* nx_acc_empty */
         return 0;
     bool fresh = s->pend == NULL;
     if ((rc = nx_stream_pend_alloc(s)))
@@ -1160,13 +1162,13 @@ static int stream_close(nx_stream *s)
     pd->sec[n] = s->open_sec;
     if (s->type == NX_TYPE_SET || nx_type_has_quantiles((nx_type)s->type)) {
         nx_acc t = pd->acc[n];
-        pd->acc[n] = s->open;
-        s->open = t;
+        pd->acc[n] = nx_stream_open(s);
+        nx_stream_open_set(s, &t);
     } else {
         /* nothing to recycle (their accumulators never hold sketches;
          * nx_acc_decode refuses any): stores only, no wait for the line */
-        pd->acc[n] = s->open;
-        nx_moments_init(&s->open.m);
+        pd->acc[n] = (nx_acc){.m = s->open_m};
+        nx_moments_init(&s->open_m);
     }
     if (fresh)
         nx_stream_account(s);
@@ -1305,7 +1307,7 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
     s->events++;
     nx_type type = (nx_type)s->type;
     if (LIKELY(sec == s->open_sec && type == NX_TYPE_COUNTER)) {
-        nx_moments_add_checked(&s->open.m, v, w);
+        nx_moments_add_checked(&s->open_m, v, w);
         return 0;
     }
     int rc;
@@ -1333,19 +1335,20 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
             return rc;
         s->qbuf[s->nqbuf++] = nx_ddsketch_pack(s->eng->dd_inv_ln_gamma, v);
         s->qbuf_w = w;
-        nx_moments_add_checked(&s->open.m, v, w);
+        nx_moments_add_checked(&s->open_m, v, w);
         return 0;
     }
-    const nx_engine *e = s->eng; /* not s->tenant->eng: two more misses */
     if (type == NX_TYPE_SET) {
         /* the member waits in the log (sec == open_sec here) */
         uint64_t h = XXH3_64bits(u->member, u->member_len);
         if ((rc = mlog_append(s, h, u->member, u->member_len, w)))
             return rc;
-        s->open.m.count += w;
+        s->open_m.count += w;
         return 0;
     }
-    return nx_acc_add(&s->open, &e->ap, type, v, w, u->member, u->member_len);
+    /* counters and gauges: their open bucket is its moments */
+    nx_moments_add(&s->open_m, v, w);
+    return 0;
 }
 
 /* ---- reads ---------------------------------------------------------------------------- */
@@ -1414,8 +1417,10 @@ int nx_stream_read(nx_stream *s, uint32_t window_s, int64_t now_ms, nx_summary *
             rc = window_read_feeders(s, (uint32_t)widx, &a);
         start_ms = nx_window_start_sec(&s->win[widx]) * 1000;
     }
-    if (!rc)
-        rc = nx_acc_merge(&a, &s->open, &e->ap);
+    if (!rc) {
+        nx_acc open = nx_stream_open(s);
+        rc = nx_acc_merge(&a, &open, &e->ap);
+    }
     if (!rc && widx >= 0 && s->shll && a.m.count > 0) {
         /* the windows and the open bucket keep no HLL: the sliding one has
          * every second (the window was moved to open_sec by stream_sync) */
@@ -1474,7 +1479,7 @@ int nx_stream_series(nx_stream *s, int64_t from_ms, int64_t to_ms, uint32_t step
     int ti = series_tier(e, s, from_ms, step_s);
     if (ti < 0)
         return NX_EINVAL;
-    if (!s->win && nx_acc_empty(&s->open))
+    if (!s->win && !(s->open_m.count > 0))
         return 0;
     const nx_tier_spec *spec = &e->cfg.tiers[ti];
     const nx_tier *tr = s->win ? &nx_stream_tiers(e, s)[ti] : NULL;
@@ -1501,13 +1506,13 @@ int nx_stream_series(nx_stream *s, int64_t from_ms, int64_t to_ms, uint32_t step
         const nx_tpoint *tp = tr ? nx_tier_get(tr, idx) : NULL;
         if (tp)
             p = *tp;
-        if (idx == open_idx && !nx_acc_empty(&s->open)) {
-            p.count += s->open.m.count;
-            p.sum += s->open.m.sum;
-            if (s->open.m.min < p.min)
-                p.min = s->open.m.min;
-            if (s->open.m.max > p.max)
-                p.max = s->open.m.max;
+        if (idx == open_idx && s->open_m.count > 0) {
+            p.count += s->open_m.count;
+            p.sum += s->open_m.sum;
+            if (s->open_m.min < p.min)
+                p.min = s->open_m.min;
+            if (s->open_m.max > p.max)
+                p.max = s->open_m.max;
         }
         if (!(p.count > 0))
             continue;

@@ -106,11 +106,12 @@ static int stream_encode(const nx_engine *e, nx_stream *s, nx_buf *out)
     int rc = nx_stream_drain(s);
     if (rc)
         return rc;
+    nx_acc open = nx_stream_open(s);
     if ((rc = nx_buf_bytes(out, s->key, s->key_len)) || (rc = nx_buf_u8(out, s->type)) ||
         (rc = nx_buf_svar(out, s->open_sec)) || (rc = nx_buf_svar(out, s->max_now_ms)) ||
         (rc = nx_buf_svar(out, s->last_update_ms)) || (rc = nx_buf_svar(out, s->first_ts)) ||
         (rc = nx_buf_uvar(out, s->events)) || (rc = nx_buf_f64(out, s->last)) || (rc = nx_buf_svar(out, s->last_ts)) ||
-        (rc = open_encode(&s->open, out)) || (rc = nx_acc_encode(&s->all, out)))
+        (rc = open_encode(&open, out)) || (rc = nx_acc_encode(&s->all, out)))
         return rc;
     if (s->type == NX_TYPE_SET) {
         if ((rc = nx_buf_u8(out, s->shll ? 1 : 0)) ||
@@ -485,7 +486,8 @@ static int windows_check(const nx_engine *e, const nx_stream *s)
     return 0;
 }
 
-static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
+static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version,
+                              nx_hll **open_hll)
 {
     size_t klen;
     const uint8_t *key = nx_rbuf_bytes(in, &klen, NX_STREAM_KEY_MAX);
@@ -506,8 +508,13 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
     if (in->err || !isfinite(s->last) ||
         (s->open_sec != INT64_MIN && (s->open_sec > INT64_MAX / 4 || s->open_sec < INT64_MIN / 4)))
         return NX_ECORRUPT;
-    if ((rc = nx_acc_decode(in, &s->open, &e->ap, (nx_type)type)) ||
-        (rc = nx_acc_decode(in, &s->all, &e->ap, (nx_type)type)))
+    nx_acc open;
+    nx_acc_init(&open);
+    rc = nx_acc_decode(in, &open, &e->ap, (nx_type)type);
+    *open_hll = open.hll; /* a version 1-4 set's; the stream keeps none */
+    open.hll = NULL;
+    nx_stream_open_set(s, &open); /* the stream owns what was decoded */
+    if (rc || (rc = nx_acc_decode(in, &s->all, &e->ap, (nx_type)type)))
         return rc;
     if (version >= 4 && type == NX_TYPE_SET) {
         uint8_t has_shll = nx_rbuf_u8(in);
@@ -554,21 +561,36 @@ static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
     for (uint32_t i = 0; legacy && i < np; i++)
         if (pd->acc[i].hll && (rc = nx_stream_shll_absorb(s, pd->acc[i].hll, pd->sec[i])))
             return rc;
-    if (legacy && s->open.hll && !nx_acc_empty(&s->open) &&
-        (rc = nx_stream_shll_absorb(s, s->open.hll, s->open_sec)))
+    if (legacy && *open_hll && s->open_m.count > 0 &&
+        (rc = nx_stream_shll_absorb(s, *open_hll, s->open_sec)))
         return rc;
     if (version < 5 && type == NX_TYPE_SET) {
         /* all-time's HLL has every member (see the top) */
         for (uint32_t i = 0; i <= np; i++) {
-            nx_acc *a = i < np ? &s->pend->acc[i] : &s->open;
+            nx_acc open_hll_only = {.m = s->open_m, .hll = *open_hll};
+            nx_acc *a = i < np ? &s->pend->acc[i] : &open_hll_only;
             if (a->hll && !nx_acc_empty(a) && (rc = nx_acc_merge_distinct(&s->all, a, &e->ap)))
                 return rc;
             nx_hll_destroy(a->hll);
             a->hll = NULL;
+            if (i == np)
+                *open_hll = NULL;
         }
     }
     nx_stream_account(s);
     return 0;
+}
+
+/* Decodes one stream into tenant t. A version 1-4 set's open bucket may
+ * come with an HLL, which the stream no longer keeps anywhere: it is held
+ * here until its members are where they belong now, and freed on every
+ * path. */
+static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
+{
+    nx_hll *open_hll = NULL;
+    int rc = stream_decode_with(e, t, in, version, &open_hll);
+    nx_hll_destroy(open_hll);
+    return rc;
 }
 
 /* A tenant header; *nstreams = its stream count (bounded by the input). */

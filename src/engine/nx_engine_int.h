@@ -11,7 +11,10 @@
  *    the random-access ingest path) and touches an object only on a hash
  *    hit; the key bytes live inside the object.
  *  - a stream's first 64 bytes hold what an event of the open second touches
- *    (clock, type, the open bucket's moments); the stream is 64-byte aligned.
+ *    (clock, type, the open bucket's moments), the next 64 the rest of what
+ *    a counter or gauge event and its bucket close touch, the third the
+ *    open second's buffer and sketch of the other types; the stream is
+ *    64-byte aligned.
  *  - windows and tiers hang off `win`, allocated at the first fold (or late
  *    event) and freed again, with the pending ring, when everything in them
  *    expired: a stream idle for longer than the longest window and tier
@@ -53,12 +56,19 @@ struct nx_stream {
     int64_t open_sec;    /* second of the open bucket = the stream clock; INT64_MIN: none */
     uint8_t type;        /* nx_type */
     uint8_t nqbuf;       /* entries in qbuf (quantile types) / the member log (sets) */
-    uint8_t npend;       /* closed seconds in pend (line 2) */
+    uint8_t npend;       /* closed seconds in pend (line 1) */
     uint8_t pad0;
     uint32_t snap_epoch; /* != its tenant's snap_epoch while a snapshot is being
                           * encoded: still due in it (nx_engine_snap) */
-    nx_acc open;         /* the open one-second bucket (moments at offset 16) */
-    /* ---- cache line 1: the rest of what every event touches ---- */
+    nx_moments open_m;   /* the open one-second bucket's moments; its sketch
+                          * is open_dd / open_topk (line 2). The bucket as an
+                          * nx_acc: nx_stream_open() / nx_stream_open_set() */
+    /* ---- cache line 1: the rest of what a counter or gauge event touches,
+     * and what its bucket close reads. With lines 0 and 1 a counter or
+     * gauge stream needs no third line, ever: nx_stream_prefetch_type()
+     * fetches two lines for them and three for the other types (bench_engine
+     * counters: three lines per event cost ~25% more than two on the event
+     * path alone, and a close that missed on a third line gave it back). ---- */
     int64_t max_now_ms;  /* newest now_ms seen (time never goes backwards) */
     int64_t last_update_ms;
     int64_t first_ts;    /* oldest accepted event time, 0 if none */
@@ -66,35 +76,43 @@ struct nx_stream {
     nx_engine *eng;      /* every event reads the snapshot flag there: one line
                           * for the whole engine, always in cache (a tenant's
                           * line is not when events of 10,000 tenants mix) */
+    /* The pending ring: a close reads the pointer. Behind the cold stream
+     * line and the ring's own first line it was a chain of three dependent
+     * misses per closed second (a fifth of a counter stream's update time in
+     * bench_engine); here it comes with the lines every event fetches. */
+    struct nx_pending *pend; /* closed seconds not yet folded: NULL until the
+                          * first close, and again when idle */
+    double last;         /* gauges */
+    int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
     /* ---- cache line 2: what events of the open second left for later.
      * Quantile types: the bins (nx_ddsketch_pack: key and sign, 4 bytes,
      * mapped with the engine's alpha when the event comes) of values not
-     * yet in open.dd (already in open.m). Adding each value to the DDSketch
+     * yet in open_dd (already in open_m). Adding each value to the DDSketch
      * as it comes costs two dependent misses (sketch struct, then its bin)
      * per event; NX_QBUF_MAX bins added together share the first and fetch
      * their bins in parallel (nx_ddsketch_add_packed).
      * Sets: the member log, every member of the open second not yet in
-     * open's top-k, the sliding HLL and all-time's HLL (already in
-     * open.m.count), in arrival order: hash, length and bytes (mlog_*
+     * open_topk, the sliding HLL and all-time's HLL (already in
+     * open_m.count), in arrival order: hash, length and bytes (mlog_*
      * in nx_engine.c). Adding each member as it comes cost a chain of four
      * dependent misses per event in the top-k alone (struct, table, item,
      * member bytes: 30% of a set event's time); an event now only appends
      * to the log (stores, which do not wait for their line), and the drain
      * adds the second's members back to back, with every table slot and
      * register fetched in parallel first.
-     * Anything that reads or moves open.dd / open.topk, the sliding HLL or
+     * Anything that reads or moves open_dd / open_topk, the sliding HLL or
      * all-time, or changes the clock, drains the buffer first
      * (nx_stream_drain); so does a snapshot encoding the stream (a change
      * of representation, not of state: the bytes are those one-by-one
      * adds give — the log keeps the order, and qbuf_w the weight). ---- */
     double qbuf_w;       /* the weight of every buffered value / logged member */
-    /* The pending ring is here (its length in line 0), in lines every
-     * event prefetches, because a close reads them: behind the cold stream
-     * line and the ring's own first line they were a chain of three
-     * dependent misses per closed second (a fifth of a counter stream's
-     * update time in bench_engine). */
-    struct nx_pending *pend; /* closed seconds not yet folded: NULL until the
-                          * first close, and again when idle */
+    union {              /* the open bucket's sketch; NULL until needed, and
+                          * always for counters and gauges. The open bucket
+                          * keeps no HLL (a set's members go to all-time's
+                          * and the sliding HLL at once). */
+        nx_ddsketch *open_dd; /* quantile types */
+        nx_topk *open_topk;   /* sets */
+    };
     union {
         int32_t qbuf[12]; /* NX_QBUF_MAX packed bins (quantile types) */
         nx_buf mlog;      /* sets: the member log (nqbuf counts its entries);
@@ -104,8 +122,6 @@ struct nx_stream {
     /* ---- cold ---- */
     nx_tenant *tenant;   /* read by events with a timestamp (tolerances) and
                           * bucket closes (stats, accounting) */
-    double last;         /* gauges */
-    int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
     nx_acc all;          /* all-time: what the window cascade handed on, or
                           * closed seconds when there are no windows, and late
                           * events; a set's HLL has every accepted member at
@@ -120,15 +136,41 @@ struct nx_stream {
     char key[];          /* key_len bytes + NUL */
 };
 
-_Static_assert(__builtin_offsetof(struct nx_stream, eng) + sizeof(void *) <= 128,
-               "what every event touches fits the stream's first two cache lines");
+_Static_assert(__builtin_offsetof(struct nx_stream, last_ts) + sizeof(int64_t) <= 128,
+               "what a counter or gauge event and its close touch fits the stream's first two cache lines");
+/* The open bucket as an accumulator: a copy of its moments and sketch
+ * pointer (the stream keeps them apart, so that a counter's open moments
+ * and its close's pending-ring pointer share two cache lines). Give a
+ * changed copy back with nx_stream_open_set(). */
+static inline nx_acc nx_stream_open(const nx_stream *s)
+{
+    nx_acc a = {.m = s->open_m};
+    if (s->type == NX_TYPE_SET)
+        a.topk = s->open_topk;
+    else if (nx_type_has_quantiles((nx_type)s->type))
+        a.dd = s->open_dd;
+    /* counters and gauges have no sketch: their third line is not read */
+    return a;
+}
+
+/* Makes `a` the stream's open bucket; `a` holds no HLL, and no sketch but
+ * the stream type's (nx_acc_decode refuses others). */
+static inline void nx_stream_open_set(nx_stream *s, const nx_acc *a)
+{
+    s->open_m = a->m;
+    if (s->type == NX_TYPE_SET)
+        s->open_topk = a->topk;
+    else if (nx_type_has_quantiles((nx_type)s->type))
+        s->open_dd = a->dd;
+}
+
 #define NX_QBUF_MAX 12u
 #define NX_MLOG_MAX 4096u      /* a longer log is drained first */
 #define NX_MLOG_ENTRIES_MAX 255u /* nqbuf is a uint8_t */
 _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
                    sizeof(((struct nx_stream *)0)->qbuf) == NX_QBUF_MAX * sizeof(int32_t) &&
                    __builtin_offsetof(struct nx_stream, tenant) == 192,
-               "the open-second buffer and the pending ring are the stream's third cache line");
+               "the open-second buffer and the open sketch are the stream's third cache line");
 
 /* Adds what the stream's open-second buffer holds (qbuf / the member log)
  * to its sketches. On an error the entries not added stay buffered (a set
