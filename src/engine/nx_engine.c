@@ -1185,6 +1185,25 @@ static int stream_tick(nx_stream *s, int64_t sec)
     return rc;
 }
 
+void nx_stream_prefetch_next(const nx_stream *s, int64_t now_ms)
+{
+    bool closes = now_ms >= 0 && sec_of(now_ms) > s->open_sec;
+    const nx_pending *pd = s->pend;
+    if (closes && pd && s->npend < NX_PENDING_MAX) {
+        /* the close's stores: the slot's second and its accumulator */
+        const nx_acc *a = &pd->acc[s->npend];
+        __builtin_prefetch(&pd->sec[s->npend], 1);
+        __builtin_prefetch(a, 1);
+        __builtin_prefetch((const char *)(a + 1) - 1, 1);
+    }
+    if (nx_type_has_quantiles((nx_type)s->type) && s->open_dd &&
+        (s->nqbuf == NX_QBUF_MAX || (closes && s->nqbuf))) {
+        /* the drain reads the sketch's header and stores (two lines) */
+        __builtin_prefetch(s->open_dd, 1);
+        __builtin_prefetch((const char *)s->open_dd + 64, 1);
+    }
+}
+
 /* ---- updates ------------------------------------------------------------------------- */
 
 /* A set member's hash goes to the sliding HLL (every window's distinct
