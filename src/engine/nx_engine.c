@@ -1365,8 +1365,9 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         s->open_m.count += w;
         return 0;
     }
-    /* counters and gauges: their open bucket is its moments */
-    nx_moments_add(&s->open_m, v, w);
+    /* counters and gauges: their open bucket is its moments (v and w were
+     * checked above; a gauge delta's sum too) */
+    nx_moments_add_checked(&s->open_m, v, w);
     return 0;
 }
 
