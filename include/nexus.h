@@ -181,6 +181,25 @@ int nx_stream_key_build(const char *name, size_t name_len, nx_tag *tags, size_t 
 int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
                      nx_stream **out);
 nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len);
+/*
+ * Batch lookups, for a caller that applies many events at once (nexusd's
+ * StatsD path, src/server/nx_apply.c): hash each key once with
+ * nx_stream_key_hash(); nx_tenant_stream_prefetch() fetches the table slot
+ * the lookup will probe first; a few events later
+ * nx_tenant_stream_prefetch_found() reads that slot and fetches the lines of
+ * the stream it names that the lookup's key compare and an update of `type`
+ * touch; nx_tenant_stream_find_hashed() and nx_tenant_stream_hashed() are
+ * nx_tenant_stream_find() and nx_tenant_stream() with the hash given. The
+ * prefetches are only hints: any key, any tenant, any time.
+ */
+uint64_t nx_stream_key_hash(const char *key, size_t key_len);
+void nx_tenant_stream_prefetch(const nx_tenant *t, uint64_t hash);
+void nx_tenant_stream_prefetch_found(const nx_tenant *t, uint64_t hash, nx_type type,
+                                     size_t key_len);
+nx_stream *nx_tenant_stream_find_hashed(const nx_tenant *t, const char *key, size_t key_len,
+                                        uint64_t hash);
+int nx_tenant_stream_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t hash,
+                            nx_type type, nx_stream **out);
 /* Deletes one stream and gives its bytes back to the tenant. NX_ENOENT if absent. */
 int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len);
 /* Calls fn for each stream of the tenant; stops early when fn returns non-zero.

@@ -40,6 +40,7 @@
  */
 #include <assert.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
@@ -706,23 +707,68 @@ int nx_tenant_stream_insert(nx_tenant *t, const char *key, size_t key_len, nx_ty
     return 0;
 }
 
-nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
+nx_stream *nx_tenant_stream_find_hashed(const nx_tenant *t, const char *key, size_t key_len,
+                                        uint64_t hash)
 {
     if (t->streams.count == 0)
         return NULL;
     bool found;
-    uint32_t i = table_probe(&t->streams, nx_hash_bytes(key, key_len), key, key_len, stream_eq,
-                             &found);
+    uint32_t i = table_probe(&t->streams, hash, key, key_len, stream_eq, &found);
     return found ? t->streams.slot[i].ptr : NULL;
 }
 
-int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
-                     nx_stream **out)
+nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len)
+{
+    return nx_tenant_stream_find_hashed(t, key, key_len, nx_hash_bytes(key, key_len));
+}
+
+uint64_t nx_stream_key_hash(const char *key, size_t key_len)
+{
+    return nx_hash_bytes(key, key_len);
+}
+
+void nx_tenant_stream_prefetch(const nx_tenant *t, uint64_t hash)
+{
+    const nx_table *tb = &t->streams;
+    if (tb->cap)
+        __builtin_prefetch(&tb->slot[(uint32_t)hash & (tb->cap - 1)]);
+}
+
+/* Probes at most this many slots for a hint (a table is at most 3/4 full:
+ * nearly every key sits within a few slots of its home). */
+#define PREFETCH_PROBE_MAX 4
+
+void nx_tenant_stream_prefetch_found(const nx_tenant *t, uint64_t hash, nx_type type,
+                                     size_t key_len)
+{
+    const nx_table *tb = &t->streams;
+    if (!tb->cap)
+        return;
+    uint32_t mask = tb->cap - 1, i = (uint32_t)hash & mask;
+    for (int n = 0; n < PREFETCH_PROBE_MAX; n++, i = (i + 1) & mask) {
+        const nx_table_slot *sl = &tb->slot[i];
+        if (!sl->ptr)
+            return;
+        if (sl->hash != hash)
+            continue;
+        /* the key compare reads key_len and the key, the update the first
+         * lines (nx_stream_prefetch_type) */
+        const char *k = (const char *)sl->ptr + offsetof(nx_stream, key_len);
+        const char *kend = (const char *)sl->ptr + offsetof(nx_stream, key) + key_len;
+        for (uintptr_t a = (uintptr_t)k & ~(uintptr_t)63; a < (uintptr_t)kend; a += 64)
+            __builtin_prefetch((const void *)a);
+        nx_stream_prefetch_type(sl->ptr, type);
+        return;
+    }
+}
+
+int nx_tenant_stream_hashed(nx_tenant *t, const char *key, size_t key_len, uint64_t hash,
+                            nx_type type, nx_stream **out)
 {
     if (key_len == 0 || key_len > NX_STREAM_KEY_MAX || type < NX_TYPE_COUNTER ||
         type > NX_TYPE_SET)
         return NX_EINVAL;
-    nx_stream *s = nx_tenant_stream_find(t, key, key_len);
+    nx_stream *s = nx_tenant_stream_find_hashed(t, key, key_len, hash);
     if (s) {
         if (s->type != type) {
             t->st.rejected_type++;
@@ -737,6 +783,12 @@ int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type
         return NX_EQUOTA;
     }
     return nx_tenant_stream_insert(t, key, key_len, type, out);
+}
+
+int nx_tenant_stream(nx_tenant *t, const char *key, size_t key_len, nx_type type,
+                     nx_stream **out)
+{
+    return nx_tenant_stream_hashed(t, key, key_len, nx_hash_bytes(key, key_len), type, out);
 }
 
 int nx_tenant_stream_delete(nx_tenant *t, const char *key, size_t key_len)

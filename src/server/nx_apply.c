@@ -10,6 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A StatsD line between the stages of nx_applier_apply (see below). */
+typedef struct nx_apply_line {
+    const char *line;   /* for reject callbacks */
+    size_t len;
+    nx_statsd_line l;   /* l.tags is stale after stage 1 (the array is reused) */
+    nx_tenant *t;
+    uint32_t tnum;      /* the gate's tenant number */
+    uint32_t key_off, key_len;
+    uint64_t hash;
+} nx_apply_line;
+
 int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
 {
     memset(a, 0, sizeof(*a));
@@ -17,12 +28,13 @@ int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
     a->lim = *lim;
     a->tags = calloc((size_t)lim->max_tags + 1, sizeof(nx_tag));
     /* key = name + for each tag '|' k ':' v: never longer than the line */
-    a->key_cap = (size_t)lim->max_line + 2 * ((size_t)lim->max_tags + 1) + 16;
+    a->key_cap = (size_t)lim->max_line + 2 * ((size_t)lim->max_tags + 1) + 16 + NX_APPLY_KEY_ROOM;
     a->key = malloc(a->key_cap);
+    a->lines = malloc(NX_APPLY_CHUNK * sizeof(*a->lines));
     a->nxb = malloc(sizeof(*a->nxb));
     a->nxb_streams = calloc(NX_NXB_MAX_STREAMS, sizeof(nx_stream *));
     a->nxb_serr = calloc(NX_NXB_MAX_STREAMS, sizeof(int));
-    if (!a->tags || !a->key || !a->nxb || !a->nxb_streams || !a->nxb_serr) {
+    if (!a->tags || !a->key || !a->lines || !a->nxb || !a->nxb_streams || !a->nxb_serr) {
         nx_applier_free(a);
         return NX_ENOMEM;
     }
@@ -36,6 +48,8 @@ void nx_applier_free(nx_applier *a)
     free(a->nxb);
     free(a->nxb_streams);
     free(a->nxb_serr);
+    free(a->lines);
+    a->lines = NULL;
     a->nxb_serr = NULL;
     a->tags = NULL;
     a->key = NULL;
@@ -83,35 +97,64 @@ typedef struct tenant_cache {
     uint32_t num;   /* from the gate */
 } tenant_cache;
 
-/* Applies one line; returns after counting it. */
-static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_t len,
-                       nx_apply_result *res, tenant_cache *tc)
+/*
+ * StatsD lines go through three stages, in chunks of up to NX_APPLY_CHUNK
+ * lines of a batch (DPDK-style: the stream a line names is seldom in cache,
+ * and a line at a time would wait for the tenant's table slot, then the
+ * stream's key, then its lines, one miss after the other):
+ *   1. prepare: parse, build the key (into the chunk's key arena), resolve
+ *      the tenant, hash the key and prefetch its table slot;
+ *   2. hint (NX_APPLY_AHEAD lines before 3): read the slot, prefetch the
+ *      stream's key and the lines its update touches; then, NX_APPLY_NEXT
+ *      lines before 3, for types with sketches: find the stream (its lines
+ *      in cache by now) and prefetch what its update will touch beyond them
+ *      (nx_stream_prefetch_next: the open DDSketch, the pending ring);
+ *   3. apply: rate limit, find or create the stream, apply each value.
+ * Every stage takes the lines in order, so the outcome is the one of
+ * applying them one by one (stage 1 only reads the parsed line and creates
+ * tenants, which stage 3 of earlier lines never depends on); only the
+ * order of the reject callbacks between stages differs.
+ */
+/* The key room one more line may need: its key is at most its own bytes
+ * plus a separator per tag (nx_stream_key_build) and the NUL. */
+static size_t key_bound(const nx_applier *a, size_t len)
 {
-    nx_statsd_line l;
+    return len + 2 * ((size_t)a->lim.max_tags + 1) + 16;
+}
+
+/* Stage 1. Returns true when the line waits for stage 3 in *pl (its key at
+ * key + used); false when it was rejected (and counted). */
+static bool line_prepare(nx_applier *a, const nx_batch *b, const char *line, size_t len,
+                         nx_apply_result *res, tenant_cache *tc, size_t used,
+                         nx_apply_line *pl)
+{
+    nx_statsd_line *l = &pl->l;
     int64_t now = b->recv_ms;
     res->lines++;
-    int rc = nx_statsd_parse(line, len, &a->lim, a->tags, &l);
+    int rc = nx_statsd_parse(line, len, &a->lim, a->tags, l);
     if (rc != NX_SD_OK) {
         reject(a, res, rc, line, len, now);
-        return;
+        return false;
     }
-    int klen = nx_stream_key_build(l.name, l.name_len, l.tags, l.ntags, a->key, a->key_cap);
+    char *key = a->key + used;
+    int klen = nx_stream_key_build(l->name, l->name_len, l->tags, l->ntags, key, a->key_cap - used);
+    l->tags = NULL;
     if (klen < 0) {
         reject(a, res, klen == NX_ETOOBIG ? NX_SD_TOO_LONG : NX_SD_BAD_NAME, line, len, now);
-        return;
+        return false;
     }
-    const char *tid = l.tenant ? l.tenant : b->tenant;
-    size_t tlen = l.tenant ? l.tenant_len : b->tenant_len;
-    if (l.tenant && b->tenant_locked &&
-        (l.tenant_len != b->tenant_len || memcmp(l.tenant, b->tenant, tlen) != 0)) {
+    const char *tid = l->tenant ? l->tenant : b->tenant;
+    size_t tlen = l->tenant ? l->tenant_len : b->tenant_len;
+    if (l->tenant && b->tenant_locked &&
+        (l->tenant_len != b->tenant_len || memcmp(l->tenant, b->tenant, tlen) != 0)) {
         reject(a, res, NX_SD_WRONG_TENANT, line, len, now);
-        return;
+        return false;
     }
     nx_tenant *t;
     if ((tc->t || tc->reason) && tc->len == tlen && memcmp(tc->id, tid, tlen) == 0) {
         if (!tc->t) {
             reject(a, res, tc->reason, line, len, now);
-            return;
+            return false;
         }
         t = tc->t;
     } else {
@@ -119,23 +162,42 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
         if (a->gate && (rc = a->gate(a->gate_arg, b, tid, tlen, &g)) != NX_SD_OK) {
             *tc = (tenant_cache){.id = tid, .len = tlen, .reason = rc};
             reject(a, res, rc, line, len, now);
-            return;
+            return false;
         }
         rc = nx_engine_tenant(a->engine, tid, tlen, &t);
         if (rc < 0) {
             reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
-            return;
+            return false;
         }
         if (a->gate)
             nx_tenant_set_limits(t, g.max_streams, g.max_bytes);
         *tc = (tenant_cache){.id = tid, .len = tlen, .t = t, .num = g.num};
     }
-    uint32_t nvals = l.nvalues;
+    pl->line = line;
+    pl->len = len;
+    pl->t = t;
+    pl->tnum = tc->num;
+    pl->key_off = (uint32_t)used;
+    pl->key_len = (uint32_t)klen;
+    pl->hash = nx_stream_key_hash(key, (size_t)klen);
+    nx_tenant_stream_prefetch(t, pl->hash);
+    return true;
+}
+
+/* Stage 3: the line's values, counted. */
+static void line_apply(nx_applier *a, const nx_batch *b, const nx_apply_line *pl,
+                       nx_apply_result *res)
+{
+    const nx_statsd_line *l = &pl->l;
+    const char *key = a->key + pl->key_off, *line = pl->line;
+    size_t len = pl->len;
+    int64_t now = b->recv_ms;
+    uint32_t nvals = l->nvalues;
     if (a->take && b->source != NX_SRC_REPLAY) {
-        uint32_t granted = a->take(a->gate_arg, tc->num, l.nvalues, now);
-        assert(granted <= l.nvalues);
-        if (granted < l.nvalues) {
-            uint32_t d = l.nvalues - granted;
+        uint32_t granted = a->take(a->gate_arg, pl->tnum, l->nvalues, now);
+        assert(granted <= l->nvalues);
+        if (granted < l->nvalues) {
+            uint32_t d = l->nvalues - granted;
             res->rejected += d;
             res->reasons[NX_SD_RATE_LIMITED] += d;
             if (a->on_reject)
@@ -146,18 +208,18 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
         nvals = granted;
     }
     nx_stream *s;
-    rc = nx_tenant_stream(t, a->key, (size_t)klen, l.type, &s);
+    int rc = nx_tenant_stream_hashed(pl->t, key, pl->key_len, pl->hash, l->type, &s);
     if (rc < 0) {
         reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
         return;
     }
     nx_update u;
     memset(&u, 0, sizeof(u));
-    u.weight = l.type == NX_TYPE_GAUGE ? 1.0 : 1.0 / l.rate;
-    u.ts_ms = l.ts_ms;
+    u.weight = l->type == NX_TYPE_GAUGE ? 1.0 : 1.0 / l->rate;
+    u.ts_ms = l->ts_ms;
     uint32_t pos = 0;
     nx_statsd_value v;
-    while (nvals-- > 0 && nx_statsd_value_next(&l, &pos, &v)) {
+    while (nvals-- > 0 && nx_statsd_value_next(l, &pos, &v)) {
         u.value = v.value;
         u.gauge_delta = v.delta;
         u.member = v.member;
@@ -168,8 +230,30 @@ static void apply_line(nx_applier *a, const nx_batch *b, const char *line, size_
         } else {
             res->events++;
             if (a->on_event)
-                a->on_event(a->event_arg, t, a->key, (size_t)klen, &u, now);
+                a->on_event(a->event_arg, pl->t, key, pl->key_len, &u, now);
         }
+    }
+}
+
+/* Stages 2 and 3 over a prepared chunk. */
+static void chunk_apply(nx_applier *a, const nx_batch *b, uint32_t n, nx_apply_result *res)
+{
+    for (uint32_t i = 0; i < n + NX_APPLY_AHEAD; i++) {
+        if (i < n) {
+            const nx_apply_line *pl = &a->lines[i];
+            nx_tenant_stream_prefetch_found(pl->t, pl->hash, pl->l.type, pl->key_len);
+        }
+        if (i >= NX_APPLY_NEXT && i - NX_APPLY_NEXT < n) {
+            const nx_apply_line *pl = &a->lines[i - NX_APPLY_NEXT];
+            if (pl->l.type != NX_TYPE_COUNTER && pl->l.type != NX_TYPE_GAUGE) {
+                nx_stream *s = nx_tenant_stream_find_hashed(pl->t, a->key + pl->key_off,
+                                                            pl->key_len, pl->hash);
+                if (s)
+                    nx_stream_prefetch_next(s, b->recv_ms);
+            }
+        }
+        if (i >= NX_APPLY_AHEAD)
+            line_apply(a, b, &a->lines[i - NX_APPLY_AHEAD], res);
     }
 }
 
@@ -272,15 +356,25 @@ int nx_applier_apply(nx_applier *a, const nx_batch *b, nx_apply_result *res)
         return NX_EINVAL;
     const char *p = (const char *)b->data, *end = p + b->len;
     tenant_cache tc = {NULL, 0, NULL, 0, 0};
+    uint32_t n = 0;
+    size_t used = 0;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         size_t len = (size_t)(le - p);
         if (len && p[len - 1] == '\r')
             len--;
-        if (len)
-            apply_line(a, b, p, len, res, &tc);
+        if (len && (n == NX_APPLY_CHUNK || a->key_cap - used < key_bound(a, len))) {
+            chunk_apply(a, b, n, res); /* full: apply it, then this line */
+            n = 0;
+            used = 0;
+        }
+        if (len && line_prepare(a, b, p, len, res, &tc, used, &a->lines[n])) {
+            used += a->lines[n].key_len + 1;
+            n++;
+        }
         p = nl ? nl + 1 : end;
     }
+    chunk_apply(a, b, n, res);
     return 0;
 }

@@ -9,10 +9,11 @@
  * replaying a WAL of batches through it rebuilds the same summaries.
  *
  * StatsD payloads are split into lines ('\n', optional '\r'); each line is
- * parsed (ingest/nx_statsd.h), its key built into a scratch buffer, its
- * tenant and stream looked up (created on first use) and each value applied.
- * Nothing is allocated per line except what the engine allocates for a new
- * tenant or stream.
+ * parsed (ingest/nx_statsd.h), its key built into a scratch arena, its
+ * tenant and stream looked up (created on first use) and each value applied,
+ * in chunks of up to NX_APPLY_CHUNK lines whose stream lookups are
+ * prefetched ahead of their updates (see nx_apply.c). Nothing is allocated
+ * per line except what the engine allocates for a new tenant or stream.
  */
 #ifndef NX_APPLY_H
 #define NX_APPLY_H
@@ -98,12 +99,25 @@ typedef int (*nx_gate_fn)(void *arg, const nx_batch *b, const char *id, size_t l
                           nx_tenant_gate *g);
 typedef uint32_t (*nx_take_fn)(void *arg, uint32_t num, uint32_t n, int64_t recv_ms);
 
+/* Lines of a batch parsed before the first of them is applied; how many
+ * lines ahead of its update a stream's lines are prefetched, and how many
+ * ahead what the update touches beyond them (bench_statsd
+ * statsd_apply_warm_rate, measured side by side: +13% for the first, 4
+ * ahead beating 8 and 32; +7% more for the second). */
+#define NX_APPLY_CHUNK 32
+#define NX_APPLY_AHEAD 4
+#define NX_APPLY_NEXT 2
+/* Key arena beyond the longest line's key: the keys of a chunk of short
+ * lines fit (~40 bytes each + the per-line bound, nx_apply.c key_bound). */
+#define NX_APPLY_KEY_ROOM 16384
+
 typedef struct nx_applier {
     nx_engine *engine;
     nx_statsd_limits lim;
     nx_tag *tags;        /* lim.max_tags + 1 */
-    char *key;           /* scratch for the canonical stream key */
+    char *key;           /* arena for the canonical keys of a chunk */
     size_t key_cap;
+    struct nx_apply_line *lines; /* NX_APPLY_CHUNK lines between stages */
     nx_reject_fn on_reject;
     void *reject_arg;
     /* NXB: the decoded batch (~16 KB) and its streams, reused per batch;

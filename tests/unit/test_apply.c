@@ -2,15 +2,18 @@
  * test_apply.c — a batch applies exactly as its lines one by one.
  *
  * nx_applier_apply() keeps per-batch state (the tenant of the previous line,
- * the gate's answer for it) and may one day reorder work inside a batch for
- * speed (a three-pass pipeline was tried twice and reverted: within noise).
- * The reference is the same applier fed one line per batch, where no state
- * carries over. Random datagrams (several tenants and metrics, every type,
+ * the gate's answer for it) and works in chunks of up to NX_APPLY_CHUNK
+ * lines, each line in three stages (parse and prefetch the table slot; find
+ * the stream and prefetch it; apply), ending a chunk early when its keys
+ * fill the key arena. The reference is the same applier fed one line per
+ * batch, where no state carries over. Random datagrams (several tenants and metrics, every type,
  * gauge deltas, sample rates, multi-value lines, malformed lines, type
  * clashes, a stream quota and an events/s quota in the gate) must give the
  * same results (lines, events, rejections by reason) and byte-identical
  * engine encodings. Gauges make order visible: their last value is the last
- * line's.
+ * line's. test_chunks_and_long_keys sends datagrams of up to 120 lines, some
+ * with ~1.5 KB metric names, so that chunks end both on the line count and
+ * on the arena.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,8 +56,9 @@ static uint32_t take(void *arg, uint32_t num, uint32_t n, int64_t recv_ms)
     return k;
 }
 
-/* One random line into p; returns its length. */
-static int random_line(char *p, size_t cap)
+/* One random line into p; returns its length. long_names: some metric
+ * names are ~1.5 KB (still one of a few streams per tenant). */
+static int random_line(char *p, size_t cap, int long_names)
 {
     static const char *types[] = {"c", "g", "ms", "h", "d", "s"};
     uint64_t r = rng();
@@ -65,7 +69,12 @@ static int random_line(char *p, size_t cap)
     type = base[metric];
     if (r % 17 == 0) /* the same metric with another type: a clash */
         type = (type + 1 + (int)((r >> 40) % 5)) % 6;
-    int n = snprintf(p, cap, "m%d:", metric);
+    int n = snprintf(p, cap, "m%d", metric);
+    if (long_names && (r >> 60) % 2 == 0) {
+        memset(p + n, 'x', 1500);
+        n += 1500;
+    }
+    n += snprintf(p + n, cap - (size_t)n, ":");
     int nv = 1 + (int)((r >> 24) % 3);
     for (int i = 0; i < nv; i++) {
         uint64_t v = rng();
@@ -121,21 +130,34 @@ static void apply(side *sd, const char *data, size_t len, int64_t now)
     assert_int_equal(nx_applier_apply(&sd->ap, &b, &sd->res), 0);
 }
 
-static void test_batch_equals_line_by_line(void **state)
+/* rounds x 30 random datagrams of 1..max_lines lines, whole vs line by line. */
+static void batches_vs_lines(int rounds, int max_lines, int long_names)
 {
-    (void)state;
-    for (int round = 0; round < 20; round++) {
-        rng_state = 0xA11CE + (uint64_t)round;
+    static char buf[262144];
+    for (int round = 0; round < rounds; round++) {
+        rng_state = 0xA11CE + (uint64_t)round + (uint64_t)long_names * 1000;
         side whole, single;
         side_init(&whole);
         side_init(&single);
         int64_t now = 1700000000000ll;
+        uint64_t chunks_by_arena = 0;
         for (int dgram = 0; dgram < 30; dgram++) {
-            char buf[8192];
-            size_t n = 0;
-            int nlines = 1 + (int)(rng() % 40);
+            size_t n = 0, room = 0;
+            int nlines = 1 + (int)(rng() % (uint64_t)max_lines), in_chunk = 0;
             for (int i = 0; i < nlines; i++) {
-                n += (size_t)random_line(buf + n, sizeof(buf) - n - 2);
+                size_t l0 = n;
+                n += (size_t)random_line(buf + n, sizeof(buf) - n - 2, long_names);
+                /* the applier's arena rule (nx_apply.c key_bound), counted
+                 * to show that this workload reaches it */
+                size_t bound = n - l0 + 2 * (64 + 1) + 16;
+                if (in_chunk == NX_APPLY_CHUNK || room < bound) {
+                    if (in_chunk && in_chunk < NX_APPLY_CHUNK)
+                        chunks_by_arena++;
+                    in_chunk = 0;
+                    room = whole.ap.key_cap;
+                }
+                in_chunk++;
+                room -= n - l0 + 1;
                 buf[n++] = rng() % 11 ? '\n' : '\r';
                 if (buf[n - 1] == '\r')
                     buf[n++] = '\n';
@@ -160,6 +182,8 @@ static void test_batch_equals_line_by_line(void **state)
         assert_true(whole.res.reasons[NX_SD_TYPE_MISMATCH] > 0);
         assert_true(whole.res.reasons[NX_SD_QUOTA] > 0);
         assert_true(whole.res.reasons[NX_SD_RATE_LIMITED] > 0);
+        if (long_names)
+            assert_true(chunks_by_arena > 0);
         nx_buf a = {0}, b = {0};
         assert_int_equal(nx_engine_encode(whole.e, &a), 0);
         assert_int_equal(nx_engine_encode(single.e, &b), 0);
@@ -170,6 +194,18 @@ static void test_batch_equals_line_by_line(void **state)
         side_free(&whole);
         side_free(&single);
     }
+}
+
+static void test_batch_equals_line_by_line(void **state)
+{
+    (void)state;
+    batches_vs_lines(20, 40, 0);
+}
+
+static void test_chunks_and_long_keys(void **state)
+{
+    (void)state;
+    batches_vs_lines(6, 120, 1);
 }
 
 /* Gauges: the last line of a batch wins, also on consecutive lines. */
@@ -202,6 +238,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch_equals_line_by_line),
+        cmocka_unit_test(test_chunks_and_long_keys),
         cmocka_unit_test(test_gauge_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

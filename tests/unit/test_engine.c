@@ -648,10 +648,60 @@ static void test_prefetch_hints(void **st)
     nx_engine_destroy(e);
 }
 
+/* The batch-lookup API: the hashed calls find, create and refuse exactly
+ * as the plain ones (the table grows under them), and the lookup hints are
+ * harmless on an empty tenant, with any hash, any type. */
+static void test_hashed_lookups(void **st)
+{
+    (void)st;
+    nx_engine *e = mk_engine();
+    nx_tenant *t;
+    assert_int_equal(nx_engine_tenant(e, "acme", 4, &t), 0);
+    nx_tenant_stream_prefetch(t, 42); /* no table yet */
+    nx_tenant_stream_prefetch_found(t, 42, NX_TYPE_TIMER, 3);
+    assert_null(nx_tenant_stream_find_hashed(t, "abc", 3, nx_stream_key_hash("abc", 3)));
+    nx_stream *made[300];
+    for (int i = 0; i < 300; i++) {
+        char key[32];
+        int n = snprintf(key, sizeof key, "metric.%d|host:h%d", i, i % 7);
+        uint64_t h = nx_stream_key_hash(key, (size_t)n);
+        nx_type type = (nx_type)(NX_TYPE_COUNTER + i % 4);
+        nx_tenant_stream_prefetch(t, h);
+        nx_tenant_stream_prefetch_found(t, h, type, (size_t)n);
+        nx_tenant_stream_prefetch_found(t, h ^ 1, type, (size_t)n); /* a wrong hash */
+        assert_int_equal(nx_tenant_stream_hashed(t, key, (size_t)n, h, type, &made[i]), 0);
+        nx_stream *again;
+        assert_int_equal(nx_tenant_stream_hashed(t, key, (size_t)n, h, type, &again), 0);
+        assert_ptr_equal(again, made[i]);
+        assert_int_equal(nx_tenant_stream_hashed(t, key, (size_t)n, h,
+                                                 (nx_type)(NX_TYPE_COUNTER + (i + 1) % 4), &again),
+                         NX_ETYPE);
+    }
+    for (int i = 0; i < 300; i++) {
+        size_t n;
+        const char *key = nx_stream_key(made[i], &n);
+        uint64_t h = nx_stream_key_hash(key, n);
+        nx_tenant_stream_prefetch_found(t, h, nx_stream_type(made[i]), n);
+        assert_ptr_equal(nx_tenant_stream_find_hashed(t, key, n, h), made[i]);
+        assert_ptr_equal(nx_tenant_stream_find(t, key, n), made[i]);
+    }
+    nx_tenant_stats ts;
+    nx_tenant_get_stats(t, &ts);
+    assert_int_equal(ts.streams, 300);
+    assert_int_equal(ts.rejected_type, 300);
+    nx_tenant_set_limits(t, 300, 0);
+    nx_stream *s;
+    assert_int_equal(nx_tenant_stream_hashed(t, "new", 3, nx_stream_key_hash("new", 3),
+                                             NX_TYPE_COUNTER, &s),
+                     NX_EQUOTA);
+    nx_engine_destroy(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tenant_hook),
+        cmocka_unit_test(test_hashed_lookups),
         cmocka_unit_test(test_tenants),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_streams_types_quota),
