@@ -16,7 +16,9 @@
  * counters, three for the others), as a batching ingest does, and for
  * quantile types calls nx_stream_prefetch_next() 4 events ahead. Also: the
  * same counter workload through the keyed
- * path (tenant lookup + stream lookup + update), bytes per stream (fresh,
+ * path (tenant lookup + stream lookup + update, one event at a time, and
+ * counter_updates_keyed_batch: in chunks of 32 with the batch-lookup
+ * prefetches of nexusd's apply path), bytes per stream (fresh,
  * idle, active), and the cost of 1m and 1h window reads; and
  * counter_memory_ceiling, the rate of a loop that only touches the same two
  * cache lines per event in the same pattern (what the machine's memory
@@ -314,6 +316,43 @@ static void bench_type(nx_type type, const char *name, double timed_s)
         }
         double kt = now_s() - t0;
         printf("counter_updates_keyed %.2f Mupdates/s/core\n", (double)(kend - warm) / kt / 1e6);
+        /* the same through the batch-lookup API in chunks of 32, as
+         * nexusd's StatsD apply path (src/server/nx_apply.c) does */
+        enum { CHUNK = 32, AHEAD = 4 };
+        nx_tenant *ct[CHUNK];
+        uint64_t ch[CHUNK];
+        base = base + (int64_t)kend * 1000 / EVENTS_PER_SEC + 1000;
+        t0 = now_s();
+        for (size_t c0 = warm; c0 < kend; c0 += CHUNK) {
+            size_t n = kend - c0 < CHUNK ? kend - c0 : CHUNK;
+            for (size_t k = 0; k < n; k++) {
+                uint32_t sidx = ev[(c0 + k) % pool_n].stream, tidx = sidx / PER_TENANT;
+                if (!(ct[k] = nx_engine_tenant_find(e, ids[tidx], ilen[tidx])))
+                    exit(1);
+                ch[k] = nx_stream_key_hash(keys[sidx], klen[sidx]);
+                nx_tenant_stream_prefetch(ct[k], ch[k]);
+            }
+            for (size_t k = 0; k < n + AHEAD; k++) {
+                if (k < n) {
+                    uint32_t sidx = ev[(c0 + k) % pool_n].stream;
+                    nx_tenant_stream_prefetch_found(ct[k], ch[k], NX_TYPE_COUNTER, klen[sidx]);
+                }
+                if (k < AHEAD)
+                    continue;
+                size_t j = k - AHEAD, i = c0 + j;
+                const bev *x = &ev[i % pool_n];
+                nx_stream *s;
+                if (nx_tenant_stream_hashed(ct[j], keys[x->stream], klen[x->stream], ch[j],
+                                            NX_TYPE_COUNTER, &s))
+                    exit(1);
+                u.value = x->value;
+                if (nx_stream_update(s, &u, base + (int64_t)i * 1000 / EVENTS_PER_SEC))
+                    exit(1);
+            }
+        }
+        kt = now_s() - t0;
+        printf("counter_updates_keyed_batch %.2f Mupdates/s/core\n",
+               (double)(kend - warm) / kt / 1e6);
         free(keys);
         free(ids);
         free(klen);
