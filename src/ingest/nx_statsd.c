@@ -326,6 +326,8 @@ static int check_values(nx_statsd_line *l)
         double d;
         if (nx_statsd_parse_double(v, vl, &d) != NX_OK)
             return NX_SD_BAD_VALUE;
+        if (n == 0)
+            l->value0 = d;
         n++;
         if (!c)
             break;
@@ -426,11 +428,17 @@ int nx_statsd_value_next(const nx_statsd_line *l, uint32_t *pos, nx_statsd_value
         return 1;
     }
     const char *p = l->values + *pos;
-    const char *c = memchr(p, ':', l->values_len - *pos);
-    size_t n = c ? (size_t)(c - p) : l->values_len - *pos;
-    int rc = nx_statsd_parse_double(p, n, &v->value);
-    assert(rc == NX_OK); /* validated by nx_statsd_parse */
-    (void)rc;
+    size_t n;
+    if (*pos == 0 && l->nvalues == 1) { /* the common line: parsed already */
+        n = l->values_len;
+        v->value = l->value0;
+    } else {
+        const char *c = memchr(p, ':', l->values_len - *pos);
+        n = c ? (size_t)(c - p) : l->values_len - *pos;
+        int rc = nx_statsd_parse_double(p, n, &v->value);
+        assert(rc == NX_OK); /* validated by nx_statsd_parse */
+        (void)rc;
+    }
     v->delta = l->type == NX_TYPE_GAUGE && (p[0] == '+' || p[0] == '-');
     *pos += (uint32_t)n + 1;
     return 1;

@@ -81,6 +81,8 @@ typedef struct nx_statsd_line {
     const char *tenant;   /* NULL: use the listener's default tenant */
     uint32_t tenant_len;
     int64_t ts_ms;        /* 0 when absent */
+    double value0;        /* numeric types: the first value (parsed once, by
+                           * the validation; nx_statsd_value_next reuses it) */
 } nx_statsd_line;
 
 /*
