@@ -189,8 +189,10 @@ nx_stream *nx_tenant_stream_find(nx_tenant *t, const char *key, size_t key_len);
  * nx_tenant_stream_prefetch_found() reads that slot and fetches the lines of
  * the stream it names that the lookup's key compare and an update of `type`
  * touch; nx_tenant_stream_find_hashed() and nx_tenant_stream_hashed() are
- * nx_tenant_stream_find() and nx_tenant_stream() with the hash given. The
- * prefetches are only hints: any key, any tenant, any time.
+ * nx_tenant_stream_find() and nx_tenant_stream() with the hash given, which
+ * must be nx_stream_key_hash() of that key (with another, the find misses
+ * and the create answers NX_EEXIST). The prefetches are only hints: any
+ * key, any tenant, any time.
  */
 uint64_t nx_stream_key_hash(const char *key, size_t key_len);
 void nx_tenant_stream_prefetch(const nx_tenant *t, uint64_t hash);

@@ -737,6 +737,8 @@ void nx_tenant_stream_prefetch(const nx_tenant *t, uint64_t hash)
 /* Probes at most this many slots for a hint (a table is at most 3/4 full:
  * nearly every key sits within a few slots of its home). */
 #define PREFETCH_PROBE_MAX 4
+/* Lines of a stream's key (from key_len) that a hint fetches. */
+#define PREFETCH_KEY_LINES 3
 
 void nx_tenant_stream_prefetch_found(const nx_tenant *t, uint64_t hash, nx_type type,
                                      size_t key_len)
@@ -751,11 +753,13 @@ void nx_tenant_stream_prefetch_found(const nx_tenant *t, uint64_t hash, nx_type 
             return;
         if (sl->hash != hash)
             continue;
-        /* the key compare reads key_len and the key, the update the first
-         * lines (nx_stream_prefetch_type) */
+        /* the key compare reads key_len and the key (its first lines: a
+         * long key's compare streams on), the update the first lines
+         * (nx_stream_prefetch_type) */
         const char *k = (const char *)sl->ptr + offsetof(nx_stream, key_len);
         const char *kend = (const char *)sl->ptr + offsetof(nx_stream, key) + key_len;
-        for (uintptr_t a = (uintptr_t)k & ~(uintptr_t)63; a < (uintptr_t)kend; a += 64)
+        uintptr_t a = (uintptr_t)k & ~(uintptr_t)63;
+        for (int l = 0; l < PREFETCH_KEY_LINES && a < (uintptr_t)kend; l++, a += 64)
             __builtin_prefetch((const void *)a);
         nx_stream_prefetch_type(sl->ptr, type);
         return;

@@ -685,6 +685,28 @@ static void test_hashed_lookups(void **st)
         assert_ptr_equal(nx_tenant_stream_find_hashed(t, key, n, h), made[i]);
         assert_ptr_equal(nx_tenant_stream_find(t, key, n), made[i]);
     }
+    /* a hash that is not the key's: the find misses, the create refuses */
+    {
+        size_t n;
+        const char *key = nx_stream_key(made[7], &n);
+        uint64_t wrong = nx_stream_key_hash(key, n) ^ 0x5555;
+        nx_stream *s;
+        assert_null(nx_tenant_stream_find_hashed(t, key, n, wrong));
+        assert_int_equal(nx_tenant_stream_hashed(t, key, n, wrong, nx_stream_type(made[7]), &s),
+                         NX_EEXIST);
+    }
+    /* a long key: the hint fetches its first lines only */
+    {
+        char big[3000];
+        memset(big, 'k', sizeof big);
+        uint64_t h = nx_stream_key_hash(big, sizeof big);
+        nx_stream *s, *again;
+        assert_int_equal(nx_tenant_stream_hashed(t, big, sizeof big, h, NX_TYPE_TIMER, &s), 0);
+        nx_tenant_stream_prefetch_found(t, h, NX_TYPE_TIMER, sizeof big);
+        assert_int_equal(nx_tenant_stream_hashed(t, big, sizeof big, h, NX_TYPE_TIMER, &again), 0);
+        assert_ptr_equal(s, again);
+        assert_int_equal(nx_tenant_stream_delete(t, big, sizeof big), 0);
+    }
     nx_tenant_stats ts;
     nx_tenant_get_stats(t, &ts);
     assert_int_equal(ts.streams, 300);
