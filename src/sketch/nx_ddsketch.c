@@ -40,8 +40,9 @@
  *   dense:  doubles over keys [lo, lo + cap); add = one bounds check and one
  *           store. The array grows geometrically with slack on both sides,
  *           so once the range of the stream is covered no add allocates;
- *           nx_ddsketch_fit cuts it back to the used range (windows call
- *           it when a sub-bucket completes: store_fit says why).
+ *           nx_ddsketch_fit cuts it back to the used range (windows have
+ *           it done, by nx_ddsketch_freeze, when a sub-bucket completes:
+ *           store_fit says why).
  *   frozen: a dense store whose counts are floats, each exactly the double
  *           it stands for (nx_ddsketch_freeze: a window's complete
  *           sub-bucket of 30 s or more); read like a dense store
@@ -459,6 +460,12 @@ static int store_make_sparse(dd_store *st, uint32_t nnz, bool keep)
     return 0;
 }
 
+/* Whether a dense array has slack worth a copy to fit it to `range`. */
+static inline bool fit_has_slack(const dd_store *st, uint32_t range)
+{
+    return st->cap > range + range / 8 + 8;
+}
+
 /* Fits a dense store's array to its used range [min_key, max_key], or
  * makes it sparse with the same bins when that range is far too sparse for
  * an array (dense_too_sparse); cuts a sparse store's block to its entries.
@@ -469,12 +476,6 @@ static int store_make_sparse(dd_store *st, uint32_t nnz, bool keep)
  * sparse block doubles as it grows (up to 2x its entries). Left alone:
  * empty stores and those within 1/8 (+ a few entries) of what they hold.
  * Best effort: without memory nothing changes. */
-/* Whether a dense array has slack worth a copy to fit it to `range`. */
-static inline bool fit_has_slack(const dd_store *st, uint32_t range)
-{
-    return st->cap > range + range / 8 + 8;
-}
-
 static void store_fit(dd_store *st)
 {
     if (!st->dense) {
@@ -777,7 +778,7 @@ static double store_total(const dd_store *st)
  * within seconds and then take the dense path for good; a store merged
  * into once (a one-second sketch) stays sparse. The range bound keeps a
  * wide, thin store sparse (dense would be more than ~5x its sparse block).
- * Complete window sub-buckets are fitted (nx_ddsketch_fit), which makes a
+ * Complete window sub-buckets are fitted (by nx_ddsketch_freeze), which makes a
  * too sparse dense store sparse again, and a cleared store is judged by
  * what it held (store_reset_to_sparse), so memory stays as it was: bench
  * NX_BENCH_STEADY distribution stream 93.3 -> 96.0 KB. */

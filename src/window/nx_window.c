@@ -431,16 +431,12 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
         if ((rc = window_hand_on(w, ci, c * (int64_t)w->bucket_s, sink)))
             return rc;
         /* complete: from now on read, subtracted and cleared (late events
-         * aside), so its bins need only the room they take; sub-buckets of
-         * 30 s and more (the 5 m and 1 h windows: most of a timer stream's
-         * bytes, minutes in their window) also hold exact float counts
-         * (half the bytes), which an add would undo for one allocation */
-        if (w->sk && w->sk[ci].dd) {
-            if (w->bucket_s >= NX_WINDOW_FREEZE_S)
-                nx_ddsketch_freeze(w->sk[ci].dd);
-            else if (w->bucket_s >= NX_WINDOW_FIT_S)
-                nx_ddsketch_fit(w->sk[ci].dd);
-        }
+         * aside), so its bins need only the room they take, as exact float
+         * counts (half the bytes) where they are floats, which an add would
+         * undo for one allocation; sub-buckets of 5 s and more (the 1 m, 5 m
+         * and 1 h windows: most of a timer stream's bytes) */
+        if (w->sk && w->sk[ci].dd && w->bucket_s >= NX_WINDOW_FREEZE_S)
+            nx_ddsketch_freeze(w->sk[ci].dd);
     }
     w->cur_k = c + 1;
     return 0;

@@ -223,16 +223,15 @@ bool nx_window_valid_at(const nx_window *w, int64_t sec);
 /* store: room for n+1 slots that the window may use for its ring instead of
  * allocating one (the engine keeps all rings of a stream in one block, so a
  * bucket close touches one or two pages), or NULL. */
-/* The DDSketch of a complete sub-bucket of NX_WINDOW_FIT_S seconds or more
- * is fitted to its bins (nx_ddsketch_fit), of NX_WINDOW_FREEZE_S or more
- * also frozen (nx_ddsketch_freeze). Shorter sub-buckets are left alone:
+/* The DDSketch of a complete sub-bucket of NX_WINDOW_FREEZE_S seconds or
+ * more is frozen (nx_ddsketch_freeze: float counts, or, when a count is not
+ * a float, fitted to its bins). Shorter sub-buckets are left alone:
  * their sketches are recycled within seconds and would grow back, an
  * allocation or three per stream and second (bench_engine distributions
  * -3% when the 1 s sub-buckets of the 10 s window were fitted too, -4%
  * when frozen). Freezing the 5 s ones too (30 s before): bench_engine
  * distributions +4-7% and 12% fewer active bytes (59.9 -> 52.6 KB), 96.0 ->
  * 86.6 KB at steady state; each is recycled only every 65 s. */
-#define NX_WINDOW_FIT_S 5u
 #define NX_WINDOW_FREEZE_S 5u
 
 void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot *store);
