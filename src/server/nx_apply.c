@@ -19,6 +19,7 @@ typedef struct nx_apply_line {
     uint32_t tnum;      /* the gate's tenant number */
     uint32_t key_off, key_len;
     uint64_t hash;
+    nx_stream *s;       /* found ahead by stage 2 (types with sketches), or NULL */
 } nx_apply_line;
 
 int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
@@ -108,8 +109,10 @@ typedef struct tenant_cache {
  *      stream's key and the lines its update touches; then, NX_APPLY_NEXT
  *      lines before 3, for types with sketches: find the stream (its lines
  *      in cache by now) and prefetch what its update will touch beyond them
- *      (nx_stream_prefetch_next: the open DDSketch, the pending ring);
- *   3. apply: rate limit, find or create the stream, apply each value.
+ *      (nx_stream_prefetch_next: the open DDSketch, the pending ring),
+ *      keeping it for stage 3;
+ *   3. apply: rate limit, find (unless stage 2 did) or create the stream,
+ *      apply each value.
  * Every stage takes the lines in order, so the outcome is the one of
  * applying them one by one (stage 1 only reads the parsed line and creates
  * tenants, which stage 3 of earlier lines never depends on); only the
@@ -180,6 +183,7 @@ static bool line_prepare(nx_applier *a, const nx_batch *b, const char *line, siz
     pl->key_off = (uint32_t)used;
     pl->key_len = (uint32_t)klen;
     pl->hash = nx_stream_key_hash(key, (size_t)klen);
+    pl->s = NULL;
     nx_tenant_stream_prefetch(t, pl->hash);
     return true;
 }
@@ -207,8 +211,12 @@ static void line_apply(nx_applier *a, const nx_batch *b, const nx_apply_line *pl
             return;
         nvals = granted;
     }
-    nx_stream *s;
-    int rc = nx_tenant_stream_hashed(pl->t, key, pl->key_len, pl->hash, l->type, &s);
+    /* found by stage 2: lines applied since never delete or retype a
+     * stream; a type clash is refused (and counted) by the lookup */
+    nx_stream *s = pl->s;
+    int rc = 0;
+    if (!s || nx_stream_type(s) != l->type)
+        rc = nx_tenant_stream_hashed(pl->t, key, pl->key_len, pl->hash, l->type, &s);
     if (rc < 0) {
         reject(a, res, nx_statsd_reason_of_error(rc), line, len, now);
         return;
@@ -244,12 +252,12 @@ static void chunk_apply(nx_applier *a, const nx_batch *b, uint32_t n, nx_apply_r
             nx_tenant_stream_prefetch_found(pl->t, pl->hash, pl->l.type, pl->key_len);
         }
         if (i >= NX_APPLY_NEXT && i - NX_APPLY_NEXT < n) {
-            const nx_apply_line *pl = &a->lines[i - NX_APPLY_NEXT];
+            nx_apply_line *pl = &a->lines[i - NX_APPLY_NEXT];
             if (pl->l.type != NX_TYPE_COUNTER && pl->l.type != NX_TYPE_GAUGE) {
-                nx_stream *s = nx_tenant_stream_find_hashed(pl->t, a->key + pl->key_off,
-                                                            pl->key_len, pl->hash);
-                if (s)
-                    nx_stream_prefetch_next(s, b->recv_ms);
+                pl->s = nx_tenant_stream_find_hashed(pl->t, a->key + pl->key_off, pl->key_len,
+                                                     pl->hash);
+                if (pl->s)
+                    nx_stream_prefetch_next(pl->s, b->recv_ms);
             }
         }
         if (i >= NX_APPLY_AHEAD)
