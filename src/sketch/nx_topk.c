@@ -9,8 +9,11 @@
  *            is heap[0]; a hit increments a count and sifts it down,
  *            O(log k) worst case, usually 0-1 swaps.
  *   table[]  open-addressing (linear probing, backward-shift deletion) hash
- *            table of item index + 1 (0 = empty), load <= 1/2: member lookup
- *            is O(1) expected.
+ *            table, load <= 1/2: member lookup is O(1) expected. An entry
+ *            is item index + 1 (17 bits; 0 = empty) and, above it, 15 bits
+ *            of the member's hash (TK_TAG): a probe reads the counter only
+ *            when the tags match, so a lookup that misses (most of a
+ *            merge's: sets of distinct members) reads the table alone.
  *   arena    one byte buffer holding every monitored member. An eviction
  *            appends the new member and marks the old bytes dead; when dead
  *            bytes reach the live bytes the arena is compacted in place
@@ -82,6 +85,7 @@ struct nx_topk {
     uint32_t n;      /* counters in use */
     uint32_t icap;   /* allocated items/heap slots (<= k) */
     uint32_t tcap;   /* table slots (power of two, >= 2 * icap) */
+    bool heap_ok;    /* heap[] orders the n counters (see "Lazy heap" at the top) */
     tk_item *items;
     uint32_t *heap;
     uint32_t *table;
@@ -174,38 +178,50 @@ static void heap_rebuild(nx_topk *t)
     }
     for (uint32_t i = t->n / 2; i-- > 0;)
         heap_down(t, i);
+    t->heap_ok = true;
 }
 
 /* ---- hash table -------------------------------------------------------------- */
+
+/* A table entry: the tag of the hash (its top 15 bits; the slot comes from
+ * its low bits) above item index + 1 (1..65536: 17 bits). */
+#define TK_IDX_BITS 17
+#define TK_IDX_MASK ((1u << TK_IDX_BITS) - 1)
+#define TK_TAG(h) ((uint32_t)((h) >> (64 - (32 - TK_IDX_BITS))) << TK_IDX_BITS)
+_Static_assert(NX_TOPK_MAX_CAP <= TK_IDX_MASK, "item index + 1 fits an entry");
 
 static uint32_t table_find(const nx_topk *t, const char *m, uint32_t len, uint64_t h)
 {
     if (!t->tcap)
         return UINT32_MAX;
-    uint32_t mask = t->tcap - 1, s = (uint32_t)h & mask;
+    uint32_t mask = t->tcap - 1, s = (uint32_t)h & mask, tag = TK_TAG(h);
     for (;;) {
         uint32_t e = t->table[s];
         if (!e)
             return UINT32_MAX;
-        const tk_item *it = &t->items[e - 1];
-        if (it->hash == h && it->len == len && (len == 0 || memcmp(tk_member(t, it), m, len) == 0))
-            return e - 1;
+        if ((e & ~TK_IDX_MASK) == tag) {
+            const tk_item *it = &t->items[(e & TK_IDX_MASK) - 1];
+            if (it->hash == h && it->len == len &&
+                (len == 0 || memcmp(tk_member(t, it), m, len) == 0))
+                return (e & TK_IDX_MASK) - 1;
+        }
         s = (s + 1) & mask;
     }
 }
 
 static void table_insert(nx_topk *t, uint32_t idx)
 {
-    uint32_t mask = t->tcap - 1, s = (uint32_t)t->items[idx].hash & mask;
+    uint64_t h = t->items[idx].hash;
+    uint32_t mask = t->tcap - 1, s = (uint32_t)h & mask;
     while (t->table[s])
         s = (s + 1) & mask;
-    t->table[s] = idx + 1;
+    t->table[s] = TK_TAG(h) | (idx + 1);
 }
 
 static void table_remove(nx_topk *t, uint32_t idx)
 {
     uint32_t mask = t->tcap - 1, i = (uint32_t)t->items[idx].hash & mask;
-    while (t->table[i] != idx + 1) {
+    while ((t->table[i] & TK_IDX_MASK) != idx + 1) {
         assert(t->table[i] != 0);
         i = (i + 1) & mask;
     }
@@ -215,7 +231,7 @@ static void table_remove(nx_topk *t, uint32_t idx)
         uint32_t e = t->table[j];
         if (!e)
             break;
-        uint32_t home = (uint32_t)t->items[e - 1].hash & mask;
+        uint32_t home = (uint32_t)t->items[(e & TK_IDX_MASK) - 1].hash & mask;
         /* move e back to i unless its home lies cyclically in (i, j] */
         int in_range = i <= j ? (home > i && home <= j) : (home > i || home <= j);
         if (!in_range) {
@@ -226,13 +242,15 @@ static void table_remove(nx_topk *t, uint32_t idx)
     t->table[i] = 0;
 }
 
-/* Grows items/heap/table so that one more counter fits. */
-static int grow(nx_topk *t)
+/* Grows items/heap/table so that `want` (<= k) counters fit. */
+static int reserve(nx_topk *t, uint32_t want)
 {
-    if (t->n < t->icap)
+    if (want <= t->icap)
         return 0;
-    assert(t->icap < t->k);
+    assert(want <= t->k);
     uint32_t icap = t->icap ? t->icap * 2 : 8;
+    while (icap < want)
+        icap *= 2;
     if (icap > t->k)
         icap = t->k;
     uint32_t tcap = 16;
@@ -349,6 +367,7 @@ int nx_topk_create(uint32_t capacity, nx_topk **out)
     if (!t)
         return NX_ENOMEM;
     t->k = capacity;
+    t->heap_ok = true;
     *out = t;
     return 0;
 }
@@ -379,6 +398,7 @@ void nx_topk_clear(nx_topk *t)
     t->alen = 0;
     t->adead = 0;
     t->total = 0;
+    t->heap_ok = true;
 }
 
 /* A counter now monitors the member at arena offset `off`. */
@@ -396,7 +416,8 @@ static inline void item_set(tk_item *it, uint64_t h, uint32_t off, uint32_t len,
 static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, double count,
                        double error)
 {
-    int rc = grow(t);
+    assert(t->heap_ok);
+    int rc = reserve(t, t->n + 1);
     if (rc)
         return rc;
     uint32_t off;
@@ -448,6 +469,8 @@ int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t h, d
         return NX_EINVAL;
     if (len > NX_TOPK_MEMBER_MAX)
         return NX_ETOOBIG;
+    if (!t->heap_ok)
+        heap_rebuild(t); /* the first add after a merge */
     uint32_t i = table_find(t, member, len, h);
     if (i != UINT32_MAX) {
         t->items[i].count += weight;
@@ -622,6 +645,7 @@ int nx_topk_copy(nx_topk *dst, const nx_topk *src)
             return rc;
         memcpy(dst->items, src->items, (size_t)src->n * sizeof *dst->items);
         memcpy(dst->heap, src->heap, (size_t)src->n * sizeof *dst->heap);
+        dst->heap_ok = src->heap_ok;
         if (src->alen)
             memcpy(dst->arena, src->arena, src->alen);
         dst->alen = src->alen;
@@ -639,22 +663,170 @@ int nx_topk_copy(nx_topk *dst, const nx_topk *src)
     return 0;
 }
 
+/* m_i of the merge: the smallest count when the sketch is full, else 0. */
 static double topk_min(const nx_topk *t)
 {
-    return t->n == t->k ? t->items[t->heap[0]].count : 0;
+    if (t->n < t->k)
+        return 0;
+    if (t->heap_ok)
+        return t->items[t->heap[0]].count;
+    double m = t->items[0].count;
+    for (uint32_t i = 1; i < t->n; i++)
+        m = t->items[i].count < m ? t->items[i].count : m;
+    return m;
+}
+
+/* A candidate of a merge, 16 bytes (the selection moves them around): the
+ * bits of its merged count (a positive double, so that they compare as the
+ * counts do) and, above its ref, the top 47 bits of its hash. The ref says
+ * where its member is: a dst counter index, or TK_FROM_SRC | a src counter
+ * index (< 65536 both). */
+typedef struct tk_key {
+    uint64_t count;
+    uint64_t hash_ref;
+} tk_key;
+#define TK_REF_BITS 17
+#define TK_FROM_SRC (1u << 16)
+
+static inline tk_key key_make(double count, uint64_t hash, uint32_t ref)
+{
+    tk_key x;
+    memcpy(&x.count, &count, sizeof count);
+    x.hash_ref = (hash >> TK_REF_BITS) << TK_REF_BITS | ref;
+    return x;
+}
+
+static inline double key_count(const tk_key *x)
+{
+    double c;
+    memcpy(&c, &x->count, sizeof c);
+    return c;
+}
+
+static inline uint32_t key_ref(const tk_key *x)
+{
+    return (uint32_t)(x->hash_ref & ((1u << TK_REF_BITS) - 1));
+}
+
+/* The counter a candidate's member comes from. */
+static inline const tk_item *key_item(const nx_topk *dst, const nx_topk *src, const tk_key *x)
+{
+    uint32_t ref = key_ref(x);
+    return ref & TK_FROM_SRC ? &src->items[ref & ~TK_FROM_SRC] : &dst->items[ref];
+}
+
+/* Candidate order of two candidates whose counts and top hash bits are
+ * equal: the whole hashes, then the member bytes, decide. */
+static bool __attribute__((noinline)) key_tie_before(const nx_topk *dst, const nx_topk *src,
+                                                     const tk_key *a, const tk_key *b)
+{
+    const tk_item *x = key_item(dst, src, a), *y = key_item(dst, src, b);
+    const nx_topk *tx = key_ref(a) & TK_FROM_SRC ? src : dst;
+    const nx_topk *ty = key_ref(b) & TK_FROM_SRC ? src : dst;
+    return order(key_count(a), x->hash, tk_member(tx, x), x->len, key_count(b), y->hash,
+                 tk_member(ty, y), y->len) < 0;
+}
+
+/* a comes before b in candidate order; computed without branches, as the
+ * comparisons of a merge are coin flips to a branch predictor. */
+static inline bool key_before(const nx_topk *dst, const nx_topk *src, const tk_key *a,
+                              const tk_key *b)
+{
+    uint64_t ha = a->hash_ref >> TK_REF_BITS, hb = b->hash_ref >> TK_REF_BITS;
+    bool same_count = a->count == b->count;
+    if (__builtin_expect(same_count & (ha == hb), 0))
+        return key_tie_before(dst, src, a, b);
+    return (a->count > b->count) | (same_count & (ha < hb));
+}
+
+/* Moves the median of c[x], c[y], c[z] in candidate order to c[z]. */
+static void key_median_last(const nx_topk *dst, const nx_topk *src, tk_key *c, uint32_t x,
+                            uint32_t y, uint32_t z)
+{
+    tk_key t;
+    if (key_before(dst, src, &c[y], &c[x]))
+        t = c[x], c[x] = c[y], c[y] = t;
+    /* c[x] before c[y] */
+    if (key_before(dst, src, &c[z], &c[x]))
+        t = c[z], c[z] = c[x], c[x] = t; /* z was first: x is the median */
+    else if (key_before(dst, src, &c[y], &c[z]))
+        t = c[z], c[z] = c[y], c[y] = t; /* z was last: y is the median */
+}
+
+static int key_cmp_r(const void *a, const void *b, void *arg)
+{
+    const nx_topk *const *ds = arg;
+    if (key_before(ds[0], ds[1], a, b))
+        return -1;
+    return key_before(ds[0], ds[1], b, a);
+}
+
+/* Reorders c[0..n) so that c[0..k) are its k first candidates in candidate
+ * order (0 < k < n): quickselect, median-of-three pivots, a branch-free
+ * Lomuto partition (c[lo..store) before the pivot, c[store..i) not). After
+ * 64 rounds, which random data never needs, the rest is sorted instead
+ * (qsort_r: O(n log n) whatever the input). */
+static void keys_select(tk_key *c, uint32_t n, uint32_t k, const nx_topk *dst, const nx_topk *src)
+{
+    uint32_t lo = 0, hi = n;
+    for (int round = 0; hi - lo > 1; round++) {
+        if (round == 64) {
+            const nx_topk *ds[2] = {dst, src};
+            qsort_r(c + lo, hi - lo, sizeof *c, key_cmp_r, ds);
+            return;
+        }
+        key_median_last(dst, src, c, lo, lo + (hi - lo) / 2, hi - 1);
+        tk_key p = c[hi - 1];
+        uint32_t store = lo;
+        for (uint32_t i = lo; i < hi - 1; i++) {
+            tk_key x = c[i];
+            bool b = key_before(dst, src, &x, &p);
+            c[i] = c[store];
+            c[store] = x;
+            store += b;
+        }
+        c[hi - 1] = c[store];
+        c[store] = p;
+        /* c[0..store) come before c[store] and c(store..n) after it */
+        if (store == k || store + 1 == k)
+            return;
+        if (k < store)
+            hi = store;
+        else
+            lo = store + 1;
+    }
 }
 
 /*
  * Merge, in dst's own storage. The result is the k first candidates of the
- * union (counts and errors as described at the top), found as a bounded
- * selection rather than a sort: dst's counters are updated in place (+ the
- * src count where src monitors them, else + m2), then each member only src
- * monitors is offered with count + m1: it takes a free counter, or the
- * heap's root (the last counter in candidate order) if it comes before it,
- * or is dropped. Since the order is total, this keeps exactly the k first
- * candidates whatever order they are offered in. Cost: one dst lookup per
- * src counter, O(log k) per replacement, O(k) only when m2 > 0.
+ * union (counts and errors as described at the top):
+ *   1. each src counter is looked up in dst (at[]);
+ *   2. everything that can fail is done before anything changes: room for
+ *      the counters and member bytes the result takes from src;
+ *   3. dst's counters are updated in place (+ the src count where src
+ *      monitors them, else + m2);
+ *   4. if dst's counters and the members only src monitors (count + m1)
+ *      fit in k, the latter are appended; otherwise a selection
+ *      (keys_select, O(k) expected) finds the k first candidates, the src
+ *      members among them take the places of the dst counters that are not
+ *      and free counters, and the table is rebuilt.
+ * The heap is left to be rebuilt by the next add ("Lazy heap" at the top):
+ * most merged sketches (window slots) are only merged and read. Cost: one
+ * dst lookup per src counter and O(k) expected; the heap-based merge
+ * before (each src-only member offered to the heap's root, O(log k) per
+ * replacement with a mispredicted branch per level) took 4.5-6.9 us for two
+ * full 64-counter sketches of distinct members.
  */
+void nx_topk_prefetch_merge(const nx_topk *t)
+{
+    for (size_t i = 0; i < (size_t)t->n * sizeof(tk_item); i += 64)
+        __builtin_prefetch((const char *)t->items + i);
+    for (size_t i = 0; i < (size_t)t->tcap * sizeof(uint32_t); i += 64)
+        __builtin_prefetch((const char *)t->table + i);
+    for (size_t i = 0; i < t->alen; i += 64)
+        __builtin_prefetch(t->arena + i);
+}
+
 int nx_topk_merge(nx_topk *dst, const nx_topk *src)
 {
     if (dst->k != src->k)
@@ -671,55 +843,105 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
         return rc;
     }
     double m1 = topk_min(dst), m2 = topk_min(src);
+    uint32_t nd = dst->n, ns = src->n;
     uint32_t at_buf[256];
-    uint8_t hit_buf[256];
-    uint32_t *at = src->n <= 256 ? at_buf : malloc(src->n * sizeof *at);
-    uint8_t *hit = dst->n <= 256 ? hit_buf : malloc(dst->n ? dst->n : 1);
+    uint8_t hit_buf[2 * 256];
+    tk_key key_buf[512];
+    uint32_t *at = ns <= 256 ? at_buf : malloc(ns * sizeof *at);
+    /* hit[i]: src monitors dst counter i too; keep[i]: the result keeps it */
+    uint8_t *hit = nd <= 256 ? hit_buf : malloc(2 * (size_t)nd);
+    tk_key *keys = nd + ns <= 512 ? key_buf : malloc((size_t)(nd + ns) * sizeof *keys);
     int rc = NX_ENOMEM;
-    if (!at || !hit)
+    if (!at || !hit || !keys)
         goto done;
-    memset(hit, 0, dst->n);
-    /* where each src counter sits in dst (UINT32_MAX: nowhere) */
-    for (uint32_t j = 0; j < src->n; j++) {
+    uint8_t *keep = hit + nd;
+    memset(hit, 0, 2 * (size_t)nd);
+    /* 1. where each src counter sits in dst (UINT32_MAX: nowhere) */
+    uint32_t nnew = 0;
+    for (uint32_t j = 0; j < ns; j++) {
         const tk_item *it = &src->items[j];
         at[j] = table_find(dst, tk_member(src, it), it->len, it->hash);
         if (at[j] != UINT32_MAX)
             hit[at[j]] = 1;
+        else
+            keys[nd + nnew++] = key_make(it->count + m1, it->hash, TK_FROM_SRC | j);
     }
+    /* 2. the candidates, which of them src gives, and room for them */
+    uint32_t nc = nd + nnew, nkeep = nc < dst->k ? nc : dst->k;
+    const tk_key *give = keys + nd; /* the src members the result takes */
+    uint32_t ngive = nnew;
+    if (nc > dst->k) {
+        for (uint32_t i = 0; i < nd; i++) {
+            const tk_item *d = &dst->items[i];
+            double c = d->count + (hit[i] ? 0 : m2); /* as step 3 will make it */
+            keys[i] = key_make(c, d->hash, i);
+        }
+        for (uint32_t j = 0; j < ns; j++) /* step 3's hit counts */
+            if (at[j] != UINT32_MAX)
+                keys[at[j]] = key_make(dst->items[at[j]].count + src->items[j].count,
+                                       dst->items[at[j]].hash, at[j]);
+        keys_select(keys, nc, dst->k, dst, src);
+        /* keys[0..k) are the result: its src members to the front */
+        ngive = 0;
+        for (uint32_t i = 0; i < dst->k; i++) {
+            if (key_ref(&keys[i]) & TK_FROM_SRC)
+                keys[ngive++] = keys[i];
+            else
+                keep[key_ref(&keys[i])] = 1;
+        }
+        give = keys;
+    }
+    if ((rc = reserve(dst, nkeep)) != 0)
+        goto done;
+    /* 3. counts in place */
     if (m2 > 0) {
-        for (uint32_t i = 0; i < dst->n; i++) {
+        for (uint32_t i = 0; i < nd; i++) {
             if (!hit[i]) {
                 dst->items[i].count += m2;
                 dst->items[i].error += m2;
             }
         }
     }
-    for (uint32_t j = 0; j < src->n; j++) {
+    for (uint32_t j = 0; j < ns; j++) {
         if (at[j] == UINT32_MAX)
             continue;
         tk_item *d = &dst->items[at[j]];
         d->count += src->items[j].count;
         d->error += src->items[j].error;
-        if (!(m2 > 0))
-            heap_down(dst, d->heap_pos); /* counts only grew */
     }
-    if (m2 > 0)
-        heap_rebuild(dst);
-    rc = 0;
-    for (uint32_t j = 0; j < src->n && rc == 0; j++) {
-        if (at[j] != UINT32_MAX)
-            continue;
-        const tk_item *it = &src->items[j];
-        const char *m = tk_member(src, it);
-        double c = it->count + m1, e = it->error + m1;
-        if (dst->n < dst->k) {
-            rc = topk_insert(dst, m, it->len, it->hash, c, e);
-        } else {
-            const tk_item *root = &dst->items[dst->heap[0]];
-            if (order(c, it->hash, m, it->len, root->count, root->hash, tk_member(dst, root),
-                      root->len) < 0)
-                rc = topk_replace_root(dst, m, it->len, it->hash, c, e);
+    dst->heap_ok = false;
+    /* 4. the src members in: into dropped counters, then free ones. A
+     * member's bytes go to the arena one at a time, so that those of the
+     * counters it replaces are dead by the time the arena runs out of room
+     * (compacted instead of grown). Should the arena fail to grow, dst
+     * keeps what it has: valid, only partly merged. */
+    uint32_t g = 0, off;
+    if (nc > dst->k) {
+        for (uint32_t i = 0; i < nd && g < ngive; i++) {
+            if (keep[i])
+                continue;
+            tk_item *d = &dst->items[i];
+            const tk_item *it = key_item(dst, src, &give[g]);
+            if ((rc = arena_put(dst, tk_member(src, it), it->len, &off)) != 0)
+                break;
+            dst->adead += d->len;
+            item_set(d, it->hash, off, it->len, key_count(&give[g]), it->error + m1);
+            g++;
         }
+    }
+    for (; g < ngive && rc == 0; g++) {
+        const tk_item *it = key_item(dst, src, &give[g]);
+        if ((rc = arena_put(dst, tk_member(src, it), it->len, &off)) != 0)
+            break;
+        tk_item *d = &dst->items[dst->n++];
+        item_set(d, it->hash, off, it->len, key_count(&give[g]), it->error + m1);
+        if (nc <= dst->k)
+            table_insert(dst, (uint32_t)(d - dst->items));
+    }
+    if (nc > dst->k) {
+        memset(dst->table, 0, (size_t)dst->tcap * sizeof *dst->table);
+        for (uint32_t i = 0; i < dst->n; i++)
+            table_insert(dst, i);
     }
     if (rc == 0)
         dst->total += src->total;
@@ -728,6 +950,8 @@ done:
         free(at);
     if (hit && hit != hit_buf)
         free(hit);
+    if (keys && keys != key_buf)
+        free(keys);
     return rc;
 }
 

@@ -41,6 +41,10 @@ void nx_topk_prefetch(const nx_topk *t, uint64_t hash);
 int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t hash,
                      double weight);
 int nx_topk_merge(nx_topk *dst, const nx_topk *src);
+/* Hint: prefetches what a merge reads of t (its counters, table and member
+ * bytes; reads the sketch's struct). A loop of merges calls it for the
+ * next merge's sketches while the current one runs. */
+void nx_topk_prefetch_merge(const nx_topk *t);
 /* dst = src, reusing dst's storage (same capacity, else NX_EINVAL). */
 int nx_topk_copy(nx_topk *dst, const nx_topk *src);
 double nx_topk_total(const nx_topk *t);  /* N: total weight seen */

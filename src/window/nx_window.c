@@ -312,6 +312,14 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
     for (int64_t k = c - 1; k >= oldest; k--) {
         uint32_t i = widx(w, k);
         nx_wslot *s = &w->slots[i];
+        if (w->sk && k - 1 >= oldest) {
+            /* sets: the next slot's top-k is the next merge's destination:
+             * its struct two slots ahead, what it points to one ahead */
+            if (k - 2 >= oldest && w->sk[widx(w, k - 2)].topk)
+                __builtin_prefetch(w->sk[widx(w, k - 2)].topk);
+            if (w->sk[widx(w, k - 1)].topk)
+                nx_topk_prefetch_merge(w->sk[widx(w, k - 1)].topk);
+        }
         s->fmin = s->m.min;
         s->fmax = s->m.max;
         if (next >= 0) {

@@ -465,17 +465,33 @@ static int ref_order(const void *a, const void *b)
     return c ? c : (x->len < y->len ? -1 : x->len > y->len);
 }
 
+/* The hash a merge test gives member m: XXH3 (mode 0); one of 3 values,
+ * so that distinct members share whole hashes (mode 1); or hashes that
+ * differ only in their low 17 bits, which the merge's selection keys drop
+ * (mode 2). nx_topk_add_hash takes the hash from the caller, so the
+ * candidate order's tie-breaks can be forced. */
+static uint64_t merge_hash(int mode, const char *m, uint32_t len)
+{
+    uint64_t h = XXH3_64bits(m, len);
+    if (mode == 1)
+        return 0x9E3779B97F4A7C15ull * (1 + h % 3);
+    if (mode == 2)
+        return 0xABCDEF0123400000ull | (h & 0x1FFFF);
+    return h;
+}
+
 /* nx_topk_merge against its definition, computed from the two listings:
  * every member of the union with count c1' + c2' and error e1' + e2'
  * (a side that does not monitor it contributes its minimum when full, else
  * 0), the k first in candidate order. Exact: same counts and errors to the
- * bit, same members, over random fills, overlaps and capacities. */
-static void test_merge_matches_definition(void **st)
+ * bit, same members, over random fills, overlaps and capacities. Then an
+ * add of a new member to the full result (the first add after a merge
+ * rebuilds the heap) must evict exactly the last candidate. */
+static void merge_rounds(int mode, int rounds)
 {
-    (void)st;
-    uint64_t x = 99;
+    uint64_t x = 99 + (uint64_t)mode;
     const uint32_t caps[] = {1, 3, 8, 16, 64};
-    for (int round = 0; round < 400; round++) {
+    for (int round = 0; round < rounds; round++) {
         uint32_t k = caps[round % 5];
         nx_topk *a, *b;
         assert_int_equal(nx_topk_create(k, &a), 0);
@@ -488,19 +504,21 @@ static void test_merge_matches_definition(void **st)
                 char m[16];
                 int n = snprintf(m, sizeof m, "m%u", (unsigned)((x >> 33) % universe));
                 double w = (double)(1 + (x >> 20) % 3) * (side ? 1.0 : 0.5);
-                assert_int_equal(nx_topk_add(side ? b : a, m, (uint32_t)n, w), 0);
+                assert_int_equal(nx_topk_add_hash(side ? b : a, m, (uint32_t)n,
+                                                  merge_hash(mode, m, (uint32_t)n), w),
+                                 0);
             }
         }
         nx_topk_item la[64], lb[64], got[64];
         size_t na = nx_topk_list(a, la, 64), nb = nx_topk_list(b, lb, 64);
         double m1 = na == k ? la[na - 1].count : 0, m2 = nb == k ? lb[nb - 1].count : 0;
-        ref_cand c[128];
+        ref_cand c[129];
         size_t nc = 0;
         for (size_t i = 0; i < na; i++) {
             ref_cand *r = &c[nc++];
             memcpy(r->m, la[i].member, la[i].member_len);
             r->len = la[i].member_len;
-            r->hash = XXH3_64bits(r->m, r->len);
+            r->hash = merge_hash(mode, r->m, r->len);
             r->count = la[i].count;
             r->error = la[i].error;
             size_t j = 0;
@@ -519,7 +537,7 @@ static void test_merge_matches_definition(void **st)
             ref_cand *r = &c[nc++];
             memcpy(r->m, lb[j].member, lb[j].member_len);
             r->len = lb[j].member_len;
-            r->hash = XXH3_64bits(r->m, r->len);
+            r->hash = merge_hash(mode, r->m, r->len);
             r->count = lb[j].count + m1;
             r->error = lb[j].error + m1;
         }
@@ -536,16 +554,53 @@ static void test_merge_matches_definition(void **st)
             assert_true(got[i].error == c[i].error);
         }
         assert_true(nx_topk_total(a) == total);
-        /* and it keeps working: adds after the merge find its members */
+        if (n == k) {
+            /* a new member takes the last candidate's counter: count + 1,
+             * error = its count */
+            ref_cand *r = &c[k - 1];
+            double last = r->count;
+            r->len = (uint32_t)snprintf(r->m, sizeof r->m, "new%d", round);
+            r->hash = merge_hash(mode, r->m, r->len);
+            r->count = last + 1;
+            r->error = last;
+            assert_int_equal(nx_topk_add_hash(a, r->m, r->len, r->hash, 1), 0);
+            qsort(c, k, sizeof c[0], ref_order);
+        } else if (n) {
+            /* and adds after the merge find its members */
+            assert_int_equal(nx_topk_add_hash(a, got[0].member, got[0].member_len,
+                                              merge_hash(mode, got[0].member, got[0].member_len), 1),
+                             0);
+            c[0].count += 1;
+        }
         if (n) {
-            assert_int_equal(nx_topk_add(a, got[0].member, got[0].member_len, 1), 0);
             nx_topk_item again[64];
             assert_int_equal(nx_topk_list(a, again, 64), n);
-            assert_true(again[0].count == c[0].count + 1);
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(again[i].member_len, c[i].len);
+                assert_memory_equal(again[i].member, c[i].m, c[i].len);
+                assert_true(again[i].count == c[i].count);
+                assert_true(again[i].error == c[i].error);
+            }
         }
         nx_topk_destroy(a);
         nx_topk_destroy(b);
     }
+}
+
+static void test_merge_matches_definition(void **st)
+{
+    (void)st;
+    merge_rounds(0, 400);
+}
+
+/* The same with forced hash ties: whole-hash collisions between distinct
+ * members (the member bytes decide) and hashes equal in all but the bits
+ * the selection keys leave out (the whole hash decides). */
+static void test_merge_hash_ties(void **st)
+{
+    (void)st;
+    merge_rounds(1, 400);
+    merge_rounds(2, 400);
 }
 
 /* Listing and encoding give the counters in candidate order (count
@@ -703,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_candidate_order),
         cmocka_unit_test(test_merge_matches_definition),
+        cmocka_unit_test(test_merge_hash_ties),
         cmocka_unit_test(test_empty_members_without_arena),
         cmocka_unit_test(test_copy),
     };
