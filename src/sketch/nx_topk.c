@@ -7,7 +7,10 @@
  *            offset/length in the arena, the counter's position in the heap.
  *   heap[]   binary min-heap of item indexes by count: the counter to evict
  *            is heap[0]; a hit increments a count and sifts it down,
- *            O(log k) worst case, usually 0-1 swaps.
+ *            O(log k) worst case, usually 0-1 swaps. Lazy heap: a merge
+ *            leaves it stale (heap_ok false) and the next add rebuilds it
+ *            (Floyd, O(k)); window slots are merged into and read, never
+ *            added to, and never pay for it.
  *   table[]  open-addressing (linear probing, backward-shift deletion) hash
  *            table, load <= 1/2: member lookup is O(1) expected. An entry
  *            is item index + 1 (17 bits; 0 = empty) and, above it, 15 bits
