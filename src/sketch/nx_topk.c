@@ -18,11 +18,11 @@
  *            when the tags match, so a lookup that misses (most of a
  *            merge's: sets of distinct members) reads the table alone.
  *   arena    one byte buffer holding every monitored member. An eviction
- *            appends the new member and marks the old bytes dead; when dead
- *            bytes reach the live bytes the arena is compacted in place
- *            (amortized O(1) per byte, no allocation: window slots churn
- *            through members every second), and it only grows, to twice
- *            what must fit, when compacting leaves no room.
+ *            appends the new member and marks the old bytes dead; a full
+ *            arena is compacted in place (amortized O(1) per byte, no
+ *            allocation: window slots churn through members every second)
+ *            and grows only when its live bytes fill more than half of it,
+ *            to twice those (arena_put).
  *   add: one hash, one probe, no allocation once the k counters and the
  *   arena have reached their working size.
  *
@@ -688,6 +688,16 @@ static double topk_min(const nx_topk *t)
     return m;
 }
 
+void nx_topk_prefetch_merge(const nx_topk *t)
+{
+    for (size_t i = 0; i < (size_t)t->n * sizeof(tk_item); i += 64)
+        __builtin_prefetch((const char *)t->items + i);
+    for (size_t i = 0; i < (size_t)t->tcap * sizeof(uint32_t); i += 64)
+        __builtin_prefetch((const char *)t->table + i);
+    for (size_t i = 0; i < t->alen; i += 64)
+        __builtin_prefetch(t->arena + i);
+}
+
 /* A candidate of a merge, 16 bytes (the selection moves them around): the
  * bits of its merged count (a positive double, so that they compare as the
  * counts do) and, above its ref, the top 47 bits of its hash. The ref says
@@ -739,8 +749,9 @@ static bool __attribute__((noinline)) key_tie_before(const nx_topk *dst, const n
                  tk_member(ty, y), y->len) < 0;
 }
 
-/* a comes before b in candidate order; computed without branches, as the
- * comparisons of a merge are coin flips to a branch predictor. */
+/* a comes before b in candidate order; computed without a data-dependent
+ * branch, as the comparisons of a merge are coin flips to a branch
+ * predictor (the tie branch is all but never taken). */
 static inline bool key_before(const nx_topk *dst, const nx_topk *src, const tk_key *a,
                               const tk_key *b)
 {
@@ -813,15 +824,17 @@ static void keys_select(tk_key *c, uint32_t n, uint32_t k, const nx_topk *dst, c
  * Merge, in dst's own storage. The result is the k first candidates of the
  * union (counts and errors as described at the top):
  *   1. each src counter is looked up in dst (at[]);
- *   2. everything that can fail is done before anything changes: room for
- *      the counters and member bytes the result takes from src;
+ *   2. room for the counters the result takes from src is made before
+ *      anything changes;
  *   3. dst's counters are updated in place (+ the src count where src
  *      monitors them, else + m2);
  *   4. if dst's counters and the members only src monitors (count + m1)
  *      fit in k, the latter are appended; otherwise a selection
  *      (keys_select, O(k) expected) finds the k first candidates, the src
  *      members among them take the places of the dst counters that are not
- *      and free counters, and the table is rebuilt.
+ *      and free counters, and the table is rebuilt. The members' bytes go
+ *      to the arena one at a time (arena_put): should it fail to grow, dst
+ *      keeps what it has, valid but only partly merged.
  * The heap is left to be rebuilt by the next add ("Lazy heap" at the top):
  * most merged sketches (window slots) are only merged and read. Cost: one
  * dst lookup per src counter and O(k) expected; the heap-based merge
@@ -829,16 +842,6 @@ static void keys_select(tk_key *c, uint32_t n, uint32_t k, const nx_topk *dst, c
  * replacement with a mispredicted branch per level) took 4.5-6.9 us for two
  * full 64-counter sketches of distinct members.
  */
-void nx_topk_prefetch_merge(const nx_topk *t)
-{
-    for (size_t i = 0; i < (size_t)t->n * sizeof(tk_item); i += 64)
-        __builtin_prefetch((const char *)t->items + i);
-    for (size_t i = 0; i < (size_t)t->tcap * sizeof(uint32_t); i += 64)
-        __builtin_prefetch((const char *)t->table + i);
-    for (size_t i = 0; i < t->alen; i += 64)
-        __builtin_prefetch(t->arena + i);
-}
-
 int nx_topk_merge(nx_topk *dst, const nx_topk *src)
 {
     if (dst->k != src->k)
