@@ -22,14 +22,21 @@ typedef struct nx_apply_line {
     nx_stream *s;       /* found ahead by stage 2 (types with sketches), or NULL */
 } nx_apply_line;
 
+/* The key room one more line may need: its key is at most its own bytes
+ * plus a separator per tag (nx_stream_key_build) and the NUL. */
+static size_t key_bound(const nx_applier *a, size_t len)
+{
+    return len + 2 * ((size_t)a->lim.max_tags + 1) + 16;
+}
+
 int nx_applier_init(nx_applier *a, nx_engine *e, const nx_statsd_limits *lim)
 {
     memset(a, 0, sizeof(*a));
     a->engine = e;
     a->lim = *lim;
     a->tags = calloc((size_t)lim->max_tags + 1, sizeof(nx_tag));
-    /* key = name + for each tag '|' k ':' v: never longer than the line */
-    a->key_cap = (size_t)lim->max_line + 2 * ((size_t)lim->max_tags + 1) + 16 + NX_APPLY_KEY_ROOM;
+    /* the longest line's key, and room for a chunk of short ones */
+    a->key_cap = key_bound(a, lim->max_line) + NX_APPLY_KEY_ROOM;
     a->key = malloc(a->key_cap);
     a->lines = malloc(NX_APPLY_CHUNK * sizeof(*a->lines));
     a->nxb = malloc(sizeof(*a->nxb));
@@ -118,12 +125,6 @@ typedef struct tenant_cache {
  * tenants, which stage 3 of earlier lines never depends on); only the
  * order of the reject callbacks between stages differs.
  */
-/* The key room one more line may need: its key is at most its own bytes
- * plus a separator per tag (nx_stream_key_build) and the NUL. */
-static size_t key_bound(const nx_applier *a, size_t len)
-{
-    return len + 2 * ((size_t)a->lim.max_tags + 1) + 16;
-}
 
 /* Stage 1. Returns true when the line waits for stage 3 in *pl (its key at
  * key + used); false when it was rejected (and counted). */

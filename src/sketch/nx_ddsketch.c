@@ -45,9 +45,10 @@
  *           store_fit says why).
  *   frozen: a dense store whose counts are floats, each exactly the double
  *           it stands for (nx_ddsketch_freeze: a window's complete
- *           sub-bucket of 30 s or more); read like a dense store
- *           (STORE_FOREACH, dense_get, store_sub's fast path), turned back
- *           into doubles by every public function that writes it.
+ *           sub-bucket of 5 s or more, NX_WINDOW_FREEZE_S); read like a
+ *           dense store (STORE_FOREACH, dense_get, store_sub's fast
+ *           path), turned back into doubles by every public function that
+ *           writes it.
  *   Bound: the key range [min_key, max_key] of each store never exceeds
  *   max_bins. Past it the LOWEST VALUES are collapsed: the pos store folds
  *   its lowest keys into the bin max_key - max_bins + 1, the neg store its
