@@ -1052,6 +1052,28 @@ static int fold_second(nx_stream *s, int64_t sec, nx_acc *a)
     return 0;
 }
 
+/* A flush merges each pending second's sketch, closed up to
+ * NX_PENDING_MAX seconds ago and cold, into the windows: stream_flush
+ * fetches its struct two seconds ahead (contents false) and what the merge
+ * reads of it one second ahead (contents true: the struct is in cache by
+ * then). Distributions 5.98 -> 6.26M updates/s (bench_engine, 4 pairs,
+ * with the evictions' hint in nx_window.c). */
+static void pend_prefetch(const nx_stream *s, uint32_t i, bool contents)
+{
+    const nx_acc *a = &s->pend->acc[i];
+    if (a->dd) {
+        if (contents)
+            nx_ddsketch_prefetch_read(a->dd);
+        else
+            nx_ddsketch_prefetch(a->dd);
+    } else if (a->topk) {
+        if (contents)
+            nx_topk_prefetch_merge(a->topk);
+        else
+            __builtin_prefetch(a->topk);
+    }
+}
+
 /* Folds every pending second, oldest first. On an error the seconds not yet
  * folded stay pending (the failed one is retried by the next flush). */
 static int stream_flush(nx_stream *s)
@@ -1061,8 +1083,17 @@ static int stream_flush(nx_stream *s)
         return 0;
     uint32_t done = 0;
     int rc = 0;
-    while (done < s->npend && !(rc = fold_second(s, pd->sec[done], &pd->acc[done])))
+    for (uint32_t i = 0; i < 2 && i < s->npend; i++)
+        pend_prefetch(s, i, false);
+    while (done < s->npend) {
+        if (done + 2 < s->npend)
+            pend_prefetch(s, done + 2, false);
+        if (done + 1 < s->npend)
+            pend_prefetch(s, done + 1, true);
+        if ((rc = fold_second(s, pd->sec[done], &pd->acc[done])))
+            break;
         nx_acc_clear(&pd->acc[done++]);
+    }
     if (done) {
         /* keep the ring's order: move what is left to the front */
         for (uint32_t i = done; i < s->npend; i++) {

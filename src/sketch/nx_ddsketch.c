@@ -1040,6 +1040,48 @@ static inline void store_prefetch(const dd_store *st, int32_t k)
         __builtin_prefetch(st->counts + i, 1);
 }
 
+/* At most this many lines of one store: a one-second sketch's sparse
+ * block (~30 bins: 4 lines of counts, 2 of keys) or a frozen 5 s one's
+ * floats fit; a wide dense array is left to the hardware prefetcher, which
+ * follows a sequential pass once it has started. */
+#define NX_DD_PREFETCH_LINES 16u
+
+static void store_prefetch_range(const void *base, size_t bytes)
+{
+    const char *p = base;
+    size_t lines = (bytes + 63) / 64;
+    if (lines > NX_DD_PREFETCH_LINES)
+        lines = NX_DD_PREFETCH_LINES;
+    for (size_t i = 0; i < lines; i++)
+        __builtin_prefetch(p + i * 64);
+}
+
+static void store_prefetch_read(const dd_store *st)
+{
+    if (!st->used)
+        return;
+    if (!st->dense) {
+        store_prefetch_range(st->counts, (size_t)st->n * sizeof(double));
+        store_prefetch_range(st->keys, (size_t)st->n * sizeof(int32_t));
+        return;
+    }
+    size_t each = st->f32 ? sizeof(float) : sizeof(double);
+    const char *first = (const char *)st->counts + (size_t)(st->min_key - st->lo) * each;
+    store_prefetch_range(first, ((size_t)((int64_t)st->max_key - st->min_key) + 1) * each);
+}
+
+void nx_ddsketch_prefetch(const nx_ddsketch *s)
+{
+    for (size_t off = 0; off < sizeof *s; off += 64)
+        __builtin_prefetch((const char *)s + off);
+}
+
+void nx_ddsketch_prefetch_read(const nx_ddsketch *s)
+{
+    store_prefetch_read(&s->pos);
+    store_prefetch_read(&s->neg);
+}
+
 /* packed = key * 4 + class; keys of accepted alphas stay far inside 2^28
  * (|key| <= 709.8 / ln(gamma) < 3.6e6 at alpha 1e-4) */
 enum { PK_POS = 0, PK_NEG = 1, PK_ZERO = 2 };

@@ -63,6 +63,13 @@ int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, do
 int nx_ddsketch_merge(nx_ddsketch *dst, const nx_ddsketch *src);
 /* dst -= src (src must have been merged into dst before). */
 int nx_ddsketch_sub(nx_ddsketch *dst, const nx_ddsketch *src);
+/* Prefetches the bins a merge from s or a subtraction of s will read (at
+ * most NX_DD_PREFETCH_LINES cache lines per store). Reads s's struct: have
+ * it in cache first (a hint for a sketch about to be read, e.g. the window
+ * sub-bucket the next step evicts). */
+void nx_ddsketch_prefetch_read(const nx_ddsketch *s);
+/* Prefetches s's struct (the first stage before nx_ddsketch_prefetch_read). */
+void nx_ddsketch_prefetch(const nx_ddsketch *s);
 
 double nx_ddsketch_quantile(const nx_ddsketch *s, double q); /* NAN if empty */
 double nx_ddsketch_count(const nx_ddsketch *s);

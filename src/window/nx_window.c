@@ -380,6 +380,22 @@ static int window_hand_on(const nx_window *w, uint32_t i, int64_t sec, const nx_
     return sink->fn(sink->arg, sec, &a);
 }
 
+/* A window of 1 s sub-buckets steps once per second of a flush (up to
+ * NX_PENDING_MAX in a row), each step subtracting a cold sub-bucket
+ * (closed n seconds ago) from inv: the next step's DDSketch struct is
+ * fetched two steps ahead and its bins one step ahead (a sparse one-second
+ * sketch's blocks are a dependent miss after the struct's), so the
+ * subtraction finds them in cache. */
+static void prefetch_evictions(const nx_window *w, int64_t c)
+{
+    const nx_ddsketch *d2 = w->sk[widx(w, c + 2 - (int64_t)w->n)].dd;
+    const nx_ddsketch *d1 = w->sk[widx(w, c + 1 - (int64_t)w->n)].dd;
+    if (d2)
+        nx_ddsketch_prefetch(d2);
+    if (d1 && w->slots[widx(w, c + 1 - (int64_t)w->n)].m.count > 0)
+        nx_ddsketch_prefetch_read(d1);
+}
+
 /* One step: evict the oldest complete sub-bucket, push the current one to
  * the back stack (and hand it to the sink), and make the next sub-bucket
  * current. */
@@ -400,6 +416,8 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
         w->nfront--;
     if (w->fskip > 0)
         w->fskip--; /* a hole popped */
+    if (w->sk && w->bucket_s == 1)
+        prefetch_evictions(w, c);
     nx_wslot *e = &w->slots[ei];
     if (e->m.count > 0) {
         nx_moments_sub(&w->inv.m, &e->m);
