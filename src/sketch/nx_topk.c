@@ -17,6 +17,11 @@
  *            of the member's hash (TK_TAG): a probe reads the counter only
  *            when the tags match, so a lookup that misses (most of a
  *            merge's: sets of distinct members) reads the table alone.
+ *            Lazy too: a merge that replaced counters leaves it stale
+ *            (table_ok false) and whatever looks a member up next (an add,
+ *            a merge into the sketch) rebuilds it first (table_ensure). A
+ *            window's front suffix is merged into once, then only merged
+ *            from and read: it never pays for a table.
  *   arena    one byte buffer holding every monitored member. An eviction
  *            appends the new member and marks the old bytes dead; a full
  *            arena is compacted in place (amortized O(1) per byte, no
@@ -89,6 +94,7 @@ struct nx_topk {
     uint32_t icap;   /* allocated items/heap slots (<= k) */
     uint32_t tcap;   /* table slots (power of two, >= 2 * icap) */
     bool heap_ok;    /* heap[] orders the n counters (see "Lazy heap" at the top) */
+    bool table_ok;   /* table[] indexes the n counters (see table[] at the top) */
     tk_item *items;
     uint32_t *heap;
     uint32_t *table;
@@ -221,6 +227,17 @@ static void table_insert(nx_topk *t, uint32_t idx)
     t->table[s] = TK_TAG(h) | (idx + 1);
 }
 
+/* Makes a stale table (left by a merge) index the n counters again. */
+static void table_ensure(nx_topk *t)
+{
+    if (t->table_ok)
+        return;
+    memset(t->table, 0, (size_t)t->tcap * sizeof *t->table);
+    for (uint32_t i = 0; i < t->n; i++)
+        table_insert(t, i);
+    t->table_ok = true;
+}
+
 static void table_remove(nx_topk *t, uint32_t idx)
 {
     uint32_t mask = t->tcap - 1, i = (uint32_t)t->items[idx].hash & mask;
@@ -277,6 +294,7 @@ static int reserve(nx_topk *t, uint32_t want)
         t->tcap = tcap;
         for (uint32_t i = 0; i < t->n; i++)
             table_insert(t, i);
+        t->table_ok = true;
     }
     return 0;
 }
@@ -380,6 +398,7 @@ int nx_topk_create(uint32_t capacity, nx_topk **out)
         return NX_ENOMEM;
     t->k = capacity;
     t->heap_ok = true;
+    t->table_ok = true;
     *out = t;
     return 0;
 }
@@ -411,6 +430,7 @@ void nx_topk_clear(nx_topk *t)
     t->adead = 0;
     t->total = 0;
     t->heap_ok = true;
+    t->table_ok = true;
 }
 
 /* A counter now monitors the member at arena offset `off`. */
@@ -483,6 +503,7 @@ int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t h, d
         return NX_ETOOBIG;
     if (!t->heap_ok)
         heap_rebuild(t); /* the first add after a merge */
+    table_ensure(t);
     uint32_t i = table_find(t, member, len, h);
     if (i != UINT32_MAX) {
         t->items[i].count += weight;
@@ -663,12 +684,10 @@ int nx_topk_copy(nx_topk *dst, const nx_topk *src)
         dst->alen = src->alen;
         dst->adead = src->adead;
         dst->n = src->n;
-        if (dst->tcap == src->tcap) {
+        if (dst->tcap == src->tcap && src->table_ok) {
             memcpy(dst->table, src->table, (size_t)src->tcap * sizeof *dst->table);
-        } else {
-            memset(dst->table, 0, (size_t)dst->tcap * sizeof *dst->table);
-            for (uint32_t i = 0; i < dst->n; i++)
-                table_insert(dst, i);
+        } else { /* no copy of a stale table: dst's is rebuilt when needed */
+            dst->table_ok = false;
         }
     }
     dst->total = src->total;
@@ -857,6 +876,7 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
         dst->total = rc ? total : total + src->total;
         return rc;
     }
+    table_ensure(dst);
     double m1 = topk_min(dst), m2 = topk_min(src);
     uint32_t nd = dst->n, ns = src->n;
     uint32_t at_buf[256];
@@ -953,11 +973,8 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
         if (nc <= dst->k)
             table_insert(dst, (uint32_t)(d - dst->items));
     }
-    if (nc > dst->k) {
-        memset(dst->table, 0, (size_t)dst->tcap * sizeof *dst->table);
-        for (uint32_t i = 0; i < dst->n; i++)
-            table_insert(dst, i);
-    }
+    if (nc > dst->k)
+        dst->table_ok = false; /* counters replaced: rebuilt when next needed */
     if (rc == 0)
         dst->total += src->total;
 done:

@@ -682,7 +682,10 @@ static void test_empty_members_without_arena(void **st)
 /* nx_topk_copy (and a merge into an empty sketch, which is one): the copy
  * encodes to the same bytes as its source and keeps evolving exactly like
  * it, whatever dst held before (fresh, smaller arrays, larger arrays: the
- * table is then rebuilt, not copied); capacities must match. */
+ * table is then rebuilt, not copied) and whether src's table is stale (src
+ * the result of a merge that replaced counters: dst must not copy that
+ * table, and both must rebuild it before their next lookup); capacities
+ * must match. */
 static void encodings_equal(const nx_topk *a, const nx_topk *b)
 {
     nx_buf x = {0}, y = {0};
@@ -710,6 +713,7 @@ static void test_copy(void **st)
     (void)st;
     static const int src_n[] = {0, 1, 5, 17, 40, 64, 300};
     static const int dst_n[] = {-1, 0, 3, 64, 300}; /* -1: a fresh sketch */
+    for (int stale = 0; stale < 2; stale++)
     for (size_t a = 0; a < sizeof src_n / sizeof *src_n; a++)
         for (size_t b = 0; b < sizeof dst_n / sizeof *dst_n; b++) {
             nx_topk *src, *dst, *via_merge;
@@ -717,6 +721,19 @@ static void test_copy(void **st)
             assert_int_equal(nx_topk_create(64, &dst), 0);
             assert_int_equal(nx_topk_create(64, &via_merge), 0);
             fill(src, src_n[a], 1000); /* 300 adds churn: evictions, dead arena bytes */
+            if (stale && src_n[a] > 0) {
+                /* 64 distinct members more: the union exceeds k, the merge
+                 * replaces counters and leaves src's table stale */
+                nx_topk *other;
+                assert_int_equal(nx_topk_create(64, &other), 0);
+                char m[48];
+                for (uint32_t i = 0; i < 64; i++) {
+                    int len = member(9000 + i, m);
+                    assert_int_equal(nx_topk_add(other, m, (uint32_t)len, 2), 0);
+                }
+                assert_int_equal(nx_topk_merge(src, other), 0);
+                nx_topk_destroy(other);
+            }
             if (dst_n[b] >= 0) {
                 fill(dst, dst_n[b], 5000);
                 fill(via_merge, dst_n[b], 5000);
@@ -734,6 +751,13 @@ static void test_copy(void **st)
             fill(dst, 200, 1020);
             rng_state = seed;
             fill(via_merge, 200, 1020);
+            for (uint32_t i = 0; i < 64; i += 3) { /* the members a merge brought */
+                char m[48];
+                int len = member(9000 + i, m);
+                assert_int_equal(nx_topk_add(src, m, (uint32_t)len, 1), 0);
+                assert_int_equal(nx_topk_add(dst, m, (uint32_t)len, 1), 0);
+                assert_int_equal(nx_topk_add(via_merge, m, (uint32_t)len, 1), 0);
+            }
             encodings_equal(dst, src);
             encodings_equal(via_merge, src);
             nx_topk_destroy(src);
