@@ -1283,6 +1283,10 @@ void nx_stream_prefetch_next(const nx_stream *s, int64_t now_ms)
         __builtin_prefetch(a, 1);
         __builtin_prefetch((const char *)(a + 1) - 1, 1);
     }
+    if (s->type == NX_TYPE_SET && s->mlog.data)
+        /* the member log's next entry: written by the event (a line that
+         * was cold since the stream's previous event) */
+        __builtin_prefetch(s->mlog.data + s->mlog.len, 1);
     if (nx_type_has_quantiles((nx_type)s->type) && s->open_dd &&
         (s->nqbuf == NX_QBUF_MAX || (closes && s->nqbuf))) {
         /* the drain reads the sketch's header and stores (two lines) */
