@@ -509,6 +509,21 @@ static void merge_rounds(int mode, int rounds)
                                  0);
             }
         }
+        if (round & 1) {
+            /* every other round, dst is itself the result of a merge that
+             * may have replaced counters (its table then stale until the
+             * next lookup), with members src may monitor too */
+            nx_topk *p;
+            assert_int_equal(nx_topk_create(k, &p), 0);
+            for (uint32_t i = 0; i < k; i++) {
+                char m[16];
+                int n = snprintf(m, sizeof m, "m%u", (unsigned)((universe - i % universe) + i / universe * universe));
+                assert_int_equal(
+                    nx_topk_add_hash(p, m, (uint32_t)n, merge_hash(mode, m, (uint32_t)n), 0.75), 0);
+            }
+            assert_int_equal(nx_topk_merge(a, p), 0);
+            nx_topk_destroy(p);
+        }
         nx_topk_item la[64], lb[64], got[64];
         size_t na = nx_topk_list(a, la, 64), nb = nx_topk_list(b, lb, 64);
         double m1 = na == k ? la[na - 1].count : 0, m2 = nb == k ? lb[nb - 1].count : 0;
