@@ -292,9 +292,8 @@ static int reserve(nx_topk *t, uint32_t want)
         free(t->table);
         t->table = table;
         t->tcap = tcap;
-        for (uint32_t i = 0; i < t->n; i++)
-            table_insert(t, i);
-        t->table_ok = true;
+        t->table_ok = false;
+        table_ensure(t);
     }
     return 0;
 }

@@ -516,8 +516,10 @@ static void merge_rounds(int mode, int rounds)
             nx_topk *p;
             assert_int_equal(nx_topk_create(k, &p), 0);
             for (uint32_t i = 0; i < k; i++) {
+                /* distinct: universe..1, then 2 universe..universe + 1, ... */
+                unsigned id = (i / universe + 1) * universe - i % universe;
                 char m[16];
-                int n = snprintf(m, sizeof m, "m%u", (unsigned)((universe - i % universe) + i / universe * universe));
+                int n = snprintf(m, sizeof m, "m%u", id);
                 assert_int_equal(
                     nx_topk_add_hash(p, m, (uint32_t)n, merge_hash(mode, m, (uint32_t)n), 0.75), 0);
             }
@@ -728,57 +730,59 @@ static void test_copy(void **st)
     (void)st;
     static const int src_n[] = {0, 1, 5, 17, 40, 64, 300};
     static const int dst_n[] = {-1, 0, 3, 64, 300}; /* -1: a fresh sketch */
-    for (int stale = 0; stale < 2; stale++)
-    for (size_t a = 0; a < sizeof src_n / sizeof *src_n; a++)
-        for (size_t b = 0; b < sizeof dst_n / sizeof *dst_n; b++) {
-            nx_topk *src, *dst, *via_merge;
-            assert_int_equal(nx_topk_create(64, &src), 0);
-            assert_int_equal(nx_topk_create(64, &dst), 0);
-            assert_int_equal(nx_topk_create(64, &via_merge), 0);
-            fill(src, src_n[a], 1000); /* 300 adds churn: evictions, dead arena bytes */
-            if (stale && src_n[a] > 0) {
-                /* 64 distinct members more: the union exceeds k, the merge
-                 * replaces counters and leaves src's table stale */
-                nx_topk *other;
-                assert_int_equal(nx_topk_create(64, &other), 0);
-                char m[48];
-                for (uint32_t i = 0; i < 64; i++) {
-                    int len = member(9000 + i, m);
-                    assert_int_equal(nx_topk_add(other, m, (uint32_t)len, 2), 0);
+    for (int stale = 0; stale < 2; stale++) {
+        for (size_t a = 0; a < sizeof src_n / sizeof *src_n; a++) {
+            for (size_t b = 0; b < sizeof dst_n / sizeof *dst_n; b++) {
+                nx_topk *src, *dst, *via_merge;
+                assert_int_equal(nx_topk_create(64, &src), 0);
+                assert_int_equal(nx_topk_create(64, &dst), 0);
+                assert_int_equal(nx_topk_create(64, &via_merge), 0);
+                fill(src, src_n[a], 1000); /* 300 adds churn: evictions, dead arena bytes */
+                if (stale && src_n[a] > 0) {
+                    /* 64 distinct members more: the union exceeds k, the merge
+                     * replaces counters and leaves src's table stale */
+                    nx_topk *other;
+                    assert_int_equal(nx_topk_create(64, &other), 0);
+                    char m[48];
+                    for (uint32_t i = 0; i < 64; i++) {
+                        int len = member(9000 + i, m);
+                        assert_int_equal(nx_topk_add(other, m, (uint32_t)len, 2), 0);
+                    }
+                    assert_int_equal(nx_topk_merge(src, other), 0);
+                    nx_topk_destroy(other);
                 }
-                assert_int_equal(nx_topk_merge(src, other), 0);
-                nx_topk_destroy(other);
+                if (dst_n[b] >= 0) {
+                    fill(dst, dst_n[b], 5000);
+                    fill(via_merge, dst_n[b], 5000);
+                    nx_topk_clear(dst);
+                    nx_topk_clear(via_merge);
+                }
+                assert_int_equal(nx_topk_copy(dst, src), 0);
+                encodings_equal(dst, src);
+                assert_int_equal(nx_topk_merge(via_merge, src), 0);
+                encodings_equal(via_merge, src);
+                /* the same adds (old members and new ones) keep them equal */
+                uint64_t seed = rng_state;
+                fill(src, 200, 1020);
+                rng_state = seed;
+                fill(dst, 200, 1020);
+                rng_state = seed;
+                fill(via_merge, 200, 1020);
+                for (uint32_t i = 0; i < 64; i += 3) { /* the members a merge brought */
+                    char m[48];
+                    int len = member(9000 + i, m);
+                    assert_int_equal(nx_topk_add(src, m, (uint32_t)len, 1), 0);
+                    assert_int_equal(nx_topk_add(dst, m, (uint32_t)len, 1), 0);
+                    assert_int_equal(nx_topk_add(via_merge, m, (uint32_t)len, 1), 0);
+                }
+                encodings_equal(dst, src);
+                encodings_equal(via_merge, src);
+                nx_topk_destroy(src);
+                nx_topk_destroy(dst);
+                nx_topk_destroy(via_merge);
             }
-            if (dst_n[b] >= 0) {
-                fill(dst, dst_n[b], 5000);
-                fill(via_merge, dst_n[b], 5000);
-                nx_topk_clear(dst);
-                nx_topk_clear(via_merge);
-            }
-            assert_int_equal(nx_topk_copy(dst, src), 0);
-            encodings_equal(dst, src);
-            assert_int_equal(nx_topk_merge(via_merge, src), 0);
-            encodings_equal(via_merge, src);
-            /* the same adds (old members and new ones) keep them equal */
-            uint64_t seed = rng_state;
-            fill(src, 200, 1020);
-            rng_state = seed;
-            fill(dst, 200, 1020);
-            rng_state = seed;
-            fill(via_merge, 200, 1020);
-            for (uint32_t i = 0; i < 64; i += 3) { /* the members a merge brought */
-                char m[48];
-                int len = member(9000 + i, m);
-                assert_int_equal(nx_topk_add(src, m, (uint32_t)len, 1), 0);
-                assert_int_equal(nx_topk_add(dst, m, (uint32_t)len, 1), 0);
-                assert_int_equal(nx_topk_add(via_merge, m, (uint32_t)len, 1), 0);
-            }
-            encodings_equal(dst, src);
-            encodings_equal(via_merge, src);
-            nx_topk_destroy(src);
-            nx_topk_destroy(dst);
-            nx_topk_destroy(via_merge);
         }
+    }
     nx_topk *x, *y;
     assert_int_equal(nx_topk_create(8, &x), 0);
     assert_int_equal(nx_topk_create(16, &y), 0);
