@@ -33,7 +33,11 @@
  * applied, kernel drops 95K -> 23K datagrams (docs/benchmarks.md).
  * oversize_threshold:0 keeps large allocations in the calling thread's arena
  * (not jemalloc's shared huge arena), so a shard's big buffers also come
- * from its prefaulted reservation (server/nx_prefault.h).
+ * from its prefaulted reservation (server/nx_prefault.h), whose pages are
+ * 4 KiB unless --huge-pages yes: there a huge page's first touch (5-10 ms
+ * on this VM) stalled the shard and every query waiting on it, and the
+ * prefault thread now takes most first touches off the shards anyway
+ * (twenty-first session); thp:always still applies to the other arenas.
  * background_thread:true moves the decay's purging (madvise, up to 26 ms a
  * call measured under strace) from the shard threads, where every query
  * waiting on the shard paid for it, to jemalloc's own threads.

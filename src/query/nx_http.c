@@ -29,6 +29,7 @@
 #include "query/nx_prom.h"
 #include "query/nx_udf_http.h"
 #include "server/nx_prefault.h"
+#include "server/nx_rt.h"
 #include "server/nx_udfhost.h"
 #include "query/nx_tenant_api.h"
 #include "server/nx_log.h"
@@ -993,6 +994,10 @@ int nx_http_start(nx_server *srv, int listen_fd, nx_http **out)
         return NX_ENOMEM;
     h->srv = srv;
     h->cfg = nx_server_config(srv);
+    /* libmicrohttpd's threads (the listener, one per connection) inherit
+     * the policy of the thread that starts them: NX_RT_HTTP (nx_rt.h) */
+    nx_rt_saved saved;
+    int rt = h->cfg->realtime && nx_rt_push(NX_RT_HTTP, &saved) == 0;
     h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                                 MHD_USE_AUTO | MHD_USE_ERROR_LOG,
                             0, NULL, NULL, dispatch, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
@@ -1000,6 +1005,8 @@ int nx_http_start(nx_server *srv, int listen_fd, nx_http **out)
                             completed, h, MHD_OPTION_CONNECTION_LIMIT,
                             (unsigned)h->cfg->http_conns, MHD_OPTION_CONNECTION_TIMEOUT,
                             (unsigned)120, MHD_OPTION_END);
+    if (rt)
+        nx_rt_pop(&saved);
     if (!h->d) {
         free(h);
         return NX_EIO;

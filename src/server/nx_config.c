@@ -27,6 +27,7 @@ void nx_config_default(nx_config *c)
     snprintf(c->default_tenant, sizeof(c->default_tenant), "default");
     c->shards = 0;
     c->pin = 1;
+    c->realtime = 1;
     c->log_level = NX_LOG_INFO;
     nx_statsd_limits_default(&c->limits);
     c->rcvbuf = 64u << 20;
@@ -119,6 +120,7 @@ static const opt opts[] = {
     {"default-tenant", K_STR, offsetof(nx_config, default_tenant), 65, 0, 0, "tenant of lines without a tenant tag [default]"},
     {"shards", K_INT, offsetof(nx_config, shards), 4, 0, 256, "shard threads, 0 = one per online CPU [0]"},
     {"pin", K_BOOL, offsetof(nx_config, pin), 4, 0, 1, "pin shard i to CPU i (yes/no) [yes]"},
+    {"realtime", K_BOOL, offsetof(nx_config, realtime), 4, 0, 1, "SCHED_FIFO for the HTTP threads, a shard while it owes a query an answer, and the prefault thread, when permitted (yes/no; docs/architecture.md) [yes]"},
     {"log-level", K_LEVEL, offsetof(nx_config, log_level), 4, 0, 3, "debug, info, warn or error [info]"},
     U32("max-line", limits.max_line, 16, 1 << 20, "bytes per StatsD line [4096]"),
     U32("max-tags", limits.max_tags, 0, 1024, "tags per StatsD line [64]"),
@@ -140,7 +142,8 @@ static const opt opts[] = {
     {"snapshot-interval", K_MS, offsetof(nx_config, snapshot_interval_ms), 4, 10, 86400000, "at most one snapshot per shard this often (250ms, 60s, 5m) [60s]"},
     {"snapshot-zstd-level", K_INT, offsetof(nx_config, snapshot_zstd_level), 4, -7, 19, "zstd level of snapshots, negative = faster, 0 = zstd's default (3); -1 costs ~40% less CPU than 3 for ~20% bigger files [-1]"},
     {"wal-sync-interval", K_MS, offsetof(nx_config, wal_sync_ms), 4, 1, 3600000, "fdatasync un-acked WAL data at least this often, on a helper thread [1s]"},
-    U32("prefault-ahead", prefault_ahead_mb, 0, 1 << 20, "MiB of each shard's heap faulted in ahead of use by an idle-priority thread (jemalloc builds), 0 = off [64]"),
+    {"huge-pages", K_BOOL, offsetof(nx_config, huge_pages), 4, 0, 1, "shard heaps on 2 MB transparent huge pages: fewer TLB misses, but each first touch stalls a shard for milliseconds (yes/no; jemalloc builds; src/server/nx_prefault.h) [no]"},
+    U32("prefault-ahead", prefault_ahead_mb, 0, 1 << 20, "MiB of each shard's heap faulted in ahead of use by a background thread (idle priority, or real-time with --realtime; jemalloc builds), 0 = off [64]"),
     {"steer", K_STR, offsetof(nx_config, steer), 8, 0, 0, "kernel stage of UDP groups: auto, ebpf, cbpf or plain [auto]"},
     {"nxb-tenant", K_NXBT, 0, 0, 0, 0, "NUM:ID, NXB tenant number -> tenant id (repeatable; 0 = default tenant)"},
     {"tenant-quota", K_NXBT, 0, 0, 0, 0, "NUM:RATE[:BURST], NXB events/s quota of tenant NUM (repeatable)"},

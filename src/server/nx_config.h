@@ -43,6 +43,8 @@ typedef struct nx_config {
     char default_tenant[65];
     int shards;               /* 0 = one per online CPU */
     int pin;                  /* pin shard i to CPU i % ncpu */
+    int realtime;             /* SCHED_FIFO query path when permitted (nx_rt.h) */
+    int huge_pages;           /* shard heaps on transparent huge pages (nx_prefault.h) */
     int log_level;
     nx_statsd_limits limits;
     uint32_t rcvbuf;          /* SO_RCVBUF of each UDP socket, bytes (0 = kernel default;

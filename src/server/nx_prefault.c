@@ -16,6 +16,7 @@
  * from the extent_hooks_t pointer jemalloc passes back.
  */
 #include "server/nx_prefault.h"
+#include "server/nx_rt.h"
 #include "nexus.h"
 
 #include <dlfcn.h>
@@ -55,6 +56,8 @@ typedef void *(*nx_mallocx_fn)(size_t, int);
 struct nx_prefault {
     int n;
     size_t ahead;
+    int rt_prio;    /* SCHED_FIFO priority of the thread, 0 = SCHED_IDLE */
+    int huge_pages; /* shard heaps on transparent huge pages */
     nx_mallctl_fn mallctl;
     nx_mallocx_fn mallocx;
     extent_hooks_t piece_hooks;
@@ -279,18 +282,38 @@ static bool populate_step(nx_pf_region *r, size_t ahead)
     return true;
 }
 
+static int64_t pf_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static void *prefault_main(void *arg)
 {
     nx_prefault *p = arg;
     pthread_setname_np(pthread_self(), "nx-prefault");
-    struct sched_param sp = {.sched_priority = 0};
-    pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp); /* idle CPU only */
+    if (p->rt_prio) { /* ahead of the shards even when no core is idle (nx_rt.h) */
+        if (nx_rt_set(0, p->rt_prio, 1))
+            p->rt_prio = 0;
+    }
+    if (!p->rt_prio) {
+        struct sched_param sp = {.sched_priority = 0};
+        pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp); /* idle CPU only */
+    }
     while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
+        int64_t t0 = pf_mono_ns();
         bool busy = false;
         for (int i = 0; i < p->n; i++)
             busy |= populate_step(p->regions[i], p->ahead);
-        if (!busy) {
-            struct timespec ts = {0, NX_PF_IDLE_NS};
+        int64_t pause = NX_PF_IDLE_NS;
+        if (busy) /* real-time: sleep as long as we ran, so that a core never
+                   * gives us more than half its time (a shard pinned there
+                   * would starve: 570 ms once, catching up 96 MB); at
+                   * SCHED_IDLE there is nothing to leave to anyone */
+            pause = p->rt_prio ? pf_mono_ns() - t0 : 0;
+        if (pause > 0) {
+            struct timespec ts = {pause / 1000000000, pause % 1000000000};
             nanosleep(&ts, NULL);
         }
     }
@@ -321,7 +344,9 @@ static int region_create(nx_prefault *p, nx_pf_region **out)
         free(r);
         return NX_ENOMEM;
     }
-    (void)madvise(r->base, r->size, MADV_HUGEPAGE); /* THP is "madvise" on Debian */
+    /* see nx_prefault.h, "Page size"; NOHUGEPAGE also when the system's
+     * THP mode is "always" */
+    (void)madvise(r->base, r->size, p->huge_pages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     extent_hooks_t *hp = &r->hooks;
     size_t sz = sizeof r->arena;
     if (p->mallctl("arenas.create", &r->arena, &sz, &hp, sizeof hp)) {
@@ -339,8 +364,10 @@ static int region_create(nx_prefault *p, nx_pf_region **out)
     return 0;
 }
 
-int nx_prefault_create(int nshards, size_t ahead_bytes, nx_prefault **out, const char **why)
+int nx_prefault_create(int nshards, const nx_prefault_opts *opts, nx_prefault **out,
+                       const char **why)
 {
+    size_t ahead_bytes = opts->ahead_bytes;
     *out = NULL;
     *why = NULL;
     if (ahead_bytes == 0) {
@@ -356,6 +383,8 @@ int nx_prefault_create(int nshards, size_t ahead_bytes, nx_prefault **out, const
     if (!p)
         return NX_ENOMEM;
     p->n = nshards;
+    p->rt_prio = opts->rt_prio;
+    p->huge_pages = opts->huge_pages;
     /* many shards share the cap, so a 64-core box does not fault in 4 GiB
      * of unused heap at start */
     if ((uint64_t)ahead_bytes * (uint64_t)nshards > NX_PF_TOTAL_MAX)

@@ -13,6 +13,7 @@
 #include "server/nx_kstage.h"
 #include "server/nx_listener.h"
 #include "server/nx_log.h"
+#include "server/nx_rt.h"
 #include "server/nx_udfhost.h"
 #include "server/nx_tenants.h"
 
@@ -142,13 +143,24 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
         if (rc)
             goto fail_fds;
     }
-    const char *why;
-    rc = nx_prefault_create(s->n, (size_t)s->cfg.prefault_ahead_mb << 20, &s->pf, &why);
+    const char *why = "--realtime no";
+    if (s->cfg.realtime && nx_rt_available(&why) != 0)
+        s->cfg.realtime = 0; /* what the HTTP threads and shards see too */
+    if (s->cfg.realtime)
+        nx_log(NX_LOG_INFO, "realtime on", "http_fifo=%d shard_fifo_while_queried=%d prefault_fifo=%d",
+               NX_RT_HTTP, NX_RT_SHARD, NX_RT_PREFAULT);
+    else
+        nx_log(NX_LOG_INFO, "realtime off", "reason=\"%s\"", why);
+    nx_prefault_opts pfo = {.ahead_bytes = (size_t)s->cfg.prefault_ahead_mb << 20,
+                            .rt_prio = s->cfg.realtime ? NX_RT_PREFAULT : 0,
+                            .huge_pages = s->cfg.huge_pages};
+    rc = nx_prefault_create(s->n, &pfo, &s->pf, &why);
     if (rc)
         goto fail_fds;
     if (s->pf)
-        nx_log(NX_LOG_INFO, "prefault on", "shards=%d ahead_mib=%u", s->n,
-               s->cfg.prefault_ahead_mb);
+        nx_log(NX_LOG_INFO, "prefault on", "shards=%d ahead_mib=%u page=%s thread=%s", s->n,
+               s->cfg.prefault_ahead_mb, s->cfg.huge_pages ? "2M" : "4K",
+               s->cfg.realtime ? "fifo" : "idle");
     else
         nx_log(NX_LOG_INFO, "prefault off", "reason=\"%s\"", why);
     for (int i = 0; i < s->n; i++) {
@@ -157,6 +169,7 @@ int nx_server_create(const nx_config *cfg, const nx_server_hooks *hooks, nx_serv
             goto fail_fds;
         udp[i] = tcp[i] = -1; /* owned by the shard now */
         nx_shard_set_prefault(s->shards[i], s->pf);
+        nx_shard_set_realtime(s->shards[i], s->cfg.realtime ? NX_RT_SHARD : 0);
     }
     rc = nxb_listeners(s);
     if (rc)

@@ -65,6 +65,7 @@ struct nx_shard {
     int stopping;
     int epfd;
     nx_mailbox mb;
+    nx_rt_boost boost;  /* raised while a poster waits for an answer */
     int udp_fd, tcp_fd, unix_fd;
     /* recvmmsg */
     uint32_t vlen;
@@ -180,6 +181,12 @@ void nx_shard_set_prefault(nx_shard *sh, nx_prefault *pf)
         nx_durable_set_piece_alloc(sh->dur, nx_prefault_piece_alloc, pf);
 }
 
+void nx_shard_set_realtime(nx_shard *sh, int prio)
+{
+    assert(!sh->started);
+    sh->boost.prio = prio;
+}
+
 void nx_shard_set_udf(nx_shard *sh, nx_udf_shard *u)
 {
     assert(!sh->started);
@@ -208,6 +215,7 @@ int nx_shard_create(int id, const nx_config *cfg, int udp_fd, int tcp_fd, int un
     sh->epfd = -1;
     sh->mb.efd = -1;
     sh->nxb_udp_fd = sh->nxb_tcp_fd = -1;
+    nx_rt_boost_init(&sh->boost, 0);
     int rc = nx_engine_create(&cfg->engine, &sh->engine);
     if (rc)
         goto fail;
@@ -300,8 +308,11 @@ void nx_shard_destroy(nx_shard *sh)
     free(sh);
 }
 
+/* A poster that waits for the answer raises the shard until it has been
+ * answered (nx_rt.h): fire-and-forget messages leave it alone. */
 void nx_shard_post(nx_shard *sh, nx_shard_msg *m)
 {
+    m->boosted = m->waiter ? nx_rt_boost_take(&sh->boost) : 0;
     nx_mailbox_push(&sh->mb, &m->node);
 }
 
@@ -798,6 +809,7 @@ static void ingest_done(void *arg, int rc, uint64_t lsn)
 static void handle(nx_shard *sh, nx_shard_msg *m)
 {
     int parked = 0;
+    int boosted = m->boosted; /* m may be gone once its waiter fired */
     m->rc = 0;
     nx_tenant *t = NULL;
     if (m->tenant)
@@ -880,6 +892,8 @@ static void handle(nx_shard *sh, nx_shard_msg *m)
     /* m may be freed by its sender as soon as the waiter fires */
     if (w && !parked)
         nx_waiter_done(w);
+    if (boosted)
+        nx_rt_boost_drop(&sh->boost);
 }
 
 static void drain_mailbox(nx_shard *sh, int limit)
@@ -903,6 +917,7 @@ static void *shard_main(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "nx-shard-%d", sh->id);
     pthread_setname_np(pthread_self(), name);
+    nx_rt_boost_bind(&sh->boost);
     if (nx_prefault_bind(sh->pf, sh->id))
         nx_log(NX_LOG_WARN, "prefault arena not bound", "shard=%d", sh->id);
     struct epoll_event evs[64];

@@ -26,6 +26,7 @@
 #include "server/nx_durable.h"
 #include "server/nx_mailbox.h"
 #include "server/nx_prefault.h"
+#include "server/nx_rt.h"
 
 #define NX_UDP_ROUNDS 8
 #define NX_MBOX_BURST 64
@@ -70,6 +71,7 @@ typedef struct nx_shard_msg {
     nx_mbox_node node;  /* first: the mailbox links messages through it */
     int kind;
     nx_waiter *waiter;  /* signalled once the shard handled the message */
+    int boosted;        /* set by nx_shard_post: the shard drops a boost after it */
     int rc;             /* 0 or NX_E* */
     int64_t now_ms;     /* the query's "now", the same for every shard */
     /* request */
@@ -160,6 +162,9 @@ struct nx_udf_shard;
 /* Before start: the shard thread allocates from its nx_prefault arena
  * (NULL: the default heap). */
 void nx_shard_set_prefault(nx_shard *sh, nx_prefault *pf);
+/* SCHED_FIFO priority a shard runs at while it owes a waiting poster an
+ * answer (nx_rt.h); 0 = never raised. Before nx_shard_start. */
+void nx_shard_set_realtime(nx_shard *sh, int prio);
 void nx_shard_set_udf(nx_shard *sh, struct nx_udf_shard *u);
 
 /*
