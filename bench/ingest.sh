@@ -10,6 +10,14 @@
 #   query_p50 / query_p99  single-stream GET /v1/summary latency (one
 #                          keep-alive connection, 200 queries/s, measured by
 #                          nx-loadgen in C) while sending at that rate
+#                          by a query thread at SCHED_FIFO QUERY_FIFO (3,
+#                          the priority of nexusd's HTTP threads, when
+#                          permitted: query_fifo says what it got), so that
+#                          it measures nexusd and not its own wait for a
+#                          core behind the sender on this 2-core box
+#   query_normal_client_p50/p99  the same with the query thread at normal
+#                          priority (what a client sharing the saturated
+#                          cores sees: its own scheduling wait included)
 #   query_moderate_p50/p99 the same while sending QUERY_MODERATE lines/s
 #                          (1,000,000; at most the lossless rate)
 #   query_[moderate_]server_p50_le/p99_le  the same queries as nexusd saw
@@ -37,7 +45,9 @@
 # Environment: BUILD (build/release), SHARDS (nexusd --shards, default its
 # own), THREADS (loadgen threads, 1), PROBE_S (2), DGRAM_BYTES (1400),
 # START_RATE (250000), MAX_RATE (64000000), QUERY_S (5), QUERY_MODERATE
-# (1000000), SUSTAIN_S (30; 0 skips that phase), SUSTAIN_STEPS (3), NEXUSD_ARGS (extra nexusd flags, e.g. "--prefault-ahead 512").
+# (1000000), QUERY_FIFO (3; 0 = the query thread at normal priority
+# throughout), SUSTAIN_S (30; 0 skips that phase), SUSTAIN_STEPS (3),
+# NEXUSD_ARGS (extra nexusd flags, e.g. "--prefault-ahead 512").
 # nexusd and the load generator share this machine's cores, as the issue asks.
 set -euo pipefail
 
@@ -52,6 +62,7 @@ START_RATE=${START_RATE:-250000}
 MAX_RATE=${MAX_RATE:-64000000}
 QUERY_S=${QUERY_S:-5}
 QUERY_MODERATE=${QUERY_MODERATE:-1000000}
+QUERY_FIFO=${QUERY_FIFO:-3}
 SUSTAIN_S=${SUSTAIN_S:-30}
 SUSTAIN_STEPS=${SUSTAIN_STEPS:-3}
 SINK=${SINK:-0}
@@ -213,15 +224,22 @@ PY
     qrate=$lo; [ "$qrate" -gt 0 ] || qrate=$START_RATE
     m0=$(summary_hist)
     qout=$("$LOADGEN" --port "$UDP" --rate "$qrate" --duration "$QUERY_S" --threads "$THREADS" \
-           --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+           --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5 \
+           --query-fifo "$QUERY_FIFO")
     qout+=$'\n'$(server_quantiles query_server "$m0" "$(summary_hist)")
+    # ... the same with the query client at normal priority
+    m0=$(summary_hist)
+    nout=$("$LOADGEN" --port "$UDP" --rate "$qrate" --duration "$QUERY_S" --threads "$THREADS" \
+           --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+    nout+=$'\n'$(server_quantiles query_server "$m0" "$(summary_hist)")
     # ... and at a moderate load (QUERY_MODERATE lines/s, at most the
     # lossless rate): the lossless rate leaves no idle CPU on a 2-core box,
     # so its p99 is mostly the query's threads waiting for a core
     mrate=$QUERY_MODERATE; [ "$lo" -gt 0 ] && [ "$mrate" -gt "$lo" ] && mrate=$lo
     m0=$(summary_hist)
     mout=$("$LOADGEN" --port "$UDP" --rate "$mrate" --duration "$QUERY_S" --threads "$THREADS" \
-           --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5)
+           --dgram-bytes "$DGRAM_BYTES" --query "$QURL" --query-rate 200 --query-delay 0.5 \
+           --query-fifo "$QUERY_FIFO")
     mout+=$'\n'$(server_quantiles query_server "$m0" "$(summary_hist)")
     # ... and the lossless rate held for SUSTAIN_S seconds (on this nexusd,
     # after the probes); when it does not hold, 3/4 of the rate tried last,
@@ -254,6 +272,8 @@ PY
     echo "ingest_first_lossy_offered $hi lines/s"
     awk '$1 ~ /^query_/ {print}' <<<"$qout"
     echo "query_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$qout") lines/s"
+    awk '$1 ~ /^query_p|^query_max|^query_server/ {sub(/^query_/, "query_normal_client_", $1); print}' <<<"$nout"
+    echo "query_normal_client_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$nout") lines/s"
     awk '$1 ~ /^query_p|^query_max|^query_server/ {sub(/^query_/, "query_moderate_", $1); print}' <<<"$mout"
     echo "query_moderate_load_rate $(awk '$1=="send_rate"{print $2}' <<<"$mout") lines/s"
     if [ "$sustain" != null ]; then
@@ -270,9 +290,9 @@ fi
 
 mkdir -p bench/results
 OUT=bench/results/$NAME-$(date -u +%Y-%m-%dT%H%M%SZ).json
-python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" "${mout:-}" "${sustain:-null}" "$SUSTAIN_S" "${held:-null}" "${scan:-}" <<'EOF'
+python3 - "$OUT" "$NAME" "$PROBES" "$best_send" "$hi" "$qout" "$stats" "$SHARDS" "$THREADS" "$DGRAM_BYTES" "${mout:-}" "${sustain:-null}" "$SUSTAIN_S" "${held:-null}" "${scan:-}" "${nout:-}" <<'EOF'
 import json, os, sys
-out, name, probes, best, hi, qout, stats, shards, threads, dgram, mout, sustain, sustain_s, held, scan = sys.argv[1:]
+out, name, probes, best, hi, qout, stats, shards, threads, dgram, mout, sustain, sustain_s, held, scan, nout = sys.argv[1:]
 res = {"benchmark": "udp_sink" if name == "sink" else "ingest",
        "machine": {"nproc": os.cpu_count(), "kernel": os.uname().release},
        "workload": {"tenants": 10000, "metrics": 10, "dgram_bytes": int(dgram),
@@ -292,6 +312,7 @@ if name == "ingest":
                     pass
         return q
     res["query_under_load"] = figures(qout)
+    res["query_under_load_normal_client"] = figures(nout)
     res["query_moderate_load"] = figures(mout)
     res["nexusd_stats_end"] = json.loads(stats)
     sus = json.loads(sustain)

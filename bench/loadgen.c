@@ -37,6 +37,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/socket.h>
@@ -67,6 +68,7 @@ typedef struct lg_opts {
     const char *query_url, *query_header;
     double query_rate, query_delay;
     bool query_print;
+    int query_fifo; /* SCHED_FIFO priority of the query thread, 0 = as started */
 } lg_opts;
 
 typedef struct lg_shared {
@@ -224,6 +226,7 @@ typedef struct lg_query {
     uint64_t errors, non200, reconnects;
     char *last_body;
     pthread_t tid;
+    _Atomic bool fifo_on; /* the thread got --query-fifo */
 } lg_query;
 
 static int lg_parse_url(lg_query *q, const char *url)
@@ -316,6 +319,17 @@ static int lg_http_get(lg_query *q, int fd, char *rbuf, size_t rcap, bool *close
 static void *lg_querier(void *arg)
 {
     lg_query *q = arg;
+    if (q->o->query_fifo > 0) {
+        /* the query client measures nexusd, not its own wait for a core
+         * behind the sender: it runs as nexusd's HTTP threads do */
+        struct sched_param sp = {.sched_priority = q->o->query_fifo};
+        int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+        if (rc)
+            fprintf(stderr, "nx-loadgen: --query-fifo %d: %s (query thread stays as it was)\n",
+                    q->o->query_fifo, strerror(rc));
+        else
+            atomic_store(&q->fifo_on, true);
+    }
     size_t rcap = 1 << 20;
     char *rbuf = malloc(rcap);
     if (!rbuf)
@@ -607,7 +621,9 @@ static void lg_usage(FILE *f)
             "  --query-header 'K: V'    extra request header\n"
             "  --query-rate Q           queries/s (100)\n"
             "  --query-delay S          start queries after S seconds (0.5)\n"
-            "  --query-print            print the last response body\n");
+            "  --query-print            print the last response body\n"
+            "  --query-fifo P           run the query thread at SCHED_FIFO priority P\n"
+            "                           (needs CAP_SYS_NICE; 0 = as started, the default)\n");
 }
 
 int main(int argc, char **argv)
@@ -616,7 +632,8 @@ int main(int argc, char **argv)
                  .zipf = 1.0, .dgram_bytes = 1400, .threads = 1, .query_rate = 100,
                  .query_delay = 0.5};
     enum { O_HOST = 256, O_PORT, O_TEN, O_MET, O_SEED, O_ZIPF, O_MIX, O_DG, O_LPD, O_RATE, O_DUR,
-           O_LINES, O_THR, O_BATCH, O_EXP, O_EXPONLY, O_EXPNAME, O_Q, O_QH, O_QR, O_QD, O_QP };
+           O_LINES, O_THR, O_BATCH, O_EXP, O_EXPONLY, O_EXPNAME, O_Q, O_QH, O_QR, O_QD, O_QP,
+           O_QF };
     static const struct option lo[] = {
         {"host", 1, 0, O_HOST}, {"port", 1, 0, O_PORT}, {"tenants", 1, 0, O_TEN},
         {"metrics", 1, 0, O_MET}, {"seed", 1, 0, O_SEED}, {"zipf", 1, 0, O_ZIPF},
@@ -626,6 +643,7 @@ int main(int argc, char **argv)
         {"expect", 1, 0, O_EXP}, {"expect-only", 0, 0, O_EXPONLY},
         {"expect-by-name", 0, 0, O_EXPNAME}, {"query", 1, 0, O_Q}, {"query-header", 1, 0, O_QH},
         {"query-rate", 1, 0, O_QR}, {"query-delay", 1, 0, O_QD}, {"query-print", 0, 0, O_QP},
+        {"query-fifo", 1, 0, O_QF},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
@@ -652,13 +670,14 @@ int main(int argc, char **argv)
         case O_QR: o.query_rate = strtod(optarg, NULL); break;
         case O_QD: o.query_delay = strtod(optarg, NULL); break;
         case O_QP: o.query_print = true; break;
+        case O_QF: o.query_fifo = atoi(optarg); break;
         case 'h': lg_usage(stdout); return 0;
         default: lg_usage(stderr); return 2;
         }
     }
     if (o.threads < 1 || o.threads > LG_MAX_THREADS || o.dgram_bytes < 128 ||
         o.dgram_bytes > 65000 || o.rate < 0 || o.duration < 0 || o.query_rate <= 0 ||
-        o.batch < 0 || o.batch > LG_MAX_BATCH) {
+        o.query_fifo < 0 || o.query_fifo > 99 || o.batch < 0 || o.batch > LG_MAX_BATCH) {
         fprintf(stderr, "nx-loadgen: bad option value\n");
         return 2;
     }
@@ -766,6 +785,7 @@ int main(int argc, char **argv)
         printf("query_count %zu queries\n", q.n);
         printf("query_errors %llu queries\n", (unsigned long long)q.errors);
         printf("query_non200 %llu queries\n", (unsigned long long)q.non200);
+        printf("query_fifo %d priority\n", atomic_load(&q.fifo_on) ? o.query_fifo : 0);
         if (q.n) {
             printf("query_p50 %.1f us\n", q.lat[(size_t)(0.5 * (double)(q.n - 1))] * 1e6);
             printf("query_p99 %.1f us\n", q.lat[(size_t)(0.99 * (double)(q.n - 1))] * 1e6);
