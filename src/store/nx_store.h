@@ -36,7 +36,7 @@ typedef struct nx_store_options {
     const char *data_dir;
     uint32_t shard;
     uint64_t segment_bytes;       /* WAL segment size; 0 = 64 MiB */
-    size_t buffer_bytes;          /* WAL group buffer; 0 = 1 MiB */
+    size_t buffer_bytes;          /* WAL group buffer; 0 = 64 KiB (NX_WAL_BUFFER_DEFAULT) */
     int zstd_level;               /* 0 = 3 */
     size_t keep_snapshots;        /* 0 = 2 */
     uint32_t snapshot_interval_ms;/* 0 = 60000; snapshot at most this often */

@@ -42,7 +42,13 @@
 #include "store/nx_store_util.h"
 
 #define NX_WAL_SEGMENT_DEFAULT (64u << 20)   /* bytes per segment file */
-#define NX_WAL_BUFFER_DEFAULT (1u << 20)     /* group-commit buffer */
+/* group-commit buffer: a full one is written from the middle of a batch,
+ * and a 1 MiB pwrite() into fresh page cache took the shard 1-2 ms (this
+ * VM's first touches), which a query arriving then waited out; 64 KiB
+ * writes cost ~16x the syscalls (~1,000/s per shard at 3.5M lines/s) and
+ * took the query p99 at 3.7M lines/s from 1.53-1.61 to 0.96-1.38 ms
+ * (docs/benchmarks.md, twenty-first session) */
+#define NX_WAL_BUFFER_DEFAULT (64u << 10)
 #define NX_WAL_MAX_PAYLOAD (64u << 20)       /* larger batches are refused */
 #define NX_WAL_MAX_TENANT 255
 
