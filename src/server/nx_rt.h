@@ -12,7 +12,9 @@
  *
  * How: three SCHED_FIFO levels above every normal thread, and the ingest
  * itself stays SCHED_OTHER:
- *   NX_RT_HTTP      HTTP threads (they sleep until a request comes);
+ *   NX_RT_HTTP      HTTP threads (they sleep until a request comes; bulk
+ *                   answers such as /metrics are rendered at normal
+ *                   priority, nx_http.c);
  *   NX_RT_SHARD     a shard only while it owes a synchronous answer: the
  *                   poster raises it (nx_rt_boost_take) before pushing the
  *                   message, the shard drops back once it has handled every

@@ -101,6 +101,14 @@ class TestRealtime(unittest.TestCase):
         for prefix in ("nx-snapshot", "nx-walsync", "nexusd", "jemalloc"):
             for p in of(ths, prefix):
                 self.assertEqual(p[0], SCHED_OTHER, prefix)
+        # bulk answers are rendered at normal priority; the thread is back
+        # at FIFO 3 for the next request
+        for path in ("/metrics", "/v1/stats", "/v1/streams"):
+            conn.request("GET", path)
+            r = conn.getresponse()
+            r.read()
+            self.assertEqual(r.status, 200, path)
+            self.assertEqual(set(of(threads(pid), "MHD-connection")), {(SCHED_FIFO, 3)}, path)
         conn.close()
 
     def test_shards_back_to_normal_after_queries(self):
