@@ -3,6 +3,7 @@
  * the decision table itself lives in nx_registry_resolve).
  */
 #include "query/nx_auth.h"
+#include "common/nx_clock.h"
 #include "ingest/nx_statsd.h"
 #include "tenant/nx_registry.h"
 
@@ -88,13 +89,6 @@ static bool embedded(nx_registry *reg)
     return nx_registry_count(reg) == 0 && nx_registry_default_enabled(reg);
 }
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Core of nx_auth_resolve / nx_auth_view. *is_admin_view set when the
  * admin token came without ?tenant= (then tenant is not filled). */
 static int resolve(const nx_config *cfg, struct MHD_Connection *c, char tenant[65],
@@ -134,7 +128,7 @@ static int resolve(const nx_config *cfg, struct MHD_Connection *c, char tenant[6
         snprintf(tenant, 65, "%s", info.id);
     }
     uint64_t retry = 1;
-    if (nx_registry_http_admit(reg, info.num, mono_ns(), &retry) == NX_EQUOTA) {
+    if (nx_registry_http_admit(reg, info.num, nx_mono_ns(), &retry) == NX_EQUOTA) {
         fail(err, 429, "rate_limited", "over the tenant's HTTP request quota", NX_EQUOTA);
         err->retry_after_s = retry ? retry : 1;
         return NX_EQUOTA;

@@ -21,6 +21,7 @@
  * the free callback releases the subscriber slot.
  */
 #include "query/nx_http.h"
+#include "common/nx_clock.h"
 #include "query/nx_reply.h"
 #include "query/nx_auth.h"
 #include "query/nx_json.h"
@@ -61,13 +62,6 @@ typedef struct req_ctx {
     nx_route route;   /* latency class of the request */
     uint64_t t0_ns;   /* CLOCK_MONOTONIC when its headers were in */
 } req_ctx;
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- responses ----------------------------------------------------------- */
 
@@ -888,7 +882,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *c, const char 
         req_ctx *rq = calloc(1, sizeof(*rq));
         if (!rq)
             return MHD_NO;
-        rq->t0_ns = mono_ns();
+        rq->t0_ns = nx_mono_ns();
         rq->route = nx_latency_route(url);
         *con_cls = rq;
         return MHD_YES;
@@ -979,7 +973,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)c;
     req_ctx *rq = *con_cls;
     if (rq && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        nx_latency_record(&h->lat, rq->route, mono_ns() - rq->t0_ns);
+        nx_latency_record(&h->lat, rq->route, nx_mono_ns() - rq->t0_ns);
     if (rq) {
         free(rq->body);
         free(rq);

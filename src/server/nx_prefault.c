@@ -16,6 +16,7 @@
  * from the extent_hooks_t pointer jemalloc passes back.
  */
 #include "server/nx_prefault.h"
+#include "common/nx_clock.h"
 #include "server/nx_rt.h"
 #include "nexus.h"
 
@@ -282,13 +283,6 @@ static bool populate_step(nx_pf_region *r, size_t ahead)
     return true;
 }
 
-static int64_t pf_mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void *prefault_main(void *arg)
 {
     nx_prefault *p = arg;
@@ -302,7 +296,7 @@ static void *prefault_main(void *arg)
         pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp); /* idle CPU only */
     }
     while (!atomic_load_explicit(&p->stop, memory_order_relaxed)) {
-        int64_t t0 = pf_mono_ns();
+        int64_t t0 = nx_mono_ns();
         bool busy = false;
         for (int i = 0; i < p->n; i++)
             busy |= populate_step(p->regions[i], p->ahead);
@@ -311,7 +305,7 @@ static void *prefault_main(void *arg)
                    * gives us more than half its time (a shard pinned there
                    * would starve: 570 ms once, catching up 96 MB); at
                    * SCHED_IDLE there is nothing to leave to anyone */
-            pause = p->rt_prio ? pf_mono_ns() - t0 : 0;
+            pause = p->rt_prio ? nx_mono_ns() - t0 : 0;
         if (pause > 0) {
             struct timespec ts = {pause / 1000000000, pause % 1000000000};
             nanosleep(&ts, NULL);

@@ -184,7 +184,7 @@ void nx_shard_set_prefault(nx_shard *sh, nx_prefault *pf)
 void nx_shard_set_realtime(nx_shard *sh, int prio)
 {
     assert(!sh->started);
-    sh->boost.prio = prio;
+    nx_rt_boost_init(&sh->boost, prio);
 }
 
 void nx_shard_set_udf(nx_shard *sh, nx_udf_shard *u)

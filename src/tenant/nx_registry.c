@@ -24,6 +24,7 @@
  * write lock; readers copy what they need under the read lock.
  */
 #include "tenant/nx_registry.h"
+#include "common/nx_clock.h"
 #include "nexus.h"
 
 #include <assert.h>
@@ -226,13 +227,6 @@ static int64_t nx__now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t nx__mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static uint64_t nx__id_key(const char *id, size_t len)
 {
     return XXH3_64bits(id, len);
@@ -262,7 +256,7 @@ static nx_treg *nx__find_num(const nx_registry *r, uint32_t num)
 static void nx__http_rl_init(nx_treg *t)
 {
     atomic_flag_clear(&t->http_lock);
-    int rc = nx_rl_init(&t->http_rl, t->info.quotas.http_requests_per_s, 0, 1, nx__mono_ns());
+    int rc = nx_rl_init(&t->http_rl, t->info.quotas.http_requests_per_s, 0, 1, nx_mono_ns());
     assert(rc == 0); /* quotas were validated */
     (void)rc;
 }
@@ -888,7 +882,7 @@ int nx_registry_set_quotas(nx_registry *r, const char *id, size_t len, const nx_
         now_info = t->info;
         while (atomic_flag_test_and_set_explicit(&t->http_lock, memory_order_acquire))
             ;
-        rc = nx_rl_reconfigure(&t->http_rl, q->http_requests_per_s, 0, 1, nx__mono_ns());
+        rc = nx_rl_reconfigure(&t->http_rl, q->http_requests_per_s, 0, 1, nx_mono_ns());
         atomic_flag_clear_explicit(&t->http_lock, memory_order_release);
         assert(rc == 0);
         rc = nx__changed_locked(r, flags, &data, &dlen, &gen);
