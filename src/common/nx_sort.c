@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define RADIX_SORT(T, NAME, DIGITS)                                                             \
-    int NAME(T *v, size_t n)                                                                    \
+    void NAME##_with(T *v, size_t n, T *tmp)                                                    \
     {                                                                                           \
         if (n < NX_SORT_SMALL) {                                                                \
             for (size_t i = 1; i < n; i++) {                                                    \
@@ -23,11 +23,8 @@
                     v[j] = v[j - 1];                                                            \
                 v[j] = x;                                                                       \
             }                                                                                   \
-            return 0;                                                                           \
+            return;                                                                             \
         }                                                                                       \
-        T *tmp = malloc(n * sizeof(T));                                                         \
-        if (!tmp)                                                                               \
-            return NX_ENOMEM;                                                                   \
         size_t count[DIGITS][256];                                                              \
         memset(count, 0, sizeof(count));                                                        \
         for (size_t i = 0; i < n; i++) {                                                        \
@@ -56,6 +53,17 @@
         }                                                                                       \
         if (src != v)                                                                           \
             memcpy(v, src, n * sizeof(T));                                                      \
+    }                                                                                           \
+    int NAME(T *v, size_t n)                                                                    \
+    {                                                                                           \
+        if (n < NX_SORT_SMALL) {                                                                \
+            NAME##_with(v, n, NULL);                                                            \
+            return 0;                                                                           \
+        }                                                                                       \
+        T *tmp = malloc(n * sizeof(T));                                                         \
+        if (!tmp)                                                                               \
+            return NX_ENOMEM;                                                                   \
+        NAME##_with(v, n, tmp);                                                                 \
         free(tmp);                                                                              \
         return 0;                                                                               \
     }

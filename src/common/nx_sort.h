@@ -23,5 +23,9 @@
 
 int nx_sort_u64(uint64_t *v, size_t n);
 int nx_sort_u32(uint32_t *v, size_t n);
+/* The same with caller's scratch: tmp holds n keys (unused, may be NULL,
+ * below NX_SORT_SMALL). No allocation, no failure. */
+void nx_sort_u64_with(uint64_t *v, size_t n, uint64_t *tmp);
+void nx_sort_u32_with(uint32_t *v, size_t n, uint32_t *tmp);
 
 #endif

@@ -9,7 +9,8 @@
  *      now_ms this stream saw) so a clock that steps back is harmless;
  *   2. sec == open_sec: update the open bucket only (the O(1) fast path; a
  *      quantile type's value is mapped to its bin, which waits in the
- *      stream's qbuf and reaches the open DDSketch with up to 13 others; a
+ *      stream's qbuf (10 bins; a full one moves to the stream's bin log)
+ *      and reaches the open DDSketch with the rest of its second; a
  *      set member waits in the stream's member log and reaches the open
  *      top-k and the two HLLs with the rest of its second: nx_stream_drain);
  *   3. sec > open_sec: CLOSE the open bucket — fold it once into every
@@ -273,6 +274,7 @@ int nx_engine_create(const nx_engine_config *cfg, nx_engine **out)
 }
 
 static void stream_destroy(nx_engine *e, nx_stream *s);
+static void qlog_free(nx_stream *s);
 
 static void tenant_destroy(nx_tenant *t)
 {
@@ -548,6 +550,8 @@ void nx_stream_account(nx_stream *s)
         b += nx_shll_bytes(s->shll);
     if (s->type == NX_TYPE_SET)
         b += s->mlog.cap;
+    else if (nx_type_has_quantiles((nx_type)s->type) && s->qlog)
+        b += (1 + (size_t)s->qlog[0] * NX_QBUF_MAX) * sizeof(int32_t);
     if (s->win) {
         b += stream_hist_block_bytes(e);
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
@@ -654,6 +658,8 @@ static void stream_destroy(nx_engine *e, nx_stream *s)
     nx_shll_destroy(s->shll);
     s->nqbuf = 0; /* a set's log entries go with it */
     mlog_free(s);
+    s->nqlog = 0; /* and a quantile stream's bin log */
+    qlog_free(s);
     nx_acc open = nx_stream_open(s);
     nx_acc_free(&open);
     nx_acc_free(&s->all);
@@ -1014,6 +1020,8 @@ static int hist_advance(nx_stream *s, int64_t sec)
         stream_pend_free(s);
         if (s->nqbuf == 0)
             mlog_free(s);
+        if (s->nqlog == 0)
+            qlog_free(s);
     }
     return 0;
 }
@@ -1214,7 +1222,7 @@ static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, do
 
 int nx_stream_drain(nx_stream *s)
 {
-    if (!s->nqbuf)
+    if (!s->nqbuf && !(s->type != NX_TYPE_SET && s->nqlog))
         return 0;
     if (s->type == NX_TYPE_SET)
         return mlog_drain(s);
@@ -1223,11 +1231,62 @@ int nx_stream_drain(nx_stream *s)
     int rc = 0;
     if (!s->open_dd && (rc = nx_ddsketch_create(e->ap.alpha, e->ap.dd_max_bins, &s->open_dd)))
         return rc;
-    rc = nx_ddsketch_add_packed(s->open_dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
-    if (done < s->nqbuf)
-        memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
-    s->nqbuf = (uint8_t)(s->nqbuf - done);
+    if (!s->nqlog) {
+        rc = nx_ddsketch_add_packed(s->open_dd, s->qbuf, s->nqbuf, s->qbuf_w, &done);
+        if (done < s->nqbuf)
+            memmove(s->qbuf, s->qbuf + done, (s->nqbuf - done) * sizeof(s->qbuf[0]));
+        s->nqbuf = (uint8_t)(s->nqbuf - done);
+        return rc;
+    }
+    /* the log, then qbuf behind it (the log has room: qlog[0] > nqlog) */
+    int32_t *bins = s->qlog + 1;
+    uint32_t n = s->nqlog * NX_QBUF_MAX;
+    memcpy(bins + n, s->qbuf, s->nqbuf * sizeof(s->qbuf[0]));
+    n += s->nqbuf;
+    uint32_t scratch[2 * NX_QLOG_MAX * NX_QBUF_MAX];
+    rc = nx_ddsketch_add_packed_all(s->open_dd, bins, n, s->qbuf_w, scratch, &done);
+    /* what was not added (an allocation failed) stays, in order: whole
+     * buffers in the log, the rest in qbuf */
+    uint32_t left = n - done, whole = left / NX_QBUF_MAX;
+    memmove(s->qbuf, bins + done + whole * NX_QBUF_MAX,
+            (left - whole * NX_QBUF_MAX) * sizeof(s->qbuf[0]));
+    if (whole)
+        memmove(bins, bins + done, whole * NX_QBUF_MAX * sizeof(bins[0]));
+    s->nqlog = (uint8_t)whole;
+    s->nqbuf = (uint8_t)(left - whole * NX_QBUF_MAX);
     return rc;
+}
+
+/* Moves the full bin buffer to the bin log (nx_stream.qlog); false when
+ * the log is at NX_QLOG_MAX or cannot grow: the caller drains instead. */
+static bool qlog_spill(nx_stream *s)
+{
+    uint32_t n = s->nqlog;
+    /* qlog[0] is a power of two >= 4 and > nqlog: it can only be
+     * nqlog + 1 when that is a power of two */
+    if (!s->qlog || ((n + 1) >= 4 && ((n + 1) & n) == 0 && (uint32_t)s->qlog[0] == n + 1)) {
+        uint32_t cap = s->qlog ? (uint32_t)s->qlog[0] * 2 : 4;
+        if (cap > NX_QLOG_MAX)
+            return false;
+        int32_t *q = realloc(s->qlog, (1 + (size_t)cap * NX_QBUF_MAX) * sizeof(int32_t));
+        if (!q)
+            return false;
+        q[0] = (int32_t)cap;
+        s->qlog = q;
+    }
+    memcpy(s->qlog + 1 + n * NX_QBUF_MAX, s->qbuf, sizeof(s->qbuf));
+    s->nqlog = (uint8_t)(n + 1);
+    s->nqbuf = 0;
+    return true;
+}
+
+static void qlog_free(nx_stream *s)
+{
+    assert(!nx_type_has_quantiles((nx_type)s->type) || s->nqlog == 0);
+    if (!nx_type_has_quantiles((nx_type)s->type))
+        return;
+    free(s->qlog);
+    s->qlog = NULL;
 }
 
 /* Hands the open bucket to the pending ring (folding the ring first when it
@@ -1287,11 +1346,19 @@ void nx_stream_prefetch_next(const nx_stream *s, int64_t now_ms)
         /* the member log's next entry: written by the event (a line that
          * was cold since the stream's previous event) */
         __builtin_prefetch(s->mlog.data + s->mlog.len, 1);
-    if (nx_type_has_quantiles((nx_type)s->type) && s->open_dd &&
-        (s->nqbuf == NX_QBUF_MAX || (closes && s->nqbuf))) {
-        /* the drain reads the sketch's header and stores (two lines) */
+    if (nx_type_has_quantiles((nx_type)s->type) && s->open_dd && closes &&
+        (s->nqbuf || s->nqlog)) {
+        /* the drain reads the sketch's header and stores (two lines) and
+         * the bin log */
         __builtin_prefetch(s->open_dd, 1);
         __builtin_prefetch((const char *)s->open_dd + 64, 1);
+        if (s->nqlog)
+            __builtin_prefetch(s->qlog, 1);
+    } else if (nx_type_has_quantiles((nx_type)s->type) && s->nqbuf == NX_QBUF_MAX && s->qlog) {
+        /* the full buffer moves to the bin log's tail (qlog_spill) */
+        const int32_t *tail = s->qlog + 1 + (size_t)s->nqlog * NX_QBUF_MAX;
+        __builtin_prefetch(tail, 1);
+        __builtin_prefetch(tail + NX_QBUF_MAX - 1, 1);
     }
 }
 
@@ -1441,7 +1508,10 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         return stream_add_late(s, sec, v, w, u);
     }
     if (nx_type_has_quantiles(type)) {
-        if (s->nqbuf && (s->nqbuf == NX_QBUF_MAX || s->qbuf_w != w) && (rc = nx_stream_drain(s)))
+        if (s->nqbuf == NX_QBUF_MAX && s->qbuf_w == w)
+            (void)qlog_spill(s); /* else the drain below */
+        if ((s->nqbuf == NX_QBUF_MAX || (s->qbuf_w != w && (s->nqbuf || s->nqlog))) &&
+            (rc = nx_stream_drain(s)))
             return rc;
         s->qbuf[s->nqbuf++] = nx_ddsketch_pack(s->eng->dd_inv_ln_gamma, v);
         s->qbuf_w = w;

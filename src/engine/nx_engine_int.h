@@ -57,7 +57,7 @@ struct nx_stream {
     uint8_t type;        /* nx_type */
     uint8_t nqbuf;       /* entries in qbuf (quantile types) / the member log (sets) */
     uint8_t npend;       /* closed seconds in pend (line 1) */
-    uint8_t pad0;
+    uint8_t nqlog;       /* quantile types: full bin buffers moved to qlog (line 2) */
     uint32_t snap_epoch; /* != its tenant's snap_epoch while a snapshot is being
                           * encoded: still due in it (nx_engine_snap) */
     nx_moments open_m;   /* the open one-second bucket's moments; its sketch
@@ -114,7 +114,19 @@ struct nx_stream {
         nx_topk *open_topk;   /* sets */
     };
     union {
-        int32_t qbuf[12]; /* NX_QBUF_MAX packed bins (quantile types) */
+        struct {          /* quantile types */
+            int32_t qbuf[10]; /* NX_QBUF_MAX packed bins */
+            /* The bin log: a full qbuf whose weight is still qbuf_w moves
+             * here (nqlog buffers of NX_QBUF_MAX, oldest first) rather than
+             * into open_dd, and the drain adds the log and qbuf together
+             * (nx_ddsketch_add_packed_all: one sort and one merge into the
+             * sparse one-second sketch, instead of a merge pass per
+             * buffer, each O(sketch), and a miss on the sketch for each).
+             * qlog[0] is the capacity in buffers, a power of two >= 4, kept
+             * > nqlog so that qbuf fits behind the log; the bins follow.
+             * NULL until a buffer fills; freed when the stream is idle. */
+            int32_t *qlog;
+        };
         nx_buf mlog;      /* sets: the member log (nqbuf counts its entries);
                            * empty until the first member, freed when idle;
                            * cap <= NX_MLOG_MAX */
@@ -164,7 +176,8 @@ static inline void nx_stream_open_set(nx_stream *s, const nx_acc *a)
         s->open_dd = a->dd;
 }
 
-#define NX_QBUF_MAX 12u
+#define NX_QBUF_MAX 10u
+#define NX_QLOG_MAX 128u /* buffers in the bin log, at most (a power of two) */
 #define NX_MLOG_MAX 4096u      /* a longer log is drained first */
 #define NX_MLOG_ENTRIES_MAX 255u /* nqbuf is a uint8_t */
 _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&

@@ -88,6 +88,7 @@
 #include <string.h>
 
 #include "common/nx_codec.h"
+#include "common/nx_sort.h"
 #include "sketch/nx_ddsketch.h"
 
 #define NX_DD_MIN_ALPHA 1e-4
@@ -626,55 +627,41 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
     return sparse_maybe_densify(st, max_bins);
 }
 
-/* Adds m keys (m <= NX_DD_BATCH, any order, repeats allowed), each with
- * weight w, to a sparse store in one merge pass: the keys are sorted, the
- * new ones counted, and the store's entries and the new keys merged from
- * the back, in place. One-by-one adds paid a binary search and two
- * memmoves per key; a one-second sketch gets its ~30 values this way, in
- * batches from the stream's bin buffer. The bins, counts (w added once per
- * key, as one-by-one adds do, so the sums round the same) and total are
- * those one-by-one adds give; only the moment a store turns dense may
- * differ (checked once, at the end), which no reader sees. Returns 1 when
- * done, 0 when the caller must add one by one (a dense store, or a range
- * past max_bins: collapsing), or an error (nothing added). */
-static int sparse_add_batch(dd_store *st, uint32_t max_bins, const int32_t *keys, uint32_t m,
-                            double w)
+/* Adds m keys (ascending, repeats allowed), each with weight w, to a
+ * sparse store in one merge pass: the new ones counted, and the store's
+ * entries and the new keys merged from the back, in place. One-by-one adds
+ * paid a binary search and two memmoves per key; a one-second sketch gets
+ * its values this way, from the stream's bin buffer and bin log. The bins,
+ * counts (w added once per key, as one-by-one adds do, so the sums round
+ * the same) and total are those one-by-one adds give; only the moment a
+ * store turns dense may differ (checked once, at the end), which no reader
+ * sees. Returns 1 when done, 0 when the caller must add one by one (a dense
+ * store, or a range past max_bins: collapsing), or an error (nothing
+ * added). */
+static int sparse_add_sorted(dd_store *st, uint32_t max_bins, const int32_t *k, uint32_t m,
+                             double w)
 {
-    if (st->dense || m < 2 || m > NX_DD_BATCH)
+    if (st->dense || m == 0)
         return 0;
-    int32_t k[NX_DD_BATCH];
-    uint32_t mult[NX_DD_BATCH], d = 0;
-    for (uint32_t i = 0; i < m; i++) { /* insertion sort */
-        uint32_t j = i;
-        for (; j > 0 && k[j - 1] > keys[i]; j--)
-            k[j] = k[j - 1];
-        k[j] = keys[i];
-    }
-    for (uint32_t i = 0; i < m; i++) { /* distinct keys and their repeats */
-        if (d > 0 && k[d - 1] == k[i]) {
-            mult[d - 1]++;
-        } else {
-            k[d] = k[i];
-            mult[d++] = 1;
-        }
-    }
     int32_t mn = st->used && st->min_key < k[0] ? st->min_key : k[0];
-    int32_t mx = st->used && st->max_key > k[d - 1] ? st->max_key : k[d - 1];
+    int32_t mx = st->used && st->max_key > k[m - 1] ? st->max_key : k[m - 1];
     if ((int64_t)mx - mn + 1 > (int64_t)max_bins)
         return 0;
     uint32_t n = st->n, fresh = 0;
-    for (uint32_t i = 0, j = 0; j < d;) { /* keys the store does not hold */
+    for (uint32_t i = 0, j = 0; j < m;) { /* distinct keys the store does not hold */
         if (i < n && st->keys[i] < k[j]) {
             i++;
         } else {
             fresh += !(i < n && st->keys[i] == k[j]);
-            j++;
+            int32_t key = k[j];
+            while (j < m && k[j] == key)
+                j++;
         }
     }
     int rc = sparse_reserve(st, n + fresh);
     if (rc)
         return rc;
-    int64_t i = (int64_t)n - 1, j = (int64_t)d - 1, o = (int64_t)(n + fresh) - 1;
+    int64_t i = (int64_t)n - 1, j = (int64_t)m - 1, o = (int64_t)(n + fresh) - 1;
     while (j >= 0) {
         if (i >= 0 && st->keys[i] > k[j]) {
             st->keys[o] = st->keys[i];
@@ -685,11 +672,10 @@ static int sparse_add_batch(dd_store *st, uint32_t max_bins, const int32_t *keys
         int32_t key = k[j];
         if (i >= 0 && st->keys[i] == key)
             c = st->counts[i--];
-        for (uint32_t r = 0; r < mult[j]; r++)
+        for (; j >= 0 && k[j] == key; j--)
             c += w;
         st->keys[o] = key;
         st->counts[o--] = c;
-        j--;
     }
     for (uint32_t r = 0; r < m; r++)
         st->total += w;
@@ -701,6 +687,22 @@ static int sparse_add_batch(dd_store *st, uint32_t max_bins, const int32_t *keys
      * add tries again): the keys are in */
     (void)sparse_maybe_densify(st, max_bins);
     return 1;
+}
+
+/* sparse_add_sorted of up to NX_DD_BATCH keys in any order. */
+static int sparse_add_batch(dd_store *st, uint32_t max_bins, const int32_t *keys, uint32_t m,
+                            double w)
+{
+    if (st->dense || m < 2 || m > NX_DD_BATCH)
+        return 0;
+    int32_t k[NX_DD_BATCH];
+    for (uint32_t i = 0; i < m; i++) { /* insertion sort */
+        uint32_t j = i;
+        for (; j > 0 && k[j - 1] > keys[i]; j--)
+            k[j] = k[j - 1];
+        k[j] = keys[i];
+    }
+    return sparse_add_sorted(st, max_bins, k, m, w);
 }
 
 static inline int store_add(dd_store *st, uint32_t max_bins, int32_t k, double w, uint8_t *collapsed)
@@ -1141,6 +1143,53 @@ int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, do
             return rc;
         s->count += weight;
         (*done)++;
+    }
+    return 0;
+}
+
+int nx_ddsketch_add_packed_all(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
+                               uint32_t *scratch, uint32_t *done)
+{
+    *done = 0;
+    if (!isfinite(weight) || !(weight > 0))
+        return NX_EINVAL;
+    if (n > NX_DD_BATCH) {
+        int rc = dd_thaw(s);
+        if (rc)
+            return rc;
+        uint32_t i = 0;
+        if (!s->pos.dense)
+            while (i < n && pk_class(packed[i]) == PK_POS)
+                i++;
+        if (i == n) {
+            /* every value positive, a sparse store: sort the keys (as
+             * unsigned, with the sign bit flipped) and merge them in one
+             * pass */
+            for (i = 0; i < n; i++)
+                scratch[i] = (uint32_t)pk_key(packed[i]) ^ 0x80000000u;
+            nx_sort_u32_with(scratch, n, scratch + n);
+            for (i = 0; i < n; i++)
+                scratch[i] ^= 0x80000000u;
+            rc = sparse_add_sorted(&s->pos, s->max_bins, (const int32_t *)scratch, n, weight);
+            if (rc < 0)
+                return rc;
+            if (rc == 1) {
+                for (i = 0; i < n; i++)
+                    s->count += weight;
+                *done = n;
+                return 0;
+            }
+        }
+    }
+    /* a dense store (its adds are one bin each), mixed signs, or a range
+     * past max_bins (collapsing, which depends on the order): in order,
+     * NX_DD_BATCH at a time */
+    while (*done < n) {
+        uint32_t m = n - *done < NX_DD_BATCH ? n - *done : NX_DD_BATCH, added;
+        int rc = nx_ddsketch_add_packed(s, packed + *done, m, weight, &added);
+        *done += added;
+        if (rc)
+            return rc;
     }
     return 0;
 }

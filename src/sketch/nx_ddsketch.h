@@ -59,6 +59,13 @@ double nx_ddsketch_inv_ln_gamma(double alpha);
 int32_t nx_ddsketch_pack(double inv_ln_gamma, double value);
 int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
                            uint32_t *done);
+/* The same for any n, in one pass when it can: every value positive into a
+ * sparse store (a one-second sketch's whole second at its close) sorts the
+ * keys and merges them at once, instead of a merge pass per NX_DD_BATCH
+ * values (each O(store)); otherwise NX_DD_BATCH at a time, in order. The
+ * result is add_packed's. scratch: room for 2 * n keys. */
+int nx_ddsketch_add_packed_all(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
+                               uint32_t *scratch, uint32_t *done);
 /* dst += src; NX_EINVAL if alphas differ. */
 int nx_ddsketch_merge(nx_ddsketch *dst, const nx_ddsketch *src);
 /* dst -= src (src must have been merged into dst before). */

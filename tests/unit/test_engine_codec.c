@@ -363,6 +363,99 @@ static void test_engine_qbuf_roundtrip(void **st)
     }
 }
 
+/* A quantile stream's full bin buffers wait in its bin log (nx_stream.qlog)
+ * until something drains the open second: its close, a read, a snapshot, a
+ * change of weight, or a full log. The log grows (4, 8, ... NX_QLOG_MAX
+ * buffers, its capacity always above what it holds) and is added to the
+ * sketch in one sorted pass (every value positive) or in order (signs
+ * mixed). Whatever the count, the open second's sketch is exactly the one
+ * nx_ddsketch_add builds from the same values one by one, a snapshot in the
+ * middle round-trips, the log's bytes are accounted, and deleting the
+ * stream returns every byte. */
+static void bin_log_case(int n, int run, bool mixed)
+{
+    nx_engine *a;
+    assert_int_equal(nx_engine_create(NULL, &a), 0);
+    nx_tenant *t;
+    assert_int_equal(nx_engine_tenant(a, "q", 1, &t), 0);
+    nx_stream *s;
+    assert_int_equal(nx_tenant_stream(t, "lat", 3, NX_TYPE_DISTRIBUTION, &s), 0);
+    nx_ddsketch *ref;
+    assert_int_equal(nx_ddsketch_create(a->ap.alpha, a->ap.dd_max_bins, &ref), 0);
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    double total = 0;
+    uint64_t before_log = 0;
+    for (int i = 0; i < n; i++) {
+        double x = exp((double)((i * 7919) % 1000) / 90.0 - 3.0); /* 0.05 .. 3e3 */
+        u.value = mixed && i % 7 == 3 ? -x : x;
+        u.weight = (i / run) % 2 ? 0.5 : 1.0;
+        if (i == (int)NX_QBUF_MAX && run > (int)NX_QBUF_MAX && n / 2 > i) {
+            nx_stream_account(s);
+            before_log = s->bytes;
+        }
+        assert_int_equal(nx_stream_update(s, &u, T0 + 7000 + (i % 1000)), 0);
+        if (i == (int)NX_QBUF_MAX && run > (int)NX_QBUF_MAX && n / 2 > i) {
+            /* the first full buffer moved to a fresh log of 4 buffers */
+            assert_int_equal(s->nqlog, 1);
+            nx_stream_account(s);
+            assert_true(s->bytes - before_log == (1 + 4 * NX_QBUF_MAX) * sizeof(int32_t));
+        }
+        assert_int_equal(nx_ddsketch_add(ref, u.value, u.weight), 0);
+        total += u.weight;
+        if (s->qlog) {
+            uint32_t cap = (uint32_t)s->qlog[0];
+            assert_true(cap >= 4 && cap <= NX_QLOG_MAX && (cap & (cap - 1)) == 0);
+            assert_true(s->nqlog < cap);
+        } else {
+            assert_int_equal(s->nqlog, 0);
+        }
+        if (i == n / 2) { /* a snapshot in the middle drains it, exactly */
+            nx_buf buf = {0}, buf2 = {0};
+            nx_engine *b = NULL;
+            assert_int_equal(nx_engine_encode(a, &buf), 0);
+            assert_int_equal(s->nqlog, 0);
+            assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), 0);
+            assert_int_equal(nx_engine_encode(b, &buf2), 0);
+            assert_int_equal(buf.len, buf2.len);
+            assert_memory_equal(buf.data, buf2.data, buf.len);
+            nx_buf_free(&buf);
+            nx_buf_free(&buf2);
+            nx_engine_destroy(b);
+        }
+    }
+    assert_int_equal(nx_stream_drain(s), 0);
+    assert_int_equal(s->nqlog, 0);
+    assert_int_equal(s->nqbuf, 0);
+    assert_non_null(s->open_dd);
+    assert_true(nx_ddsketch_equal(s->open_dd, ref));
+    nx_summary sum;
+    assert_int_equal(nx_stream_read(s, 10, T0 + 7999, &sum), 0);
+    assert_true(sum.count == total && sum.dd && nx_ddsketch_count(sum.dd) == total);
+    nx_summary_free(&sum);
+    assert_int_equal(nx_tenant_stream_delete(t, "lat", 3), 0);
+    nx_tenant_stats ts;
+    nx_tenant_get_stats(t, &ts);
+    assert_true(ts.bytes == 0);
+    nx_ddsketch_destroy(ref);
+    nx_engine_destroy(a);
+}
+
+static void test_engine_bin_log(void **st)
+{
+    (void)st;
+    /* around the buffer (10) and the log's sizes (4, 8, ... 128 buffers;
+     * 1,280 values fill it) */
+    static const int counts[] = {9, 10, 11, 20, 21, 39, 40, 41, 51, 80, 81, 161,
+                                 1279, 1280, 1281, 1291, 3001};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        bin_log_case(counts[c], 1 << 30, false);
+        bin_log_case(counts[c], 1 << 30, true);
+        bin_log_case(counts[c], 37, false); /* the weight changes every 37 */
+        bin_log_case(counts[c], 37, true);
+    }
+}
+
 /* A set stream logs the members of its open second (nx_stream.mlog) and
  * adds them to its top-k and HLLs later, in order, with their weight.
  * Whatever the log goes through — more entries than it counts
@@ -1054,6 +1147,7 @@ int main(void)
         cmocka_unit_test(test_engine_roundtrip),
         cmocka_unit_test(test_engine_pending_roundtrip),
         cmocka_unit_test(test_engine_qbuf_roundtrip),
+        cmocka_unit_test(test_engine_bin_log),
         cmocka_unit_test(test_engine_member_log),
         cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_step_slot_bound),
