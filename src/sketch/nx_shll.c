@@ -232,9 +232,16 @@ static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, u
         if (!expired(s, e.sec, now32) && (e.key & 63) >= rank && (int32_t)(e.sec - sec32) >= 0)
             return 0;
     }
+    /* the first pair that goes keeps its slot for the pair that comes */
+    uint32_t keep = UINT32_MAX;
     for (uint32_t j = reg_first(s, idx); j != UINT32_MAX;) {
         shll_ent e = s->t[j];
         if (expired(s, e.sec, now32) || ((e.key & 63) <= rank && (int32_t)(e.sec - sec32) <= 0)) {
+            if (keep == UINT32_MAX) {
+                keep = j;
+                j = reg_next(s, idx, j);
+                continue;
+            }
             remove_at(s, j);
             j = reg_scan(s, idx, j); /* what moved into j is later in the run */
         } else {
@@ -248,12 +255,16 @@ static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, u
             s->head[idx] = head_pack(sec32, rank);
             fresh = (shll_ent){(idx << 6) | hq, hsec};
         }
+        if (keep != UINT32_MAX) {
+            s->t[keep] = fresh;
+            return 0;
+        }
         return put_grow(s, fresh, now32);
     }
     /* the head goes (dead or dominated): the oldest pair left takes it */
     uint32_t oj = UINT32_MAX, oage = now32 - sec32;
     for (uint32_t j = reg_first(s, idx); j != UINT32_MAX; j = reg_next(s, idx, j))
-        if (now32 - s->t[j].sec > oage) {
+        if (j != keep && now32 - s->t[j].sec > oage) {
             oage = now32 - s->t[j].sec;
             oj = j;
         }
@@ -261,12 +272,17 @@ static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, u
         s->nhead++;
     if (oj == UINT32_MAX) {
         s->head[idx] = head_pack(sec32, rank);
+        if (keep != UINT32_MAX)
+            remove_at(s, keep);
         return 0;
     }
+    /* the new pair takes the slot of the one that becomes the head */
     shll_ent o = s->t[oj];
-    remove_at(s, oj);
     s->head[idx] = head_pack(o.sec, (uint8_t)(o.key & 63));
-    return put_grow(s, fresh, now32);
+    s->t[oj] = fresh;
+    if (keep != UINT32_MAX)
+        remove_at(s, keep);
+    return 0;
 }
 
 /* Sparse -> dense: each register's oldest live pair becomes its head, the
@@ -358,19 +374,36 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
     }
     if (s->head)
         return dense_raise(s, idx, rank, sec32, now32);
+    /* the first entry that goes keeps its slot for the new one: a member
+     * seen again in a later second replaces its pair in place (one store)
+     * instead of a backward-shift deletion and an insertion */
+    uint32_t keep = UINT32_MAX;
     for (uint32_t j = reg_first(s, idx); j != UINT32_MAX;) {
         shll_ent e = s->t[j];
         uint8_t q = (uint8_t)(e.key & 63);
         int32_t d = (int32_t)(e.sec - sec32); /* > 0: e is newer */
         bool gone = expired(s, e.sec, now32);
-        if (!gone && q >= rank && d >= 0)
+        if (!gone && q >= rank && d >= 0) {
+            if (keep != UINT32_MAX)
+                remove_at(s, keep); /* dead: it goes all the same */
             return 0; /* dominated: changes no range's maximum */
+        }
         if (gone || (q <= rank && d <= 0)) {
-            remove_at(s, j); /* dominated by the new entry (or dead) */
+            /* dominated by the new entry (or dead) */
+            if (keep == UINT32_MAX) {
+                keep = j;
+                j = reg_next(s, idx, j);
+                continue;
+            }
+            remove_at(s, j);
             j = reg_scan(s, idx, j); /* what moved into j is later in the run */
         } else {
             j = reg_next(s, idx, j);
         }
+    }
+    if (keep != UINT32_MAX) {
+        s->t[keep] = (shll_ent){(idx << 6) | rank, sec32};
+        return 0;
     }
     if ((uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
         int rc = rebuild(s, now32, 1); /* drops the dead, leaves room for one */

@@ -914,6 +914,48 @@ static void test_args(void **st)
     nx_shll_destroy(s);
 }
 
+/* Dense, a register whose head (its oldest pair) is dead while a newer
+ * pair of it lives in the overflow table: a new pair makes that pair the
+ * head and takes its slot, and reads see all three as they should. Also a
+ * register whose every pair the new one dominates (replaced in place). */
+static void test_dense_dead_head(void **st)
+{
+    (void)st;
+    const uint32_t H = 10, R = 77, Q = 78;
+    nx_shll *s;
+    assert_int_equal(nx_shll_create(14, H, &s), 0);
+    /* every register at second 100 (rank 9): past m/2 pairs, dense */
+    for (uint32_t i = 0; i < (1u << 14); i++)
+        assert_int_equal(nx_shll_raise(s, i, 9, 100, 100), 0);
+    assert_int_equal(nx_shll_raise(s, R, 5, 105, 105), 0); /* R's overflow pair */
+    assert_int_equal(nx_shll_raise(s, Q, 4, 103, 105), 0); /* Q's overflow pair */
+    /* at 112 the heads (100) are dead, R's pair of 105 is not */
+    assert_int_equal(nx_shll_raise(s, R, 3, 112, 112), 0);
+    /* Q: the new pair dominates the live one (rank 4 at 103): in its place */
+    assert_int_equal(nx_shll_raise(s, Q, 6, 112, 112), 0);
+    static const struct {
+        int64_t from;
+        uint8_t r, q;
+    } want[] = {{112, 3, 6}, {106, 3, 6}, {105, 5, 6}, {103, 5, 6}, {0, 5, 6}};
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        nx_hll *h;
+        assert_int_equal(nx_hll_create(14, &h), 0);
+        assert_int_equal(nx_shll_read(s, want[k].from, 112, h), 0);
+        assert_int_equal(nx_hll_register(h, R), want[k].r);
+        assert_int_equal(nx_hll_register(h, Q), want[k].q);
+        assert_int_equal(nx_hll_register(h, R + 2), 0); /* dead: 100 < 112 - 10 + 1 */
+        nx_hll_destroy(h);
+    }
+    /* a later pair of R at 114 (rank 2), then expiry of 105 at 115 */
+    assert_int_equal(nx_shll_raise(s, R, 2, 114, 114), 0);
+    nx_hll *h;
+    assert_int_equal(nx_hll_create(14, &h), 0);
+    assert_int_equal(nx_shll_read(s, 0, 115, h), 0);
+    assert_int_equal(nx_hll_register(h, R), 3);
+    nx_hll_destroy(h);
+    nx_shll_destroy(s);
+}
+
 /* from far before the horizon (down to INT64_MIN) is clamped like any
  * other; an expired entry not yet dropped must not come back */
 static void test_read_extreme_from(void **st)
@@ -963,6 +1005,7 @@ int main(void)
         cmocka_unit_test(test_codec_corrupt),
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_read_extreme_from),
+        cmocka_unit_test(test_dense_dead_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
