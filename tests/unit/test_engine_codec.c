@@ -284,6 +284,31 @@ static void test_engine_pending_roundtrip(void **st)
 }
 
 
+/* An engine with tenant "q" and its stream "lat" of `type`. */
+static nx_stream *q_lat_stream(nx_type type, nx_engine **e, nx_tenant **t)
+{
+    assert_int_equal(nx_engine_create(NULL, e), 0);
+    assert_int_equal(nx_engine_tenant(*e, "q", 1, t), 0);
+    nx_stream *s;
+    assert_int_equal(nx_tenant_stream(*t, "lat", 3, type, &s), 0);
+    return s;
+}
+
+/* encode(a) == encode(decode(encode(a))); returns the decoded engine. */
+static nx_engine *snapshot_stable(nx_engine *a)
+{
+    nx_buf buf = {0}, buf2 = {0};
+    nx_engine *b = NULL;
+    assert_int_equal(nx_engine_encode(a, &buf), 0);
+    assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), 0);
+    assert_int_equal(nx_engine_encode(b, &buf2), 0);
+    assert_int_equal(buf.len, buf2.len);
+    assert_memory_equal(buf.data, buf2.data, buf.len);
+    nx_buf_free(&buf);
+    nx_buf_free(&buf2);
+    return b;
+}
+
 /* A quantile stream buffers up to NX_QBUF_MAX values (as packed bins) of its
  * open second before they reach its DDSketch, a set stream its members
  * before they reach its top-k and HLLs (nx_stream.qbuf / mlog). Whatever is buffered — none,
@@ -294,11 +319,8 @@ static void test_engine_pending_roundtrip(void **st)
 static void qbuf_case(nx_type type, int n, int run)
 {
     nx_engine *a;
-    assert_int_equal(nx_engine_create(NULL, &a), 0);
     nx_tenant *t;
-    assert_int_equal(nx_engine_tenant(a, "q", 1, &t), 0);
-    nx_stream *s;
-    assert_int_equal(nx_tenant_stream(t, "lat", 3, type, &s), 0);
+    nx_stream *s = q_lat_stream(type, &a, &t);
     nx_update u;
     memset(&u, 0, sizeof(u));
     char member[16];
@@ -311,13 +333,7 @@ static void qbuf_case(nx_type type, int n, int run)
         total += u.weight;
         assert_int_equal(nx_stream_update(s, &u, T0 + 7000 + i), 0);
     }
-    nx_buf buf = {0}, buf2 = {0};
-    assert_int_equal(nx_engine_encode(a, &buf), 0);
-    nx_engine *b = NULL;
-    assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), 0);
-    assert_int_equal(nx_engine_encode(b, &buf2), 0);
-    assert_int_equal(buf.len, buf2.len);
-    assert_memory_equal(buf.data, buf2.data, buf.len);
+    nx_engine *b = snapshot_stable(a);
     nx_stream *d = nx_tenant_stream_find(nx_engine_tenant_find(b, "q", 1), "lat", 3);
     assert_non_null(d);
     /* one more event, late (an earlier second), into both */
@@ -343,8 +359,6 @@ static void qbuf_case(nx_type type, int n, int run)
         nx_summary_free(&sa);
         nx_summary_free(&sb);
     }
-    nx_buf_free(&buf);
-    nx_buf_free(&buf2);
     nx_engine_destroy(a);
     nx_engine_destroy(b);
 }
@@ -375,11 +389,8 @@ static void test_engine_qbuf_roundtrip(void **st)
 static void bin_log_case(int n, int run, bool mixed)
 {
     nx_engine *a;
-    assert_int_equal(nx_engine_create(NULL, &a), 0);
     nx_tenant *t;
-    assert_int_equal(nx_engine_tenant(a, "q", 1, &t), 0);
-    nx_stream *s;
-    assert_int_equal(nx_tenant_stream(t, "lat", 3, NX_TYPE_DISTRIBUTION, &s), 0);
+    nx_stream *s = q_lat_stream(NX_TYPE_DISTRIBUTION, &a, &t);
     nx_ddsketch *ref;
     assert_int_equal(nx_ddsketch_create(a->ap.alpha, a->ap.dd_max_bins, &ref), 0);
     nx_update u;
@@ -411,17 +422,9 @@ static void bin_log_case(int n, int run, bool mixed)
             assert_int_equal(s->nqlog, 0);
         }
         if (i == n / 2) { /* a snapshot in the middle drains it, exactly */
-            nx_buf buf = {0}, buf2 = {0};
-            nx_engine *b = NULL;
-            assert_int_equal(nx_engine_encode(a, &buf), 0);
+            nx_engine_destroy(snapshot_stable(a));
             assert_int_equal(s->nqlog, 0);
-            assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), 0);
-            assert_int_equal(nx_engine_encode(b, &buf2), 0);
-            assert_int_equal(buf.len, buf2.len);
-            assert_memory_equal(buf.data, buf2.data, buf.len);
-            nx_buf_free(&buf);
-            nx_buf_free(&buf2);
-            nx_engine_destroy(b);
+            assert_int_equal(s->nqbuf, 0);
         }
     }
     assert_int_equal(nx_stream_drain(s), 0);
