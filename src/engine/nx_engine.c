@@ -1222,7 +1222,7 @@ static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, do
 
 int nx_stream_drain(nx_stream *s)
 {
-    if (!s->nqbuf && !(s->type != NX_TYPE_SET && s->nqlog))
+    if (!s->nqbuf && !s->nqlog) /* nqlog: quantile types only */
         return 0;
     if (s->type == NX_TYPE_SET)
         return mlog_drain(s);
@@ -1246,8 +1246,11 @@ int nx_stream_drain(nx_stream *s)
     uint32_t scratch[2 * NX_QLOG_MAX * NX_QBUF_MAX];
     rc = nx_ddsketch_add_packed_all(s->open_dd, bins, n, s->qbuf_w, scratch, &done);
     /* what was not added (an allocation failed) stays, in order: whole
-     * buffers in the log, the rest in qbuf */
+     * buffers in the log (fewer than its capacity), the rest (at most a
+     * buffer: n <= (capacity - 1) * NX_QBUF_MAX + NX_QBUF_MAX) in qbuf */
     uint32_t left = n - done, whole = left / NX_QBUF_MAX;
+    if (whole >= (uint32_t)s->qlog[0])
+        whole = (uint32_t)s->qlog[0] - 1;
     memmove(s->qbuf, bins + done + whole * NX_QBUF_MAX,
             (left - whole * NX_QBUF_MAX) * sizeof(s->qbuf[0]));
     if (whole)
