@@ -444,6 +444,38 @@ static void bin_log_case(int n, int run, bool mixed)
     nx_engine_destroy(a);
 }
 
+/* An idle quantile stream gives its bin log back with its windows, and its
+ * bytes say so. */
+static void test_engine_bin_log_idle(void **st)
+{
+    (void)st;
+    nx_engine *a;
+    nx_tenant *t;
+    nx_stream *s = q_lat_stream(NX_TYPE_DISTRIBUTION, &a, &t);
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    u.weight = 1;
+    for (int i = 0; i < 50; i++) {
+        u.value = 1.0 + i;
+        assert_int_equal(nx_stream_update(s, &u, T0 + 7000 + i), 0);
+    }
+    assert_non_null(s->qlog);
+    assert_true(s->nqlog >= 1);
+    nx_summary out;
+    assert_int_equal(nx_stream_read(s, 60, T0 + 7000 + 25ll * 3600 * 1000, &out), 0);
+    assert_true(out.count == 0);
+    nx_summary_free(&out);
+    assert_null(s->qlog);
+    assert_int_equal(s->nqlog, 0);
+    uint64_t bytes = s->bytes;
+    nx_stream_account(s);
+    assert_true(s->bytes == bytes);
+    assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, T0 + 7000 + 25ll * 3600 * 1000, &out), 0);
+    assert_true(out.count == 50 && out.dd && nx_ddsketch_count(out.dd) == 50);
+    nx_summary_free(&out);
+    nx_engine_destroy(a);
+}
+
 static void test_engine_bin_log(void **st)
 {
     (void)st;
@@ -1151,6 +1183,7 @@ int main(void)
         cmocka_unit_test(test_engine_pending_roundtrip),
         cmocka_unit_test(test_engine_qbuf_roundtrip),
         cmocka_unit_test(test_engine_bin_log),
+        cmocka_unit_test(test_engine_bin_log_idle),
         cmocka_unit_test(test_engine_member_log),
         cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_step_slot_bound),
