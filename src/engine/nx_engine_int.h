@@ -89,8 +89,9 @@ struct nx_stream {
      * mapped with the engine's alpha when the event comes) of values not
      * yet in open_dd (already in open_m). Adding each value to the DDSketch
      * as it comes costs two dependent misses (sketch struct, then its bin)
-     * per event; NX_QBUF_MAX bins added together share the first and fetch
-     * their bins in parallel (nx_ddsketch_add_packed).
+     * per event; buffered, a second's bins (qbuf and the bin log, qlog)
+     * reach the sketch together, in one sort and one merge
+     * (nx_ddsketch_add_packed_all).
      * Sets: the member log, every member of the open second not yet in
      * open_topk, the sliding HLL and all-time's HLL (already in
      * open_m.count), in arrival order: hash, length and bytes (mlog_*
