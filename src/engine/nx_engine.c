@@ -294,6 +294,7 @@ void nx_engine_destroy(nx_engine *e)
             tenant_destroy(e->tenants.slot[i].ptr);
     table_free(&e->tenants);
     nx_engine_encode_abort(e);
+    nx_topk_destroy(e->mlog_topk);
     free(e);
 }
 
@@ -1152,48 +1153,67 @@ static inline uint32_t mlog_entry(const nx_stream *s, uint32_t off, uint64_t *ha
     return off + mlog_entry_bytes(*len);
 }
 
-/* One member of the open second into the sliding HLL, all-time's HLL and
- * open's top-k — in that order, so that a failed top-k add can be retried
- * (the HLL adds are idempotent; the top-k's is not). */
+/* One member of the open second into the sliding HLL and all-time's HLL
+ * (idempotent: a drain that fails may add it again). */
+static int set_member_hll(nx_stream *s, uint64_t h)
+{
+    int rc = stream_shll_add(s, h, s->open_sec);
+    return rc ? rc : nx_acc_add_distinct(&s->all, &s->eng->ap, h);
+}
+
+/* The open top-k, created when first needed. */
+static int set_open_topk(nx_stream *s)
+{
+    return s->open_topk ? 0 : nx_topk_create(s->eng->ap.topk_capacity, &s->open_topk);
+}
+
+/* A member too long for any log goes straight in (the log is empty). */
 static int set_member_apply(nx_stream *s, uint64_t h, const char *m, uint32_t len, double w)
 {
-    const nx_engine *e = s->eng;
     int rc;
-    if ((rc = stream_shll_add(s, h, s->open_sec)) || (rc = nx_acc_add_distinct(&s->all, &e->ap, h)))
-        return rc;
-    if (!s->open_topk && (rc = nx_topk_create(e->ap.topk_capacity, &s->open_topk)))
+    if ((rc = set_member_hll(s, h)) || (rc = set_open_topk(s)))
         return rc;
     return nx_topk_add_hash(s->open_topk, m, len, h, w);
 }
 
+/* The log's members go to the HLLs in order, and to the top-k as one
+ * batch: tallied exactly into the engine's scratch sketch, which is then
+ * merged into open_topk. Either step failing (NX_ENOMEM) leaves the log
+ * whole for a retry: the HLL adds are idempotent, the scratch is thrown
+ * away, and a merge is all or nothing. */
 static int mlog_drain(nx_stream *s)
 {
-    uint32_t off = 0, done = 0;
+    nx_engine *e = s->eng;
+    uint32_t off = 0;
     uint64_t h;
     const char *m;
     uint32_t len;
-    /* every entry's register and table lines are fetched together first */
+    int rc;
+    if ((rc = set_open_topk(s)) ||
+        (!e->mlog_topk && (rc = nx_topk_create(NX_MLOG_ENTRIES_MAX + 1, &e->mlog_topk))))
+        return rc;
+    /* every entry's register lines are fetched together first */
     for (uint32_t i = 0; i < s->nqbuf; i++) {
         off = mlog_entry(s, off, &h, &m, &len);
         if (s->shll)
             nx_shll_prefetch(s->shll, h);
         if (s->all.hll)
             nx_hll_prefetch(s->all.hll, h);
-        if (s->open_topk)
-            nx_topk_prefetch(s->open_topk, h);
     }
-    int rc = 0;
-    for (off = 0; done < s->nqbuf; done++) {
-        uint32_t next = mlog_entry(s, off, &h, &m, &len);
-        if ((rc = set_member_apply(s, h, m, len, s->qbuf_w)))
-            break;
-        off = next;
+    nx_topk_prefetch_merge(s->open_topk);
+    nx_topk *batch = e->mlog_topk;
+    nx_topk_clear(batch);
+    off = 0;
+    for (uint32_t i = 0; i < s->nqbuf; i++) {
+        off = mlog_entry(s, off, &h, &m, &len);
+        if ((rc = set_member_hll(s, h)) || (rc = nx_topk_tally(batch, m, len, h, s->qbuf_w)))
+            return rc;
     }
-    if (done < s->nqbuf) /* what was not added moves to the front */
-        memmove(s->mlog.data, s->mlog.data + off, s->mlog.len - off);
-    s->mlog.len -= off;
-    s->nqbuf = (uint8_t)(s->nqbuf - done);
-    return rc;
+    if ((rc = nx_topk_merge(s->open_topk, batch)))
+        return rc;
+    s->mlog.len = 0;
+    s->nqbuf = 0;
+    return 0;
 }
 
 /* Logs one member of the open second (its weight is already in open_m). */

@@ -99,13 +99,20 @@ struct nx_stream {
      * dependent misses per event in the top-k alone (struct, table, item,
      * member bytes: 30% of a set event's time); an event now only appends
      * to the log (stores, which do not wait for their line), and the drain
-     * adds the second's members back to back, with every table slot and
-     * register fetched in parallel first.
+     * adds the second's members back to back to the HLLs, with every
+     * register fetched in parallel first, and to the top-k as one batch:
+     * tallied exactly into the engine's scratch sketch (mlog_topk), which
+     * is merged into open_topk (a heap sift per member was 30% of a set
+     * event at 150 events per stream-second).
      * Anything that reads or moves open_dd / open_topk, the sliding HLL or
      * all-time, or changes the clock, drains the buffer first
-     * (nx_stream_drain); so does a snapshot encoding the stream (a change
-     * of representation, not of state: the bytes are those one-by-one
-     * adds give — the log keeps the order, and qbuf_w the weight). ---- */
+     * (nx_stream_drain); so does a snapshot encoding the stream. For
+     * quantiles that is a change of representation, not of state: the
+     * bins are those one-by-one adds give. For sets the HLLs and counts
+     * are too; the top-k is within the same SpaceSaving bounds, but when
+     * it is full, where a drain cuts the batches can change which members
+     * it keeps (docs/engine.md, "Set members reach the top-k in
+     * batches"). ---- */
     double qbuf_w;       /* the weight of every buffered value / logged member */
     union {              /* the open bucket's sketch; NULL until needed, and
                           * always for counters and gauges. The open bucket
@@ -187,9 +194,10 @@ _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
                "the open-second buffer and the open sketch are the stream's third cache line");
 
 /* Adds what the stream's open-second buffer holds (qbuf / the member log)
- * to its sketches. On an error the entries not added stay buffered (a set
- * entry reaches its HLLs before its top-k, and adding it to an HLL again is
- * harmless: HLL adds are idempotent). */
+ * to its sketches. On an error the entries not added stay buffered (a set's
+ * whole log: its members reach the HLLs before the top-k, adding one to an
+ * HLL again is harmless — HLL adds are idempotent — and the top-k takes
+ * the log in one merge, which is all or nothing). */
 int nx_stream_drain(nx_stream *s);
 
 /* Closed seconds not yet folded (see the header comment). Invariants, with
@@ -279,6 +287,11 @@ struct nx_engine {
     double dd_inv_ln_gamma; /* nx_ddsketch_pack's mapping of ap.alpha: read by
                              * every timer event, next to the snapshot flag */
     nx_engine_snap snap;
+    /* Scratch of a set stream's drain: its log's members tallied exactly
+     * (capacity NX_MLOG_ENTRIES_MAX + 1, never full), then merged into the
+     * stream's open_topk. Created at the first drain, reused: an engine is
+     * one shard's, used by one thread. */
+    nx_topk *mlog_topk;
     void (*on_tenant)(void *arg, const char *id, size_t id_len);
     void *on_tenant_arg;
 };

@@ -35,11 +35,19 @@ int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight);
  * path hashes a member once for its HLL, sliding HLL and top-k). */
 /* Members longer than this are refused (NX_ETOOBIG). */
 #define NX_TOPK_MEMBER_MAX 65535u
-/* Hint: prefetches the table slot nx_topk_add_hash(t, ..., hash, ...)
- * probes first (reads the sketch's struct). */
-void nx_topk_prefetch(const nx_topk *t, uint64_t hash);
 int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t hash,
                      double weight);
+/* Exact counting for a batch: nx_topk_add_hash without the heap's upkeep
+ * (it is rebuilt when next needed). While the sketch has fewer than k
+ * members it never evicts, so it holds the exact counts of what was
+ * tallied (errors 0); full, a new member is added as by nx_topk_add_hash.
+ * The set path tallies a batch of members into a scratch sketch of room
+ * enough and merges that into the stream's (nx_topk_merge): one merge per
+ * batch instead of a heap sift per member. */
+int nx_topk_tally(nx_topk *t, const char *member, uint32_t len, uint64_t hash, double weight);
+/* dst += src. Both have the same capacity, or src is not full (it has
+ * never evicted: it is exact, and its capacity may be any); else
+ * NX_EINVAL. All or nothing: on NX_ENOMEM dst is unchanged. */
 int nx_topk_merge(nx_topk *dst, const nx_topk *src);
 /* Hint: prefetches what a merge reads of t (its counters, table and member
  * bytes; reads the sketch's struct). A loop of merges calls it for the

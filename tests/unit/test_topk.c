@@ -218,7 +218,12 @@ static void test_merge(void **st)
     check_guarantees(small, truth, N);
     assert_int_equal(nx_topk_merge(small, empty), 0);
     check_guarantees(small, truth, N);
+    /* another capacity: only a sketch that is not full (exact) merges */
     assert_int_equal(nx_topk_create(K + 1, &other), 0);
+    for (uint32_t i = 0; i < K + 1; i++) {
+        char m[64];
+        assert_int_equal(nx_topk_add(other, m, (uint32_t)member(U - 1 - i, m), 1), 0);
+    }
     assert_int_equal(nx_topk_merge(small, other), NX_EINVAL);
     nx_topk_destroy(other);
     nx_topk_destroy(small);
@@ -230,6 +235,90 @@ static void test_merge(void **st)
     free(truth);
     zipf_free(&z1);
     zipf_free(&z2);
+}
+
+/* The set path's batches: members tallied exactly into a scratch sketch of
+ * another capacity (never full), merged into a k-counter sketch batch by
+ * batch. Both guarantees hold at every batch, and with at most k distinct
+ * members the result is exact. A tally into a full sketch adds as
+ * nx_topk_add does. */
+static void test_tally_batches(void **st)
+{
+    (void)st;
+    enum { K = 64, B = 255 };
+    double *truth = calloc(U, sizeof *truth);
+    assert_non_null(truth);
+    zipf z;
+    zipf_init(&z, 1.1);
+    nx_topk *t, *scratch;
+    assert_int_equal(nx_topk_create(K, &t), 0);
+    assert_int_equal(nx_topk_create(B + 1, &scratch), 0);
+    double N = 0;
+    for (int batch = 0; batch < 400; batch++) {
+        nx_topk_clear(scratch);
+        uint32_t n = 1 + (uint32_t)(rng() % B);
+        double w = batch % 3 ? 1.0 : 0.5;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t id = zipf_draw(&z);
+            char m[64];
+            int len = member(id, m);
+            assert_int_equal(nx_topk_tally(scratch, m, (uint32_t)len,
+                                           XXH3_64bits(m, (size_t)len), w), 0);
+            truth[id] += w;
+            N += w;
+        }
+        assert_int_equal(nx_topk_merge(t, scratch), 0);
+        check_guarantees(t, truth, N);
+    }
+    /* few members: exact */
+    nx_topk *few;
+    assert_int_equal(nx_topk_create(K, &few), 0);
+    double exact[K] = {0};
+    for (int batch = 0; batch < 50; batch++) {
+        nx_topk_clear(scratch);
+        for (uint32_t i = 0; i < 100; i++) {
+            uint32_t id = (uint32_t)(rng() % K);
+            char m[64];
+            int len = member(id, m);
+            assert_int_equal(nx_topk_tally(scratch, m, (uint32_t)len,
+                                           XXH3_64bits(m, (size_t)len), 1), 0);
+            exact[id] += 1;
+        }
+        assert_int_equal(nx_topk_merge(few, scratch), 0);
+    }
+    nx_topk_item items[K];
+    size_t n = nx_topk_list(few, items, K);
+    assert_int_equal(n, K);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t id = parse_id(items[i].member, items[i].member_len);
+        assert_true(id < K && items[i].count == exact[id] && items[i].error == 0);
+    }
+    /* a full sketch: a new member evicts, as an add does */
+    nx_topk *a, *b;
+    assert_int_equal(nx_topk_create(4, &a), 0);
+    assert_int_equal(nx_topk_create(4, &b), 0);
+    for (uint32_t i = 0; i < 40; i++) {
+        char m[64];
+        int len = member(i % 7 + (i % 3) * 7, m);
+        assert_int_equal(nx_topk_tally(a, m, (uint32_t)len, XXH3_64bits(m, (size_t)len), 1), 0);
+        assert_int_equal(nx_topk_add(b, m, (uint32_t)len, 1), 0);
+    }
+    nx_topk_item ia[4], ib[4];
+    assert_int_equal(nx_topk_list(a, ia, 4), 4);
+    assert_int_equal(nx_topk_list(b, ib, 4), 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(ia[i].member_len, ib[i].member_len);
+        assert_memory_equal(ia[i].member, ib[i].member, ia[i].member_len);
+        assert_true(ia[i].count == ib[i].count && ia[i].error == ib[i].error);
+    }
+    assert_int_equal(nx_topk_tally(a, "x", 1, 1, 0), NX_EINVAL);
+    nx_topk_destroy(a);
+    nx_topk_destroy(b);
+    nx_topk_destroy(few);
+    nx_topk_destroy(t);
+    nx_topk_destroy(scratch);
+    zipf_free(&z);
+    free(truth);
 }
 
 static void test_exact_when_small(void **st)
@@ -796,7 +885,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zipf),          cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_exact_when_small),
+        cmocka_unit_test(test_exact_when_small), cmocka_unit_test(test_tally_batches),
         cmocka_unit_test(test_colliding_hashes), cmocka_unit_test(test_churn_memory),
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_candidate_order),
