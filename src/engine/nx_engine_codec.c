@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 7 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 8 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -41,10 +41,12 @@
  *              u8 has_direct; if 1: nwindows x svar direct_k (the window
  *              cascade's directly fed sub-buckets, nx_window.h), then
  *              all-time's svar direct_k (absent when none has any)
- *         uvar npending (<= 8), npending x (svar sec | acc): the closed
+ *         uvar npending (<= 16 for quantile streams, 8 for the others),
+              npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (versions 2 and 3 had it at the end of the
- *              has_hist part, version 1 had none)
+ *              has_hist part, version 1 had none; before version 8 every
+ *              stream held at most 8)
  *   Trailing bytes are an error.
  *   Versions 1 and 2 (still decoded) nest each tenant's streams right after
  *   its header instead of the flat list. Versions 1 to 3 (still decoded)
@@ -69,6 +71,9 @@
  *   window's front slot holds its suffix (nx_window.h, "Front holes"). The
  *   same decoder reads both; an older nexusd refuses version 7, whose holes
  *   it would read as an empty front.
+ *   Version 7 (still decoded) is version 8 with at most 8 pending seconds
+ *   per stream: quantile streams' rings hold 16 from version 8 on, which an
+ *   older nexusd would refuse as corrupt, so it refuses the version.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -82,7 +87,7 @@
 #include "sketch/nx_hll.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 7
+#define NX_ENGINE_VERSION 8
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
@@ -393,12 +398,14 @@ bool nx_engine_encoding(const nx_engine *e)
 
 /* ---- decoding ---------------------------------------------------------------- */
 
-/* The pending list: at most NX_PENDING_MAX non-empty seconds, strictly
- * increasing, all before the open second. */
-static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in)
+/* The pending list: at most nx_stream_pend_cap() non-empty seconds (16 for
+ * quantile streams from version 8 on, 8 for the others and before),
+ * strictly increasing, all before the open second. */
+static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in, int version)
 {
     uint64_t n = nx_rbuf_uvar(in);
-    if (in->err || n > NX_PENDING_MAX || (n && s->open_sec == INT64_MIN))
+    uint32_t max = version < 8 ? 8 : nx_stream_pend_cap(s); /* 8: every ring before v8 */
+    if (in->err || n > max || (n && s->open_sec == INT64_MIN))
         return NX_ECORRUPT;
     if (n == 0)
         return 0;
@@ -540,14 +547,14 @@ static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int versi
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             if ((rc = nx_tier_decode(in, &tr[i])))
                 return rc;
-        if (version >= 2 && version <= 3 && (rc = pending_decode(e, s, in)))
+        if (version >= 2 && version <= 3 && (rc = pending_decode(e, s, in, version)))
             return rc;
         if ((rc = direct_decode(e, s, in, version)))
             return rc;
         if ((rc = windows_check(e, s)))
             return rc;
     }
-    if (version >= 4 && (rc = pending_decode(e, s, in)))
+    if (version >= 4 && (rc = pending_decode(e, s, in, version)))
         return rc;
     const nx_pending *pd = s->pend;
     uint32_t np = s->npend;

@@ -22,13 +22,16 @@
  *    second yet only its pending ring.
  *  - write-behind: a closed second does not go into windows, tiers and
  *    all-time at once; it waits in the stream's pending ring (`pend`, up
- *    to NX_PENDING_MAX seconds) and the ring is folded in one go
- *    when it is full or before anything reads or changes the windows
- *    (reads, series, late events, snapshots see a flushed stream or encode
- *    the ring). Folding 8 seconds together touches each window, tier and
- *    all-time once instead of 8 times: a close is one 72-byte swap, and the
- *    cache misses of the fold are shared by 8 seconds. The result is the
- *    same state bit for bit as folding every second when it closes.
+ *    to nx_stream_pend_cap() seconds: 16 for quantile streams, 8 for the
+ *    others) and the ring is folded in one go when it is full, on the
+ *    stream's own phase of the ring's length (stream_flush_due: busy
+ *    streams do not all fold in the same second), or before anything reads
+ *    or changes the windows (reads, series, late events, snapshots see a
+ *    flushed stream or encode the ring). Folding 8 or 16 seconds together
+ *    touches each window, tier and all-time once instead of 8 or 16 times:
+ *    a close is one 72-byte swap, and the cache misses of the fold are
+ *    shared by the ring's seconds. The result is the same state bit for
+ *    bit as folding every second when it closes.
  */
 #ifndef NX_ENGINE_INT_H
 #define NX_ENGINE_INT_H
@@ -206,12 +209,30 @@ int nx_stream_drain(nx_stream *s);
  * sketches for reuse (a close swaps the open bucket with acc[n], so it
  * allocates nothing; types without sketches have none to reuse, and their
  * close only writes). */
-#define NX_PENDING_MAX 8
+#ifndef NX_PENDING_QUANTILE
+#define NX_PENDING_QUANTILE 16 /* seconds a quantile stream's ring holds */
+#endif
+#define NX_PENDING_OTHER 8     /* ... and any other stream's */
+#define NX_PENDING_MAX 16      /* the most of any type (snapshots hold no more) */
+_Static_assert(NX_PENDING_QUANTILE <= NX_PENDING_MAX && NX_PENDING_OTHER <= NX_PENDING_MAX &&
+                   !(NX_PENDING_QUANTILE & (NX_PENDING_QUANTILE - 1)) &&
+                   !(NX_PENDING_OTHER & (NX_PENDING_OTHER - 1)),
+               "ring lengths are powers of two (nx_stream_flush_due masks)");
 typedef struct nx_pending nx_pending;
 struct nx_pending {
     int64_t sec[NX_PENDING_MAX];
-    nx_acc acc[NX_PENDING_MAX];
+    nx_acc acc[]; /* nx_stream_pend_cap() of them */
 };
+
+/* The seconds a stream's pending ring holds. Quantile streams fold 16 at a
+ * time: a fold's cost is mostly per fold (misses on the window block and
+ * the window sketches), and bench_engine's distributions gained ~19% over
+ * 8 (docs/engine.md); sets lost (their ring slots hold top-k sketches,
+ * +30 KB a stream), and counters never gained. */
+static inline uint32_t nx_stream_pend_cap(const nx_stream *s)
+{
+    return nx_type_has_quantiles((nx_type)s->type) ? NX_PENDING_QUANTILE : NX_PENDING_OTHER;
+}
 
 struct nx_tenant {
     /* ---- first line: what every event of the tenant reads ---- */

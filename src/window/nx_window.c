@@ -381,7 +381,7 @@ static int window_hand_on(const nx_window *w, uint32_t i, int64_t sec, const nx_
 }
 
 /* A window of 1 s sub-buckets steps once per second of a flush (up to
- * NX_PENDING_MAX in a row), each step subtracting a cold sub-bucket
+ * the pending ring's length in a row), each step subtracting a cold sub-bucket
  * (closed n seconds ago) from inv: the next step's DDSketch struct is
  * fetched two steps ahead and its bins one step ahead (a sparse one-second
  * sketch's blocks are a dependent miss after the struct's), so the
