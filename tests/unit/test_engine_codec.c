@@ -681,8 +681,9 @@ static void member_log_case(uint32_t prefixes)
         if (prefixes <= 64)
             len = id % 10 == 9 ? 1500 + id * 40 : id % 10 == 8 ? 0 : 1 + id % 12;
         memset(big, 'a' + (int)((prefixes <= 64 ? id : r >> 20) % 26), len);
-        if (len)
-            snprintf(big, len < 8 ? len + 1 : 8, "%u", (unsigned)id);
+        char pre[16]; /* the id's digits lead, as many as fit in 7 bytes */
+        int pn = snprintf(pre, sizeof pre, "%u", (unsigned)id);
+        memcpy(big, pre, (size_t)(pn < 7 ? pn : 7) < len ? (size_t)(pn < 7 ? pn : 7) : len);
         u.member = big;
         u.member_len = len;
         u.weight = (i / 100) % 3 == 2 ? 0.25 : 1.0;
