@@ -12,6 +12,7 @@ policy, fields 40 and 41).
 """
 import http.client
 import os
+import time
 import threading
 import unittest
 
@@ -91,7 +92,13 @@ class TestRealtime(unittest.TestCase):
         conn = http.client.HTTPConnection("127.0.0.1", d.http_port, timeout=10)
         conn.request("GET", "/v1/health")
         self.assertEqual(conn.getresponse().read() is not None, True)
+        # each shard names its own thread once it runs: /v1/health can
+        # answer before the second one has (seen once in CI)
+        deadline = time.monotonic() + 10
         ths = threads(pid)
+        while len(of(ths, "nx-shard")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            ths = threads(pid)
         self.assertEqual(of(ths, "MHD-listen"), [(SCHED_FIFO, 3)])
         self.assertGreaterEqual(len(of(ths, "MHD-connection")), 1)
         for p in of(ths, "MHD-connection"):
