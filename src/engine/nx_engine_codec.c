@@ -42,7 +42,7 @@
  *              cascade's directly fed sub-buckets, nx_window.h), then
  *              all-time's svar direct_k (absent when none has any)
  *         uvar npending (<= 16 for quantile streams, 8 for the others),
-              npending x (svar sec | acc): the closed
+ *              npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (versions 2 and 3 had it at the end of the
  *              has_hist part, version 1 had none; before version 8 every

@@ -209,15 +209,13 @@ int nx_stream_drain(nx_stream *s);
  * sketches for reuse (a close swaps the open bucket with acc[n], so it
  * allocates nothing; types without sketches have none to reuse, and their
  * close only writes). */
-#ifndef NX_PENDING_QUANTILE
 #define NX_PENDING_QUANTILE 16 /* seconds a quantile stream's ring holds */
-#endif
 #define NX_PENDING_OTHER 8     /* ... and any other stream's */
 #define NX_PENDING_MAX 16      /* the most of any type (snapshots hold no more) */
 _Static_assert(NX_PENDING_QUANTILE <= NX_PENDING_MAX && NX_PENDING_OTHER <= NX_PENDING_MAX &&
                    !(NX_PENDING_QUANTILE & (NX_PENDING_QUANTILE - 1)) &&
                    !(NX_PENDING_OTHER & (NX_PENDING_OTHER - 1)),
-               "ring lengths are powers of two (nx_stream_flush_due masks)");
+               "ring lengths are powers of two (stream_flush_due masks)");
 typedef struct nx_pending nx_pending;
 struct nx_pending {
     int64_t sec[NX_PENDING_MAX];
@@ -226,9 +224,10 @@ struct nx_pending {
 
 /* The seconds a stream's pending ring holds. Quantile streams fold 16 at a
  * time: a fold's cost is mostly per fold (misses on the window block and
- * the window sketches), and bench_engine's distributions gained ~19% over
- * 8 (docs/engine.md); sets lost (their ring slots hold top-k sketches,
- * +30 KB a stream), and counters never gained. */
+ * the window sketches), and bench_engine's distributions gained with it;
+ * sets gained less than their ring slots' top-k sketches cost in bytes
+ * (+14% a stream), and counters never gained (docs/engine.md, "Ring
+ * lengths per type"). */
 static inline uint32_t nx_stream_pend_cap(const nx_stream *s)
 {
     return nx_type_has_quantiles((nx_type)s->type) ? NX_PENDING_QUANTILE : NX_PENDING_OTHER;

@@ -398,7 +398,11 @@ static int arena_put(nx_topk *t, const char *m, uint32_t len, uint32_t *off)
  * that would take a realloc per merge of a growing sketch; twice costs
  * bench_engine's active set stream +2% of its bytes, 228 KB against 223
  * KB with the growths inside the merge); otherwise
- * nothing changes, and arena_put compacts and grows as it would have. */
+ * nothing changes, and arena_put compacts and grows as it would have.
+ * This relies on compaction freeing the dead bytes, which it always does
+ * with up to 256 counters (stack buffers; the default k is 64); past that
+ * it needs an allocation, and should that fail too a merge may still
+ * stop part way under NX_ENOMEM. */
 static int arena_room(nx_topk *t, size_t peak)
 {
     if (peak <= t->acap)
@@ -472,10 +476,11 @@ static inline void item_set(tk_item *it, uint64_t h, uint32_t off, uint32_t len,
 }
 
 /* Adds a new counter (member not monitored, n < k). */
-static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, double count,
-                       double error)
+/* Appends a counter for member m (not monitored, n < k) to items and the
+ * table; *idx is its index. The heap is the caller's. */
+static int counter_append(nx_topk *t, const char *m, uint32_t len, uint64_t h, double count,
+                          double error, uint32_t *idx)
 {
-    assert(t->heap_ok);
     int rc = reserve(t, t->n + 1);
     if (rc)
         return rc;
@@ -484,11 +489,22 @@ static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, doub
     if (rc)
         return rc;
     uint32_t i = t->n++;
-    tk_item *it = &t->items[i];
-    item_set(it, h, off, len, count, error);
+    item_set(&t->items[i], h, off, len, count, error);
     table_insert(t, i);
+    *idx = i;
+    return 0;
+}
+
+static int topk_insert(nx_topk *t, const char *m, uint32_t len, uint64_t h, double count,
+                       double error)
+{
+    assert(t->heap_ok);
+    uint32_t i;
+    int rc = counter_append(t, m, len, h, count, error, &i);
+    if (rc)
+        return rc;
     t->heap[i] = i;
-    it->heap_pos = (uint16_t)i;
+    t->items[i].heap_pos = (uint16_t)i;
     heap_up(t, i);
     return 0;
 }
@@ -555,15 +571,9 @@ int nx_topk_tally(nx_topk *t, const char *member, uint32_t len, uint64_t h, doub
     uint32_t i = table_find(t, member, len, h);
     if (i == UINT32_MAX && t->n == t->k)
         return nx_topk_add_hash(t, member, len, h, weight);
-    if (i == UINT32_MAX) {
-        uint32_t off;
-        int rc = reserve(t, t->n + 1);
-        if (rc || (rc = arena_put(t, member, len, &off)))
-            return rc;
-        i = t->n++;
-        item_set(&t->items[i], h, off, len, 0, 0);
-        table_insert(t, i);
-    }
+    int rc;
+    if (i == UINT32_MAX && (rc = counter_append(t, member, len, h, 0, 0, &i)))
+        return rc;
     t->items[i].count += weight;
     t->heap_ok = false;
     t->total += weight;
