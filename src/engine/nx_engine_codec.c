@@ -126,8 +126,11 @@ static int stream_encode(const nx_engine *e, nx_stream *s, nx_buf *out)
     if ((rc = nx_buf_u8(out, s->win ? 1 : 0)))
         return rc;
     if (s->win) {
+        /* suffixes a flip left to build: like the drain above, how the
+         * state is held, not the state */
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
-            if ((rc = nx_window_encode(&s->win[i], out)))
+            if ((rc = nx_window_front_build(&s->win[i], &e->ap)) ||
+                (rc = nx_window_encode(&s->win[i], out)))
                 return rc;
         const nx_tier *tr = nx_stream_tiers(e, s);
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)

@@ -216,6 +216,7 @@ static void window_free_data(nx_window *w)
     w->bmax = -INFINITY;
     w->nfront = 0;
     w->fskip = 0;
+    w->flazy = 0;
     w->nonempty = 0;
     w->bderived = 0;
 }
@@ -290,12 +291,66 @@ static inline bool topk_has(const nx_topk *t)
     return t && nx_topk_total(t) > 0;
 }
 
+/* One step of a suffix build, from the youngest front slot down: slot
+ * i's top-k becomes the suffix of its sub-bucket and every younger front
+ * one, whose suffix is in slot `next` (-1: i is the youngest). The suffix
+ * is built in the slot's own top-k: once on the front stack, a
+ * sub-bucket's own top-k is never read again. */
+static int suffix_step(nx_window *w, const nx_acc_params *p, uint32_t i, int64_t next)
+{
+    nx_wsk *sk = &w->sk[i];
+    const nx_wsk *nk = next >= 0 ? &w->sk[next] : NULL;
+    bool mine = sk->topk && w->slots[i].m.count > 0, theirs = nk && topk_has(nk->topk);
+    if (!theirs)
+        return 0;
+    int rc = ensure_topk(&sk->topk, p);
+    if (rc)
+        return rc;
+    if (!mine)
+        nx_topk_clear(sk->topk);
+    return nx_topk_merge(sk->topk, nk->topk);
+}
+
+/* Sets: the next suffix step's destination is slot k - 1: its struct two
+ * slots ahead, what it points to one ahead. */
+static void suffix_prefetch(const nx_window *w, int64_t k, int64_t lo)
+{
+    if (k - 1 < lo)
+        return;
+    if (k - 2 >= lo && w->sk[widx(w, k - 2)].topk)
+        __builtin_prefetch(w->sk[widx(w, k - 2)].topk);
+    if (w->sk[widx(w, k - 1)].topk)
+        nx_topk_prefetch_merge(w->sk[widx(w, k - 1)].topk);
+}
+
+int nx_window_front_build(nx_window *w, const nx_acc_params *p)
+{
+    if (!w->flazy)
+        return 0;
+    int64_t oldest = w->cur_k - (int64_t)w->n;
+    int64_t f = oldest + (int64_t)w->fskip, fend = oldest + (int64_t)w->nfront;
+    int64_t next = -1;
+    for (int64_t k = fend - 1; k >= f; k--) {
+        uint32_t i = widx(w, k);
+        suffix_prefetch(w, k, f);
+        int rc = suffix_step(w, p, i, next);
+        if (rc)
+            return rc;
+        next = i;
+    }
+    w->flazy = 0;
+    return 0;
+}
+
 /* Rebuilds the front stack from all n complete sub-buckets; the back
  * becomes empty, its top-k derived from now on when `derive`.
- * Usually the front is empty then. A flip that aligns the back (window_step)
+ * Usually the front is empty then, and a set's suffixes are left to build
+ * until something needs them ("Lazy front" in nx_window.h): only the
+ * min/max suffixes are built here. A flip that aligns the back (window_step)
  * may come while the front still holds sub-buckets [c-n, b-1]: a set's
- * top-k there is already the suffix of [k, b-1] (its own content is gone),
- * so it takes the new suffix of b ([b, c-1]) instead of being rebuilt.
+ * top-k there is the suffix of [k, b-1] (built first if it was left to
+ * build; its own content is gone), so it takes the new suffix of b
+ * ([b, c-1]) instead of being rebuilt.
  * Suffixes start at f, the old front's top when it has one, else the oldest
  * non-empty back slot: the empty slots before f are front holes (nx_window.h)
  * and get no copy of f's suffix. */
@@ -305,21 +360,18 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
     int64_t b = oldest + (int64_t)w->nfront; /* first back sub-bucket */
     int64_t f = oldest + (int64_t)w->fskip;  /* <= b: fskip <= nfront */
     int rc;
+    if ((rc = nx_window_front_build(w, p)))
+        return rc;
     if (f >= b)
         for (f = b; f < c && !(w->slots[widx(w, f)].m.count > 0); f++)
             ;
+    bool lazy = w->sk && w->nfront == 0;
     int64_t next = -1, bslot = -1;
     for (int64_t k = c - 1; k >= oldest; k--) {
         uint32_t i = widx(w, k);
         nx_wslot *s = &w->slots[i];
-        if (w->sk && k - 1 >= oldest) {
-            /* sets: the next slot's top-k is the next merge's destination:
-             * its struct two slots ahead, what it points to one ahead */
-            if (k - 2 >= oldest && w->sk[widx(w, k - 2)].topk)
-                __builtin_prefetch(w->sk[widx(w, k - 2)].topk);
-            if (w->sk[widx(w, k - 1)].topk)
-                nx_topk_prefetch_merge(w->sk[widx(w, k - 1)].topk);
-        }
+        if (w->sk && !lazy)
+            suffix_prefetch(w, k, oldest);
         s->fmin = s->m.min;
         s->fmax = s->m.max;
         if (next >= 0) {
@@ -329,21 +381,12 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
             if (x->fmax > s->fmax)
                 s->fmax = x->fmax;
         }
-        if (w->sk && k >= b && k >= f) {
-            nx_wsk *sk = &w->sk[i];
-            const nx_wsk *nk = next >= 0 ? &w->sk[next] : NULL;
-            /* the suffix is built in the slot's own top-k: once on the front
-             * stack, a sub-bucket's own top-k is never read again */
-            bool mine = sk->topk && s->m.count > 0, theirs = nk && topk_has(nk->topk);
-            if (theirs) {
-                if ((rc = ensure_topk(&sk->topk, p)))
-                    return rc;
-                if (!mine)
-                    nx_topk_clear(sk->topk);
-                if ((rc = nx_topk_merge(sk->topk, nk->topk)))
-                    return rc;
-            }
-        } else if (w->sk && k >= f && bslot >= 0 && topk_has(w->sk[bslot].topk)) {
+        if (!w->sk || lazy) {
+            /* no top-k suffix now */
+        } else if (k >= b && k >= f) {
+            if ((rc = suffix_step(w, p, i, next)))
+                return rc;
+        } else if (k >= f && bslot >= 0 && topk_has(w->sk[bslot].topk)) {
             nx_wsk *sk = &w->sk[i]; /* a front slot: suffix of [k, b-1] */
             if ((rc = ensure_topk(&sk->topk, p)) ||
                 (rc = nx_topk_merge(sk->topk, w->sk[bslot].topk)))
@@ -355,6 +398,7 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
     }
     w->nfront = w->n;
     w->fskip = (uint32_t)(f - oldest);
+    w->flazy = lazy;
     back_clear(w);
     w->bderived = derive;
     if (derive) { /* kept while the back was not aligned: unused from now on */
@@ -597,6 +641,8 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     bool was_empty = nx_acc_empty(&a);
     int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
     bool front = k < c && j < (int64_t)w->nfront;
+    if (front && (rc = nx_window_front_build(w, p)))
+        return rc; /* a late event is added to the suffixes that cover it */
     if (type == NX_TYPE_SET) {
         /* a front slot's top-k is its suffix: the loop below adds to it */
         rc = front ? 0 : topk_add(&a.topk, p, member, member_len, weight);
@@ -695,13 +741,14 @@ static int back_derived_merge(const nx_window *w, const nx_window *fed, nx_acc *
     return 0;
 }
 
-int nx_window_read(const nx_window *w, const nx_window *fed, nx_acc *out,
-                   const nx_acc_params *p)
+int nx_window_read(nx_window *w, const nx_window *fed, nx_acc *out, const nx_acc_params *p)
 {
     int rc;
     assert(nx_acc_empty(out));
     if (w->nonempty == 0 || !w->slots)
         return 0;
+    if ((rc = nx_window_front_build(w, p)))
+        return rc;
     uint32_t ci = widx(w, w->cur_k);
     const nx_wslot *cur = &w->slots[ci];
     out->m = w->inv.m;
@@ -766,6 +813,7 @@ int nx_window_read(const nx_window *w, const nx_window *fed, nx_acc *out,
 int nx_window_front_decoded(nx_window *w, nx_type type)
 {
     w->fskip = 0;
+    w->flazy = 0; /* snapshots hold built suffixes (nx_window_encode) */
     if (type != NX_TYPE_SET || !w->sk)
         return 0;
     int64_t oldest = w->cur_k - (int64_t)w->n;

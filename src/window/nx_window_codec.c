@@ -133,6 +133,8 @@ int nx_acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type)
 int nx_window_encode(const nx_window *w, nx_buf *out)
 {
     int rc;
+    if (w->flazy)
+        return NX_EINVAL; /* nx_window_front_build first: the format holds suffixes */
     if ((rc = nx_buf_svar(out, w->cur_k)) || (rc = nx_buf_uvar(out, w->nfront)) ||
         (rc = nx_buf_uvar(out, w->nonempty)) || (rc = nx_acc_encode(&w->inv, out)) ||
         (rc = nx_buf_f64(out, w->bmin)) || (rc = nx_buf_f64(out, w->bmax)) ||
