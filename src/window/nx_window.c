@@ -635,14 +635,16 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
         return 0; /* the window no longer covers it */
     if ((rc = window_alloc(w, type == NX_TYPE_SET || nx_type_has_quantiles(type))))
         return rc;
+    int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
+    bool front = k < c && j < (int64_t)w->nfront;
+    /* a late event is added to the suffixes that cover it: built first (and
+     * before the slot is viewed: the build may give it a top-k) */
+    if (front && (rc = nx_window_front_build(w, p)))
+        return rc;
     uint32_t i = widx(w, k);
     nx_acc a;
     slot_view(w, i, &a);
     bool was_empty = nx_acc_empty(&a);
-    int64_t j = k - (c - (int64_t)w->n); /* position among complete sub-buckets */
-    bool front = k < c && j < (int64_t)w->nfront;
-    if (front && (rc = nx_window_front_build(w, p)))
-        return rc; /* a late event is added to the suffixes that cover it */
     if (type == NX_TYPE_SET) {
         /* a front slot's top-k is its suffix: the loop below adds to it */
         rc = front ? 0 : topk_add(&a.topk, p, member, member_len, weight);

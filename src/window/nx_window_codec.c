@@ -146,7 +146,11 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
     for (uint32_t i = 0; i <= w->n; i++) {
         const nx_wslot *s = &w->slots[i];
         const nx_wsk *k = w->sk ? &w->sk[i] : NULL;
-        nx_acc a = {s->m, k ? k->dd : NULL, NULL, k ? k->topk : NULL};
+        /* an empty top-k is left out: whether an empty slot still holds
+         * one (cleared for reuse) depends on which suffixes were ever built
+         * in it (nx_window.h, "Lazy front"), not on the window's content */
+        nx_topk *t = k && k->topk && nx_topk_total(k->topk) > 0 ? k->topk : NULL;
+        nx_acc a = {s->m, k ? k->dd : NULL, NULL, t};
         if ((rc = nx_acc_encode(&a, out)) || (rc = nx_buf_f64(out, s->fmin)) ||
             (rc = nx_buf_f64(out, s->fmax)))
             return rc;
