@@ -1049,11 +1049,14 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
             break;
         tk_item *d = &dst->items[dst->n++];
         item_set(d, it->hash, off, it->len, key_count(&give[g]), it->error + m1);
-        if (nc <= dst->k)
+        if (nc <= dst->k && nd > 0)
             table_insert(dst, (uint32_t)(d - dst->items));
     }
-    if (nc > dst->k)
-        dst->table_ok = false; /* counters replaced: rebuilt when next needed */
+    /* counters replaced, or an empty dst filled (a drained batch into a
+     * second's top-k, which is mostly only merged from later): the table
+     * is rebuilt when next needed */
+    if (nc > dst->k || (nd == 0 && ngive > 0))
+        dst->table_ok = false;
     if (rc == 0)
         dst->total += src->total;
 done:
