@@ -216,9 +216,13 @@ static int put_grow(nx_shll *s, shll_ent e, uint32_t now32)
  *  2. overflow pairs the new one dominates, and dead ones, go;
  *  3. the oldest of the pairs left and the new one is the head, the others
  *     are in the overflow.
- * Only what changes is touched: usually one scan of the register's probe
- * run, a removal or two and one insertion (taking every pair out and
- * putting the survivors back cost ~15% of a set event). */
+ * Only what changes is touched: one scan of the register's probe run does
+ * 1 and 2 and finds the oldest pair left, then a removal or two and one
+ * insertion (taking every pair out and putting the survivors back cost
+ * ~15% of a set event). One scan is enough because a live pair the new one
+ * dominates and a live pair that dominates the new one never coexist (the
+ * first would dominate the second: the lists hold no such pairs), so what
+ * the scan removed before it meets a dominating pair was dead. */
 static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, uint32_t now32)
 {
     uint32_t h = s->head[idx], hage = h ? head_age(h, now32) : 0;
@@ -227,24 +231,33 @@ static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, u
     uint8_t hq = (uint8_t)(h & 63);
     if (hlive && hq >= rank && (int32_t)(hsec - sec32) >= 0)
         return 0;
-    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX; j = reg_next(s, idx, j)) {
-        shll_ent e = s->t[j];
-        if (!expired(s, e.sec, now32) && (e.key & 63) >= rank && (int32_t)(e.sec - sec32) >= 0)
-            return 0;
-    }
-    /* the first pair that goes keeps its slot for the pair that comes */
-    uint32_t keep = UINT32_MAX;
+    /* the first pair that goes keeps its slot for the pair that comes; oj:
+     * the oldest pair that stays (older than the new one), for step 3 */
+    uint32_t keep = UINT32_MAX, oj = UINT32_MAX, oage = now32 - sec32;
     for (uint32_t j = reg_first(s, idx); j != UINT32_MAX;) {
         shll_ent e = s->t[j];
-        if (expired(s, e.sec, now32) || ((e.key & 63) <= rank && (int32_t)(e.sec - sec32) <= 0)) {
+        bool gone = expired(s, e.sec, now32);
+        uint8_t q = (uint8_t)(e.key & 63);
+        int32_t d = (int32_t)(e.sec - sec32); /* > 0: e is newer */
+        if (!gone && q >= rank && d >= 0) {
+            if (keep != UINT32_MAX)
+                remove_at(s, keep); /* dead: it goes all the same */
+            return 0;
+        }
+        if (gone || (q <= rank && d <= 0)) {
             if (keep == UINT32_MAX) {
                 keep = j;
                 j = reg_next(s, idx, j);
                 continue;
             }
+            /* backward shift: only slots from j on move, so keep and oj stay */
             remove_at(s, j);
             j = reg_scan(s, idx, j); /* what moved into j is later in the run */
         } else {
+            if (now32 - e.sec > oage) {
+                oage = now32 - e.sec;
+                oj = j;
+            }
             j = reg_next(s, idx, j);
         }
     }
@@ -261,13 +274,7 @@ static int dense_raise(nx_shll *s, uint32_t idx, uint8_t rank, uint32_t sec32, u
         }
         return put_grow(s, fresh, now32);
     }
-    /* the head goes (dead or dominated): the oldest pair left takes it */
-    uint32_t oj = UINT32_MAX, oage = now32 - sec32;
-    for (uint32_t j = reg_first(s, idx); j != UINT32_MAX; j = reg_next(s, idx, j))
-        if (j != keep && now32 - s->t[j].sec > oage) {
-            oage = now32 - s->t[j].sec;
-            oj = j;
-        }
+    /* the head goes (dead or dominated): the oldest pair left (oj) takes it */
     if (!h)
         s->nhead++;
     if (oj == UINT32_MAX) {
@@ -509,6 +516,62 @@ int nx_shll_maintain(nx_shll *s, int64_t now)
         return 0;
     s->swept = now;
     return nx_shll_expire(s, now);
+}
+
+/* The pairs of register r, head included: ages at now32 and ranks. */
+static uint32_t reg_pairs(const nx_shll *s, uint32_t r, uint32_t now32, uint32_t *age_out,
+                          uint8_t *q_out, uint32_t max)
+{
+    uint32_t n = 0;
+    if (s->head && s->head[r] && n < max) {
+        age_out[n] = head_age(s->head[r], now32);
+        q_out[n++] = (uint8_t)(s->head[r] & 63);
+    }
+    for (uint32_t j = reg_first(s, r); j != UINT32_MAX && n < max; j = reg_next(s, r, j)) {
+        age_out[n] = age(s->t[j].sec, now32);
+        q_out[n++] = (uint8_t)(s->t[j].key & 63);
+    }
+    return n;
+}
+
+int nx_shll_check(const nx_shll *s, int64_t now)
+{
+    uint32_t now32 = (uint32_t)now, occupied = 0, heads = 0;
+    for (uint32_t i = 0; i < s->cap; i++) {
+        if (!s->t[i].key)
+            continue;
+        occupied++;
+        /* reachable: the probe run from its register's home gets to it */
+        uint32_t r = s->t[i].key >> 6, j = reg_first(s, r);
+        while (j != UINT32_MAX && j != i)
+            j = reg_next(s, r, j);
+        if (j != i)
+            return NX_ECORRUPT;
+    }
+    if (occupied != s->n || (s->cap && (uint64_t)s->n * 4 > (uint64_t)s->cap * 3))
+        return NX_ECORRUPT;
+    uint32_t m = 1u << s->p;
+    for (uint32_t r = 0; r < m; r++) {
+        if (s->head && s->head[r])
+            heads++;
+        uint32_t ages[64];
+        uint8_t qs[64];
+        uint32_t n = reg_pairs(s, r, now32, ages, qs, 64);
+        if (n == 64)
+            return NX_ECORRUPT; /* a list holds each rank at most once: <= 51 */
+        for (uint32_t a = 0; a < n; a++) {
+            /* dense: the head is the oldest pair of its register */
+            if (s->head && a > 0 && (!s->head[r] || ages[a] >= ages[0]))
+                return NX_ECORRUPT;
+            for (uint32_t b = 0; b < n; b++) {
+                bool live = ages[a] < s->horizon && ages[b] < s->horizon;
+                /* b at least as recent and as large as a: a is dominated */
+                if (a != b && live && ages[b] <= ages[a] && qs[b] >= qs[a])
+                    return NX_ECORRUPT;
+            }
+        }
+    }
+    return s->head && heads != s->nhead ? NX_ECORRUPT : 0;
 }
 
 bool nx_shll_empty(const nx_shll *s)

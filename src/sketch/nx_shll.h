@@ -76,6 +76,11 @@ int nx_shll_expire(nx_shll *s, int64_t now);
 /* nx_shll_expire when the last sweep is half a horizon old: callers that
  * move the clock call it now and then (cost O(table) per half horizon). */
 int nx_shll_maintain(nx_shll *s, int64_t now);
+/* Checks the invariants at the top of nx_shll.c with the clock at `now`:
+ * every pair reachable from its register's home, the pair count and load,
+ * no live pair dominated by another of its register, each dense head older
+ * than its register's other pairs. 0, or NX_ECORRUPT (for tests: O(table)). */
+int nx_shll_check(const nx_shll *s, int64_t now);
 bool nx_shll_empty(const nx_shll *s);
 size_t nx_shll_bytes(const nx_shll *s);
 uint8_t nx_shll_precision(const nx_shll *s);

@@ -262,6 +262,7 @@ static void property_run(uint8_t p, uint32_t horizon, int64_t start, size_t nev,
         if (mode == MAINTAIN_EVERY_EVENT)
             assert_int_equal(nx_shll_maintain(s, st.now), 0);
         if (rng() % 2000 == 0 || (i + 1) % (nev / 10) == 0) { /* >= 10 checks */
+            assert_int_equal(nx_shll_check(s, st.now), 0);
             check_all(s, &st, horizon, do_expire);
             checks++;
         }
