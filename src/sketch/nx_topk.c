@@ -30,6 +30,14 @@
  *            to twice those (arena_put).
  *   add: one hash, one probe, no allocation once the k counters and the
  *   arena have reached their working size.
+ *   frozen   a sketch that is only merged from and read for a while (a
+ *            window's complete sub-bucket of 5 s or more: nx_window) gives
+ *            back its heap and table and trims its counters and arena to
+ *            what they hold (nx_topk_freeze): frozen = counters allocated
+ *            (icap > 0) but no table. Whatever changes it next (an add, a
+ *            tally, a merge or copy into it) thaws it first (thaw: a heap
+ *            and a table again, rebuilt when next needed); reads, merges
+ *            from it, encodings and clears need neither.
  *
  * Merge (Agarwal et al. 2012 / Cafaro et al.): with m_i = the minimum count
  * of side i when it is full (k counters used), else 0, each member of the
@@ -418,6 +426,29 @@ static int arena_room(nx_topk *t, size_t peak)
     return 0;
 }
 
+/* A frozen sketch gets a heap and a table again (see "frozen" at the top),
+ * both stale unless it is empty. A no-op for any other sketch. */
+static int thaw(nx_topk *t)
+{
+    if (t->table || t->icap == 0)
+        return 0;
+    uint32_t tcap = 16;
+    while (tcap < 2 * t->icap)
+        tcap *= 2;
+    uint32_t *heap = realloc(t->heap, (size_t)t->icap * sizeof *heap);
+    if (!heap)
+        return NX_ENOMEM;
+    t->heap = heap;
+    uint32_t *table = calloc(tcap, sizeof *table);
+    if (!table)
+        return NX_ENOMEM;
+    t->table = table;
+    t->tcap = tcap;
+    t->heap_ok = t->n == 0;
+    t->table_ok = t->n == 0;
+    return 0;
+}
+
 /* ---- public API -------------------------------------------------------------- */
 
 int nx_topk_create(uint32_t capacity, nx_topk **out)
@@ -448,6 +479,43 @@ void nx_topk_destroy(nx_topk *t)
         return;
     topk_free_parts(t);
     free(t);
+}
+
+void nx_topk_freeze(nx_topk *t)
+{
+    if (!t->table)
+        return; /* frozen already, or never grown */
+    if (t->adead)
+        arena_compact(t);
+    free(t->heap);
+    free(t->table);
+    t->heap = NULL;
+    t->table = NULL;
+    t->tcap = 0;
+    t->heap_ok = t->n == 0;
+    t->table_ok = t->n == 0;
+    if (t->n == 0) {
+        free(t->items);
+        free(t->arena);
+        t->items = NULL;
+        t->arena = NULL;
+        t->icap = 0;
+        t->alen = t->acap = 0;
+        return;
+    }
+    /* trimming is best effort: a failed shrink keeps the bigger block */
+    tk_item *items = realloc(t->items, (size_t)t->n * sizeof *items);
+    if (items) {
+        t->items = items;
+        t->icap = t->n;
+    }
+    if (t->alen && t->alen < t->acap) {
+        char *a = realloc(t->arena, t->alen);
+        if (a) {
+            t->arena = a;
+            t->acap = t->alen;
+        }
+    }
 }
 
 /* Empties the sketch, keeping its counters, table and arena for reuse
@@ -538,6 +606,9 @@ int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t h, d
         return NX_EINVAL;
     if (len > NX_TOPK_MEMBER_MAX)
         return NX_ETOOBIG;
+    int rc = thaw(t);
+    if (rc)
+        return rc;
     if (!t->heap_ok)
         heap_rebuild(t); /* the first add after a merge */
     table_ensure(t);
@@ -548,7 +619,6 @@ int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t h, d
         t->total += weight;
         return 0;
     }
-    int rc;
     if (t->n < t->k) {
         rc = topk_insert(t, member, len, h, weight, 0);
     } else {
@@ -567,11 +637,13 @@ int nx_topk_tally(nx_topk *t, const char *member, uint32_t len, uint64_t h, doub
         return NX_EINVAL;
     if (len > NX_TOPK_MEMBER_MAX)
         return NX_ETOOBIG;
+    int rc = thaw(t);
+    if (rc)
+        return rc;
     table_ensure(t);
     uint32_t i = table_find(t, member, len, h);
     if (i == UINT32_MAX && t->n == t->k)
         return nx_topk_add_hash(t, member, len, h, weight);
-    int rc;
     if (i == UINT32_MAX && (rc = counter_append(t, member, len, h, 0, 0, &i)))
         return rc;
     t->items[i].count += weight;
@@ -585,7 +657,7 @@ uint32_t nx_topk_capacity(const nx_topk *t) { return t->k; }
 
 size_t nx_topk_bytes(const nx_topk *t)
 {
-    return sizeof *t + (size_t)t->icap * (sizeof(tk_item) + sizeof(uint32_t)) +
+    return sizeof *t + (size_t)t->icap * (sizeof(tk_item) + (t->heap ? sizeof(uint32_t) : 0)) +
            (size_t)t->tcap * sizeof(uint32_t) + t->acap;
 }
 
@@ -697,14 +769,23 @@ static int copy_reserve(nx_topk *dst, const nx_topk *src)
         dst->heap = heap;
         dst->icap = src->icap;
     }
-    /* tcap follows icap (grow), so dst's table is at least src's now */
-    if (dst->tcap < src->tcap) {
-        uint32_t *table = calloc(src->tcap, sizeof *table);
+    /* a table as big as src's (its copy fits), and never below 2 * icap:
+     * a frozen src has none, and dst's counters may have just grown. A dst
+     * that had none stays without (frozen: thawed when next changed). */
+    uint32_t tcap = src->tcap;
+    if (dst->table || tcap) {
+        uint32_t need = 16;
+        while (need < 2 * dst->icap)
+            need *= 2;
+        tcap = tcap > need ? tcap : need;
+    }
+    if (dst->tcap < tcap) {
+        uint32_t *table = calloc(tcap, sizeof *table);
         if (!table)
             return NX_ENOMEM;
         free(dst->table);
         dst->table = table;
-        dst->tcap = src->tcap;
+        dst->tcap = tcap;
     }
     if (dst->acap < src->alen) {
         char *a = realloc(dst->arena, src->acap);
@@ -729,12 +810,13 @@ int nx_topk_copy(nx_topk *dst, const nx_topk *src)
     assert(dst != src);
     nx_topk_clear(dst);
     if (src->n) {
-        int rc = copy_reserve(dst, src);
-        if (rc)
+        int rc = thaw(dst);
+        if (rc || (rc = copy_reserve(dst, src)))
             return rc;
         memcpy(dst->items, src->items, (size_t)src->n * sizeof *dst->items);
-        memcpy(dst->heap, src->heap, (size_t)src->n * sizeof *dst->heap);
-        dst->heap_ok = src->heap_ok;
+        if (src->heap) /* a frozen src has none: dst's is rebuilt when needed */
+            memcpy(dst->heap, src->heap, (size_t)src->n * sizeof *dst->heap);
+        dst->heap_ok = src->heap_ok && src->heap;
         if (src->alen)
             memcpy(dst->arena, src->arena, src->alen);
         dst->alen = src->alen;
@@ -958,6 +1040,9 @@ int nx_topk_merge(nx_topk *dst, const nx_topk *src)
         dst->total = rc ? total : total + src->total;
         return rc;
     }
+    int trc = thaw(dst);
+    if (trc)
+        return trc;
     table_ensure(dst);
     double m1 = topk_min(dst), m2 = topk_min(src);
     uint32_t nd = dst->n, ns = src->n;

@@ -29,6 +29,11 @@ typedef struct nx_topk_item {
 int nx_topk_create(uint32_t capacity, nx_topk **out);
 void nx_topk_destroy(nx_topk *t);
 void nx_topk_clear(nx_topk *t);
+/* Gives back what only changes need (the heap, the lookup table, spare
+ * counters and arena bytes) from a sketch that will be merged from and read
+ * for a while; whatever changes it next takes them back first. Its content
+ * and answers do not change. */
+void nx_topk_freeze(nx_topk *t);
 int nx_topk_clone(const nx_topk *t, nx_topk **out);
 int nx_topk_add(nx_topk *t, const char *member, uint32_t len, double weight);
 /* nx_topk_add with the member's XXH3_64bits hash already computed (the set

@@ -507,6 +507,10 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
          * and 1 h windows: most of a timer stream's bytes) */
         if (w->sk && w->sk[ci].dd && w->bucket_s >= NX_WINDOW_FREEZE_S)
             nx_ddsketch_freeze(w->sk[ci].dd);
+        /* a set's: merged from (hand-on, reads) until evicted, into only
+         * when a front suffix is built in it or a late event comes */
+        if (w->sk && w->sk[ci].topk && w->bucket_s >= NX_WINDOW_FREEZE_S)
+            nx_topk_freeze(w->sk[ci].topk);
     }
     w->cur_k = c + 1;
     return 0;

@@ -881,6 +881,114 @@ static void test_copy(void **st)
     nx_topk_destroy(y);
 }
 
+/* A frozen sketch (nx_topk_freeze: no heap, no table, trimmed counters and
+ * arena) answers and encodes as before, and whatever it goes through next
+ * (adds of old and new members, tallies, merges into it and from it,
+ * copies to and from it, clears, freezing again) leaves it equal, byte for
+ * byte, to a twin that was never frozen. Every size, from empty to churned
+ * by 300 adds; 400 random steps each, the frozen side refrozen at random. */
+static void test_freeze(void **st)
+{
+    (void)st;
+    static const int sizes[] = {0, 1, 5, 17, 40, 64, 300};
+    char m[48];
+    for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+        nx_topk *plain, *frozen, *other;
+        assert_int_equal(nx_topk_create(64, &plain), 0);
+        fill(plain, sizes[z], 1000);
+        assert_int_equal(nx_topk_clone(plain, &frozen), 0);
+        size_t before = nx_topk_bytes(frozen);
+        nx_topk_freeze(frozen);
+        nx_topk_freeze(frozen); /* twice: a no-op */
+        encodings_equal(plain, frozen);
+        if (sizes[z] > 0)
+            assert_true(nx_topk_bytes(frozen) < before);
+        assert_int_equal(nx_topk_create(64, &other), 0);
+        for (int step = 0; step < 400; step++) {
+            uint64_t r = rng() % 9;
+            uint32_t id = 1000 + (uint32_t)(rng() % 400);
+            int len = member(id, m);
+            double w = 1 + (double)(rng() % 3);
+            if (r <= 1) {
+                assert_int_equal(nx_topk_add(plain, m, (uint32_t)len, w), 0);
+                assert_int_equal(nx_topk_add(frozen, m, (uint32_t)len, w), 0);
+            } else if (r == 2) {
+                uint64_t h = XXH3_64bits(m, (size_t)len);
+                assert_int_equal(nx_topk_tally(plain, m, (uint32_t)len, h, w), 0);
+                assert_int_equal(nx_topk_tally(frozen, m, (uint32_t)len, h, w), 0);
+            } else if (r == 3) { /* merged into */
+                nx_topk_clear(other);
+                fill(other, 1 + (int)(rng() % 100), 1200);
+                assert_int_equal(nx_topk_merge(plain, other), 0);
+                assert_int_equal(nx_topk_merge(frozen, other), 0);
+            } else if (r == 4) { /* merged from and copied from */
+                nx_topk *x, *y, *cx, *cy;
+                assert_int_equal(nx_topk_create(64, &x), 0);
+                assert_int_equal(nx_topk_create(64, &y), 0);
+                uint64_t seed = rng_state;
+                fill(x, 50, 1100);
+                rng_state = seed;
+                fill(y, 50, 1100);
+                assert_int_equal(nx_topk_merge(x, plain), 0);
+                assert_int_equal(nx_topk_merge(y, frozen), 0);
+                encodings_equal(x, y);
+                assert_int_equal(nx_topk_clone(plain, &cx), 0);
+                assert_int_equal(nx_topk_clone(frozen, &cy), 0);
+                encodings_equal(cx, cy);
+                assert_int_equal(nx_topk_copy(x, plain), 0);
+                assert_int_equal(nx_topk_copy(y, frozen), 0);
+                encodings_equal(x, y);
+                /* a sketch copied from a frozen one takes adds as well */
+                assert_int_equal(nx_topk_add(cx, m, (uint32_t)len, w), 0);
+                assert_int_equal(nx_topk_add(cy, m, (uint32_t)len, w), 0);
+                encodings_equal(cx, cy);
+                /* so does a small one (8 counters, a 16-slot table) that
+                 * grows to take a frozen one's, whose trimmed counters
+                 * come without a table to size its own by */
+                nx_topk_destroy(cx);
+                nx_topk_destroy(cy);
+                assert_int_equal(nx_topk_create(64, &cx), 0);
+                assert_int_equal(nx_topk_create(64, &cy), 0);
+                fill(cx, 3, 1400);
+                fill(cy, 3, 1400);
+                nx_topk_freeze(cx);
+                assert_int_equal(nx_topk_add(cx, "s", 1, 1), 0); /* thawed: 8 and 16 */
+                assert_int_equal(nx_topk_add(cy, "s", 1, 1), 0);
+                assert_int_equal(nx_topk_copy(cx, plain), 0);
+                assert_int_equal(nx_topk_copy(cy, frozen), 0);
+                assert_int_equal(nx_topk_add(cx, m, (uint32_t)len, w), 0);
+                assert_int_equal(nx_topk_add(cy, m, (uint32_t)len, w), 0);
+                encodings_equal(cx, cy);
+                nx_topk_destroy(x);
+                nx_topk_destroy(y);
+                nx_topk_destroy(cx);
+                nx_topk_destroy(cy);
+            } else if (r == 5) { /* a copy into each (the frozen one's storage) */
+                nx_topk_clear(other);
+                fill(other, (int)(rng() % 120), 1300);
+                assert_int_equal(nx_topk_copy(plain, other), 0);
+                assert_int_equal(nx_topk_copy(frozen, other), 0);
+            } else if (r == 6 && rng() % 8 == 0) {
+                nx_topk_clear(plain);
+                nx_topk_clear(frozen);
+            } else {
+                nx_topk_freeze(frozen);
+            }
+            encodings_equal(plain, frozen);
+            nx_topk_item a[64], b[64];
+            size_t na = nx_topk_list(plain, a, 64), nb = nx_topk_list(frozen, b, 64);
+            assert_int_equal(na, nb);
+            for (size_t i = 0; i < na; i++)
+                assert_true(a[i].count == b[i].count && a[i].error == b[i].error &&
+                            a[i].member_len == b[i].member_len &&
+                            memcmp(a[i].member, b[i].member, a[i].member_len) == 0);
+        }
+        nx_topk_destroy(plain);
+        nx_topk_destroy(frozen);
+        nx_topk_destroy(other);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -893,6 +1001,7 @@ int main(void)
         cmocka_unit_test(test_merge_hash_ties),
         cmocka_unit_test(test_empty_members_without_arena),
         cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_freeze),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
