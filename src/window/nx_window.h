@@ -339,7 +339,8 @@ static inline size_t nx_tier_bytes(const nx_tier *t)
  *            f64 bmax | u8 has_btopk [topk] (engine version >= 6: 2 = the
  *            back's top-k is derived from the fed window, no topk) |
  *            u8 has_slots | if has_slots, n+1 slots in ring order, each:
- *            acc a (no hll; a front-stack slot's top-k is its suffix) |
+ *            acc a (no hll; a front-stack slot's top-k is its suffix;
+ *            an empty top-k is left out) |
  *            f64 fmin | f64 fmax
  *            (engine version >= 7: a set window's oldest front slots may be
  *            empty with no top-k, the front holes; the first front slot
