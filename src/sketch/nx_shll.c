@@ -60,6 +60,12 @@ static inline uint32_t head_age(uint32_t h, uint32_t now32)
  * sparse below m/8 (hysteresis). */
 static inline uint32_t dense_at(const nx_shll *s) { return (1u << s->p) / 2; }
 static inline uint32_t sparse_at(const nx_shll *s) { return (1u << s->p) / 8; }
+/* Growing the table now (to twice its slots, 8 bytes each) would make it
+ * bigger than the dense head array (4 bytes per register). */
+static inline bool sparse_outgrows(const nx_shll *s)
+{
+    return (uint64_t)s->cap * 2 * sizeof(shll_ent) > ((uint64_t)sizeof(uint32_t) << s->p);
+}
 
 static inline uint32_t home(const nx_shll *s, uint32_t idx)
 {
@@ -413,6 +419,11 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
         return 0;
     }
     if ((uint64_t)(s->n + 1) * 4 > (uint64_t)s->cap * 3) {
+        /* a table grown past the dense form's head array (p = 14: 128 KiB
+         * from ~6,100 pairs on, against 64 KiB + a small overflow) goes
+         * dense instead */
+        if (sparse_outgrows(s) && s->horizon < DENSE_MAX_HORIZON && densify(s, now32) == 0)
+            return dense_raise(s, idx, rank, sec32, now32);
         int rc = rebuild(s, now32, 1); /* drops the dead, leaves room for one */
         if (rc)
             return rc;

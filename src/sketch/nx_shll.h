@@ -31,7 +31,9 @@
  * {(register << 6) | rank, second mod 2^32}, keyed by the register, so a
  * register's whole list lies in the probe run from its home slot. A small
  * set costs a small table.
- * Dense, past m/2 pairs (back below m/8): a head array of m 4-byte words,
+ * Dense, past m/2 pairs or when growing the table would make it bigger than
+ * the head array (p = 14: from ~6,100 pairs on; back below m/8): a head
+ * array of m 4-byte words,
  * each register's oldest pair with its second in 26 bits, and the table for
  * the other pairs (most registers hold one). p = 14 with every register
  * used: 64 KiB + the overflow instead of a 256 KiB table. Reads take the
