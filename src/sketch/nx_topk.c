@@ -311,6 +311,26 @@ static int reserve(nx_topk *t, uint32_t want)
 
 /* ---- arena ------------------------------------------------------------------- */
 
+/* Copies one member's bytes (non-overlapping). Members are mostly short
+ * (user ids, hosts, paths): up to 16 bytes take two overlapping fixed-size
+ * copies the compiler inlines, instead of a call to libc's memcpy per
+ * member (~4% of the set loop in merges' arena_put and compactions). */
+static inline void member_copy(char *dst, const char *src, uint32_t len)
+{
+    if (len >= 8 && len <= 16) {
+        memcpy(dst, src, 8);
+        memcpy(dst + len - 8, src + len - 8, 8);
+    } else if (len >= 4 && len < 8) {
+        memcpy(dst, src, 4);
+        memcpy(dst + len - 4, src + len - 4, 4);
+    } else if (len < 4) {
+        for (uint32_t i = 0; i < len; i++)
+            dst[i] = src[i];
+    } else {
+        memcpy(dst, src, len);
+    }
+}
+
 /* Moves every live member to the front of the arena, in offset order (each
  * moves down or stays, so memmove in that order never overwrites a member
  * not yet moved): no allocation. */
@@ -328,7 +348,7 @@ static void arena_compact(nx_topk *t)
         for (uint32_t i = 0; i < t->n; i++) {
             tk_item *it = &t->items[i];
             if (it->len)
-                memcpy(gather + pos, t->arena + it->off, it->len);
+                member_copy(gather + pos, t->arena + it->off, it->len);
             it->off = (uint32_t)pos;
             pos += it->len;
         }
@@ -392,8 +412,8 @@ static int arena_put(nx_topk *t, const char *m, uint32_t len, uint32_t *off)
         }
     }
     assert(t->alen + len <= t->acap && t->alen + len < UINT32_MAX);
-    if (len)
-        memcpy(t->arena + t->alen, m, len);
+    if (len) /* an arena may be NULL while every member is empty */
+        member_copy(t->arena + t->alen, m, len);
     *off = (uint32_t)t->alen;
     t->alen += len;
     return 0;
