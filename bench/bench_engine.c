@@ -290,6 +290,8 @@ static void bench_type(nx_type type, const char *name, double timed_s)
     read_cost(rname, ss, 60, end, 20000);
     snprintf(rname, sizeof rname, "1h_%s", name);
     read_cost(rname, ss, 3600, end, 20000);
+    snprintf(rname, sizeof rname, "all_%s", name);
+    read_cost(rname, ss, NX_WINDOW_ALL, end, 20000);
     printf("%s_active_stream_bytes %" PRIu64 " bytes\n", name, engine_stream_bytes(e));
     printf("%s_engine_bytes %.1f MiB\n", name, nx_engine_bytes(e) / 1048576.0);
     if (type == NX_TYPE_COUNTER) {

@@ -988,6 +988,11 @@ static int all_read(const nx_stream *s, nx_acc *out)
     int rc = nx_acc_merge(out, &s->all, &e->ap);
     if (!rc && nx_acc_empty(&s->all)) /* a set whose counts all wait in the cascade */
         rc = nx_acc_merge_distinct(out, &s->all, &e->ap);
+    /* all-time's HLL is the sliding HLL's grave: the rest is in its pairs */
+    if (!rc && s->shll && !out->hll)
+        rc = nx_hll_create(e->cfg.hll_precision, &out->hll);
+    if (!rc && s->shll)
+        rc = nx_shll_fold(s->shll, out->hll);
     int f = e->all_feeder;
     if (rc || f < 0 || !s->win || s->win[f].cur_k < *nx_stream_all_direct(e, s))
         return rc;
@@ -1154,12 +1159,12 @@ static inline uint32_t mlog_entry(const nx_stream *s, uint32_t off, uint64_t *ha
     return off + mlog_entry_bytes(*len);
 }
 
-/* One member of the open second into the sliding HLL and all-time's HLL
- * (idempotent: a drain that fails may add it again). */
+/* One member of the open second into the sliding HLL, or all-time's HLL
+ * when there is none (idempotent: a drain that fails may add it again). */
 static int set_member_hll(nx_stream *s, uint64_t h)
 {
     int rc = stream_shll_add(s, h, s->open_sec);
-    return rc ? rc : nx_acc_add_distinct(&s->all, &s->eng->ap, h);
+    return rc || s->shll ? rc : nx_acc_add_distinct(&s->all, &s->eng->ap, h);
 }
 
 /* The open top-k, created when first needed. */
@@ -1198,7 +1203,7 @@ static int mlog_drain(nx_stream *s)
         off = mlog_entry(s, off, &h, &m, &len);
         if (s->shll)
             nx_shll_prefetch(s->shll, h);
-        if (s->all.hll)
+        else if (s->all.hll)
             nx_hll_prefetch(s->all.hll, h);
     }
     nx_topk_prefetch_merge(s->open_topk);
@@ -1410,15 +1415,45 @@ void nx_stream_prefetch_next(const nx_stream *s, int64_t now_ms)
 
 /* ---- updates ------------------------------------------------------------------------- */
 
+int nx_stream_grave_attach(nx_stream *s)
+{
+    int rc;
+    if (!s->shll)
+        return 0;
+    if (!s->all.hll && (rc = nx_hll_create(s->eng->cfg.hll_precision, &s->all.hll)))
+        return rc;
+    nx_shll_set_grave(s->shll, s->all.hll);
+    return 0;
+}
+
+/* The stream's sliding HLL, created when first needed with all-time's HLL
+ * as its grave: all-time's distinct count is that HLL max the sliding one's
+ * pairs (all_read), so a member costs one sketch update, not two. */
+static int stream_shll_ensure(nx_stream *s)
+{
+    const nx_engine *e = s->eng;
+    int rc;
+    if (s->shll)
+        return 0;
+    if ((rc = nx_shll_create(e->cfg.hll_precision, e->shll_horizon, &s->shll)))
+        return rc;
+    if ((rc = nx_stream_grave_attach(s))) {
+        nx_shll_destroy(s->shll);
+        s->shll = NULL;
+    }
+    return rc;
+}
+
 /* A set member's hash goes to the sliding HLL (every window's distinct
- * count) at its second; the caller adds it to the open bucket or all-time. */
+ * count, and all-time's through its grave) at its second; without windows
+ * (no sliding HLL) the caller adds it to all-time's HLL itself. */
 static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec)
 {
     const nx_engine *e = s->eng;
     int rc;
     if (!e->shll_horizon)
         return 0; /* no windows */
-    if (!s->shll && (rc = nx_shll_create(e->cfg.hll_precision, e->shll_horizon, &s->shll)))
+    if ((rc = stream_shll_ensure(s)))
         return rc;
     return nx_shll_add_hash(s->shll, hash, sec, s->open_sec);
 }
@@ -1429,7 +1464,7 @@ int nx_stream_shll_absorb(nx_stream *s, const nx_hll *h, int64_t sec)
     int rc;
     if (!e->shll_horizon || sec > s->open_sec || s->open_sec - sec >= e->shll_horizon)
         return 0;
-    if (!s->shll && (rc = nx_shll_create(e->cfg.hll_precision, e->shll_horizon, &s->shll)))
+    if ((rc = stream_shll_ensure(s)))
         return rc;
     uint32_t m = 1u << nx_hll_precision(h);
     for (uint32_t i = 0; i < m; i++) {
@@ -1482,7 +1517,7 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
     if (type == NX_TYPE_SET) {
         /* all-time's HLL takes every member at once; the rest may come
          * through the cascade */
-        if ((rc = nx_acc_add_distinct(&s->all, &e->ap, hash)) ||
+        if ((!s->shll && (rc = nx_acc_add_distinct(&s->all, &e->ap, hash))) ||
             (all_direct && (rc = nx_acc_add_member_counts(&s->all, &e->ap, hash, u->member,
                                                           u->member_len, w))))
             return rc;

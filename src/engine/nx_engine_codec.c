@@ -111,6 +111,11 @@ static int stream_encode(const nx_engine *e, nx_stream *s, nx_buf *out)
     int rc = nx_stream_drain(s);
     if (rc)
         return rc;
+    /* all-time's HLL is the sliding HLL's grave: folding every pair into it
+     * makes it the whole all-time count on its own, as every snapshot
+     * version has it (how the state is held, not the state) */
+    if (s->shll && (rc = nx_shll_bury(s->shll, s->open_sec)))
+        return rc;
     nx_acc open = nx_stream_open(s);
     if ((rc = nx_buf_bytes(out, s->key, s->key_len)) || (rc = nx_buf_u8(out, s->type)) ||
         (rc = nx_buf_svar(out, s->open_sec)) || (rc = nx_buf_svar(out, s->max_now_ms)) ||
@@ -587,6 +592,8 @@ static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int versi
                 *open_hll = NULL;
         }
     }
+    if ((rc = nx_stream_grave_attach(s)))
+        return rc;
     nx_stream_account(s);
     return 0;
 }

@@ -357,6 +357,10 @@ int nx_stream_pend_alloc(nx_stream *s);
 /* Adds every register of h to the stream's sliding HLL as seen at second
  * `sec` (decoding snapshots of version <= 3, whose windows kept HLLs). */
 int nx_stream_shll_absorb(nx_stream *s, const nx_hll *h, int64_t sec);
+/* A decoded set stream's sliding HLL gets all-time's HLL as its grave
+ * (nx_shll_set_grave; created empty if all-time has none): snapshots hold
+ * a complete all-time HLL, so it holds every pair the sketch does. */
+int nx_stream_grave_attach(nx_stream *s);
 /* Recomputes s->bytes and moves the difference into its tenant's stats. */
 void nx_stream_account(nx_stream *s);
 /* Creates a stream without quota checks (snapshot restore). */

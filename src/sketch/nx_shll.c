@@ -37,6 +37,8 @@ struct nx_shll {
     uint32_t nhead;    /* non-zero heads */
     int64_t clock;     /* newest `now` seen by raise */
     int64_t swept;     /* clock of the last nx_shll_maintain sweep */
+    nx_hll *grave;     /* where pairs go before they can be dropped dead, or NULL */
+    int64_t buried;    /* `now` of the last fold into the grave */
 };
 
 /* Dense heads pack the second in 26 bits: ages are taken modulo 2^26, exact
@@ -374,10 +376,85 @@ static void reset(nx_shll *s)
     s->cap = s->n = s->nhead = 0;
 }
 
+/* ---- the grave ------------------------------------------------------------
+ * With a grave (nx_shll_set_grave), what the sketch has ever held is the
+ * grave's registers max the sketch's pairs, dead ones included. Invariant:
+ * every pair ever inserted is in the sketch, or in the grave (folded), or
+ * dominated by such a pair (same register, rank at least as large). A
+ * dominated pair's rank is carried by the pair that dominates it; a pair
+ * dropped dead must have been folded first, which these rules ensure:
+ *   - every call that may drop pairs (raise, expire, maintain) folds the
+ *     whole sketch first when the last fold is a half horizon old
+ *     (grave_due), so that after it the last fold is younger than
+ *     H2 = max(1, horizon / 2);
+ *   - a pair raised at age >= horizon - H2 goes to the grave at once (it
+ *     could die before the next fold), and one at age >= horizon only
+ *     there (a window could never read it).
+ * A pair raised at age < horizon - H2 and dropped dead at `now` was raised
+ * more than H2 before now, so the fold that is younger than H2 came after
+ * it, while it was held. Folding is idempotent (register maxima), so a
+ * fold that fails part way (NX_ENOMEM growing a sparse grave) is simply
+ * redone; the call then fails before dropping anything. */
+
+static inline int64_t grave_half(const nx_shll *s)
+{
+    return s->horizon / 2 ? (int64_t)(s->horizon / 2) : 1;
+}
+
+int nx_shll_fold(const nx_shll *s, nx_hll *out)
+{
+    if (nx_hll_precision(out) != s->p)
+        return NX_EINVAL;
+    if (s->head) {
+        for (uint32_t r = 0; r < (1u << s->p); r++) {
+            uint32_t h = s->head[r];
+            int rc = h ? nx_hll_raise(out, r, (uint8_t)(h & 63)) : 0;
+            if (rc)
+                return rc;
+        }
+    }
+    for (uint32_t i = 0; i < s->cap; i++) {
+        shll_ent e = s->t[i];
+        int rc = e.key ? nx_hll_raise(out, e.key >> 6, (uint8_t)(e.key & 63)) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int nx_shll_bury(nx_shll *s, int64_t now)
+{
+    if (!s->grave)
+        return 0;
+    int rc = nx_shll_fold(s, s->grave);
+    if (rc == 0 && now > s->buried)
+        s->buried = now;
+    return rc;
+}
+
+void nx_shll_set_grave(nx_shll *s, nx_hll *grave)
+{
+    assert(!grave || nx_hll_precision(grave) == s->p);
+    s->grave = grave;
+    s->buried = s->clock;
+}
+
+/* The fold a call that may drop pairs makes first (see "the grave"). */
+static inline int grave_due(nx_shll *s, int64_t now)
+{
+    return s->grave && now - s->buried >= grave_half(s) ? nx_shll_bury(s, now) : 0;
+}
+
 int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t now)
 {
     uint32_t sec32 = (uint32_t)sec, now32 = (uint32_t)now;
     assert(idx < (1u << s->p) && rank >= 1 && rank <= 64 - s->p + 1 && sec <= now);
+    int rc = grave_due(s, now);
+    if (rc)
+        return rc;
+    if (s->grave && now - sec >= (int64_t)s->horizon - grave_half(s) &&
+        (rc = nx_hll_raise(s->grave, idx, rank)))
+        return rc; /* could die before the next fold */
     if (now - sec >= (int64_t)s->horizon)
         return 0; /* could never be read */
     if (now > s->clock) {
@@ -424,7 +501,7 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
          * dense instead */
         if (sparse_outgrows(s) && s->horizon < DENSE_MAX_HORIZON && densify(s, now32) == 0)
             return dense_raise(s, idx, rank, sec32, now32);
-        int rc = rebuild(s, now32, 1); /* drops the dead, leaves room for one */
+        rc = rebuild(s, now32, 1); /* drops the dead, leaves room for one */
         if (rc)
             return rc;
     }
@@ -503,6 +580,9 @@ int nx_shll_read(const nx_shll *s, int64_t from, int64_t now, nx_hll *out)
 int nx_shll_expire(nx_shll *s, int64_t now)
 {
     uint32_t now32 = (uint32_t)now, dead = 0;
+    int rc = grave_due(s, now);
+    if (rc)
+        return rc;
     if (s->head) {
         for (uint32_t r = 0; r < (1u << s->p); r++) {
             uint32_t h = s->head[r];
@@ -515,7 +595,7 @@ int nx_shll_expire(nx_shll *s, int64_t now)
     for (uint32_t i = 0; i < s->cap; i++)
         if (s->t[i].key && expired(s, s->t[i].sec, now32))
             dead++;
-    int rc = dead ? rebuild(s, now32, 0) : 0;
+    rc = dead ? rebuild(s, now32, 0) : 0;
     if (rc == 0 && s->head && s->n + s->nhead < sparse_at(s))
         rc = sparsify(s, now32);
     return rc;

@@ -73,6 +73,23 @@ int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t n
 /* out := out max-merged with the HLL of everything added at a second in
  * [from, now]; out must have the same precision (else NX_EINVAL). */
 int nx_shll_read(const nx_shll *s, int64_t from, int64_t now, nx_hll *out);
+/* The grave: an HLL (same precision) that keeps what pairs the sketch drops
+ * dead, so that the sketch and its grave together hold every member ever
+ * added, at any age: a set stream's all-time distinct count without an
+ * HLL add per event. From now on raise, expire and maintain fold the whole
+ * sketch into it every half horizon before they may drop anything, and a
+ * pair raised too old to outlive the next fold goes there at once (the
+ * invariant is at "the grave" in nx_shll.c). The grave must already hold
+ * every pair the sketch holds (true of an empty sketch, or right after
+ * nx_shll_bury); NULL detaches it. The caller keeps it alive. */
+void nx_shll_set_grave(nx_shll *s, nx_hll *grave);
+/* Folds every pair into the grave now (no-op without one): a snapshot
+ * does, so that the grave alone is the whole all-time count it writes. */
+int nx_shll_bury(nx_shll *s, int64_t now);
+/* out := out max-merged with every pair the sketch holds, dead ones
+ * included: with the grave, everything ever added (NX_EINVAL when the
+ * precisions differ). */
+int nx_shll_fold(const nx_shll *s, nx_hll *out);
 /* Drops expired entries and shrinks the table to fit (frees it when empty). */
 int nx_shll_expire(nx_shll *s, int64_t now);
 /* nx_shll_expire when the last sweep is half a horizon old: callers that

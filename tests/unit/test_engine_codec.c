@@ -736,6 +736,108 @@ static void test_engine_member_log(void **st)
     member_log_case(40);  /* 40 members */
 }
 
+/* A set stream's all-time distinct count is all-time's HLL (the sliding
+ * HLL's grave) max the sliding HLL's pairs: over ~31 simulated hours (past
+ * the 3,900 s horizon several times, so pairs die and are dropped), with
+ * hot and cold members, late events, idle gaps longer than the horizon (one
+ * past the 24 h tier: the windows and the sliding HLL are freed, and made
+ * again) and snapshot round
+ * trips now and then, the all-time read's registers are exactly those of a
+ * reference HLL of every member accepted. */
+static void test_all_time_grave(void **st)
+{
+    (void)st;
+    nx_engine *e;
+    assert_int_equal(nx_engine_create(NULL, &e), 0);
+    nx_tenant *t;
+    assert_int_equal(nx_engine_tenant(e, "g", 1, &t), 0);
+    nx_stream *s;
+    assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
+    nx_hll *ref;
+    assert_int_equal(nx_hll_create(14, &ref), 0);
+    uint64_t r = 7;
+    int64_t sec = 0;
+    int checks = 0, trips = 0, gaps = 0, freed = 0;
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    u.weight = 1;
+    for (int iter = 0; iter < 16000; iter++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        if ((r >> 33) % 2400 == 0 || iter == 8000) {
+            /* close the open second first: its flush finds the last sweep
+             * recent and leaves the sliding HLL alone */
+            nx_summary sm;
+            sec += 1;
+            assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, T0 + sec * 1000, &sm), 0);
+            nx_summary_free(&sm);
+            /* idle past the horizon (once past the 24 h tier too, so that
+             * the stream frees its windows and sliding HLL): with nothing
+             * to fold, the read moves the clock without touching the
+             * sliding HLL, whose pairs died meanwhile; a snapshot at once
+             * must still carry them */
+            sec += iter == 8000 ? 90000 : 4000 + (int64_t)(r >> 40) % 2000;
+            gaps++;
+            assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, T0 + sec * 1000, &sm), 0);
+            freed += !s->shll;
+            assert_true(nx_summary_distinct(&sm) == nx_hll_estimate(ref));
+            nx_summary_free(&sm);
+            nx_buf buf = {0};
+            assert_int_equal(nx_engine_encode(e, &buf), 0);
+            nx_engine *d = NULL;
+            assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &d), 0);
+            nx_buf_free(&buf);
+            nx_engine_destroy(e);
+            e = d;
+            assert_int_equal(nx_engine_tenant(e, "g", 1, &t), 0);
+            assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
+            assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, T0 + sec * 1000, &sm), 0);
+            assert_true(nx_summary_distinct(&sm) == nx_hll_estimate(ref));
+            nx_summary_free(&sm);
+        } else {
+            sec += 1;
+        }
+        for (uint64_t k = 0, n = (r >> 20) % 6; k < n; k++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            char m[24];
+            int len = (r >> 63) ? snprintf(m, sizeof m, "hot%u", (unsigned)((r >> 30) % 50))
+                                : snprintf(m, sizeof m, "c%u", (unsigned)((r >> 20) % 1000000));
+            u.member = m;
+            u.member_len = (uint32_t)len;
+            /* 1 in 8 late, by up to 50 s (within the default tolerance) */
+            u.ts_ms = (r >> 8) % 8 == 0 && sec > 50 ? T0 + (sec - (int64_t)((r >> 12) % 50)) * 1000 : 0;
+            assert_int_equal(nx_stream_update(s, &u, T0 + sec * 1000), 0);
+            assert_int_equal(nx_hll_add(ref, m, (size_t)len), 0);
+        }
+        if ((r >> 33) % 900 == 0) { /* a snapshot round trip */
+            nx_buf buf = {0};
+            assert_int_equal(nx_engine_encode(e, &buf), 0);
+            nx_engine *d = NULL;
+            assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &d), 0);
+            nx_buf_free(&buf);
+            nx_engine_destroy(e);
+            e = d;
+            assert_int_equal(nx_engine_tenant(e, "g", 1, &t), 0);
+            assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
+            trips++;
+        }
+        if ((r >> 33) % 700 == 0 || iter == 15999) {
+            nx_summary sm;
+            assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, T0 + sec * 1000, &sm), 0);
+            assert_non_null(sm.hll);
+            for (uint32_t i = 0; i < (1u << 14); i++)
+                if (nx_hll_register(sm.hll, i) != nx_hll_register(ref, i))
+                    fail_msg("second %lld register %u: %u read, %u added", (long long)sec, i,
+                             nx_hll_register(sm.hll, i), nx_hll_register(ref, i));
+            nx_summary_free(&sm);
+            checks++;
+        }
+    }
+    if (checks < 10 || trips < 5 || gaps < 2 || freed < 1)
+        fail_msg("checks %d trips %d gaps %d freed %d", checks, trips, gaps, freed);
+    nx_hll_destroy(ref);
+    nx_engine_destroy(e);
+}
+
 /* Decodes tests/data/<name>, a snapshot the engine of `version` wrote. */
 static nx_engine *decode_fixture(const char *name, int version)
 {
@@ -1346,6 +1448,7 @@ int main(void)
         cmocka_unit_test(test_engine_bin_log),
         cmocka_unit_test(test_engine_bin_log_idle),
         cmocka_unit_test(test_engine_member_log),
+        cmocka_unit_test(test_all_time_grave),
         cmocka_unit_test(test_engine_incremental_encode),
         cmocka_unit_test(test_engine_step_slot_bound),
         cmocka_unit_test(test_engine_chunked_encode),

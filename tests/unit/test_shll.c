@@ -990,6 +990,69 @@ static void test_read_extreme_from(void **st)
     nx_shll_destroy(s);
 }
 
+/* With a grave (nx_shll_set_grave), the grave and the sketch's pairs
+ * (nx_shll_fold) hold, register by register, exactly an HLL of every
+ * member ever added, at any age: pairs dropped dead went to the grave
+ * first. Random streams (hot and cold members, late seconds, 1% around the
+ * horizon edge), rates from sparse to dense, clock jumps past the horizon,
+ * and each of: no sweeps, nx_shll_expire now and then, nx_shll_maintain
+ * after every event. */
+static void grave_run(uint32_t horizon, int mode, size_t nev, const unsigned *rates)
+{
+    nx_shll *s;
+    nx_hll *grave, *ever;
+    assert_int_equal(nx_shll_create(14, horizon, &s), 0);
+    assert_int_equal(nx_hll_create(14, &grave), 0);
+    assert_int_equal(nx_hll_create(14, &ever), 0);
+    nx_shll_set_grave(s, grave);
+    stream st = {NULL, 0, 0, 1700000000};
+    unsigned rate = rates[0];
+    int checks = 0, jumps = 0;
+    for (size_t i = 0; i < nev; i++) {
+        if (i % 5000 == 0)
+            rate = rates[rng() % 4];
+        if (i % 7919 == 7918) {
+            st.now += (int64_t)horizon + (int64_t)(rng() % (2 * horizon));
+            jumps++;
+        }
+        stream_step(&st, s, horizon, rate);
+        assert_int_equal(nx_hll_add_hash(ever, st.evs[st.n - 1].hash), 0);
+        if (mode == MAINTAIN_EVERY_EVENT)
+            assert_int_equal(nx_shll_maintain(s, st.now), 0);
+        else if (mode == EXPIRE_AT_CHECKS && rng() % 700 == 0)
+            assert_int_equal(nx_shll_expire(s, st.now), 0);
+        if (rng() % 1500 == 0 || i + 1 == nev) {
+            nx_hll *all;
+            assert_int_equal(nx_hll_create(14, &all), 0);
+            assert_int_equal(nx_hll_merge(all, grave), 0);
+            assert_int_equal(nx_shll_fold(s, all), 0);
+            for (uint32_t r = 0; r < (1u << 14); r++)
+                if (nx_hll_register(all, r) != nx_hll_register(ever, r))
+                    fail_msg("register %u: %u held, %u ever added (event %zu)", r,
+                             nx_hll_register(all, r), nx_hll_register(ever, r), i);
+            nx_hll_destroy(all);
+            checks++;
+        }
+    }
+    assert_true(checks >= 10 && jumps >= 1);
+    free(st.evs);
+    nx_shll_destroy(s);
+    nx_hll_destroy(grave);
+    nx_hll_destroy(ever);
+}
+
+static void test_grave(void **st)
+{
+    (void)st;
+    static const unsigned sparse_rates[] = {2, 4, 16, 64};
+    static const unsigned dense_rates[] = {1024, 2, 256, 16};
+    grave_run(400, NO_SWEEP, 60000 * (size_t)scale(), sparse_rates);
+    grave_run(400, EXPIRE_AT_CHECKS, 60000 * (size_t)scale(), sparse_rates);
+    grave_run(300, MAINTAIN_EVERY_EVENT, 60000 * (size_t)scale(), dense_rates);
+    grave_run(7, NO_SWEEP, 40000 * (size_t)scale(), sparse_rates); /* a horizon of seconds */
+    grave_run(4, EXPIRE_AT_CHECKS, 20000 * (size_t)scale(), sparse_rates);
+}
+
 int main(void)
 {
     rng_state = 0x5111ab1eull;
@@ -1007,6 +1070,7 @@ int main(void)
         cmocka_unit_test(test_args),
         cmocka_unit_test(test_read_extreme_from),
         cmocka_unit_test(test_dense_dead_head),
+        cmocka_unit_test(test_grave),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
