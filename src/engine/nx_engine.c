@@ -1182,6 +1182,25 @@ static int set_member_apply(nx_stream *s, uint64_t h, const char *m, uint32_t le
     return nx_topk_add_hash(s->open_topk, m, len, h, w);
 }
 
+/* How far ahead a drain fetches its entries' register lines: all of a full
+ * log's at once (255 entries, 2-3 lines each) are more than the core keeps
+ * in flight. */
+#define MLOG_AHEAD 16
+
+/* Fetches the register lines of the entry at `off`; returns the next's. */
+static inline uint32_t mlog_prefetch(const nx_stream *s, uint32_t off)
+{
+    uint64_t h;
+    const char *m;
+    uint32_t len;
+    off = mlog_entry(s, off, &h, &m, &len);
+    if (s->shll)
+        nx_shll_prefetch(s->shll, h);
+    else if (s->all.hll)
+        nx_hll_prefetch(s->all.hll, h);
+    return off;
+}
+
 /* The log's members go to the HLLs in order, and to the top-k as one
  * batch: tallied exactly into the engine's scratch sketch, which is then
  * merged into open_topk. Either step failing (NX_ENOMEM) leaves the log
@@ -1198,19 +1217,18 @@ static int mlog_drain(nx_stream *s)
     if ((rc = set_open_topk(s)) ||
         (!e->mlog_topk && (rc = nx_topk_create(NX_MLOG_ENTRIES_MAX + 1, &e->mlog_topk))))
         return rc;
-    /* every entry's register lines are fetched together first */
-    for (uint32_t i = 0; i < s->nqbuf; i++) {
-        off = mlog_entry(s, off, &h, &m, &len);
-        if (s->shll)
-            nx_shll_prefetch(s->shll, h);
-        else if (s->all.hll)
-            nx_hll_prefetch(s->all.hll, h);
-    }
+    /* entries' register lines are fetched MLOG_AHEAD entries ahead */
+    uint32_t ahead = 0, aoff = 0;
+    for (; ahead < s->nqbuf && ahead < MLOG_AHEAD; ahead++)
+        aoff = mlog_prefetch(s, aoff);
     nx_topk_prefetch_merge(s->open_topk);
     nx_topk *batch = e->mlog_topk;
     nx_topk_clear(batch);
-    off = 0;
     for (uint32_t i = 0; i < s->nqbuf; i++) {
+        if (ahead < s->nqbuf) {
+            aoff = mlog_prefetch(s, aoff);
+            ahead++;
+        }
         off = mlog_entry(s, off, &h, &m, &len);
         if ((rc = set_member_hll(s, h)) || (rc = nx_topk_tally(batch, m, len, h, s->qbuf_w)))
             return rc;
