@@ -637,6 +637,23 @@ static void member_tally_free(member_tally *t)
     free(t->w);
 }
 
+/* *s := the set stream "users" of tenant `tenant` (one character), made
+ * if need be. */
+static void set_stream_open(nx_engine *e, const char *tenant, nx_stream **s)
+{
+    nx_tenant *t;
+    assert_int_equal(nx_engine_tenant(e, tenant, 1, &t), 0);
+    assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, s), 0);
+}
+
+/* A default engine with that stream, and an empty reference HLL (p 14). */
+static void set_stream_new(const char *tenant, nx_engine **e, nx_stream **s, nx_hll **ref)
+{
+    assert_int_equal(nx_engine_create(NULL, e), 0);
+    set_stream_open(*e, tenant, s);
+    assert_int_equal(nx_hll_create(14, ref), 0);
+}
+
 /* A set stream logs the members of its open second (nx_stream.mlog) and
  * adds them to its HLLs later, in order, and to its top-k as batches (one
  * merge of their exact counts per drain). Whatever the log goes through —
@@ -650,13 +667,9 @@ static void member_tally_free(member_tally *t)
 static void member_log_case(uint32_t prefixes)
 {
     nx_engine *e;
-    assert_int_equal(nx_engine_create(NULL, &e), 0);
-    nx_tenant *t;
-    assert_int_equal(nx_engine_tenant(e, "m", 1, &t), 0);
     nx_stream *s;
-    assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
     nx_hll *href;
-    assert_int_equal(nx_hll_create(14, &href), 0);
+    set_stream_new("m", &e, &s, &href);
     member_tally exact = {0};
     char *big = malloc(NX_TOPK_MEMBER_MAX + 2);
     assert_non_null(big);
@@ -744,17 +757,26 @@ static void test_engine_member_log(void **st)
  * again) and snapshot round
  * trips now and then, the all-time read's registers are exactly those of a
  * reference HLL of every member accepted. */
+/* e := its own snapshot round trip; s := the set stream "users" of "g". */
+static void grave_roundtrip(nx_engine **e, nx_stream **s)
+{
+    nx_buf buf = {0};
+    assert_int_equal(nx_engine_encode(*e, &buf), 0);
+    nx_engine *d = NULL;
+    assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &d), 0);
+    nx_buf_free(&buf);
+    nx_engine_destroy(*e);
+    *e = d;
+    set_stream_open(d, "g", s);
+}
+
 static void test_all_time_grave(void **st)
 {
     (void)st;
     nx_engine *e;
-    assert_int_equal(nx_engine_create(NULL, &e), 0);
-    nx_tenant *t;
-    assert_int_equal(nx_engine_tenant(e, "g", 1, &t), 0);
     nx_stream *s;
-    assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
     nx_hll *ref;
-    assert_int_equal(nx_hll_create(14, &ref), 0);
+    set_stream_new("g", &e, &s, &ref);
     uint64_t r = 7;
     int64_t sec = 0;
     int checks = 0, trips = 0, gaps = 0, freed = 0;
@@ -781,15 +803,7 @@ static void test_all_time_grave(void **st)
             freed += !s->shll;
             assert_true(nx_summary_distinct(&sm) == nx_hll_estimate(ref));
             nx_summary_free(&sm);
-            nx_buf buf = {0};
-            assert_int_equal(nx_engine_encode(e, &buf), 0);
-            nx_engine *d = NULL;
-            assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &d), 0);
-            nx_buf_free(&buf);
-            nx_engine_destroy(e);
-            e = d;
-            assert_int_equal(nx_engine_tenant(e, "g", 1, &t), 0);
-            assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
+            grave_roundtrip(&e, &s);
             assert_int_equal(nx_stream_read(s, NX_WINDOW_ALL, T0 + sec * 1000, &sm), 0);
             assert_true(nx_summary_distinct(&sm) == nx_hll_estimate(ref));
             nx_summary_free(&sm);
@@ -809,15 +823,7 @@ static void test_all_time_grave(void **st)
             assert_int_equal(nx_hll_add(ref, m, (size_t)len), 0);
         }
         if ((r >> 33) % 900 == 0) { /* a snapshot round trip */
-            nx_buf buf = {0};
-            assert_int_equal(nx_engine_encode(e, &buf), 0);
-            nx_engine *d = NULL;
-            assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &d), 0);
-            nx_buf_free(&buf);
-            nx_engine_destroy(e);
-            e = d;
-            assert_int_equal(nx_engine_tenant(e, "g", 1, &t), 0);
-            assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s), 0);
+            grave_roundtrip(&e, &s);
             trips++;
         }
         if ((r >> 33) % 700 == 0 || iter == 15999) {
