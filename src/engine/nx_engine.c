@@ -1533,7 +1533,8 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
     bool all_direct = all_fed_directly(e, s, sec) ||
                       nx_window_index(&s->win[f], sec) < s->win[f].cur_k;
     if (type == NX_TYPE_SET) {
-        /* all-time's HLL takes every member at once; the rest may come
+        /* all-time's distinct count has the member now (through the
+         * sliding HLL, or its own HLL without one); the counts may come
          * through the cascade */
         if ((!s->shll && (rc = nx_acc_add_distinct(&s->all, &e->ap, hash))) ||
             (all_direct && (rc = nx_acc_add_member_counts(&s->all, &e->ap, hash, u->member,
