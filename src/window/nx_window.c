@@ -217,6 +217,7 @@ static void window_free_data(nx_window *w)
     w->nfront = 0;
     w->fskip = 0;
     w->flazy = 0;
+    w->fread = 0;
     w->nonempty = 0;
     w->bderived = 0;
 }
@@ -365,7 +366,10 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
     if (f >= b)
         for (f = b; f < c && !(w->slots[widx(w, f)].m.count > 0); f++)
             ;
-    bool lazy = w->sk && w->nfront == 0;
+    /* left to build unless the window was read since its last flip: a
+     * window that is read is likely read again before this flip period
+     * ends, and a read that builds costs a merge per front slot */
+    bool lazy = w->sk && w->nfront == 0 && !w->fread;
     int64_t next = -1, bslot = -1;
     for (int64_t k = c - 1; k >= oldest; k--) {
         uint32_t i = widx(w, k);
@@ -399,6 +403,7 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
     w->nfront = w->n;
     w->fskip = (uint32_t)(f - oldest);
     w->flazy = lazy;
+    w->fread = 0;
     back_clear(w);
     w->bderived = derive;
     if (derive) { /* kept while the back was not aligned: unused from now on */
@@ -755,6 +760,7 @@ int nx_window_read(nx_window *w, const nx_window *fed, nx_acc *out, const nx_acc
         return 0;
     if ((rc = nx_window_front_build(w, p)))
         return rc;
+    w->fread = 1;
     uint32_t ci = widx(w, w->cur_k);
     const nx_wslot *cur = &w->slots[ci];
     out->m = w->inv.m;

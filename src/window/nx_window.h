@@ -87,7 +87,9 @@
              suffix merge at all (the 10 s window's flips were ~1 top-k
              merge per set stream-second, ~16% of bench_engine's set run); a
              read after a flip pays for the slots still on the front, once
-             per flip period.
+             per flip period. A window read since its last flip (`fread`)
+             builds at its next flip, as before, so a stream that is read
+             regularly keeps reads that merge no suffix.
  *
  *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
  *             resolution (e.g. 10 s x 360) for time-series reads. The ring
@@ -211,11 +213,13 @@ typedef struct nx_window {
     uint32_t bgroup : 31; /* sets: g when the back's top-k can be derived from the fed
                         * window (see "Derived back" above), else 0; set by the owner */
     uint32_t bderived : 1; /* this flip period's back top-k is derived, not in btopk */
-    uint32_t fskip : 31; /* sets: the oldest fskip front slots are empty and hold no
+    uint32_t fskip : 30; /* sets: the oldest fskip front slots are empty and hold no
                         * suffix; the front top's suffix is in slot c-n+fskip
                         * (see "Front holes" above) */
     uint32_t flazy : 1; /* sets: the front's top-k suffixes are not built yet: its
                         * slots hold their own sub-buckets (see "Lazy front") */
+    uint32_t fread : 1; /* read since the last flip: the next flip builds its
+                        * suffixes at once (see "Lazy front") */
 } nx_window;
 
 #define NX_WINDOW_NO_DIRECT (INT64_MIN / 4)

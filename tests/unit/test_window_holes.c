@@ -179,8 +179,9 @@ static void test_codec(void **st)
 
 /* A flip leaves the front's top-k suffixes to build (nx_window.h, "Lazy
  * front"); building them later must give exactly what building them at the
- * flip gives. Window e is read after every step (so each flip's suffixes are
- * built before anything else happens), window l only at checkpoints. 300
+ * flip gives. Window e is read after every step (so its flips build their
+ * suffixes at once: it was read since the last one), window l only at
+ * checkpoints (nx_window_front_build, which leaves its flips lazy). 300
  * members against 64 counters (merges evict, so their order shows), gaps
  * (holes, restarts) and late events into every sub-bucket the window
  * covers, front ones included. At each checkpoint both encode byte for
@@ -214,6 +215,8 @@ static void test_lazy_equals_eager(void **st)
             assert_int_equal(nx_window_add_late(&l, ls, &P, NX_TYPE_SET, 0, 1, m, (uint32_t)len), 0);
             late++;
         }
+        /* e is read every step: its flips build at once (fread) */
+        assert_false(e.flazy);
         double total, c;
         read_counts(&e, &total, &c, "m1");
         assert_false(e.flazy);
