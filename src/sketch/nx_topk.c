@@ -273,6 +273,15 @@ static void table_remove(nx_topk *t, uint32_t idx)
     t->table[i] = 0;
 }
 
+/* Table slots for icap counters: a power of two, at least 16, load <= 1/2. */
+static inline uint32_t table_cap(uint32_t icap)
+{
+    uint32_t tcap = 16;
+    while (tcap < 2 * icap)
+        tcap *= 2;
+    return tcap;
+}
+
 /* Grows items/heap/table so that `want` (<= k) counters fit. */
 static int reserve(nx_topk *t, uint32_t want)
 {
@@ -284,9 +293,7 @@ static int reserve(nx_topk *t, uint32_t want)
         icap *= 2;
     if (icap > t->k)
         icap = t->k;
-    uint32_t tcap = 16;
-    while (tcap < 2 * icap)
-        tcap *= 2;
+    uint32_t tcap = table_cap(icap);
     tk_item *items = realloc(t->items, (size_t)icap * sizeof *items);
     if (!items)
         return NX_ENOMEM;
@@ -452,9 +459,7 @@ static int thaw(nx_topk *t)
 {
     if (t->table || t->icap == 0)
         return 0;
-    uint32_t tcap = 16;
-    while (tcap < 2 * t->icap)
-        tcap *= 2;
+    uint32_t tcap = table_cap(t->icap);
     uint32_t *heap = realloc(t->heap, (size_t)t->icap * sizeof *heap);
     if (!heap)
         return NX_ENOMEM;
@@ -793,12 +798,8 @@ static int copy_reserve(nx_topk *dst, const nx_topk *src)
      * a frozen src has none, and dst's counters may have just grown. A dst
      * that had none stays without (frozen: thawed when next changed). */
     uint32_t tcap = src->tcap;
-    if (dst->table || tcap) {
-        uint32_t need = 16;
-        while (need < 2 * dst->icap)
-            need *= 2;
-        tcap = tcap > need ? tcap : need;
-    }
+    if ((dst->table || tcap) && tcap < table_cap(dst->icap))
+        tcap = table_cap(dst->icap);
     if (dst->tcap < tcap) {
         uint32_t *table = calloc(tcap, sizeof *table);
         if (!table)
