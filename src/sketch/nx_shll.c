@@ -401,25 +401,42 @@ static inline int64_t grave_half(const nx_shll *s)
     return s->horizon / 2 ? (int64_t)(s->horizon / 2) : 1;
 }
 
-int nx_shll_fold(const nx_shll *s, nx_hll *out)
+/* out max= every pair at most `span` seconds old at now32 (heads and
+ * overflow alike; UINT32_MAX: every pair, dead ones included). */
+static int raise_pairs(const nx_shll *s, uint32_t now32, uint32_t span, nx_hll *out)
 {
-    if (nx_hll_precision(out) != s->p)
-        return NX_EINVAL;
+    /* a large result is built densely at once rather than sparse-then-dense */
+    if (s->n + s->nhead > (1u << s->p) / 8) {
+        int rc = nx_hll_densify(out);
+        if (rc)
+            return rc;
+    }
     if (s->head) {
         for (uint32_t r = 0; r < (1u << s->p); r++) {
             uint32_t h = s->head[r];
-            int rc = h ? nx_hll_raise(out, r, (uint8_t)(h & 63)) : 0;
+            if (!h || head_age(h, now32) > span)
+                continue;
+            int rc = nx_hll_raise(out, r, (uint8_t)(h & 63));
             if (rc)
                 return rc;
         }
     }
     for (uint32_t i = 0; i < s->cap; i++) {
         shll_ent e = s->t[i];
-        int rc = e.key ? nx_hll_raise(out, e.key >> 6, (uint8_t)(e.key & 63)) : 0;
+        if (!e.key || age(e.sec, now32) > span)
+            continue;
+        int rc = nx_hll_raise(out, e.key >> 6, (uint8_t)(e.key & 63));
         if (rc)
             return rc;
     }
     return 0;
+}
+
+int nx_shll_fold(const nx_shll *s, nx_hll *out)
+{
+    if (nx_hll_precision(out) != s->p)
+        return NX_EINVAL;
+    return raise_pairs(s, (uint32_t)s->clock, UINT32_MAX, out);
 }
 
 int nx_shll_bury(nx_shll *s, int64_t now)
@@ -549,32 +566,7 @@ int nx_shll_read(const nx_shll *s, int64_t from, int64_t now, nx_hll *out)
         from = now - s->horizon + 1; /* nothing older is kept (no overflow for any from) */
     uint32_t from32 = (uint32_t)from, now32 = (uint32_t)now;
     uint32_t span = now32 - from32; /* a range [from, now] of span + 1 seconds */
-    /* a large result is built densely at once rather than sparse-then-dense */
-    if (s->n + s->nhead > (1u << s->p) / 8) {
-        int rc = nx_hll_densify(out);
-        if (rc)
-            return rc;
-    }
-    if (s->head) {
-        /* every pair of a range counts: heads and overflow alike */
-        for (uint32_t r = 0; r < (1u << s->p); r++) {
-            uint32_t h = s->head[r];
-            if (!h || head_age(h, now32) > span)
-                continue;
-            int rc = nx_hll_raise(out, r, (uint8_t)(h & 63));
-            if (rc)
-                return rc;
-        }
-    }
-    for (uint32_t i = 0; i < s->cap; i++) {
-        shll_ent e = s->t[i];
-        if (!e.key || age(e.sec, now32) > span)
-            continue;
-        int rc = nx_hll_raise(out, e.key >> 6, (uint8_t)(e.key & 63));
-        if (rc)
-            return rc;
-    }
-    return 0;
+    return raise_pairs(s, now32, span, out);
 }
 
 int nx_shll_expire(nx_shll *s, int64_t now)
