@@ -193,6 +193,7 @@ void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot
     w->bmax = -INFINITY;
     w->store = store;
     w->direct_k = NX_WINDOW_NO_DIRECT;
+    w->ilazy = nx_window_inv_lazy_ok(w);
 }
 
 static void window_free_data(nx_window *w)
@@ -218,6 +219,8 @@ static void window_free_data(nx_window *w)
     w->fskip = 0;
     w->flazy = 0;
     w->fread = 0;
+    w->ilazy = nx_window_inv_lazy_ok(w);
+    w->iquiet = 0;
     w->nonempty = 0;
     w->bderived = 0;
 }
@@ -371,11 +374,14 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
      * ends, and a read that builds costs a merge per front slot */
     bool lazy = w->sk && w->nfront == 0 && !w->fread;
     int64_t next = -1, bslot = -1;
+    bool topks = false; /* a set window's: quantile windows have none to build */
     for (int64_t k = c - 1; k >= oldest; k--) {
         uint32_t i = widx(w, k);
         nx_wslot *s = &w->slots[i];
         if (w->sk && !lazy)
             suffix_prefetch(w, k, oldest);
+        if (lazy)
+            topks |= w->sk[i].topk != NULL;
         s->fmin = s->m.min;
         s->fmax = s->m.max;
         if (next >= 0) {
@@ -402,7 +408,7 @@ static int window_flip(nx_window *w, const nx_acc_params *p, bool derive)
     }
     w->nfront = w->n;
     w->fskip = (uint32_t)(f - oldest);
-    w->flazy = lazy;
+    w->flazy = lazy && topks;
     w->fread = 0;
     back_clear(w);
     w->bderived = derive;
@@ -427,6 +433,57 @@ static int window_hand_on(const nx_window *w, uint32_t i, int64_t sec, const nx_
     nx_acc a;
     slot_view(w, i, &a);
     return sink->fn(sink->arg, sec, &a);
+}
+
+/* ---- lazy inv (nx_window.h, "Lazy inv") ---------------------------------
+ * Invariant: ilazy implies inv.dd == NULL and only nx_window_inv_lazy_ok
+ * windows are ilazy; !ilazy means inv.dd is the DDSketch of the complete
+ * slots (NULL while none had one). inv.m is kept either way. */
+
+int nx_window_inv_sketch(const nx_window *w, nx_ddsketch **out)
+{
+    *out = NULL;
+    if (!w->sk || !w->slots)
+        return 0;
+    for (int64_t k = w->cur_k - (int64_t)w->n; k < w->cur_k; k++) {
+        uint32_t i = widx(w, k);
+        const nx_ddsketch *d = w->sk[i].dd;
+        if (!d || !(w->slots[i].m.count > 0))
+            continue;
+        int rc = *out ? nx_ddsketch_merge(*out, d) : nx_ddsketch_clone(d, out);
+        if (rc) {
+            nx_ddsketch_destroy(*out);
+            *out = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* A read of a lazy window: inv.dd from the complete slots, kept from now on. */
+static int inv_build(nx_window *w)
+{
+    if (!w->ilazy)
+        return 0;
+    assert(!w->inv.dd);
+    int rc = nx_window_inv_sketch(w, &w->inv.dd);
+    if (rc)
+        return rc;
+    w->ilazy = 0;
+    w->iquiet = 0;
+    return 0;
+}
+
+/* One step of a kept inv: a window not read for n steps drops it. */
+static void inv_age(nx_window *w)
+{
+    if (w->iquiet < w->n) {
+        w->iquiet++;
+        return;
+    }
+    nx_ddsketch_destroy(w->inv.dd);
+    w->inv.dd = NULL;
+    w->ilazy = 1;
 }
 
 /* A window of 1 s sub-buckets steps once per second of a flush (up to
@@ -465,6 +522,8 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
         w->nfront--;
     if (w->fskip > 0)
         w->fskip--; /* a hole popped */
+    if (!w->ilazy && nx_window_inv_lazy_ok(w))
+        inv_age(w);
     if (w->sk && w->bucket_s == 1)
         prefetch_evictions(w, c);
     nx_wslot *e = &w->slots[ei];
@@ -489,7 +548,7 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
     const nx_wslot *s = &w->slots[ci];
     if (s->m.count > 0) {
         nx_moments_merge(&w->inv.m, &s->m);
-        if (w->sk && w->sk[ci].dd) {
+        if (w->sk && w->sk[ci].dd && !w->ilazy) {
             if ((rc = ensure_dd(&w->inv.dd, p)) ||
                 (rc = nx_ddsketch_merge(w->inv.dd, w->sk[ci].dd)))
                 return rc;
@@ -673,7 +732,7 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     if (type == NX_TYPE_SET) {
         w->inv.m.count += weight;
     } else {
-        if (nx_type_has_quantiles(type)) {
+        if (nx_type_has_quantiles(type) && !w->ilazy) {
             if ((rc = ensure_dd(&w->inv.dd, p)) || (rc = nx_ddsketch_add(w->inv.dd, value, weight)))
                 return rc;
         }
@@ -758,9 +817,10 @@ int nx_window_read(nx_window *w, const nx_window *fed, nx_acc *out, const nx_acc
     assert(nx_acc_empty(out));
     if (w->nonempty == 0 || !w->slots)
         return 0;
-    if ((rc = nx_window_front_build(w, p)))
+    if ((rc = nx_window_front_build(w, p)) || (rc = inv_build(w)))
         return rc;
     w->fread = 1;
+    w->iquiet = 0;
     uint32_t ci = widx(w, w->cur_k);
     const nx_wslot *cur = &w->slots[ci];
     out->m = w->inv.m;

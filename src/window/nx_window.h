@@ -75,21 +75,33 @@
  *             the run (`fskip`: O(1) reads); popping a hole only shrinks the
  *             run; a late event into a hole builds the suffixes it needs.
  *             Every front slot past the run holds its suffix, as before.
-             Lazy front (sets): a flip with an empty front builds only the
-             min/max suffixes and leaves the top-k ones to build
-             (`flazy`: the front slots keep their own sub-buckets' top-k)
-             until something needs them: a read, a late event into the
-             front, an encoding, or a flip that finds front slots left
-             (nx_window_front_build, the same merges in the same order as an
-             eager flip's, over the slots still on the front, so answers,
-             encodings and evolution are those of an eager flip). Popping
-             front slots needs no suffix. A stream nobody reads pays no
-             suffix merge at all (the 10 s window's flips were ~1 top-k
-             merge per set stream-second, ~16% of bench_engine's set run); a
-             read after a flip pays for the slots still on the front, once
-             per flip period. A window read since its last flip (`fread`)
-             builds at its next flip, as before, so a stream that is read
-             regularly keeps reads that merge no suffix.
+ *             Lazy front (sets): a flip with an empty front builds only the
+ *             min/max suffixes and leaves the top-k ones to build
+ *             (`flazy`: the front slots keep their own sub-buckets' top-k)
+ *             until something needs them: a read, a late event into the
+ *             front, an encoding, or a flip that finds front slots left
+ *             (nx_window_front_build, the same merges in the same order as an
+ *             eager flip's, over the slots still on the front, so answers,
+ *             encodings and evolution are those of an eager flip). Popping
+ *             front slots needs no suffix. A stream nobody reads pays no
+ *             suffix merge at all (the 10 s window's flips were ~1 top-k
+ *             merge per set stream-second, ~16% of bench_engine's set run); a
+ *             read after a flip pays for the slots still on the front, once
+ *             per flip period. A window read since its last flip (`fread`)
+ *             builds at its next flip, as before, so a stream that is read
+ *             regularly keeps reads that merge no suffix.
+ *             Lazy inv (quantile types): a window of short sub-buckets
+ *             (1 s: the 10 s window) keeps inv's DDSketch only while it is
+ *             read. Kept, it costs a merge and a subtraction of a one-second
+ *             sketch per stream-second; a window not read for n steps drops
+ *             it (`ilazy`; the moments stay kept, they cost nothing). A read
+ *             of a lazy window merges its n complete slots' sketches into a
+ *             new inv (at most NX_WINDOW_LAZY_INV_N merges) and keeps it
+ *             from then on; encoding writes the same merge without keeping
+ *             it. A rebuilt inv holds the same bins as a kept one, except
+ *             for the floating-point residue that subtractions of
+ *             fractional weights leave in a kept one (a rebuilt one has
+ *             none).
  *
  *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
  *             resolution (e.g. 10 s x 360) for time-series reads. The ring
@@ -213,14 +225,19 @@ typedef struct nx_window {
     uint32_t bgroup : 31; /* sets: g when the back's top-k can be derived from the fed
                         * window (see "Derived back" above), else 0; set by the owner */
     uint32_t bderived : 1; /* this flip period's back top-k is derived, not in btopk */
-    uint32_t fskip : 30; /* sets: the oldest fskip front slots are empty and hold no
+    uint32_t fskip : 24; /* sets: the oldest fskip front slots are empty and hold no
                         * suffix; the front top's suffix is in slot c-n+fskip
                         * (see "Front holes" above) */
     uint32_t flazy : 1; /* sets: the front's top-k suffixes are not built yet: its
                         * slots hold their own sub-buckets (see "Lazy front") */
     uint32_t fread : 1; /* read since the last flip: the next flip builds its
                         * suffixes at once (see "Lazy front") */
+    uint32_t ilazy : 1; /* inv.dd is not kept (NULL): a read merges the complete
+                        * slots' sketches (see "Lazy inv"); only windows that
+                        * nx_window_inv_lazy_ok allows */
+    uint32_t iquiet : 5; /* steps since the last read, up to n (while !ilazy) */
 } nx_window;
+
 
 #define NX_WINDOW_NO_DIRECT (INT64_MIN / 4)
 
@@ -252,6 +269,17 @@ bool nx_window_valid_at(const nx_window *w, int64_t sec);
  * distributions +4-7% and 12% fewer active bytes (59.9 -> 52.6 KB), 96.0 ->
  * 86.6 KB at steady state; each is recycled only every 65 s. */
 #define NX_WINDOW_FREEZE_S 5u
+
+/* Windows whose DDSketch aggregate `inv` is only kept while they are read
+ * ("Lazy inv" above): sub-buckets shorter than NX_WINDOW_FREEZE_S (their
+ * inv costs a merge and a subtraction per stream-second) and at most
+ * NX_WINDOW_LAZY_INV_N of them (a read that rebuilds inv merges that many
+ * sketches: still O(sketch size)). */
+#define NX_WINDOW_LAZY_INV_N 16u
+static inline bool nx_window_inv_lazy_ok(const nx_window *w)
+{
+    return w->bucket_s < NX_WINDOW_FREEZE_S && w->n <= NX_WINDOW_LAZY_INV_N;
+}
 
 void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot *store);
 void nx_window_free(nx_window *w);
@@ -288,6 +316,9 @@ int nx_window_read(nx_window *w, const nx_window *fed, nx_acc *out, const nx_acc
  * build (w->flazy; no-op otherwise). Reads, late events into the front,
  * the next flip and encoding need them ("Lazy front" above). */
 int nx_window_front_build(nx_window *w, const nx_acc_params *p);
+/* *out = a new DDSketch of the complete sub-buckets (what a kept inv.dd
+ * holds; NULL when none has a sketch). For a lazy inv ("Lazy inv"). */
+int nx_window_inv_sketch(const nx_window *w, nx_ddsketch **out);
 /* out += the current sub-bucket (what a cascade has not handed on yet). */
 int nx_window_read_current(const nx_window *w, nx_acc *out, const nx_acc_params *p);
 /* The index of the sub-bucket holding second `sec`. */

@@ -135,8 +135,17 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
     int rc;
     if (w->flazy)
         return NX_EINVAL; /* nx_window_front_build first: the format holds suffixes */
-    if ((rc = nx_buf_svar(out, w->cur_k)) || (rc = nx_buf_uvar(out, w->nfront)) ||
-        (rc = nx_buf_uvar(out, w->nonempty)) || (rc = nx_acc_encode(&w->inv, out)) ||
+    /* a lazy inv is written as the kept one would be: the complete slots'
+     * sketch (nx_window.h, "Lazy inv"), built for the encoding only */
+    nx_acc inv = w->inv;
+    if (w->ilazy && (rc = nx_window_inv_sketch(w, &inv.dd)))
+        return rc;
+    rc = nx_buf_svar(out, w->cur_k);
+    if (!rc && !(rc = nx_buf_uvar(out, w->nfront)) && !(rc = nx_buf_uvar(out, w->nonempty)))
+        rc = nx_acc_encode(&inv, out);
+    if (w->ilazy)
+        nx_ddsketch_destroy(inv.dd);
+    if (rc ||
         (rc = nx_buf_f64(out, w->bmin)) || (rc = nx_buf_f64(out, w->bmax)) ||
         (rc = (w->bderived ? nx_buf_u8(out, 2) : opt_topk_encode(w->btopk, out))) ||
         (rc = nx_buf_u8(out, w->slots ? 1 : 0)))
@@ -173,6 +182,8 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
         return rc;
     if (w->inv.hll || w->inv.topk)
         return NX_ECORRUPT; /* inv is moments and DDSketch only */
+    w->ilazy = 0; /* the decoded inv is kept until n steps go unread */
+    w->iquiet = 0;
     w->bmin = nx_rbuf_f64(in);
     w->bmax = nx_rbuf_f64(in);
     if (in->err || isnan(w->bmin) || isnan(w->bmax))
