@@ -627,7 +627,8 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
     return sparse_maybe_densify(st, max_bins);
 }
 
-/* Adds m keys (ascending, repeats allowed), each with weight w, to a
+/* Adds m keys (ascending, repeats allowed; key k[j] mult[j] times, or once
+ * when mult is NULL), each with weight w, to a
  * sparse store in one merge pass: the new ones counted, and the store's
  * entries and the new keys merged from the back, in place. One-by-one adds
  * paid a binary search and two memmoves per key; a one-second sketch gets
@@ -638,8 +639,8 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
  * sees. Returns 1 when done, 0 when the caller must add one by one (a dense
  * store, or a range past max_bins: collapsing), or an error (nothing
  * added). */
-static int sparse_add_sorted(dd_store *st, uint32_t max_bins, const int32_t *k, uint32_t m,
-                             double w)
+static int sparse_add_sorted(dd_store *st, uint32_t max_bins, const int32_t *k,
+                             const uint32_t *mult, uint32_t m, double w)
 {
     if (st->dense || m == 0)
         return 0;
@@ -673,12 +674,14 @@ static int sparse_add_sorted(dd_store *st, uint32_t max_bins, const int32_t *k, 
         if (i >= 0 && st->keys[i] == key)
             c = st->counts[i--];
         for (; j >= 0 && k[j] == key; j--)
-            c += w;
+            for (uint32_t r = mult ? mult[j] : 1; r > 0; r--)
+                c += w;
         st->keys[o] = key;
         st->counts[o--] = c;
     }
-    for (uint32_t r = 0; r < m; r++)
-        st->total += w;
+    for (uint32_t j2 = 0; j2 < m; j2++)
+        for (uint32_t r = mult ? mult[j2] : 1; r > 0; r--)
+            st->total += w;
     st->n = n + fresh;
     st->min_key = mn;
     st->max_key = mx;
@@ -702,7 +705,7 @@ static int sparse_add_batch(dd_store *st, uint32_t max_bins, const int32_t *keys
             k[j] = k[j - 1];
         k[j] = keys[i];
     }
-    return sparse_add_sorted(st, max_bins, k, m, w);
+    return sparse_add_sorted(st, max_bins, k, NULL, m, w);
 }
 
 static inline int store_add(dd_store *st, uint32_t max_bins, int32_t k, double w, uint8_t *collapsed)
@@ -1147,6 +1150,49 @@ int nx_ddsketch_add_packed(nx_ddsketch *s, const int32_t *packed, uint32_t n, do
     return 0;
 }
 
+/* The distinct keys of n positive packed bins in ascending order (keys)
+ * and how often each comes (mult), when the keys span fewer than
+ * DD_NARROW_SPAN: a bitmap of the span and a count per key instead of a
+ * sort. A second's ~30 values of a timer span ~100-450 keys at alpha 1%;
+ * their insertion sort (~n^2/4 moves behind mispredicted compares) was 8%
+ * of bench_engine's distribution run. Returns the number of distinct keys,
+ * 0 when the span is wider (the caller sorts). n < 65536. */
+#define DD_NARROW_SPAN 1024
+static uint32_t keys_distinct_narrow(const int32_t *packed, uint32_t n, int32_t *keys,
+                                     uint32_t *mult)
+{
+    int32_t mn = INT32_MAX, mx = INT32_MIN;
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t k = pk_key(packed[i]);
+        mn = k < mn ? k : mn;
+        mx = k > mx ? k : mx;
+    }
+    if (n == 0 || n >= 65536 || (int64_t)mx - mn >= DD_NARROW_SPAN)
+        return 0;
+    uint32_t words = (uint32_t)(mx - mn) / 64 + 1;
+    uint64_t bits[DD_NARROW_SPAN / 64];
+    uint16_t cnt[DD_NARROW_SPAN]; /* set where bits says so */
+    memset(bits, 0, words * sizeof bits[0]);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t o = (uint32_t)(pk_key(packed[i]) - mn);
+        uint64_t b = 1ull << (o & 63);
+        if (!(bits[o >> 6] & b)) {
+            bits[o >> 6] |= b;
+            cnt[o] = 0;
+        }
+        cnt[o]++;
+    }
+    uint32_t d = 0;
+    for (uint32_t wi = 0; wi < words; wi++) {
+        for (uint64_t x = bits[wi]; x; x &= x - 1) {
+            uint32_t o = wi * 64 + (uint32_t)__builtin_ctzll(x);
+            keys[d] = mn + (int32_t)o;
+            mult[d++] = cnt[o];
+        }
+    }
+    return d;
+}
+
 int nx_ddsketch_add_packed_all(nx_ddsketch *s, const int32_t *packed, uint32_t n, double weight,
                                uint32_t *scratch, uint32_t *done)
 {
@@ -1162,15 +1208,23 @@ int nx_ddsketch_add_packed_all(nx_ddsketch *s, const int32_t *packed, uint32_t n
             while (i < n && pk_class(packed[i]) == PK_POS)
                 i++;
         if (i == n) {
-            /* every value positive, a sparse store: sort the keys (as
-             * unsigned, with the sign bit flipped) and merge them in one
-             * pass */
-            for (i = 0; i < n; i++)
-                scratch[i] = (uint32_t)pk_key(packed[i]) ^ 0x80000000u;
-            nx_sort_u32_with(scratch, n, scratch + n);
-            for (i = 0; i < n; i++)
-                scratch[i] ^= 0x80000000u;
-            rc = sparse_add_sorted(&s->pos, s->max_bins, (const int32_t *)scratch, n, weight);
+            /* every value positive, a sparse store: the distinct keys in
+             * order with their multiplicities (a narrow range), else the
+             * keys sorted (as unsigned, with the sign bit flipped), merged
+             * in one pass */
+            uint32_t d = keys_distinct_narrow(packed, n, (int32_t *)scratch, scratch + n);
+            if (d > 0) {
+                rc = sparse_add_sorted(&s->pos, s->max_bins, (const int32_t *)scratch,
+                                       scratch + n, d, weight);
+            } else {
+                for (i = 0; i < n; i++)
+                    scratch[i] = (uint32_t)pk_key(packed[i]) ^ 0x80000000u;
+                nx_sort_u32_with(scratch, n, scratch + n);
+                for (i = 0; i < n; i++)
+                    scratch[i] ^= 0x80000000u;
+                rc = sparse_add_sorted(&s->pos, s->max_bins, (const int32_t *)scratch, NULL, n,
+                                       weight);
+            }
             if (rc < 0)
                 return rc;
             if (rc == 1) {

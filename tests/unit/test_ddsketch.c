@@ -870,6 +870,58 @@ static void test_pack_extremes(void **st)
     }
 }
 
+/* nx_ddsketch_add_packed_all, whatever path it takes (distinct keys of a
+ * narrow span counted in a bitmap, a wide span sorted, mixed signs in
+ * order), builds exactly the sketch one-by-one adds build: same bins, same
+ * counts to the last bit (fractional weights, many repeats of each key),
+ * into an empty sketch and into one that already holds keys. */
+static void test_add_packed_all(void **st)
+{
+    (void)st;
+    static const double spans[] = {0.5, 6, 25}; /* ln(max/min): ~50 to ~1,250 keys */
+    static const uint32_t counts[] = {17, 30, 200, 1290};
+    static const double weights[] = {1, 0.1, 1.0 / 3.0};
+    uint64_t x = 12345;
+    uint32_t scratch[2 * 1290];
+    int32_t packed[1290];
+    for (size_t a = 0; a < 3; a++) {
+        for (size_t c = 0; c < 4; c++) {
+            for (size_t w = 0; w < 3; w++) {
+                for (int pre = 0; pre < 2; pre++) {
+                    for (int mixed = 0; mixed < 2; mixed++) {
+                        nx_ddsketch *s, *ref;
+                        assert_int_equal(nx_ddsketch_create(0.01, 2048, &s), 0);
+                        assert_int_equal(nx_ddsketch_create(0.01, 2048, &ref), 0);
+                        double inv = nx_ddsketch_inv_ln_gamma(0.01);
+                        for (int i = 0; pre && i < 5; i++) { /* keys already held */
+                            assert_int_equal(nx_ddsketch_add(s, 1.0 + i, 0.7), 0);
+                            assert_int_equal(nx_ddsketch_add(ref, 1.0 + i, 0.7), 0);
+                        }
+                        uint32_t n = counts[c];
+                        for (uint32_t i = 0; i < n; i++) {
+                            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                            /* 40 distinct values per span: repeats */
+                            double v = exp(spans[a] * (double)(x % 40) / 39.0);
+                            if (mixed && i % 5 == 2)
+                                v = -v;
+                            packed[i] = nx_ddsketch_pack(inv, v);
+                            assert_int_equal(nx_ddsketch_add(ref, v, weights[w]), 0);
+                        }
+                        uint32_t done = 0;
+                        assert_int_equal(
+                            nx_ddsketch_add_packed_all(s, packed, n, weights[w], scratch, &done), 0);
+                        assert_int_equal(done, n);
+                        assert_true(nx_ddsketch_equal(s, ref));
+                        assert_true(nx_ddsketch_count(s) == nx_ddsketch_count(ref));
+                        nx_ddsketch_destroy(s);
+                        nx_ddsketch_destroy(ref);
+                    }
+                }
+            }
+        }
+    }
+}
+
 static void test_codec(void **st)
 {
     nx_ddsketch *s;
@@ -915,7 +967,8 @@ int main(void)
         cmocka_unit_test(test_reuse_shifting_ranges), cmocka_unit_test(test_add_many),
         cmocka_unit_test(test_pack_extremes), cmocka_unit_test(test_sparse_when_spread),
         cmocka_unit_test(test_merge_target_dense),
-        cmocka_unit_test(test_add_packed_batch), cmocka_unit_test(test_fit),
+        cmocka_unit_test(test_add_packed_batch), cmocka_unit_test(test_add_packed_all),
+        cmocka_unit_test(test_fit),
         cmocka_unit_test(test_freeze),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
