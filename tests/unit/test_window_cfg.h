@@ -1,6 +1,8 @@
 /*
- * test_window_cfg.h — window shapes the window tests share (test_window's
- * property test and test_window_derived's comparison run both on them).
+ * test_window_cfg.h — window shapes and time steps the window tests share
+ * (test_window's property test and test_window_derived's comparison run
+ * both on the shapes; the twin tests of test_window_holes and
+ * test_window_inv step time the same way).
  */
 #ifndef NX_TEST_WINDOW_CFG_H
 #define NX_TEST_WINDOW_CFG_H
@@ -22,6 +24,17 @@ static inline void test_window_cfg_tree(nx_engine_config *cfg)
     cfg->windows[2] = (nx_window_spec){60, 6};
     cfg->windows[3] = (nx_window_spec){30, 2};
     cfg->windows[4] = (nx_window_spec){7, 7};
+}
+
+/* The next second of a twin test (a window against its twin, which does
+ * the same work at other moments) over a window of n one-second
+ * sub-buckets: mostly the next second, short gaps (empty slots amid the
+ * window) and now and then a gap past the window (a restart: everything
+ * freed). x: a random 64-bit value. */
+static inline int64_t test_window_twin_sec(int64_t sec, uint64_t x, int64_t n)
+{
+    uint64_t g = (x >> 8) % 40;
+    return sec + (g == 0 ? n + 1 + (int64_t)(x >> 14) % 10 : g < 12 ? 2 + (int64_t)(g % 3) : 1);
 }
 
 #endif

@@ -30,6 +30,7 @@
 #include "common/nx_codec.h"
 #include "sketch/nx_topk.h"
 #include "window/nx_window.h"
+#include "test_window_cfg.h"
 
 #define N 10 /* 10 s window of 1 s sub-buckets */
 
@@ -199,8 +200,7 @@ static void test_lazy_equals_eager(void **st)
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         /* restarts (a gap past the window frees its slots and their
          * top-ks), and short gaps: empty slots amid the front */
-        uint64_t g = (x >> 8) % 40;
-        sec += g == 0 ? N + 1 + (int64_t)(x >> 14) % 10 : g < 12 ? 2 + (int64_t)(g % 3) : 1;
+        sec = test_window_twin_sec(sec, x, N);
         for (uint64_t j = 0, nm = 1 + (x >> 16) % 40; j < nm; j++) {
             char m[16];
             snprintf(m, sizeof m, "m%u", (unsigned)((x >> 24) * (j + 1) % 300));

@@ -31,6 +31,7 @@
 #include "common/nx_codec.h"
 #include "sketch/nx_ddsketch.h"
 #include "window/nx_window.h"
+#include "test_window_cfg.h"
 
 #define N 10 /* 10 s window of 1 s sub-buckets */
 
@@ -164,9 +165,7 @@ static void twins(double weight, bool exact)
     int64_t sec = 5000;
     int lazy_seen = 0, checks = 0, late = 0;
     for (int step = 0; step < 4000; step++) {
-        uint64_t g = next(&x) % 40;
-        /* restarts (a gap past the window frees everything) and short gaps */
-        sec += g == 0 ? N + 1 + (int64_t)(x >> 14) % 10 : g < 12 ? 2 + (int64_t)(g % 3) : 1;
+        sec = test_window_twin_sec(sec, next(&x), N);
         fold_second(&e, &l, sec, &x, weight);
         if (next(&x) % 6 == 0) { /* late events into any covered sub-bucket */
             int64_t ls = sec - (int64_t)(next(&x) % (N + 1));
