@@ -237,7 +237,7 @@ typedef struct nx_window {
                         * nx_window_inv_lazy_ok allows */
     uint32_t iquiet : 5; /* steps since the last read, up to n (while !ilazy) */
 } nx_window;
-
+/* fskip <= nfront <= n <= 100,000 (nx_engine_create refuses more): 24 bits. */
 
 #define NX_WINDOW_NO_DIRECT (INT64_MIN / 4)
 
