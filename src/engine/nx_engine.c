@@ -1547,7 +1547,9 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
     return 0;
 }
 
-int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
+/* Every event but the common counter one (nx_stream_update). */
+static __attribute__((noinline)) int stream_update_any(nx_stream *s, const nx_update *u,
+                                                       int64_t now_ms)
 {
     double v = u->value, w = u->weight;
     if (UNLIKELY(!(w > 0) || !isfinite(w) || !isfinite(v)))
@@ -1630,6 +1632,33 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
      * checked above; a gauge delta's sum too) */
     nx_moments_add_checked(&s->open_m, v, w);
     return 0;
+}
+
+/* The common counter event gets a path of its own: no timestamp of its own
+ * (so it is at now), now not behind the stream's newest (no clamp), in the
+ * open second, valid, no snapshot being written. It has exactly the effects
+ * stream_update_any() gives such an event, in about half the instructions:
+ * no registers to save (the general path is a tail call), no floor
+ * division (now >= 0), none of the other types' tests. bench_engine
+ * counters: nx_stream_update ~100 -> ~45 instructions per event
+ * (callgrind), docs/engine.md "A path of its own for the counter event". */
+int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
+{
+    double v = u->value, w = u->weight;
+    if (LIKELY(s->type == NX_TYPE_COUNTER && u->ts_ms == 0 && now_ms >= s->max_now_ms &&
+               (uint64_t)now_ms <= (uint64_t)NX_NOW_MAX &&
+               (uint64_t)now_ms / 1000 == (uint64_t)s->open_sec && w > 0 && isfinite(w) &&
+               isfinite(v) && !s->eng->snap.active)) {
+        s->max_now_ms = now_ms;
+        if (now_ms > s->last_update_ms)
+            s->last_update_ms = now_ms;
+        if (now_ms < s->first_ts || s->first_ts == 0)
+            s->first_ts = now_ms;
+        s->events++;
+        nx_moments_add_checked(&s->open_m, v, w);
+        return 0;
+    }
+    return stream_update_any(s, u, now_ms);
 }
 
 /* ---- reads ---------------------------------------------------------------------------- */

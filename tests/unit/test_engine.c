@@ -5,7 +5,7 @@
  * a young stream pays its pending ring but no windows until the first fold),
  * key canonicalisation, gauges (+/- deltas, late sets), sample-rate weights,
  * rejected inputs, series points from the right tier, summary merge,
- * prefetch hints that change nothing.
+ * prefetch hints that change nothing, the counter event's own path.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -648,6 +648,86 @@ static void test_prefetch_hints(void **st)
     nx_engine_destroy(e);
 }
 
+/* The counter event's own path (nx_stream_update) has exactly the effects
+ * of the general one. Twin engines get the same counter events; one without
+ * timestamps (most of them take the fast path), the other with each event's
+ * effective time as its timestamp (every one takes the general path, same
+ * meaning). Now goes back at times (the clamp), jumps past every window,
+ * weights are fractional, some events are invalid, and an incremental
+ * snapshot is in progress for a while (the general path writes the
+ * stream's pre-image). Both engines' snapshots are byte-equal at the end,
+ * and so are their streams' event counts and last-update times. */
+static void test_counter_fast_path(void **st)
+{
+    (void)st;
+    enum { NS = 5, N = 20000 };
+    nx_engine *e[2] = {mk_engine(), mk_engine()};
+    nx_stream *s[2][NS];
+    for (int k = 0; k < 2; k++) {
+        nx_tenant *t;
+        assert_int_equal(nx_engine_tenant(e[k], "acme", 4, &t), 0);
+        for (int i = 0; i < NS; i++) {
+            char key[8];
+            int n = snprintf(key, sizeof key, "c%d", i);
+            assert_int_equal(nx_tenant_stream(t, key, (size_t)n, NX_TYPE_COUNTER, &s[k][i]), 0);
+        }
+    }
+    static const double weights[] = {1, 0.25, 1.0 / 3};
+    int64_t now = T0, newest[NS];
+    for (int i = 0; i < NS; i++)
+        newest[i] = INT64_MIN;
+    uint64_t x = 777;
+    nx_buf snap[2] = {{0}, {0}};
+    for (int i = 0; i < N; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t r = (uint32_t)(x >> 33);
+        if (r % 5003 == 0)
+            now += 5000000; /* past every window */
+        else if (r % 97 == 0)
+            now -= 1500; /* behind the streams' newest: clamped */
+        else
+            now += (int64_t)(r % 40);
+        int j = (int)((x >> 20) % NS);
+        double v = (double)(int64_t)((x >> 8) % 2001 - 1000) / 8.0;
+        if (r % 211 == 0)
+            v = NAN;
+        int64_t eff = now > newest[j] ? now : newest[j];
+        if (isfinite(v))
+            newest[j] = eff;
+        if (i == N / 3) /* a snapshot in progress on both for a while */
+            for (int k = 0; k < 2; k++)
+                assert_int_equal(nx_engine_encode_begin(e[k], 0, NULL, NULL), 0);
+        if (i == N / 2)
+            for (int k = 0; k < 2; k++) {
+                bool done = false;
+                while (!done)
+                    assert_int_equal(nx_engine_encode_step(e[k], 4096, &snap[k], &done), 0);
+            }
+        int ra = upd(s[0][j], v, weights[r % 3], 0, now);
+        int rb = upd(s[1][j], v, weights[r % 3], eff, now);
+        assert_int_equal(ra, rb);
+        assert_int_equal(ra, isfinite(v) ? 0 : NX_EINVAL);
+    }
+    assert_int_equal(snap[0].len, snap[1].len);
+    assert_memory_equal(snap[0].data, snap[1].data, snap[0].len);
+    for (int i = 0; i < NS; i++)
+        assert_int_equal(nx_stream_last_update(s[0][i]), nx_stream_last_update(s[1][i]));
+    nx_buf enc[2] = {{0}, {0}};
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(nx_engine_encode(e[k], &enc[k]), 0);
+    assert_int_equal(enc[0].len, enc[1].len);
+    assert_memory_equal(enc[0].data, enc[1].data, enc[0].len);
+    nx_summary a;
+    assert_int_equal(nx_stream_read(s[0][0], NX_WINDOW_ALL, now, &a), 0);
+    assert_true(a.count > 100); /* the events landed */
+    nx_summary_free(&a);
+    for (int k = 0; k < 2; k++) {
+        nx_buf_free(&snap[k]);
+        nx_buf_free(&enc[k]);
+        nx_engine_destroy(e[k]);
+    }
+}
+
 /* The batch-lookup API: the hashed calls find, create and refuse exactly
  * as the plain ones (the table grows under them), and the lookup hints are
  * harmless on an empty tenant, with any hash, any type. */
@@ -736,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_summary_merge),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_prefetch_hints),
+        cmocka_unit_test(test_counter_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
