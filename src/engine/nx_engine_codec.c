@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 8 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 9 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -41,12 +41,13 @@
  *              u8 has_direct; if 1: nwindows x svar direct_k (the window
  *              cascade's directly fed sub-buckets, nx_window.h), then
  *              all-time's svar direct_k (absent when none has any)
- *         uvar npending (<= 16 for quantile streams, 8 for the others),
+ *         uvar npending (<= 16, 8 for set streams),
  *              npending x (svar sec | acc): the closed
  *              seconds not yet folded, oldest first, each non-empty and
  *              before open_sec (versions 2 and 3 had it at the end of the
  *              has_hist part, version 1 had none; before version 8 every
- *              stream held at most 8)
+ *              stream held at most 8, in version 8 every stream but
+ *              quantile streams)
  *   Trailing bytes are an error.
  *   Versions 1 and 2 (still decoded) nest each tenant's streams right after
  *   its header instead of the flat list. Versions 1 to 3 (still decoded)
@@ -74,6 +75,9 @@
  *   Version 7 (still decoded) is version 8 with at most 8 pending seconds
  *   per stream: quantile streams' rings hold 16 from version 8 on, which an
  *   older nexusd would refuse as corrupt, so it refuses the version.
+ *   Version 8 (still decoded) is version 9 with at most 8 pending seconds
+ *   for counter and gauge streams: theirs hold 16 from version 9 on, which
+ *   a version 8 nexusd would refuse as corrupt, so it refuses the version.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -87,7 +91,7 @@
 #include "sketch/nx_hll.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 8
+#define NX_ENGINE_VERSION 9
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
@@ -406,13 +410,15 @@ bool nx_engine_encoding(const nx_engine *e)
 
 /* ---- decoding ---------------------------------------------------------------- */
 
-/* The pending list: at most nx_stream_pend_cap() non-empty seconds (16 for
- * quantile streams from version 8 on, 8 for the others and before),
- * strictly increasing, all before the open second. */
+/* The pending list: at most nx_stream_pend_cap() non-empty seconds (16, 8
+ * for sets; 8 for every stream before version 8, and for counters and
+ * gauges in version 8), strictly increasing, all before the open second. */
 static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in, int version)
 {
     uint64_t n = nx_rbuf_uvar(in);
-    uint32_t max = version < 8 ? 8 : nx_stream_pend_cap(s); /* 8: every ring before v8 */
+    uint32_t max = version < 8 || (version == 8 && !nx_type_has_quantiles((nx_type)s->type))
+                       ? 8 /* every ring before v8, and counters' and gauges' in v8 */
+                       : nx_stream_pend_cap(s);
     if (in->err || n > max || (n && s->open_sec == INT64_MIN))
         return NX_ECORRUPT;
     if (n == 0)

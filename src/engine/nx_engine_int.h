@@ -22,16 +22,16 @@
  *    second yet only its pending ring.
  *  - write-behind: a closed second does not go into windows, tiers and
  *    all-time at once; it waits in the stream's pending ring (`pend`, up
- *    to nx_stream_pend_cap() seconds: 16 for quantile streams, 8 for the
- *    others) and the ring is folded in one go when it is full, on the
- *    stream's own phase of the ring's length (stream_flush_due: busy
- *    streams do not all fold in the same second), or before anything reads
- *    or changes the windows (reads, series, late events, snapshots see a
- *    flushed stream or encode the ring). Folding 8 or 16 seconds together
- *    touches each window, tier and all-time once instead of 8 or 16 times:
- *    a close is one 72-byte swap, and the cache misses of the fold are
- *    shared by the ring's seconds. The result is the same state bit for
- *    bit as folding every second when it closes.
+ *    to nx_stream_pend_cap() seconds: 16, 8 for sets) and the ring is
+ *    folded in one go when it is full, on the stream's own phase of the
+ *    ring's length (stream_flush_due: busy streams do not all fold in the
+ *    same second), or before anything reads or changes the windows
+ *    (reads, series, late events, snapshots see a flushed stream or
+ *    encode the ring). Folding 8 or 16 seconds together touches each
+ *    window, tier and all-time once instead of 8 or 16 times: a close is
+ *    one 72-byte swap, and the cache misses of the fold are shared by the
+ *    ring's seconds. The result is the same state bit for bit as folding
+ *    every second when it closes.
  */
 #ifndef NX_ENGINE_INT_H
 #define NX_ENGINE_INT_H
@@ -209,12 +209,12 @@ int nx_stream_drain(nx_stream *s);
  * sketches for reuse (a close swaps the open bucket with acc[n], so it
  * allocates nothing; types without sketches have none to reuse, and their
  * close only writes). */
-#define NX_PENDING_QUANTILE 16 /* seconds a quantile stream's ring holds */
-#define NX_PENDING_OTHER 8     /* ... and any other stream's */
-#define NX_PENDING_MAX 16      /* the most of any type (snapshots hold no more) */
-_Static_assert(NX_PENDING_QUANTILE <= NX_PENDING_MAX && NX_PENDING_OTHER <= NX_PENDING_MAX &&
-                   !(NX_PENDING_QUANTILE & (NX_PENDING_QUANTILE - 1)) &&
-                   !(NX_PENDING_OTHER & (NX_PENDING_OTHER - 1)),
+#define NX_PENDING_LONG 16 /* seconds the ring of a stream of any type but sets holds */
+#define NX_PENDING_SET 8   /* ... and a set stream's */
+#define NX_PENDING_MAX 16  /* the most of any type (snapshots hold no more) */
+_Static_assert(NX_PENDING_LONG <= NX_PENDING_MAX && NX_PENDING_SET <= NX_PENDING_MAX &&
+                   !(NX_PENDING_LONG & (NX_PENDING_LONG - 1)) &&
+                   !(NX_PENDING_SET & (NX_PENDING_SET - 1)),
                "ring lengths are powers of two (stream_flush_due masks)");
 typedef struct nx_pending nx_pending;
 struct nx_pending {
@@ -222,15 +222,17 @@ struct nx_pending {
     nx_acc acc[]; /* nx_stream_pend_cap() of them */
 };
 
-/* The seconds a stream's pending ring holds. Quantile streams fold 16 at a
- * time: a fold's cost is mostly per fold (misses on the window block and
- * the window sketches), and bench_engine's distributions gained with it;
- * sets gained less than their ring slots' top-k sketches cost in bytes
- * (+14% a stream), and counters never gained (docs/engine.md, "Ring
- * lengths per type"). */
+/* The seconds a stream's pending ring holds. A fold's cost is mostly per
+ * fold (misses on the window block, the tiers' points and the window
+ * sketches), so a longer ring shares it among more seconds: quantile
+ * streams gained with 16 (bench_engine distributions), and so did counters
+ * on a machine with slow memory (+16%, 12 pairs; docs/engine.md "Counters
+ * fold 16 seconds at a time"), for 576 more bytes per active stream. Sets
+ * keep 8: they gained less than their ring slots' top-k sketches cost in
+ * bytes (+14% a stream; docs/engine.md, "Ring lengths per type"). */
 static inline uint32_t nx_stream_pend_cap(const nx_stream *s)
 {
-    return nx_type_has_quantiles((nx_type)s->type) ? NX_PENDING_QUANTILE : NX_PENDING_OTHER;
+    return s->type == NX_TYPE_SET ? NX_PENDING_SET : NX_PENDING_LONG;
 }
 
 struct nx_tenant {

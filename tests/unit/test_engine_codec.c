@@ -283,8 +283,8 @@ static void test_engine_pending_roundtrip(void **st)
     nx_engine_destroy(a);
 }
 
-/* Ring lengths and phases: a quantile stream's ring holds 16 closed seconds,
- * a counter's 8, and a young stream folds only when its ring is full. Once
+/* Ring lengths and phases: a stream's ring holds 16 closed seconds, a set
+ * stream's 8, and a young stream folds only when its ring is full. Once
  * a ring's length old, each stream folds on its own phase (from its first
  * event time): streams busy every second spread their folds over the
  * ring's length instead of folding all in the same second. A snapshot
@@ -305,9 +305,13 @@ static void test_engine_ring_phases(void **st)
         assert_int_equal(nx_tenant_stream(t, key, (size_t)n, NX_TYPE_TIMER, &s[i]), 0);
     }
     assert_int_equal(nx_tenant_stream(t, "c", 1, NX_TYPE_COUNTER, &c), 0);
+    nx_stream *m;
+    assert_int_equal(nx_tenant_stream(t, "m", 1, NX_TYPE_SET, &m), 0);
     nx_update u;
     memset(&u, 0, sizeof(u));
     u.weight = 1;
+    u.member = "x";
+    u.member_len = 1;
     int most = 0;
     for (int sec = 0; sec < SECS; sec++) {
         int folds = 0;
@@ -317,16 +321,19 @@ static void test_engine_ring_phases(void **st)
             assert_int_equal(nx_stream_update(s[i], &u, T0 + sec * 1000 + i * 7), 0);
             if (s[i]->npend < before)
                 folds++;
-            assert_true(s[i]->npend <= NX_PENDING_QUANTILE);
-            if (sec == NX_PENDING_QUANTILE)
-                assert_int_equal(s[i]->npend, NX_PENDING_QUANTILE); /* young: full */
+            assert_true(s[i]->npend <= NX_PENDING_LONG);
+            if (sec == NX_PENDING_LONG)
+                assert_int_equal(s[i]->npend, NX_PENDING_LONG); /* young: full */
         }
         assert_int_equal(nx_stream_update(c, &u, T0 + sec * 1000), 0);
-        assert_true(c->npend <= NX_PENDING_OTHER);
-        if (sec > 2 * NX_PENDING_QUANTILE && folds > most)
+        assert_int_equal(nx_stream_update(m, &u, T0 + sec * 1000), 0);
+        assert_true(c->npend <= NX_PENDING_LONG && m->npend <= NX_PENDING_SET);
+        if (sec > 2 * NX_PENDING_LONG && folds > most)
             most = folds;
-        if (sec == 8)
-            assert_int_equal(c->npend, 8); /* young: folds only when full */
+        if (sec == NX_PENDING_LONG)
+            assert_int_equal(c->npend, NX_PENDING_LONG); /* young: folds only when full */
+        if (sec == NX_PENDING_SET)
+            assert_int_equal(m->npend, NX_PENDING_SET);
     }
     /* 64 streams over 16 phases: ~4 a second, never all at once */
     assert_true(most > 0 && most <= NS / 4);
@@ -368,6 +375,61 @@ static nx_stream *q_lat_stream(nx_type type, nx_engine **e, nx_tenant **t)
     nx_stream *s;
     assert_int_equal(nx_tenant_stream(*t, "lat", 3, type, &s), 0);
     return s;
+}
+
+/* `secs` seconds of one event each into a young counter and a young timer
+ * (which fold only when their rings are full); returns the engine's
+ * snapshot, rewritten as `version` (the byte after the magic, and the CRC). */
+static nx_buf young_rings_snapshot(int secs, uint8_t version)
+{
+    nx_engine *a;
+    nx_tenant *t;
+    nx_stream *c = q_lat_stream(NX_TYPE_COUNTER, &a, &t), *q;
+    assert_int_equal(nx_tenant_stream(t, "q", 1, NX_TYPE_TIMER, &q), 0);
+    nx_update u;
+    memset(&u, 0, sizeof u);
+    u.weight = 1;
+    for (int sec = 0; sec < secs; sec++) {
+        u.value = sec;
+        assert_int_equal(nx_stream_update(c, &u, T0 + sec * 1000), 0);
+        assert_int_equal(nx_stream_update(q, &u, T0 + sec * 1000), 0);
+    }
+    assert_int_equal(c->npend, secs - 1);
+    nx_buf buf = {0};
+    assert_int_equal(nx_engine_encode(a, &buf), 0);
+    assert_int_equal(buf.data[4], 9);
+    buf.data[4] = version;
+    uint32_t crc = nx_crc32(buf.data, buf.len - 4);
+    memcpy(buf.data + buf.len - 4, &crc, 4);
+    nx_engine_destroy(a);
+    return buf;
+}
+
+/* Version 9: counters' and gauges' rings hold 16 seconds, and a version 8
+ * snapshot (which held at most 8 of theirs) still decodes; one claiming to
+ * be version 8 with more is refused, as a version 8 nexusd refuses it. */
+static void test_engine_v8_rings(void **st)
+{
+    (void)st;
+    nx_buf v9 = young_rings_snapshot(13, 9), v8 = young_rings_snapshot(9, 8),
+           bad = young_rings_snapshot(13, 8);
+    nx_engine *b = NULL;
+    assert_int_equal(nx_engine_decode(NULL, v9.data, v9.len, &b), 0);
+    nx_tenant *t = nx_engine_tenant_find(b, "q", 1);
+    assert_int_equal(nx_tenant_stream_find(t, "lat", 3)->npend, 12);
+    assert_int_equal(nx_tenant_stream_find(t, "q", 1)->npend, 12);
+    nx_engine_destroy(b);
+    b = NULL;
+    assert_int_equal(nx_engine_decode(NULL, v8.data, v8.len, &b), 0);
+    t = nx_engine_tenant_find(b, "q", 1);
+    assert_int_equal(nx_tenant_stream_find(t, "lat", 3)->npend, 8);
+    nx_engine_destroy(b);
+    b = NULL;
+    assert_int_equal(nx_engine_decode(NULL, bad.data, bad.len, &b), NX_ECORRUPT);
+    assert_null(b);
+    nx_buf_free(&v9);
+    nx_buf_free(&v8);
+    nx_buf_free(&bad);
 }
 
 /* encode(a) == encode(decode(encode(a))); returns the decoded engine. */
@@ -924,7 +986,7 @@ static void test_engine_v3_sets(void **st)
         /* pass 2: the same answers from a re-encoding in the current version */
         nx_buf buf = {0};
         assert_int_equal(nx_engine_encode(e, &buf), 0);
-        assert_int_equal(buf.data[4], 8); /* frame version */
+        assert_int_equal(buf.data[4], 9); /* frame version */
         nx_engine *f = NULL;
         assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &f), 0);
         nx_buf_free(&buf);
@@ -1448,6 +1510,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_roundtrip),
+        cmocka_unit_test(test_engine_v8_rings),
         cmocka_unit_test(test_engine_pending_roundtrip),
         cmocka_unit_test(test_engine_ring_phases),
         cmocka_unit_test(test_engine_qbuf_roundtrip),
