@@ -627,8 +627,20 @@ static int store_add_slow(dd_store *st, uint32_t max_bins, int32_t k, double w, 
     return sparse_maybe_densify(st, max_bins);
 }
 
-/* Adds m keys (ascending, repeats allowed; key k[j] mult[j] times, or once
- * when mult is NULL), each with weight w, to a
+/* c plus r adds of w, rounded as r adds are. With w == 1 and c a whole
+ * number below 2^52 (counts of events without sample rates) every partial
+ * sum is exact, so one add of r is the same (r < 2^32). */
+static inline double add_times(double c, double w, uint64_t r)
+{
+    if (w == 1 && c >= 0 && c < 0x1p52 && c == (double)(int64_t)c && r < (1ull << 32))
+        return c + (double)r;
+    for (; r > 0; r--)
+        c += w;
+    return c;
+}
+
+/* Adds m keys (ascending; with mult distinct, key k[j] mult[j] times;
+ * without, repeats allowed, each once), each with weight w, to a
  * sparse store in one merge pass: the new ones counted, and the store's
  * entries and the new keys merged from the back, in place. One-by-one adds
  * paid a binary search and two memmoves per key; a one-second sketch gets
@@ -649,14 +661,18 @@ static int sparse_add_sorted(dd_store *st, uint32_t max_bins, const int32_t *k,
     if ((int64_t)mx - mn + 1 > (int64_t)max_bins)
         return 0;
     uint32_t n = st->n, fresh = 0;
-    for (uint32_t i = 0, j = 0; j < m;) { /* distinct keys the store does not hold */
-        if (i < n && st->keys[i] < k[j]) {
-            i++;
-        } else {
-            fresh += !(i < n && st->keys[i] == k[j]);
-            int32_t key = k[j];
-            while (j < m && k[j] == key)
-                j++;
+    if (n == 0 && mult) {
+        fresh = m; /* distinct keys into an empty store (a second's drain) */
+    } else {
+        for (uint32_t i = 0, j = 0; j < m;) { /* distinct keys the store does not hold */
+            if (i < n && st->keys[i] < k[j]) {
+                i++;
+            } else {
+                fresh += !(i < n && st->keys[i] == k[j]);
+                int32_t key = k[j];
+                while (j < m && k[j] == key)
+                    j++;
+            }
         }
     }
     int rc = sparse_reserve(st, n + fresh);
@@ -674,14 +690,14 @@ static int sparse_add_sorted(dd_store *st, uint32_t max_bins, const int32_t *k,
         if (i >= 0 && st->keys[i] == key)
             c = st->counts[i--];
         for (; j >= 0 && k[j] == key; j--)
-            for (uint32_t r = mult ? mult[j] : 1; r > 0; r--)
-                c += w;
+            c = add_times(c, w, mult ? mult[j] : 1);
         st->keys[o] = key;
         st->counts[o--] = c;
     }
+    uint64_t events = 0;
     for (uint32_t j2 = 0; j2 < m; j2++)
-        for (uint32_t r = mult ? mult[j2] : 1; r > 0; r--)
-            st->total += w;
+        events += mult ? mult[j2] : 1;
+    st->total = add_times(st->total, w, events);
     st->n = n + fresh;
     st->min_key = mn;
     st->max_key = mx;

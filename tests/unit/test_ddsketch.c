@@ -874,7 +874,8 @@ static void test_pack_extremes(void **st)
  * narrow span counted in a bitmap, a wide span sorted, mixed signs in
  * order), builds exactly the sketch one-by-one adds build: same bins, same
  * counts to the last bit (fractional weights, many repeats of each key),
- * into an empty sketch and into one that already holds keys. */
+ * into an empty sketch and into one that already holds keys whose counts
+ * are not whole (where r adds of 1 are not one add of r). */
 static void test_add_packed_all(void **st)
 {
     (void)st;
@@ -893,9 +894,13 @@ static void test_add_packed_all(void **st)
                         assert_int_equal(nx_ddsketch_create(0.01, 2048, &s), 0);
                         assert_int_equal(nx_ddsketch_create(0.01, 2048, &ref), 0);
                         double inv = nx_ddsketch_inv_ln_gamma(0.01);
-                        for (int i = 0; pre && i < 5; i++) { /* keys already held */
-                            assert_int_equal(nx_ddsketch_add(s, 1.0 + i, 0.7), 0);
-                            assert_int_equal(nx_ddsketch_add(ref, 1.0 + i, 0.7), 0);
+                        for (int i = 0; pre && i < 40; i += 5) {
+                            /* keys already held (few: the store stays
+                             * sparse), with counts that are not whole:
+                             * adds of weight 1 to them round */
+                            double v = exp(spans[a] * (double)i / 39.0);
+                            assert_int_equal(nx_ddsketch_add(s, v, 1.0 / 3.0), 0);
+                            assert_int_equal(nx_ddsketch_add(ref, v, 1.0 / 3.0), 0);
                         }
                         uint32_t n = counts[c];
                         for (uint32_t i = 0; i < n; i++) {
