@@ -5,7 +5,7 @@
  * a young stream pays its pending ring but no windows until the first fold),
  * key canonicalisation, gauges (+/- deltas, late sets), sample-rate weights,
  * rejected inputs, series points from the right tier, summary merge,
- * prefetch hints that change nothing, the counter event's own path.
+ * prefetch hints that change nothing, the common event's own path.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -649,19 +649,22 @@ static void test_prefetch_hints(void **st)
     nx_engine_destroy(e);
 }
 
-/* The counter event's own path (nx_stream_update) has exactly the effects
- * of the general one. Twin engines get the same counter events; one without
+/* The counter and quantile events' own path (nx_stream_update) has exactly
+ * the effects of the general one. Twin engines get the same events (two
+ * counters, a timer, a distribution, a histogram); one without
  * timestamps (most of them take the fast path), the other with each event's
  * effective time as its timestamp (every one takes the general path, same
  * meaning). Now goes back at times (the clamp), jumps past every window,
- * weights are fractional, some events are invalid, and an incremental
- * snapshot is in progress for a while (the general path writes the
- * stream's pre-image). Both engines' snapshots are byte-equal at the end,
+ * weights are fractional, some events are invalid, reads drain quantile
+ * streams' buffers mid-second, and an incremental snapshot is in progress
+ * for a while (the general path writes the stream's pre-image). Both engines' snapshots are byte-equal at the end,
  * and so are their streams' event counts and last-update times. */
-static void test_counter_fast_path(void **st)
+static void test_event_fast_path(void **st)
 {
     (void)st;
     enum { NS = 5, N = 20000 };
+    static const nx_type types[NS] = {NX_TYPE_COUNTER, NX_TYPE_COUNTER, NX_TYPE_TIMER,
+                                      NX_TYPE_DISTRIBUTION, NX_TYPE_HISTOGRAM};
     nx_engine *e[2] = {mk_engine(), mk_engine()};
     nx_stream *s[2][NS];
     for (int k = 0; k < 2; k++) {
@@ -670,7 +673,7 @@ static void test_counter_fast_path(void **st)
         for (int i = 0; i < NS; i++) {
             char key[8];
             int n = snprintf(key, sizeof key, "c%d", i);
-            assert_int_equal(nx_tenant_stream(t, key, (size_t)n, NX_TYPE_COUNTER, &s[k][i]), 0);
+            assert_int_equal(nx_tenant_stream(t, key, (size_t)n, types[i], &s[k][i]), 0);
         }
     }
     static const double weights[] = {1, 0.25, 1.0 / 3};
@@ -704,10 +707,19 @@ static void test_counter_fast_path(void **st)
                 while (!done)
                     assert_int_equal(nx_engine_encode_step(e[k], 4096, &snap[k], &done), 0);
             }
-        int ra = upd(s[0][j], v, weights[r % 3], 0, now);
-        int rb = upd(s[1][j], v, weights[r % 3], eff, now);
+        /* mostly weight 1: a quantile stream takes the fast path while its
+         * buffer's weight stays the event's */
+        double wt = r % 10 == 0 ? weights[1 + (r / 10) % 2] : weights[0];
+        int ra = upd(s[0][j], v, wt, 0, now);
+        int rb = upd(s[1][j], v, wt, eff, now);
         assert_int_equal(ra, rb);
         assert_int_equal(ra, isfinite(v) ? 0 : NX_EINVAL);
+        if (r % 37 == 0) /* a read drains the buffer mid-second */
+            for (int k = 0; k < 2; k++) {
+                nx_summary out;
+                assert_int_equal(nx_stream_read(s[k][j], 10, now, &out), 0);
+                nx_summary_free(&out);
+            }
     }
     assert_int_equal(snap[0].len, snap[1].len);
     assert_memory_equal(snap[0].data, snap[1].data, snap[0].len);
@@ -817,7 +829,7 @@ int main(void)
         cmocka_unit_test(test_summary_merge),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_prefetch_hints),
-        cmocka_unit_test(test_counter_fast_path),
+        cmocka_unit_test(test_event_fast_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
