@@ -1550,7 +1550,7 @@ static int stream_add_late(nx_stream *s, int64_t sec, double v, double w, const 
     return 0;
 }
 
-/* Every event but the common counter one (nx_stream_update). */
+/* Every event but the common counter and quantile ones (nx_stream_update). */
 static __attribute__((noinline)) int stream_update_any(nx_stream *s, const nx_update *u,
                                                        int64_t now_ms)
 {
