@@ -566,9 +566,11 @@ void nx_stream_account(nx_stream *s)
     }
     if (s->pend) {
         uint32_t cap = nx_stream_pend_cap(s);
-        b += sizeof(nx_pending) + cap * sizeof(nx_acc);
-        for (uint32_t i = 0; i < cap; i++)
-            b += nx_acc_bytes(&s->pend->acc[i]);
+        b += cap * sizeof(nx_pend_slot);
+        for (uint32_t i = 0; i < cap; i++) {
+            nx_acc a = nx_stream_pend_get(s, i);
+            b += nx_acc_bytes(&a);
+        }
     }
     s->tenant->st.bytes += b - s->bytes;
     s->bytes = b;
@@ -606,13 +608,15 @@ int nx_stream_pend_alloc(nx_stream *s)
     if (s->pend)
         return 0;
     uint32_t cap = nx_stream_pend_cap(s);
-    nx_pending *pd = malloc(sizeof *pd + cap * sizeof(nx_acc));
+    nx_pend_slot *pd = aligned_alloc(64, cap * sizeof *pd);
     if (!pd)
         return NX_ENOMEM;
     s->npend = 0;
-    memset(pd->sec, 0, sizeof pd->sec);
-    for (uint32_t i = 0; i < cap; i++)
-        nx_acc_init(&pd->acc[i]);
+    for (uint32_t i = 0; i < cap; i++) {
+        pd[i].sec = 0;
+        nx_moments_init(&pd[i].m);
+        pd[i].sketch = NULL;
+    }
     s->pend = pd;
     return 0;
 }
@@ -630,8 +634,10 @@ static void stream_pend_free(nx_stream *s)
 {
     if (!s->pend)
         return;
-    for (uint32_t i = 0, cap = nx_stream_pend_cap(s); i < cap; i++)
-        nx_acc_free(&s->pend->acc[i]);
+    for (uint32_t i = 0, cap = nx_stream_pend_cap(s); i < cap; i++) {
+        nx_acc a = nx_stream_pend_get(s, i);
+        nx_acc_free(&a);
+    }
     free(s->pend);
     s->pend = NULL;
     s->npend = 0;
@@ -1078,17 +1084,17 @@ static int fold_second(nx_stream *s, int64_t sec, nx_acc *a)
  * with the evictions' hint in nx_window.c). */
 static void pend_prefetch(const nx_stream *s, uint32_t i, bool contents)
 {
-    const nx_acc *a = &s->pend->acc[i];
-    if (a->dd) {
+    const nx_acc a = nx_stream_pend_get(s, i);
+    if (a.dd) {
         if (contents)
-            nx_ddsketch_prefetch_read(a->dd);
+            nx_ddsketch_prefetch_read(a.dd);
         else
-            nx_ddsketch_prefetch(a->dd);
-    } else if (a->topk) {
+            nx_ddsketch_prefetch(a.dd);
+    } else if (a.topk) {
         if (contents)
-            nx_topk_prefetch_merge(a->topk);
+            nx_topk_prefetch_merge(a.topk);
         else
-            __builtin_prefetch(a->topk);
+            __builtin_prefetch(a.topk);
     }
 }
 
@@ -1096,7 +1102,7 @@ static void pend_prefetch(const nx_stream *s, uint32_t i, bool contents)
  * folded stay pending (the failed one is retried by the next flush). */
 static int stream_flush(nx_stream *s)
 {
-    nx_pending *pd = s->pend;
+    nx_pend_slot *pd = s->pend;
     if (s->npend == 0)
         return 0;
     uint32_t done = 0;
@@ -1108,17 +1114,18 @@ static int stream_flush(nx_stream *s)
             pend_prefetch(s, done + 2, false);
         if (done + 1 < s->npend)
             pend_prefetch(s, done + 1, true);
-        if ((rc = fold_second(s, pd->sec[done], &pd->acc[done])))
+        nx_acc a = nx_stream_pend_get(s, done);
+        if ((rc = fold_second(s, pd[done].sec, &a)))
             break;
-        nx_acc_clear(&pd->acc[done++]);
+        nx_acc_clear(&a);
+        nx_stream_pend_put(s, done++, &a);
     }
     if (done) {
         /* keep the ring's order: move what is left to the front */
         for (uint32_t i = done; i < s->npend; i++) {
-            nx_acc t = pd->acc[i - done];
-            pd->acc[i - done] = pd->acc[i];
-            pd->acc[i] = t;
-            pd->sec[i - done] = pd->sec[i];
+            nx_pend_slot t = pd[i - done];
+            pd[i - done] = pd[i];
+            pd[i] = t;
         }
         s->npend -= done;
         int mrc = s->shll ? nx_shll_maintain(s->shll, s->open_sec) : 0;
@@ -1373,19 +1380,20 @@ static int stream_close(nx_stream *s)
     bool fresh = s->pend == NULL;
     if ((rc = nx_stream_pend_alloc(s)))
         return rc;
-    nx_pending *pd = s->pend;
+    nx_pend_slot *pd = s->pend;
     if (stream_flush_due(s, nx_stream_pend_cap(s)) && (rc = stream_flush(s)))
         return rc;
     uint32_t n = s->npend++;
-    pd->sec[n] = s->open_sec;
     if (s->type == NX_TYPE_SET || nx_type_has_quantiles((nx_type)s->type)) {
-        nx_acc t = pd->acc[n];
-        pd->acc[n] = nx_stream_open(s);
+        nx_acc t = nx_stream_pend_get(s, n);
+        nx_acc o = nx_stream_open(s);
+        pd[n].sec = s->open_sec;
+        nx_stream_pend_put(s, n, &o);
         nx_stream_open_set(s, &t);
     } else {
         /* nothing to recycle (their accumulators never hold sketches;
-         * nx_acc_decode refuses any): stores only, no wait for the line */
-        pd->acc[n] = (nx_acc){.m = s->open_m};
+         * nx_acc_decode refuses any): one line of stores */
+        pd[n] = (nx_pend_slot){.sec = s->open_sec, .m = s->open_m, .sketch = NULL};
         nx_moments_init(&s->open_m);
     }
     if (fresh)
@@ -1406,14 +1414,9 @@ static int stream_tick(nx_stream *s, int64_t sec)
 void nx_stream_prefetch_next(const nx_stream *s, int64_t now_ms)
 {
     bool closes = now_ms >= 0 && sec_of(now_ms) > s->open_sec;
-    const nx_pending *pd = s->pend;
-    if (closes && pd && s->npend < nx_stream_pend_cap(s)) {
-        /* the close's stores: the slot's second and its accumulator */
-        const nx_acc *a = &pd->acc[s->npend];
-        __builtin_prefetch(&pd->sec[s->npend], 1);
-        __builtin_prefetch(a, 1);
-        __builtin_prefetch((const char *)(a + 1) - 1, 1);
-    }
+    const nx_pend_slot *pd = s->pend;
+    if (closes && pd && s->npend < nx_stream_pend_cap(s))
+        __builtin_prefetch(&pd[s->npend], 1); /* the close's slot: one line */
     if (s->type == NX_TYPE_SET && s->mlog.data)
         /* the member log's next entry: written by the event (a line that
          * was cold since the stream's previous event) */

@@ -155,13 +155,14 @@ static int stream_encode(const nx_engine *e, nx_stream *s, nx_buf *out)
             if ((rc = nx_buf_svar(out, i < e->cfg.nwindows ? s->win[i].direct_k : *ad)))
                 return rc;
     }
-    const nx_pending *pd = s->pend;
     uint32_t np = s->npend;
     if ((rc = nx_buf_uvar(out, np)))
         return rc;
-    for (uint32_t i = 0; i < np; i++)
-        if ((rc = nx_buf_svar(out, pd->sec[i])) || (rc = nx_acc_encode(&pd->acc[i], out)))
+    for (uint32_t i = 0; i < np; i++) {
+        nx_acc a = nx_stream_pend_get(s, i);
+        if ((rc = nx_buf_svar(out, s->pend[i].sec)) || (rc = nx_acc_encode(&a, out)))
             return rc;
+    }
     return 0;
 }
 
@@ -412,8 +413,13 @@ bool nx_engine_encoding(const nx_engine *e)
 
 /* The pending list: at most nx_stream_pend_cap() non-empty seconds (16, 8
  * for sets; 8 for every stream before version 8, and for counters and
- * gauges in version 8), strictly increasing, all before the open second. */
-static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in, int version)
+ * gauges in version 8), strictly increasing, all before the open second.
+ * A version 1-4 set's pending second may come with an HLL, which the ring
+ * does not keep (a slot holds the type's one sketch): it goes to hll[i],
+ * held by the caller until its members are where they belong now. From
+ * version 5 on a pending HLL is corrupt. */
+static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in, int version,
+                          nx_hll *hll[NX_PENDING_MAX])
 {
     uint64_t n = nx_rbuf_uvar(in);
     uint32_t max = version < 8 || (version == 8 && !nx_type_has_quantiles((nx_type)s->type))
@@ -426,18 +432,27 @@ static int pending_decode(nx_engine *e, nx_stream *s, nx_rbuf *in, int version)
     int prc = nx_stream_pend_alloc(s);
     if (prc)
         return prc;
-    nx_pending *pd = s->pend;
+    nx_pend_slot *pd = s->pend;
     for (uint32_t i = 0; i < n; i++) {
         int64_t sec = nx_rbuf_svar(in);
         if (in->err || sec >= s->open_sec || sec < INT64_MIN / 4 ||
-            (i > 0 && sec <= pd->sec[i - 1]))
+            (i > 0 && sec <= pd[i - 1].sec))
             return NX_ECORRUPT;
-        pd->sec[i] = sec;
-        s->npend = i + 1; /* owned from here on: freed with the stream */
-        int rc = nx_acc_decode(in, &pd->acc[i], &e->ap, (nx_type)s->type);
-        if (rc)
+        nx_acc a;
+        nx_acc_init(&a);
+        int rc = nx_acc_decode(in, &a, &e->ap, (nx_type)s->type);
+        if (!rc && a.hll && version >= 5)
+            rc = NX_ECORRUPT;
+        if (rc) {
+            nx_acc_free(&a);
             return rc;
-        if (nx_acc_empty(&pd->acc[i]))
+        }
+        hll[i] = a.hll;
+        a.hll = NULL;
+        pd[i].sec = sec;
+        nx_stream_pend_put(s, i, &a);
+        s->npend = i + 1; /* owned from here on: freed with the stream */
+        if (nx_acc_empty(&a))
             return NX_ECORRUPT;
     }
     return 0;
@@ -507,8 +522,15 @@ static int windows_check(const nx_engine *e, const nx_stream *s)
     return 0;
 }
 
+/* A version 1-4 set's HLLs that the stream no longer keeps anywhere: its
+ * open bucket's and its pending seconds'. */
+typedef struct legacy_hlls {
+    nx_hll *open;
+    nx_hll *pend[NX_PENDING_MAX];
+} legacy_hlls;
+
 static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version,
-                              nx_hll **open_hll)
+                              legacy_hlls *lh)
 {
     size_t klen;
     const uint8_t *key = nx_rbuf_bytes(in, &klen, NX_STREAM_KEY_MAX);
@@ -532,7 +554,7 @@ static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int versi
     nx_acc open;
     nx_acc_init(&open);
     rc = nx_acc_decode(in, &open, &e->ap, (nx_type)type);
-    *open_hll = open.hll; /* a version 1-4 set's; the stream keeps none */
+    lh->open = open.hll; /* a version 1-4 set's; the stream keeps none */
     open.hll = NULL;
     nx_stream_open_set(s, &open); /* the stream owns what was decoded */
     if (rc || (rc = nx_acc_decode(in, &s->all, &e->ap, (nx_type)type)))
@@ -561,41 +583,39 @@ static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int versi
         for (uint32_t i = 0; i < e->cfg.ntiers; i++)
             if ((rc = nx_tier_decode(in, &tr[i])))
                 return rc;
-        if (version >= 2 && version <= 3 && (rc = pending_decode(e, s, in, version)))
+        if (version >= 2 && version <= 3 && (rc = pending_decode(e, s, in, version, lh->pend)))
             return rc;
         if ((rc = direct_decode(e, s, in, version)))
             return rc;
         if ((rc = windows_check(e, s)))
             return rc;
     }
-    if (version >= 4 && (rc = pending_decode(e, s, in, version)))
+    if (version >= 4 && (rc = pending_decode(e, s, in, version, lh->pend)))
         return rc;
-    const nx_pending *pd = s->pend;
+    const nx_pend_slot *pd = s->pend;
     uint32_t np = s->npend;
     if (s->win) {
         /* windows are not past the first second still to fold into them */
-        int64_t upto = np ? pd->sec[0] : s->open_sec;
+        int64_t upto = np ? pd[0].sec : s->open_sec;
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
             if (!nx_window_valid_at(&s->win[i], upto))
                 return NX_ECORRUPT;
     }
     for (uint32_t i = 0; legacy && i < np; i++)
-        if (pd->acc[i].hll && (rc = nx_stream_shll_absorb(s, pd->acc[i].hll, pd->sec[i])))
+        if (lh->pend[i] && (rc = nx_stream_shll_absorb(s, lh->pend[i], pd[i].sec)))
             return rc;
-    if (legacy && *open_hll && s->open_m.count > 0 &&
-        (rc = nx_stream_shll_absorb(s, *open_hll, s->open_sec)))
+    if (legacy && lh->open && s->open_m.count > 0 &&
+        (rc = nx_stream_shll_absorb(s, lh->open, s->open_sec)))
         return rc;
     if (version < 5 && type == NX_TYPE_SET) {
         /* all-time's HLL has every member (see the top) */
         for (uint32_t i = 0; i <= np; i++) {
-            nx_acc open_hll_only = {.m = s->open_m, .hll = *open_hll};
-            nx_acc *a = i < np ? &s->pend->acc[i] : &open_hll_only;
-            if (a->hll && !nx_acc_empty(a) && (rc = nx_acc_merge_distinct(&s->all, a, &e->ap)))
+            nx_hll **h = i < np ? &lh->pend[i] : &lh->open;
+            nx_acc a = {.m = i < np ? pd[i].m : s->open_m, .hll = *h};
+            if (a.hll && !nx_acc_empty(&a) && (rc = nx_acc_merge_distinct(&s->all, &a, &e->ap)))
                 return rc;
-            nx_hll_destroy(a->hll);
-            a->hll = NULL;
-            if (i == np)
-                *open_hll = NULL;
+            nx_hll_destroy(*h);
+            *h = NULL;
         }
     }
     if ((rc = nx_stream_grave_attach(s)))
@@ -604,15 +624,17 @@ static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int versi
     return 0;
 }
 
-/* Decodes one stream into tenant t. A version 1-4 set's open bucket may
- * come with an HLL, which the stream no longer keeps anywhere: it is held
- * here until its members are where they belong now, and freed on every
- * path. */
+/* Decodes one stream into tenant t. A version 1-4 set's open bucket and
+ * pending seconds may come with HLLs, which the stream no longer keeps
+ * anywhere: they are held here until their members are where they belong
+ * now, and freed on every path. */
 static int stream_decode(nx_engine *e, nx_tenant *t, nx_rbuf *in, int version)
 {
-    nx_hll *open_hll = NULL;
-    int rc = stream_decode_with(e, t, in, version, &open_hll);
-    nx_hll_destroy(open_hll);
+    legacy_hlls lh = {0};
+    int rc = stream_decode_with(e, t, in, version, &lh);
+    nx_hll_destroy(lh.open);
+    for (uint32_t i = 0; i < NX_PENDING_MAX; i++)
+        nx_hll_destroy(lh.pend[i]);
     return rc;
 }
 

@@ -28,9 +28,9 @@
  *    same second), or before anything reads or changes the windows
  *    (reads, series, late events, snapshots see a flushed stream or
  *    encode the ring). Folding 8 or 16 seconds together touches each
- *    window, tier and all-time once instead of 8 or 16 times: a close is
- *    one 72-byte swap, and the cache misses of the fold are shared by the
- *    ring's seconds. The result is the same state bit for bit as folding
+ *    window, tier and all-time once instead of 8 or 16 times: a close
+ *    writes one 64-byte slot, and the cache misses of the fold are shared
+ *    by the ring's seconds. The result is the same state bit for bit as folding
  *    every second when it closes.
  */
 #ifndef NX_ENGINE_INT_H
@@ -83,7 +83,7 @@ struct nx_stream {
      * line and the ring's own first line it was a chain of three dependent
      * misses per closed second (a fifth of a counter stream's update time in
      * bench_engine); here it comes with the lines every event fetches. */
-    struct nx_pending *pend; /* closed seconds not yet folded: NULL until the
+    struct nx_pend_slot *pend; /* closed seconds not yet folded: NULL until the
                           * first close, and again when idle */
     double last;         /* gauges */
     int64_t last_ts;     /* gauges: time of the newest set; INT64_MIN if none */
@@ -203,12 +203,18 @@ _Static_assert(__builtin_offsetof(struct nx_stream, qbuf_w) == 128 &&
  * the log in one merge, which is all or nothing). */
 int nx_stream_drain(nx_stream *s);
 
-/* Closed seconds not yet folded (see the header comment). Invariants, with
- * n = the stream's npend: sec[0] < sec[1] < ... < sec[n-1] < the stream's
- * open_sec; acc[0..n-1] are non-empty; acc[n..] are empty but may keep
- * sketches for reuse (a close swaps the open bucket with acc[n], so it
- * allocates nothing; types without sketches have none to reuse, and their
- * close only writes). */
+/* Closed seconds not yet folded (see the header comment): a ring of
+ * nx_stream_pend_cap() slots, one cache line each (64-byte aligned), so a
+ * close writes exactly one line. As `int64_t sec[16]` ahead of 72-byte
+ * nx_accs it wrote three (the seconds' line and the two an accumulator
+ * straddles), each cold since the stream's previous close. Invariants,
+ * with n = the stream's npend: slot[0].sec < ... < slot[n-1].sec < the
+ * stream's open_sec; slots 0..n-1 are non-empty; slots n.. are empty but
+ * may keep a sketch for reuse (a close swaps the open bucket with slot n,
+ * so it allocates nothing; types without sketches have none to reuse, and
+ * their close only writes). A slot holds only the stream type's sketch
+ * (the open bucket keeps no HLL): nx_stream_pend_get() gives it as an
+ * nx_acc. */
 #define NX_PENDING_LONG 16 /* seconds the ring of a stream of any type but sets holds */
 #define NX_PENDING_SET 8   /* ... and a set stream's */
 #define NX_PENDING_MAX 16  /* the most of any type (snapshots hold no more) */
@@ -216,11 +222,34 @@ _Static_assert(NX_PENDING_LONG <= NX_PENDING_MAX && NX_PENDING_SET <= NX_PENDING
                    !(NX_PENDING_LONG & (NX_PENDING_LONG - 1)) &&
                    !(NX_PENDING_SET & (NX_PENDING_SET - 1)),
                "ring lengths are powers of two (stream_flush_due masks)");
-typedef struct nx_pending nx_pending;
-struct nx_pending {
-    int64_t sec[NX_PENDING_MAX];
-    nx_acc acc[]; /* nx_stream_pend_cap() of them */
-};
+typedef struct nx_pend_slot {
+    int64_t sec;
+    nx_moments m;
+    void *sketch; /* quantile types: an nx_ddsketch, sets: an nx_topk, else NULL */
+} nx_pend_slot;
+_Static_assert(sizeof(nx_pend_slot) == 64, "a pending second is one cache line");
+
+/* Slot i as an accumulator (a copy: give a changed one back with
+ * nx_stream_pend_put). */
+static inline nx_acc nx_stream_pend_get(const nx_stream *s, uint32_t i)
+{
+    const nx_pend_slot *p = &s->pend[i];
+    nx_acc a = {.m = p->m};
+    if (s->type == NX_TYPE_SET)
+        a.topk = p->sketch;
+    else if (nx_type_has_quantiles((nx_type)s->type))
+        a.dd = p->sketch;
+    return a;
+}
+
+/* Makes `a` slot i's accumulator; `a` holds no sketch but the stream
+ * type's. */
+static inline void nx_stream_pend_put(nx_stream *s, uint32_t i, const nx_acc *a)
+{
+    nx_pend_slot *p = &s->pend[i];
+    p->m = a->m;
+    p->sketch = s->type == NX_TYPE_SET ? (void *)a->topk : (void *)a->dd;
+}
 
 /* The seconds a stream's pending ring holds. A fold's cost is mostly per
  * fold (misses on the window block, the tiers' points and the window
@@ -341,9 +370,9 @@ static inline int64_t *nx_stream_all_direct(const nx_engine *e, const nx_stream 
 }
 
 /* The pending ring (its own allocation: a young stream that has closed a
- * few seconds but never folded them pays 640 bytes, not the 4 KiB window
- * block). NULL before the first close. */
-static inline nx_pending *nx_stream_pending(const nx_engine *e, const nx_stream *s)
+ * few seconds but never folded them pays 1 KiB, not the window block).
+ * NULL before the first close. */
+static inline nx_pend_slot *nx_stream_pending(const nx_engine *e, const nx_stream *s)
 {
     (void)e;
     return s->pend;
