@@ -693,6 +693,85 @@ static void merge_rounds(int mode, int rounds)
     }
 }
 
+/* Both sketches encode the same: the same counters in candidate order and
+ * the same total. */
+static void topk_same(const nx_topk *a, const nx_topk *b)
+{
+    nx_buf x = {0}, y = {0};
+    assert_int_equal(nx_topk_encode(a, &x), 0);
+    assert_int_equal(nx_topk_encode(b, &y), 0);
+    assert_int_equal(x.len, y.len);
+    assert_memory_equal(x.data, y.data, x.len);
+    nx_buf_free(&x);
+    nx_buf_free(&y);
+}
+
+/* A merge into an empty sketch from one that was never full and fits in it
+ * (a second's drained batch, tallied into 256 counters, into the second's
+ * top-k of 64) copies the counters at once (topk_fill). The result must be
+ * what tallying src's counters into dst gives, and so must its evolution:
+ * a second merge (its lookups need the table the fill left to rebuild) and
+ * adds that evict (the heap). dst is reused, cleared, frozen or new. */
+static void test_fill_from_exact(void **st)
+{
+    (void)st;
+    enum { K = 64, B = 256 };
+    nx_topk *batch, *more, *dst;
+    assert_int_equal(nx_topk_create(B, &batch), 0);
+    assert_int_equal(nx_topk_create(B, &more), 0);
+    assert_int_equal(nx_topk_create(K, &dst), 0);
+    for (int round = 0; round < 300; round++) {
+        nx_topk *b = batch;
+        for (int side = 0; side < 2; side++, b = more) {
+            nx_topk_clear(b);
+            uint32_t distinct = 1 + (uint32_t)(rng() % K), n = distinct * (1 + (uint32_t)(rng() % 3));
+            double w = (round + side) % 3 ? 1.0 : 0.25;
+            for (uint32_t i = 0; i < n; i++) {
+                char m[64];
+                int len = member((uint32_t)(rng() % distinct) + (uint32_t)round * 50, m);
+                assert_int_equal(
+                    nx_topk_tally(b, m, (uint32_t)len, XXH3_64bits(m, (size_t)len), w), 0);
+            }
+        }
+        nx_topk_clear(dst);
+        if (round % 4 == 1)
+            nx_topk_freeze(dst);
+        if (round % 4 == 2) {
+            nx_topk_destroy(dst);
+            assert_int_equal(nx_topk_create(K, &dst), 0);
+        }
+        /* the reference: batch's counters tallied one by one */
+        nx_topk *ref;
+        assert_int_equal(nx_topk_create(K, &ref), 0);
+        nx_topk_item it[B];
+        size_t n = nx_topk_list(batch, it, B);
+        assert_true(n <= K);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(nx_topk_tally(ref, it[i].member, it[i].member_len,
+                                           XXH3_64bits(it[i].member, it[i].member_len),
+                                           it[i].count),
+                             0);
+        assert_int_equal(nx_topk_merge(dst, batch), 0);
+        topk_same(dst, ref);
+        if (round & 1) { /* else the adds come straight after the fill */
+            assert_int_equal(nx_topk_merge(dst, more), 0);
+            assert_int_equal(nx_topk_merge(ref, more), 0);
+            topk_same(dst, ref);
+        }
+        for (int i = 0; i < 200; i++) {
+            char m[64];
+            int len = member((uint32_t)(rng() % 400) + (uint32_t)round * 50, m);
+            assert_int_equal(nx_topk_add(dst, m, (uint32_t)len, 1), 0);
+            assert_int_equal(nx_topk_add(ref, m, (uint32_t)len, 1), 0);
+        }
+        topk_same(dst, ref);
+        nx_topk_destroy(ref);
+    }
+    nx_topk_destroy(dst);
+    nx_topk_destroy(more);
+    nx_topk_destroy(batch);
+}
+
 static void test_merge_matches_definition(void **st)
 {
     (void)st;
@@ -998,6 +1077,7 @@ int main(void)
         cmocka_unit_test(test_codec),
         cmocka_unit_test(test_candidate_order),
         cmocka_unit_test(test_merge_matches_definition),
+        cmocka_unit_test(test_fill_from_exact),
         cmocka_unit_test(test_merge_hash_ties),
         cmocka_unit_test(test_empty_members_without_arena),
         cmocka_unit_test(test_copy),
