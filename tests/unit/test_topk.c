@@ -693,15 +693,16 @@ static void merge_rounds(int mode, int rounds)
     }
 }
 
-/* Both sketches encode the same: the same counters in candidate order and
- * the same total. */
-static void topk_same(const nx_topk *a, const nx_topk *b)
+/* Both sketches encode to the same bytes (the same counters in candidate
+ * order) and hold the same total. */
+static void encodings_equal(const nx_topk *a, const nx_topk *b)
 {
     nx_buf x = {0}, y = {0};
     assert_int_equal(nx_topk_encode(a, &x), 0);
     assert_int_equal(nx_topk_encode(b, &y), 0);
     assert_int_equal(x.len, y.len);
     assert_memory_equal(x.data, y.data, x.len);
+    assert_true(nx_topk_total(a) == nx_topk_total(b));
     nx_buf_free(&x);
     nx_buf_free(&y);
 }
@@ -752,11 +753,11 @@ static void test_fill_from_exact(void **st)
                                            it[i].count),
                              0);
         assert_int_equal(nx_topk_merge(dst, batch), 0);
-        topk_same(dst, ref);
+        encodings_equal(dst, ref);
         if (round & 1) { /* else the adds come straight after the fill */
             assert_int_equal(nx_topk_merge(dst, more), 0);
             assert_int_equal(nx_topk_merge(ref, more), 0);
-            topk_same(dst, ref);
+            encodings_equal(dst, ref);
         }
         for (int i = 0; i < 200; i++) {
             char m[64];
@@ -764,7 +765,7 @@ static void test_fill_from_exact(void **st)
             assert_int_equal(nx_topk_add(dst, m, (uint32_t)len, 1), 0);
             assert_int_equal(nx_topk_add(ref, m, (uint32_t)len, 1), 0);
         }
-        topk_same(dst, ref);
+        encodings_equal(dst, ref);
         nx_topk_destroy(ref);
     }
     nx_topk_destroy(dst);
@@ -864,25 +865,6 @@ static void test_empty_members_without_arena(void **st)
     nx_topk_destroy(d);
 }
 
-/* nx_topk_copy (and a merge into an empty sketch, which is one): the copy
- * encodes to the same bytes as its source and keeps evolving exactly like
- * it, whatever dst held before (fresh, smaller arrays, larger arrays: the
- * table is then rebuilt, not copied) and whether src's table is stale (src
- * the result of a merge that replaced counters: dst must not copy that
- * table, and both must rebuild it before their next lookup); capacities
- * must match. */
-static void encodings_equal(const nx_topk *a, const nx_topk *b)
-{
-    nx_buf x = {0}, y = {0};
-    assert_int_equal(nx_topk_encode(a, &x), 0);
-    assert_int_equal(nx_topk_encode(b, &y), 0);
-    assert_int_equal(x.len, y.len);
-    assert_memory_equal(x.data, y.data, x.len);
-    assert_true(nx_topk_total(a) == nx_topk_total(b));
-    nx_buf_free(&x);
-    nx_buf_free(&y);
-}
-
 static void fill(nx_topk *t, int n, uint32_t base)
 {
     char m[48];
@@ -893,6 +875,13 @@ static void fill(nx_topk *t, int n, uint32_t base)
     }
 }
 
+/* nx_topk_copy (and a merge into an empty sketch, which is one): the copy
+ * encodes to the same bytes as its source and keeps evolving exactly like
+ * it, whatever dst held before (fresh, smaller arrays, larger arrays: the
+ * table is then rebuilt, not copied) and whether src's table is stale (src
+ * the result of a merge that replaced counters: dst must not copy that
+ * table, and both must rebuild it before their next lookup); capacities
+ * must match. */
 static void test_copy(void **st)
 {
     (void)st;
