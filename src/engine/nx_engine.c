@@ -1084,17 +1084,19 @@ static int fold_second(nx_stream *s, int64_t sec, nx_acc *a)
  * with the evictions' hint in nx_window.c). */
 static void pend_prefetch(const nx_stream *s, uint32_t i, bool contents)
 {
-    const nx_acc a = nx_stream_pend_get(s, i);
-    if (a.dd) {
+    const void *sk = s->pend[i].sketch; /* the type's: NULL for counters and gauges */
+    if (!sk)
+        return;
+    if (s->type == NX_TYPE_SET) {
         if (contents)
-            nx_ddsketch_prefetch_read(a.dd);
+            nx_topk_prefetch_merge(sk);
         else
-            nx_ddsketch_prefetch(a.dd);
-    } else if (a.topk) {
+            __builtin_prefetch(sk);
+    } else {
         if (contents)
-            nx_topk_prefetch_merge(a.topk);
+            nx_ddsketch_prefetch_read(sk);
         else
-            __builtin_prefetch(a.topk);
+            nx_ddsketch_prefetch(sk);
     }
 }
 

@@ -1019,6 +1019,34 @@ static size_t merge_peak(const nx_topk *dst, const nx_topk *src, const tk_key *g
     return live > peak ? live : peak;
 }
 
+/* nx_topk_merge into an empty dst from a src that was never full and fits
+ * in dst (a second's drained batch, tallied exactly in a sketch of 256
+ * counters, into the second's empty top-k of 64). Then m1 = m2 = 0 and
+ * every candidate is kept: the result is src's counters as they are, which
+ * the general merge appends one by one in src's order (a key each, an
+ * arena_put each: ~3,200 instructions for a batch of 30 members). Here the
+ * counters and the arena (no dead bytes in it) are copied at once; the
+ * heap and the table are rebuilt when next needed, as after the general
+ * merge. The sketch's content is the same, so is its evolution (see
+ * "Candidate order" at the top). */
+static int topk_fill(nx_topk *dst, const nx_topk *src)
+{
+    /* only a clear empties a sketch, and it empties the arena too */
+    assert(src->n > 0 && dst->n == 0 && dst->alen == 0);
+    int rc;
+    if ((rc = thaw(dst)) || (rc = reserve(dst, src->n)) || (rc = arena_room(dst, src->alen)))
+        return rc;
+    memcpy(dst->items, src->items, (size_t)src->n * sizeof *dst->items);
+    if (src->alen) /* a sketch of empty members may have no arena */
+        memcpy(dst->arena, src->arena, src->alen);
+    dst->alen = src->alen;
+    dst->n = src->n;
+    dst->heap_ok = false;
+    dst->table_ok = false;
+    dst->total += src->total;
+    return 0;
+}
+
 /*
  * Merge, in dst's own storage. The result is the k first candidates of the
  * union (counts and errors as described at the top):
@@ -1038,7 +1066,8 @@ static size_t merge_peak(const nx_topk *dst, const nx_topk *src, const tk_key *g
  * src may be of another capacity when it is not full: it has never
  * evicted, so m2 = 0 bounds what it does not monitor, and the proof at the
  * top holds unchanged (the set path merges a batch tallied exactly into a
- * scratch sketch larger than k: nx_topk_tally).
+ * scratch sketch larger than k: nx_topk_tally; into an empty dst that is
+ * topk_fill).
  * The heap is left to be rebuilt by the next add ("Lazy heap" at the top):
  * most merged sketches (window slots) are only merged and read. Cost: one
  * dst lookup per src counter and O(k) expected; the heap-based merge
@@ -1046,35 +1075,6 @@ static size_t merge_peak(const nx_topk *dst, const nx_topk *src, const tk_key *g
  * replacement with a mispredicted branch per level) took 4.5-6.9 us for two
  * full 64-counter sketches of distinct members.
  */
-/* nx_topk_merge into an empty dst from a src that was never full and fits
- * in dst (a second's drained batch, tallied exactly in a sketch of 256
- * counters, into the second's empty top-k of 64). Then m1 = m2 = 0 and
- * every candidate is kept: the result is src's counters as they are, which
- * the general merge appends one by one in src's order (a key each, an
- * arena_put each: ~3,200 instructions for a batch of 30 members). Here the
- * counters and the arena (no dead bytes in it) are copied at once; the
- * heap and the table are rebuilt when next needed, as after the general
- * merge. The sketch's content is the same, so is its evolution (see
- * "Candidate order" at the top). */
-static int topk_fill(nx_topk *dst, const nx_topk *src)
-{
-    int rc;
-    assert(dst->alen == 0); /* only a clear empties a sketch, and its arena */
-    if ((rc = thaw(dst)) || (rc = reserve(dst, src->n)) || (rc = arena_room(dst, src->alen)))
-        return rc;
-    if (src->n) {
-        memcpy(dst->items, src->items, (size_t)src->n * sizeof *dst->items);
-        if (src->alen)
-            memcpy(dst->arena, src->arena, src->alen);
-        dst->alen = src->alen;
-        dst->n = src->n;
-        dst->heap_ok = false;
-        dst->table_ok = false;
-    }
-    dst->total += src->total;
-    return 0;
-}
-
 int nx_topk_merge(nx_topk *dst, const nx_topk *src)
 {
     if (dst->k != src->k && src->n >= src->k)
