@@ -7,7 +7,7 @@
  * their running and Two-Stacks aggregates, tier rings and all-time.
  *
  * Layout (nx_codec frame: u32 magic 0x4E45584E "NXEN" little-endian |
- * u8 version 9 | payload | u32 crc32 (zlib) of everything before):
+ * u8 version 10 | payload | u32 crc32 (zlib) of everything before):
  *
  *   payload:
  *     f64  alpha | uvar ddsketch_max_bins | u8 hll_precision | uvar topk_capacity
@@ -78,6 +78,10 @@
  *   Version 8 (still decoded) is version 9 with at most 8 pending seconds
  *   for counter and gauge streams: theirs hold 16 from version 9 on, which
  *   a version 8 nexusd would refuse as corrupt, so it refuses the version.
+ *   Version 9 (still decoded) is version 10 without wide current top-ks:
+ *   from version 10 on a set window's current sub-bucket may hold a top-k
+ *   of nx_window_wide_topk counters (nx_window.h, "Wide current"), which a
+ *   version 9 nexusd would refuse as corrupt, so it refuses the version.
  *
  * Decoding builds a fresh engine and only hands it out when every byte was
  * consumed and checked; on any error it is destroyed and *out is untouched.
@@ -91,7 +95,7 @@
 #include "sketch/nx_hll.h"
 
 #define NX_ENGINE_MAGIC 0x4E45584Eu
-#define NX_ENGINE_VERSION 9
+#define NX_ENGINE_VERSION 10
 
 /* An empty open bucket may hold cleared sketches recycled by the pending
  * ring (or none): encode it canonically, without them, so equal states
@@ -576,7 +580,7 @@ static int stream_decode_with(nx_engine *e, nx_tenant *t, nx_rbuf *in, int versi
         if ((rc = nx_stream_hist_alloc(s)))
             return rc;
         for (uint32_t i = 0; i < e->cfg.nwindows; i++)
-            if ((rc = nx_window_decode(in, &s->win[i], &e->ap, (nx_type)type,
+            if ((rc = nx_window_decode(in, &s->win[i], &e->ap, (nx_type)type, version >= 10,
                                        legacy ? legacy_absorb : NULL, s)))
                 return rc;
         nx_tier *tr = nx_stream_tiers(e, s);

@@ -679,6 +679,7 @@ int nx_topk_tally(nx_topk *t, const char *member, uint32_t len, uint64_t h, doub
 
 double nx_topk_total(const nx_topk *t) { return t->total; }
 uint32_t nx_topk_capacity(const nx_topk *t) { return t->k; }
+uint32_t nx_topk_size(const nx_topk *t) { return t->n; }
 
 size_t nx_topk_bytes(const nx_topk *t)
 {
@@ -1044,6 +1045,84 @@ static int topk_fill(nx_topk *dst, const nx_topk *src)
     dst->heap_ok = false;
     dst->table_ok = false;
     dst->total += src->total;
+    return 0;
+}
+
+/* Keeps the k first candidates of the n > k counters of an exact sketch
+ * (see nx_topk_set_capacity): a selection over keys made from the counters
+ * themselves, then the kept counters past k move into the places of the
+ * dropped ones before k. Their bytes stay where they are; the dropped
+ * ones' are dead (compacted by a later arena_put). */
+static int topk_cut(nx_topk *t, uint32_t k)
+{
+    uint32_t n = t->n;
+    assert(k > 0 && k < n && n < t->k);
+    int rc = thaw(t);
+    if (rc)
+        return rc;
+    tk_key key_buf[512];
+    uint8_t keep_buf[512];
+    tk_key *keys = n <= 512 ? key_buf : malloc((size_t)n * sizeof *keys);
+    uint8_t *keep = n <= 512 ? keep_buf : calloc(n, 1);
+    if (!keys || !keep) {
+        rc = NX_ENOMEM;
+        goto done;
+    }
+    if (keep == keep_buf)
+        memset(keep, 0, n);
+    for (uint32_t i = 0; i < n; i++)
+        keys[i] = key_make(t->items[i].count, t->items[i].hash, i);
+    keys_select(keys, n, k, t, t);
+    for (uint32_t i = 0; i < k; i++)
+        keep[key_ref(&keys[i])] = 1;
+    /* as many kept counters lie past k as dropped ones before it */
+    uint32_t hole = 0;
+    for (uint32_t i = k; i < n; i++) {
+        if (!keep[i]) {
+            t->adead += t->items[i].len;
+            continue;
+        }
+        while (keep[hole])
+            hole++;
+        assert(hole < k);
+        t->adead += t->items[hole].len;
+        t->items[hole] = t->items[i];
+        keep[hole] = 1;
+    }
+    t->n = k;
+    t->heap_ok = false;
+    t->table_ok = false;
+done:
+    if (keys != key_buf)
+        free(keys);
+    if (keep != keep_buf)
+        free(keep);
+    return rc;
+}
+
+int nx_topk_set_capacity(nx_topk *t, uint32_t k)
+{
+    if (k == t->k)
+        return 0;
+    if (k < 1 || k > NX_TOPK_MAX_CAP || t->n >= t->k)
+        return NX_EINVAL;
+    int rc;
+    if (t->n > k && (rc = topk_cut(t, k)))
+        return rc;
+    if (t->icap > k) {
+        /* counters and heap shrink to k (best effort: a failed shrink keeps
+         * the bigger block); the table, >= 2 * icap, is big enough */
+        tk_item *items = realloc(t->items, (size_t)k * sizeof *items);
+        if (items)
+            t->items = items;
+        if (t->heap) {
+            uint32_t *heap = realloc(t->heap, (size_t)k * sizeof *heap);
+            if (heap)
+                t->heap = heap;
+        }
+        t->icap = k;
+    }
+    t->k = k;
     return 0;
 }
 

@@ -62,6 +62,18 @@ void nx_topk_prefetch_merge(const nx_topk *t);
 int nx_topk_copy(nx_topk *dst, const nx_topk *src);
 double nx_topk_total(const nx_topk *t);  /* N: total weight seen */
 uint32_t nx_topk_capacity(const nx_topk *t);
+uint32_t nx_topk_size(const nx_topk *t); /* counters in use (< capacity: exact) */
+/* Gives a sketch that was never full (fewer counters than its capacity: it
+ * has never evicted, so it is exact) the capacity k. With more than k
+ * counters it keeps its k first candidates (largest counts), which is what
+ * merging it into an empty sketch of capacity k would keep, in place: one
+ * selection, no copy. A window's current set sub-bucket collects its
+ * sub-buckets exactly in a wider sketch and is cut to the engine's
+ * capacity when it completes (nx_window.h, "Wide current"). A no-op when
+ * the capacity is k already; NX_EINVAL when the sketch is full (its
+ * counts are bounds that a wider capacity would no longer cover) or k is
+ * out of range; NX_ENOMEM leaves the sketch unchanged. */
+int nx_topk_set_capacity(nx_topk *t, uint32_t k);
 /* Writes up to max items, by decreasing count; returns how many. */
 size_t nx_topk_list(const nx_topk *t, nx_topk_item *out, size_t max);
 size_t nx_topk_bytes(const nx_topk *t);

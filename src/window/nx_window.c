@@ -543,9 +543,12 @@ static int window_step(nx_window *w, const nx_acc_params *p, const nx_window_sin
     /* an empty sub-bucket's top-k may still hold its front suffix */
     if (w->sk && w->sk[ei].topk)
         nx_topk_clear(w->sk[ei].topk);
-    /* push the current sub-bucket (now complete) onto the back stack */
+    /* push the current sub-bucket (now complete) onto the back stack, its
+     * top-k cut to the engine's capacity first ("Wide current") */
     uint32_t ci = widx(w, c);
     const nx_wslot *s = &w->slots[ci];
+    if (w->sk && w->sk[ci].topk && (rc = nx_topk_set_capacity(w->sk[ci].topk, p->topk_capacity)))
+        return rc;
     if (s->m.count > 0) {
         nx_moments_merge(&w->inv.m, &s->m);
         if (w->sk && w->sk[ci].dd && !w->ilazy) {
@@ -640,14 +643,32 @@ static int fold_prepare(nx_window *w, int64_t sec, const nx_acc *src, const nx_a
     return 0;
 }
 
-/* Merges src (without its HLL: windows keep none, nx_shll) into slot i. */
+/* The current sub-bucket's top-k before src's is merged into it (see
+ * "Wide current" in nx_window.h): widened while both are exact and their
+ * union would stay exact in it, else back to the engine's capacity. */
+static int current_topk_fit(nx_topk *t, const nx_topk *src, const nx_acc_params *p)
+{
+    if (!t || !src || nx_topk_size(t) == 0)
+        return 0; /* an empty one takes src as it is (topk_fill) */
+    uint32_t wide = nx_window_wide_topk(p);
+    bool exact = nx_topk_size(src) < nx_topk_capacity(src) &&
+                 nx_topk_size(t) < nx_topk_capacity(t) &&
+                 (uint64_t)nx_topk_size(t) + nx_topk_size(src) < wide;
+    return nx_topk_set_capacity(t, exact ? wide : p->topk_capacity);
+}
+
+/* Merges src (without its HLL: windows keep none, nx_shll) into slot i,
+ * the current one. */
 static int slot_merge(nx_window *w, uint32_t i, const nx_acc *src, const nx_acc_params *p)
 {
     nx_acc a, bare = *src;
     bare.hll = NULL;
     slot_view(w, i, &a);
     bool was_empty = nx_acc_empty(&a);
-    int rc = nx_acc_merge(&a, &bare, p);
+    int rc = current_topk_fit(a.topk, src->topk, p);
+    if (rc)
+        return rc;
+    rc = nx_acc_merge(&a, &bare, p);
     slot_store(w, i, &a);
     if (rc)
         return rc;
@@ -714,8 +735,13 @@ int nx_window_add_late(nx_window *w, int64_t sec, const nx_acc_params *p, nx_typ
     slot_view(w, i, &a);
     bool was_empty = nx_acc_empty(&a);
     if (type == NX_TYPE_SET) {
-        /* a front slot's top-k is its suffix: the loop below adds to it */
-        rc = front ? 0 : topk_add(&a.topk, p, member, member_len, weight);
+        /* a front slot's top-k is its suffix: the loop below adds to it; a
+         * wide current one is cut first (an add could fill it: "Wide
+         * current") */
+        if (k == c && a.topk)
+            rc = nx_topk_set_capacity(a.topk, p->topk_capacity);
+        if (!rc && !front)
+            rc = topk_add(&a.topk, p, member, member_len, weight);
         if (!rc)
             a.m.count += weight;
     } else {

@@ -103,6 +103,26 @@
  *             fractional weights leave in a kept one (a rebuilt one has
  *             none).
  *
+ *             Wide current (sets): the current sub-bucket of a window fed
+ *             by a cascade takes a sub-bucket of its feeder every feeder
+ *             step (the 1 m window: a one-second top-k every second). Merged
+ *             into a top-k of k counters, each of those merges past the
+ *             first two or three was a selection of k among k + ~30
+ *             candidates and ~30 replaced counters (bench_engine's set
+ *             loop: 10,400 instructions per merge, 35% of the loop). So the
+ *             current sub-bucket's top-k grows to NX_WINDOW_WIDE_TOPK x k
+ *             counters while its content stays exact (it and what is merged
+ *             into it never evicted, and their union fits), and is cut to k
+ *             once, when the sub-bucket completes (nx_topk_set_capacity:
+ *             the same k counters as merging its exact content into an
+ *             empty top-k), or before a merge or a late event that would
+ *             not keep it exact. Only the current sub-bucket is ever wide:
+ *             complete ones, the stacks and reads have k counters. The cut
+ *             keeps the k largest exact counts of the sub-bucket instead
+ *             of the survivors of a chain of merges: the same guarantees
+ *             (nx_topk.h), tighter counts. Snapshots write a wide current
+ *             top-k as it is (engine version 10).
+ *
  *  nx_tier    a ring of moment-only points {count, sum, min, max} at one
  *             resolution (e.g. 10 s x 360) for time-series reads. The ring
  *             grows on demand (a stream 5 minutes old holds 5 points of the
@@ -281,6 +301,18 @@ static inline bool nx_window_inv_lazy_ok(const nx_window *w)
     return w->bucket_s < NX_WINDOW_FREEZE_S && w->n <= NX_WINDOW_LAZY_INV_N;
 }
 
+/* A wide current top-k ("Wide current" above) has this many times the
+ * engine's capacity (at most NX_WINDOW_WIDE_MAX counters). 4: a 5 s
+ * sub-bucket of a set stream with up to ~50 distinct members a second
+ * stays exact until it completes. */
+#define NX_WINDOW_WIDE_TOPK 4u
+#define NX_WINDOW_WIDE_MAX 65536u
+static inline uint32_t nx_window_wide_topk(const nx_acc_params *p)
+{
+    uint64_t w = (uint64_t)NX_WINDOW_WIDE_TOPK * p->topk_capacity;
+    return w < NX_WINDOW_WIDE_MAX ? (uint32_t)w : NX_WINDOW_WIDE_MAX;
+}
+
 void nx_window_init(nx_window *w, uint32_t length_s, uint32_t bucket_s, nx_wslot *store);
 void nx_window_free(nx_window *w);
 /* Moves the window so that second `sec`'s sub-bucket is current. Never moves
@@ -377,6 +409,10 @@ static inline size_t nx_tier_bytes(const nx_tier *t)
  *            acc a (no hll; a front-stack slot's top-k is its suffix;
  *            an empty top-k is left out) |
  *            f64 fmin | f64 fmax
+ *            (engine version >= 10: a set window's current slot's top-k
+ *            may have nx_window_wide_topk counters of capacity, fewer of
+ *            them in use: "Wide current". Every other top-k has the
+ *            engine's capacity.)
  *            (engine version >= 7: a set window's oldest front slots may be
  *            empty with no top-k, the front holes; the first front slot
  *            with a non-empty top-k is the front top. Decoding recounts
@@ -403,8 +439,10 @@ int nx_acc_decode(struct nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type
  * holds the front's suffixes). */
 int nx_window_encode(const nx_window *w, nx_buf *out);
 typedef int (*nx_window_legacy_hll_fn)(void *arg, const nx_hll *slot, int64_t last_sec);
+/* wide: the format's version allows a wide current top-k (engine version
+ * 10 on; refused as corrupt otherwise). */
 int nx_window_decode(struct nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type,
-                     nx_window_legacy_hll_fn legacy, void *legacy_arg);
+                     bool wide, nx_window_legacy_hll_fn legacy, void *legacy_arg);
 /* After decoding a window's slots: fskip := the leading front slots
  * without a suffix (sets), NX_ECORRUPT when one of them holds data. */
 int nx_window_front_decoded(nx_window *w, nx_type type);

@@ -30,12 +30,16 @@ static int hll_decode_checked(nx_rbuf *in, nx_hll **out, const nx_acc_params *p)
     return 0;
 }
 
-static int topk_decode_checked(nx_rbuf *in, nx_topk **out, const nx_acc_params *p)
+/* wide: a window's current slot, whose top-k may be wide and exact
+ * (nx_window.h, "Wide current") */
+static int topk_decode_checked(nx_rbuf *in, nx_topk **out, const nx_acc_params *p, bool wide)
 {
     int rc = nx_topk_decode(in, out);
     if (rc)
         return rc == NX_ENOMEM ? rc : NX_ECORRUPT;
-    if (nx_topk_capacity(*out) != p->topk_capacity)
+    uint32_t cap = nx_topk_capacity(*out);
+    if (cap != p->topk_capacity &&
+        !(wide && cap == nx_window_wide_topk(p) && nx_topk_size(*out) < cap))
         return NX_ECORRUPT;
     return 0;
 }
@@ -59,7 +63,7 @@ static int opt_decode(nx_rbuf *in, nx_topk **t, const nx_acc_params *p, nx_type 
     has = nx_rbuf_u8(in);
     if (in->err || has > 1 || (has && type != NX_TYPE_SET))
         return NX_ECORRUPT;
-    if (has && (rc = topk_decode_checked(in, t, p)))
+    if (has && (rc = topk_decode_checked(in, t, p, false)))
         return rc;
     return 0;
 }
@@ -97,7 +101,7 @@ int nx_acc_encode(const nx_acc *a, nx_buf *out)
     return 0;
 }
 
-int nx_acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type)
+static int acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type, bool wide)
 {
     int rc;
     nx_moments m;
@@ -125,9 +129,14 @@ int nx_acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type)
     }
     if ((mask & 2) && (rc = hll_decode_checked(in, &a->hll, p)))
         return rc;
-    if ((mask & 4) && (rc = topk_decode_checked(in, &a->topk, p)))
+    if ((mask & 4) && (rc = topk_decode_checked(in, &a->topk, p, wide)))
         return rc;
     return 0;
+}
+
+int nx_acc_decode(nx_rbuf *in, nx_acc *a, const nx_acc_params *p, nx_type type)
+{
+    return acc_decode(in, a, p, type, false);
 }
 
 int nx_window_encode(const nx_window *w, nx_buf *out)
@@ -168,7 +177,7 @@ int nx_window_encode(const nx_window *w, nx_buf *out)
 }
 
 int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type type,
-                     nx_window_legacy_hll_fn legacy, void *legacy_arg)
+                     bool wide, nx_window_legacy_hll_fn legacy, void *legacy_arg)
 {
     int rc;
     w->cur_k = nx_rbuf_svar(in);
@@ -222,7 +231,7 @@ int nx_window_decode(nx_rbuf *in, nx_window *w, const nx_acc_params *p, nx_type 
         bool front = k_i >= oldest && k_i < oldest + (int64_t)w->nfront;
         nx_acc a;
         nx_acc_init(&a);
-        rc = nx_acc_decode(in, &a, p, type);
+        rc = acc_decode(in, &a, p, type, wide && k_i == w->cur_k);
         s->m = a.m;
         if (k) {
             k->dd = a.dd;

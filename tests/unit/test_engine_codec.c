@@ -377,6 +377,14 @@ static nx_stream *q_lat_stream(nx_type type, nx_engine **e, nx_tenant **t)
     return s;
 }
 
+/* Rewrites a snapshot's version (the byte after the magic, and the CRC). */
+static void relabel(nx_buf *buf, uint8_t version)
+{
+    buf->data[4] = version;
+    uint32_t crc = nx_crc32(buf->data, buf->len - 4);
+    memcpy(buf->data + buf->len - 4, &crc, 4);
+}
+
 /* `secs` seconds of one event each into a young counter and a young timer
  * (which fold only when their rings are full); returns the engine's
  * snapshot, rewritten as `version` (the byte after the magic, and the CRC). */
@@ -397,12 +405,55 @@ static nx_buf young_rings_snapshot(int secs, uint8_t version)
     assert_int_equal(c->npend, secs - 1);
     nx_buf buf = {0};
     assert_int_equal(nx_engine_encode(a, &buf), 0);
-    assert_int_equal(buf.data[4], 9);
-    buf.data[4] = version;
-    uint32_t crc = nx_crc32(buf.data, buf.len - 4);
-    memcpy(buf.data + buf.len - 4, &crc, 4);
+    assert_int_equal(buf.data[4], 10);
+    relabel(&buf, version);
     nx_engine_destroy(a);
     return buf;
+}
+
+/* Version 10: a set window's current sub-bucket may hold a wide top-k
+ * (nx_window.h, "Wide current"). A set stream with 40 members a second has
+ * one in its 1 m window after a few seconds; its snapshot decodes and
+ * answers alike, and the same bytes labelled version 9 are refused, as a
+ * version 9 nexusd refuses them. */
+static void test_engine_v10_wide(void **st)
+{
+    (void)st;
+    nx_engine *a;
+    nx_tenant *t;
+    nx_stream *s = q_lat_stream(NX_TYPE_SET, &a, &t);
+    nx_update u;
+    memset(&u, 0, sizeof u);
+    u.weight = 1;
+    int64_t now = T0;
+    bool wide = false;
+    for (int sec = 0; sec < 40 && !wide; sec++) {
+        for (int i = 0; i < 40; i++) {
+            char m[32];
+            u.member = m;
+            u.member_len = (uint32_t)snprintf(m, sizeof m, "u%d", sec * 37 + i);
+            now = T0 + sec * 1000 + i * 20;
+            assert_int_equal(nx_stream_update(s, &u, now), 0);
+        }
+        for (uint32_t w = 0; s->win && w < a->cfg.nwindows; w++) {
+            const nx_window *x = &s->win[w];
+            const nx_topk *k = x->sk && x->slots ? x->sk[x->cur_k % (x->n + 1)].topk : NULL;
+            wide = wide || (k && nx_topk_capacity(k) > a->cfg.topk_capacity);
+        }
+    }
+    assert_true(wide);
+    nx_buf buf = {0};
+    assert_int_equal(nx_engine_encode(a, &buf), 0);
+    nx_engine *b = NULL;
+    assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), 0);
+    engines_equal(a, b, now);
+    nx_engine_destroy(b);
+    b = NULL;
+    relabel(&buf, 9);
+    assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &b), NX_ECORRUPT);
+    assert_null(b);
+    nx_buf_free(&buf);
+    nx_engine_destroy(a);
 }
 
 /* Version 9: counters' and gauges' rings hold 16 seconds, and a version 8
@@ -986,7 +1037,7 @@ static void test_engine_v3_sets(void **st)
         /* pass 2: the same answers from a re-encoding in the current version */
         nx_buf buf = {0};
         assert_int_equal(nx_engine_encode(e, &buf), 0);
-        assert_int_equal(buf.data[4], 9); /* frame version */
+        assert_int_equal(buf.data[4], 10); /* frame version */
         nx_engine *f = NULL;
         assert_int_equal(nx_engine_decode(NULL, buf.data, buf.len, &f), 0);
         nx_buf_free(&buf);
@@ -1511,6 +1562,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_engine_roundtrip),
         cmocka_unit_test(test_engine_v8_rings),
+        cmocka_unit_test(test_engine_v10_wide),
         cmocka_unit_test(test_engine_pending_roundtrip),
         cmocka_unit_test(test_engine_ring_phases),
         cmocka_unit_test(test_engine_qbuf_roundtrip),

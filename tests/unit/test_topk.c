@@ -773,6 +773,125 @@ static void test_fill_from_exact(void **st)
     nx_topk_destroy(batch);
 }
 
+/* Tallies `distinct` (< cap) random members, some many times, into a new
+ * exact sketch of capacity cap; ids from base on; weights 1 or 0.5. */
+static nx_topk *exact_batch(uint32_t cap, uint32_t distinct, uint32_t base)
+{
+    nx_topk *b;
+    assert_int_equal(nx_topk_create(cap, &b), 0);
+    for (uint32_t i = 0; i < 3 * distinct; i++) {
+        char m[64];
+        uint32_t id = i < distinct ? i : (uint32_t)(rng() % distinct) / (1 + (uint32_t)(rng() % 3));
+        int len = member(base + id, m);
+        double w = rng() & 1 ? 1.0 : 0.5;
+        assert_int_equal(nx_topk_tally(b, m, (uint32_t)len, XXH3_64bits(m, (size_t)len), w), 0);
+    }
+    assert_int_equal(nx_topk_size(b), distinct);
+    return b;
+}
+
+/* nx_topk_set_capacity: a window's current set sub-bucket is widened while
+ * it is exact and cut back when it completes (nx_window.h, "Wide
+ * current"). A sketch that took exact batches in a wider capacity, then
+ * was cut to K, must be exactly what merging the batches' union into an
+ * empty sketch of K gives (the same counters, errors, bytes), and evolve
+ * like it; widening and narrowing without a cut change nothing else; a
+ * full sketch (whose counts are bounds) refuses a new capacity. */
+static void test_set_capacity(void **st)
+{
+    (void)st;
+    enum { K = 64, W = 256 };
+    for (int round = 0; round < 200; round++) {
+        uint32_t base = (uint32_t)round * 40;
+        nx_topk *wide, *whole, *ref;
+        assert_int_equal(nx_topk_create(K, &wide), 0);
+        assert_int_equal(nx_topk_create(W, &whole), 0);
+        assert_int_equal(nx_topk_create(K, &ref), 0);
+        /* batches of overlapping members, as seconds of a sub-bucket */
+        int nb = 1 + round % 5;
+        for (int b = 0; b < nb; b++) {
+            nx_topk *x = exact_batch(K, 1 + (uint32_t)(rng() % 50), base + (uint32_t)b * 20);
+            if (b == 1)
+                assert_int_equal(nx_topk_set_capacity(wide, W), 0);
+            assert_int_equal(nx_topk_merge(wide, x), 0);
+            assert_int_equal(nx_topk_merge(whole, x), 0);
+            nx_topk_destroy(x);
+        }
+        assert_true(nx_topk_size(wide) < nx_topk_capacity(wide));
+        if (round % 4 == 3)
+            nx_topk_freeze(wide);
+        assert_int_equal(nx_topk_merge(ref, whole), 0); /* the definition: a cut */
+        assert_int_equal(nx_topk_set_capacity(wide, K), 0);
+        assert_int_equal(nx_topk_capacity(wide), K);
+        encodings_equal(wide, ref);
+        /* the dropped members' bytes are dead: frozen, both hold the same */
+        nx_topk_freeze(wide);
+        nx_topk_freeze(ref);
+        assert_int_equal(nx_topk_bytes(wide), nx_topk_bytes(ref));
+        /* evolution: a merge of a full sketch, then adds that evict */
+        nx_topk *full = exact_batch(W, 100, base + 7);
+        nx_topk *full64;
+        assert_int_equal(nx_topk_create(K, &full64), 0);
+        assert_int_equal(nx_topk_merge(full64, full), 0);
+        assert_int_equal(nx_topk_size(full64), K);
+        if (round & 1) {
+            assert_int_equal(nx_topk_merge(wide, full64), 0);
+            assert_int_equal(nx_topk_merge(ref, full64), 0);
+            encodings_equal(wide, ref);
+        }
+        for (int i = 0; i < 150; i++) {
+            char m[64];
+            int len = member(base + (uint32_t)(rng() % 300), m);
+            assert_int_equal(nx_topk_add(wide, m, (uint32_t)len, 1), 0);
+            assert_int_equal(nx_topk_add(ref, m, (uint32_t)len, 1), 0);
+        }
+        encodings_equal(wide, ref);
+        /* full now: its capacity stays */
+        assert_int_equal(nx_topk_set_capacity(wide, K), 0);
+        assert_int_equal(nx_topk_set_capacity(wide, W), NX_EINVAL);
+        assert_int_equal(nx_topk_set_capacity(full64, W), NX_EINVAL);
+        assert_int_equal(nx_topk_capacity(wide), K);
+        encodings_equal(wide, ref);
+        nx_topk_destroy(full);
+        nx_topk_destroy(full64);
+        nx_topk_destroy(wide);
+        nx_topk_destroy(whole);
+        nx_topk_destroy(ref);
+    }
+    /* a cut that drops only counters past K (the first K are the largest):
+     * their bytes are dead too */
+    nx_topk *c, *r;
+    assert_int_equal(nx_topk_create(W, &c), 0);
+    assert_int_equal(nx_topk_create(K, &r), 0);
+    for (uint32_t i = 0; i < 100; i++) {
+        char m[64];
+        int len = member(i, m);
+        assert_int_equal(
+            nx_topk_tally(c, m, (uint32_t)len, XXH3_64bits(m, (size_t)len), i < K ? 3 : 1), 0);
+    }
+    assert_int_equal(nx_topk_merge(r, c), 0);
+    size_t before = nx_topk_bytes(c); /* 128 counters allocated for 100 */
+    assert_int_equal(nx_topk_set_capacity(c, K), 0);
+    assert_true(nx_topk_bytes(c) <= before - (128 - K) * 32); /* the spare ones given back */
+    encodings_equal(c, r);
+    nx_topk_freeze(c);
+    nx_topk_freeze(r);
+    assert_int_equal(nx_topk_bytes(c), nx_topk_bytes(r));
+    nx_topk_destroy(c);
+    nx_topk_destroy(r);
+    /* no cut: widened and narrowed back, a sketch of n <= K is unchanged */
+    nx_topk *a = exact_batch(K, 40, 1), *b;
+    assert_int_equal(nx_topk_clone(a, &b), 0);
+    assert_int_equal(nx_topk_set_capacity(a, W), 0);
+    assert_int_equal(nx_topk_capacity(a), W);
+    assert_int_equal(nx_topk_set_capacity(a, 0), NX_EINVAL);
+    assert_int_equal(nx_topk_set_capacity(a, 65537), NX_EINVAL);
+    assert_int_equal(nx_topk_set_capacity(a, K), 0);
+    encodings_equal(a, b);
+    nx_topk_destroy(a);
+    nx_topk_destroy(b);
+}
+
 static void test_merge_matches_definition(void **st)
 {
     (void)st;
@@ -1067,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_candidate_order),
         cmocka_unit_test(test_merge_matches_definition),
         cmocka_unit_test(test_fill_from_exact),
+        cmocka_unit_test(test_set_capacity),
         cmocka_unit_test(test_merge_hash_ties),
         cmocka_unit_test(test_empty_members_without_arena),
         cmocka_unit_test(test_copy),

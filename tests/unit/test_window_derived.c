@@ -87,7 +87,7 @@ static void roundtrip(side *d, const nx_engine_config *cfg)
 {
     nx_buf buf = {0};
     assert_int_equal(nx_engine_encode(d->e, &buf), 0);
-    assert_int_equal(buf.data[4], 9); /* frame version */
+    assert_int_equal(buf.data[4], 10); /* frame version */
     nx_engine *f = NULL;
     assert_int_equal(nx_engine_decode(cfg, buf.data, buf.len, &f), 0);
     nx_buf_free(&buf);

@@ -148,7 +148,7 @@ static void roundtrip(nx_window *w, nx_window *out, int want_rc)
     assert_int_equal(nx_window_encode(w, &buf), 0);
     nx_rbuf in = {buf.data, buf.len, 0};
     nx_window_init(out, N, 1, NULL);
-    int rc = nx_window_decode(&in, out, &P, NX_TYPE_SET, NULL, NULL);
+    int rc = nx_window_decode(&in, out, &P, NX_TYPE_SET, true, NULL, NULL);
     assert_int_equal(rc, want_rc);
     if (rc == 0)
         assert_int_equal(in.n, 0);

@@ -147,7 +147,7 @@ static void roundtrip_read(nx_window *w, nx_acc *out)
     nx_rbuf in = {buf.data, buf.len, 0};
     nx_window d;
     nx_window_init(&d, N, 1, NULL);
-    assert_int_equal(nx_window_decode(&in, &d, &P, NX_TYPE_DISTRIBUTION, NULL, NULL), 0);
+    assert_int_equal(nx_window_decode(&in, &d, &P, NX_TYPE_DISTRIBUTION, true, NULL, NULL), 0);
     assert_int_equal(in.n, 0);
     assert_false(d.ilazy); /* a decoded inv is kept */
     read_window(&d, out);
