@@ -17,6 +17,7 @@
 
 #include "common/nx_codec.h"
 #include "sketch/nx_topk.h"
+#include "test_topk_eq.h"
 
 static uint64_t rng_state = 0x5eed5ull;
 static uint64_t rng(void)
@@ -695,18 +696,6 @@ static void merge_rounds(int mode, int rounds)
 
 /* Both sketches encode to the same bytes (the same counters in candidate
  * order) and hold the same total. */
-static void encodings_equal(const nx_topk *a, const nx_topk *b)
-{
-    nx_buf x = {0}, y = {0};
-    assert_int_equal(nx_topk_encode(a, &x), 0);
-    assert_int_equal(nx_topk_encode(b, &y), 0);
-    assert_int_equal(x.len, y.len);
-    assert_memory_equal(x.data, y.data, x.len);
-    assert_true(nx_topk_total(a) == nx_topk_total(b));
-    nx_buf_free(&x);
-    nx_buf_free(&y);
-}
-
 /* A merge into an empty sketch from one that was never full and fits in it
  * (a second's drained batch, tallied into 256 counters, into the second's
  * top-k of 64) copies the counters at once (topk_fill). The result must be
@@ -753,11 +742,11 @@ static void test_fill_from_exact(void **st)
                                            it[i].count),
                              0);
         assert_int_equal(nx_topk_merge(dst, batch), 0);
-        encodings_equal(dst, ref);
+        topk_encodings_equal(dst, ref);
         if (round & 1) { /* else the adds come straight after the fill */
             assert_int_equal(nx_topk_merge(dst, more), 0);
             assert_int_equal(nx_topk_merge(ref, more), 0);
-            encodings_equal(dst, ref);
+            topk_encodings_equal(dst, ref);
         }
         for (int i = 0; i < 200; i++) {
             char m[64];
@@ -765,7 +754,7 @@ static void test_fill_from_exact(void **st)
             assert_int_equal(nx_topk_add(dst, m, (uint32_t)len, 1), 0);
             assert_int_equal(nx_topk_add(ref, m, (uint32_t)len, 1), 0);
         }
-        encodings_equal(dst, ref);
+        topk_encodings_equal(dst, ref);
         nx_topk_destroy(ref);
     }
     nx_topk_destroy(dst);
@@ -823,7 +812,7 @@ static void test_set_capacity(void **st)
         assert_int_equal(nx_topk_merge(ref, whole), 0); /* the definition: a cut */
         assert_int_equal(nx_topk_set_capacity(wide, K), 0);
         assert_int_equal(nx_topk_capacity(wide), K);
-        encodings_equal(wide, ref);
+        topk_encodings_equal(wide, ref);
         /* the dropped members' bytes are dead: frozen, both hold the same */
         nx_topk_freeze(wide);
         nx_topk_freeze(ref);
@@ -837,7 +826,7 @@ static void test_set_capacity(void **st)
         if (round & 1) {
             assert_int_equal(nx_topk_merge(wide, full64), 0);
             assert_int_equal(nx_topk_merge(ref, full64), 0);
-            encodings_equal(wide, ref);
+            topk_encodings_equal(wide, ref);
         }
         for (int i = 0; i < 150; i++) {
             char m[64];
@@ -845,13 +834,13 @@ static void test_set_capacity(void **st)
             assert_int_equal(nx_topk_add(wide, m, (uint32_t)len, 1), 0);
             assert_int_equal(nx_topk_add(ref, m, (uint32_t)len, 1), 0);
         }
-        encodings_equal(wide, ref);
+        topk_encodings_equal(wide, ref);
         /* full now: its capacity stays */
         assert_int_equal(nx_topk_set_capacity(wide, K), 0);
         assert_int_equal(nx_topk_set_capacity(wide, W), NX_EINVAL);
         assert_int_equal(nx_topk_set_capacity(full64, W), NX_EINVAL);
         assert_int_equal(nx_topk_capacity(wide), K);
-        encodings_equal(wide, ref);
+        topk_encodings_equal(wide, ref);
         nx_topk_destroy(full);
         nx_topk_destroy(full64);
         nx_topk_destroy(wide);
@@ -873,7 +862,7 @@ static void test_set_capacity(void **st)
     size_t before = nx_topk_bytes(c); /* 128 counters allocated for 100 */
     assert_int_equal(nx_topk_set_capacity(c, K), 0);
     assert_true(nx_topk_bytes(c) <= before - (128 - K) * 32); /* the spare ones given back */
-    encodings_equal(c, r);
+    topk_encodings_equal(c, r);
     nx_topk_freeze(c);
     nx_topk_freeze(r);
     assert_int_equal(nx_topk_bytes(c), nx_topk_bytes(r));
@@ -887,7 +876,7 @@ static void test_set_capacity(void **st)
     assert_int_equal(nx_topk_set_capacity(a, 0), NX_EINVAL);
     assert_int_equal(nx_topk_set_capacity(a, 65537), NX_EINVAL);
     assert_int_equal(nx_topk_set_capacity(a, K), 0);
-    encodings_equal(a, b);
+    topk_encodings_equal(a, b);
     nx_topk_destroy(a);
     nx_topk_destroy(b);
 }
@@ -1034,9 +1023,9 @@ static void test_copy(void **st)
                     nx_topk_clear(via_merge);
                 }
                 assert_int_equal(nx_topk_copy(dst, src), 0);
-                encodings_equal(dst, src);
+                topk_encodings_equal(dst, src);
                 assert_int_equal(nx_topk_merge(via_merge, src), 0);
-                encodings_equal(via_merge, src);
+                topk_encodings_equal(via_merge, src);
                 /* the same adds (old members and new ones) keep them equal */
                 uint64_t seed = rng_state;
                 fill(src, 200, 1020);
@@ -1051,8 +1040,8 @@ static void test_copy(void **st)
                     assert_int_equal(nx_topk_add(dst, m, (uint32_t)len, 1), 0);
                     assert_int_equal(nx_topk_add(via_merge, m, (uint32_t)len, 1), 0);
                 }
-                encodings_equal(dst, src);
-                encodings_equal(via_merge, src);
+                topk_encodings_equal(dst, src);
+                topk_encodings_equal(via_merge, src);
                 nx_topk_destroy(src);
                 nx_topk_destroy(dst);
                 nx_topk_destroy(via_merge);
@@ -1087,7 +1076,7 @@ static void test_freeze(void **st)
         size_t before = nx_topk_bytes(frozen);
         nx_topk_freeze(frozen);
         nx_topk_freeze(frozen); /* twice: a no-op */
-        encodings_equal(plain, frozen);
+        topk_encodings_equal(plain, frozen);
         if (sizes[z] > 0)
             assert_true(nx_topk_bytes(frozen) < before);
         assert_int_equal(nx_topk_create(64, &other), 0);
@@ -1118,17 +1107,17 @@ static void test_freeze(void **st)
                 fill(y, 50, 1100);
                 assert_int_equal(nx_topk_merge(x, plain), 0);
                 assert_int_equal(nx_topk_merge(y, frozen), 0);
-                encodings_equal(x, y);
+                topk_encodings_equal(x, y);
                 assert_int_equal(nx_topk_clone(plain, &cx), 0);
                 assert_int_equal(nx_topk_clone(frozen, &cy), 0);
-                encodings_equal(cx, cy);
+                topk_encodings_equal(cx, cy);
                 assert_int_equal(nx_topk_copy(x, plain), 0);
                 assert_int_equal(nx_topk_copy(y, frozen), 0);
-                encodings_equal(x, y);
+                topk_encodings_equal(x, y);
                 /* a sketch copied from a frozen one takes adds as well */
                 assert_int_equal(nx_topk_add(cx, m, (uint32_t)len, w), 0);
                 assert_int_equal(nx_topk_add(cy, m, (uint32_t)len, w), 0);
-                encodings_equal(cx, cy);
+                topk_encodings_equal(cx, cy);
                 /* so does a small one (8 counters, a 16-slot table) that
                  * grows to take a frozen one's, whose trimmed counters
                  * come without a table to size its own by */
@@ -1145,7 +1134,7 @@ static void test_freeze(void **st)
                 assert_int_equal(nx_topk_copy(cy, frozen), 0);
                 assert_int_equal(nx_topk_add(cx, m, (uint32_t)len, w), 0);
                 assert_int_equal(nx_topk_add(cy, m, (uint32_t)len, w), 0);
-                encodings_equal(cx, cy);
+                topk_encodings_equal(cx, cy);
                 nx_topk_destroy(x);
                 nx_topk_destroy(y);
                 nx_topk_destroy(cx);
@@ -1161,7 +1150,7 @@ static void test_freeze(void **st)
             } else {
                 nx_topk_freeze(frozen);
             }
-            encodings_equal(plain, frozen);
+            topk_encodings_equal(plain, frozen);
             nx_topk_item a[64], b[64];
             size_t na = nx_topk_list(plain, a, 64), nb = nx_topk_list(frozen, b, 64);
             assert_int_equal(na, nb);

@@ -31,6 +31,7 @@
 #include "common/nx_codec.h"
 #include "sketch/nx_topk.h"
 #include "window/nx_window.h"
+#include "test_topk_eq.h"
 
 #define LEN 60 /* the 1 m window */
 #define SUB 5  /* of 5 s sub-buckets */
@@ -77,17 +78,6 @@ static nx_topk *slot_topk(const nx_window *w, int64_t k)
     return w->sk[r < 0 ? r + m : r].topk;
 }
 
-static void topk_equal(const nx_topk *a, const nx_topk *b)
-{
-    nx_buf x = {0}, y = {0};
-    assert_int_equal(nx_topk_encode(a, &x), 0);
-    assert_int_equal(nx_topk_encode(b, &y), 0);
-    assert_int_equal(x.len, y.len);
-    assert_memory_equal(x.data, y.data, x.len);
-    nx_buf_free(&x);
-    nx_buf_free(&y);
-}
-
 /* The definition: exact content cut to K (merged into an empty sketch). */
 static nx_topk *cut(const nx_topk *exact)
 {
@@ -110,7 +100,7 @@ static void read_equals(nx_window *w, const nx_topk *want)
     nx_acc out;
     nx_acc_init(&out);
     assert_int_equal(nx_window_read(w, NULL, &out, &P), 0);
-    topk_equal(out.topk, want);
+    topk_encodings_equal(out.topk, want);
     nx_acc_free(&out);
 }
 
@@ -140,7 +130,7 @@ static void test_wide_exact_then_cut(void **st)
     assert_int_equal(nx_window_advance(&w, T0 + SUB, &P, NULL), 0);
     nx_topk *done = slot_topk(&w, w.cur_k - 1), *want = cut(whole);
     assert_int_equal(nx_topk_capacity(done), K);
-    topk_equal(done, want);
+    topk_encodings_equal(done, want);
     read_equals(&w, want);
     nx_topk_destroy(want);
     nx_topk_destroy(whole);
@@ -166,7 +156,7 @@ static void test_overflow_and_full(void **st)
     nx_acc_free(&a);
     fold_second(&w, NULL, T0 + 4, 240, 16);
     assert_int_equal(nx_topk_capacity(slot_topk(&w, w.cur_k)), K);
-    topk_equal(slot_topk(&w, w.cur_k), ref);
+    topk_encodings_equal(slot_topk(&w, w.cur_k), ref);
     nx_topk_destroy(ref);
     nx_topk_destroy(whole);
 
@@ -182,7 +172,7 @@ static void test_overflow_and_full(void **st)
     assert_int_equal(nx_window_fold(&w, T0 + 7, &a, &P, NULL), 0);
     nx_acc_free(&a);
     assert_int_equal(nx_topk_capacity(slot_topk(&w, w.cur_k)), K);
-    topk_equal(slot_topk(&w, w.cur_k), ref);
+    topk_encodings_equal(slot_topk(&w, w.cur_k), ref);
     nx_topk_destroy(ref);
     nx_topk_destroy(whole);
     nx_window_free(&w);
@@ -202,7 +192,7 @@ static void test_late_into_wide(void **st)
     assert_int_equal(nx_topk_add(ref, "late", 4, 2), 0);
     assert_int_equal(nx_window_add_late(&w, T0 + 1, &P, NX_TYPE_SET, 0, 2, "late", 4), 0);
     assert_int_equal(nx_topk_capacity(slot_topk(&w, w.cur_k)), K);
-    topk_equal(slot_topk(&w, w.cur_k), ref);
+    topk_encodings_equal(slot_topk(&w, w.cur_k), ref);
     nx_topk_destroy(ref);
     nx_topk_destroy(whole);
     nx_window_free(&w);
@@ -232,15 +222,15 @@ static void test_codec(void **st)
     fold_second(&w, whole, T0 + 1, 40, 50);
     assert_int_equal(nx_topk_capacity(slot_topk(&w, w.cur_k)), 4 * K);
     assert_int_equal(roundtrip(&w, true, &d), 0);
-    topk_equal(slot_topk(&d, d.cur_k), slot_topk(&w, w.cur_k));
+    topk_encodings_equal(slot_topk(&d, d.cur_k), slot_topk(&w, w.cur_k));
     /* and they go on alike: another second, then the cut */
     fold_second(&w, whole, T0 + 2, 80, 50);
     fold_second(&d, NULL, T0 + 2, 80, 50);
     assert_int_equal(nx_window_advance(&w, T0 + SUB, &P, NULL), 0);
     assert_int_equal(nx_window_advance(&d, T0 + SUB, &P, NULL), 0);
     nx_topk *want = cut(whole);
-    topk_equal(slot_topk(&w, w.cur_k - 1), want);
-    topk_equal(slot_topk(&d, d.cur_k - 1), want);
+    topk_encodings_equal(slot_topk(&w, w.cur_k - 1), want);
+    topk_encodings_equal(slot_topk(&d, d.cur_k - 1), want);
     nx_topk_destroy(want);
     nx_window_free(&d);
     /* a format without wide top-ks: refused */
