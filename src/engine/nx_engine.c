@@ -13,8 +13,8 @@
  *      and reaches the open DDSketch with the rest of its second; a
  *      set member waits in the stream's member log and reaches the open
  *      top-k and the two HLLs with the rest of its second: nx_stream_drain;
- *      the common counter or quantile event, without a timestamp of its
- *      own, has a path of its own in nx_stream_update, the rest
+ *      the common counter, quantile or set event, without a timestamp of
+ *      its own, has a path of its own in nx_stream_update, the rest
  *      stream_update_any);
  *   3. sec > open_sec: CLOSE the open bucket — fold it once into every
  *      window's current sub-bucket, every tier's bucket and the all-time
@@ -1253,6 +1253,29 @@ static int mlog_drain(nx_stream *s)
 }
 
 /* Logs one member of the open second (its weight is already in open_m). */
+/* Writes an entry of `need` bytes (mlog_entry_bytes(len)) into the log,
+ * which has room for it and takes weight w (nothing to drain). */
+static inline void mlog_put(nx_stream *s, uint64_t h, const char *m, uint32_t len, uint32_t need,
+                            double w)
+{
+    uint8_t *p = s->mlog.data + s->mlog.len;
+    memcpy(p, &h, sizeof h);
+    memcpy(p + 8, &len, sizeof len);
+    memcpy(p + NX_MLOG_HEAD, m, len);
+    s->mlog.len += need;
+    s->qbuf_w = w;
+    s->nqbuf++;
+}
+
+/* Whether the log takes an entry of `need` bytes and weight w as it is:
+ * no drain first (mlog_append's conditions; its byte limit holds as the
+ * log's capacity is at most NX_MLOG_MAX), no growth. */
+static inline bool mlog_has_room(const nx_stream *s, uint32_t need, double w)
+{
+    return s->nqbuf < NX_MLOG_ENTRIES_MAX && (s->nqbuf == 0 || s->qbuf_w == w) &&
+           s->mlog.len + need <= s->mlog.cap;
+}
+
 static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, double w)
 {
     int rc;
@@ -1266,13 +1289,7 @@ static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, do
     /* grows by doubling from 256: stays <= NX_MLOG_MAX (a power of two) */
     if ((rc = nx_buf_reserve(&s->mlog, need)))
         return rc;
-    uint8_t *p = s->mlog.data + s->mlog.len;
-    memcpy(p, &h, sizeof h);
-    memcpy(p + 8, &len, sizeof len);
-    memcpy(p + NX_MLOG_HEAD, m, len);
-    s->mlog.len += need;
-    s->qbuf_w = w;
-    s->nqbuf++;
+    mlog_put(s, h, m, len, need, w);
     return 0;
 }
 
@@ -1642,11 +1659,12 @@ static __attribute__((noinline)) int stream_update_any(nx_stream *s, const nx_up
     return 0;
 }
 
-/* The common event of a counter or a quantile type gets a path of its own:
+/* The common event of a counter, a quantile type or a set gets a path of its own:
  * no timestamp of its own (so it is at now), now not behind the stream's
  * newest (no clamp), in the open second, valid, no snapshot being written;
  * for a quantile type also room in the bin buffer and the buffer's weight
- * (nothing to drain or spill). It has exactly the effects
+ * (nothing to drain or spill), for a set room in the member log as it is
+ * (mlog_has_room: nothing to drain, no growth). It has exactly the effects
  * stream_update_any() gives such an event, in fewer instructions: no
  * registers to save for a counter (the general path is a tail call), no
  * floor division (now >= 0), none of the other types' tests. bench_engine
@@ -1689,6 +1707,15 @@ int nx_stream_update(nx_stream *s, const nx_update *u, int64_t now_ms)
         nx_moments_add_checked(&s->open_m, v, w);
         s->qbuf[s->nqbuf++] = nx_ddsketch_pack(s->eng->dd_inv_ln_gamma, v);
         s->qbuf_w = w;
+        return 0;
+    }
+    if (type == NX_TYPE_SET && u->member && u->member_len <= NX_TOPK_MEMBER_MAX &&
+        mlog_has_room(s, mlog_entry_bytes(u->member_len), w) &&
+        stream_event_common(s, u, now_ms, v, w)) {
+        stream_event_account(s, now_ms);
+        mlog_put(s, XXH3_64bits(u->member, u->member_len), u->member, u->member_len,
+                 mlog_entry_bytes(u->member_len), w);
+        s->open_m.count += w;
         return 0;
     }
     return stream_update_any(s, u, now_ms);

@@ -649,9 +649,26 @@ static void test_prefetch_hints(void **st)
     nx_engine_destroy(e);
 }
 
-/* The counter and quantile events' own path (nx_stream_update) has exactly
+/* nx_stream_update for a set stream: member m<v> (v's integer part), or
+ * none when v is not finite (refused either way). */
+static int upd_member(nx_stream *s, double v, double w, int64_t ts, int64_t now)
+{
+    nx_update u;
+    memset(&u, 0, sizeof(u));
+    char m[32];
+    if (isfinite(v)) {
+        u.member = m;
+        u.member_len = (uint32_t)snprintf(m, sizeof m, "m%d", (int)v);
+    }
+    u.value = 0;
+    u.weight = w;
+    u.ts_ms = ts;
+    return nx_stream_update(s, &u, now);
+}
+
+/* The counter, quantile and set events' own path (nx_stream_update) has exactly
  * the effects of the general one. Twin engines get the same events (two
- * counters, a timer, a distribution, a histogram); one without
+ * counters, a timer, a distribution, a histogram, a set); one without
  * timestamps (most of them take the fast path), the other with each event's
  * effective time as its timestamp (every one takes the general path, same
  * meaning). Now goes back at times (the clamp), jumps past every window,
@@ -662,9 +679,9 @@ static void test_prefetch_hints(void **st)
 static void test_event_fast_path(void **st)
 {
     (void)st;
-    enum { NS = 5, N = 20000 };
-    static const nx_type types[NS] = {NX_TYPE_COUNTER, NX_TYPE_COUNTER, NX_TYPE_TIMER,
-                                      NX_TYPE_DISTRIBUTION, NX_TYPE_HISTOGRAM};
+    enum { NS = 6, N = 24000 };
+    static const nx_type types[NS] = {NX_TYPE_COUNTER,      NX_TYPE_COUNTER,   NX_TYPE_TIMER,
+                                      NX_TYPE_DISTRIBUTION, NX_TYPE_HISTOGRAM, NX_TYPE_SET};
     nx_engine *e[2] = {mk_engine(), mk_engine()};
     nx_stream *s[2][NS];
     for (int k = 0; k < 2; k++) {
@@ -708,10 +725,12 @@ static void test_event_fast_path(void **st)
                     assert_int_equal(nx_engine_encode_step(e[k], 4096, &snap[k], &done), 0);
             }
         /* mostly weight 1: a quantile stream takes the fast path while its
-         * buffer's weight stays the event's */
+         * buffer's weight stays the event's (a set's: its member log's) */
         double wt = r % 10 == 0 ? weights[1 + (r / 10) % 2] : weights[0];
-        int ra = upd(s[0][j], v, wt, 0, now);
-        int rb = upd(s[1][j], v, wt, eff, now);
+        int (*up)(nx_stream *, double, double, int64_t, int64_t) =
+            types[j] == NX_TYPE_SET ? upd_member : upd;
+        int ra = up(s[0][j], v, wt, 0, now);
+        int rb = up(s[1][j], v, wt, eff, now);
         assert_int_equal(ra, rb);
         assert_int_equal(ra, isfinite(v) ? 0 : NX_EINVAL);
         if (r % 37 == 0) /* a read drains the buffer mid-second */
@@ -734,8 +753,56 @@ static void test_event_fast_path(void **st)
     assert_int_equal(nx_stream_read(s[0][0], NX_WINDOW_ALL, now, &a), 0);
     assert_true(a.count > 100); /* the events landed */
     nx_summary_free(&a);
+    assert_int_equal(nx_stream_read(s[0][NS - 1], NX_WINDOW_ALL, now, &a), 0);
+    assert_true(a.count > 100 && nx_summary_distinct(&a) > 100); /* the set's too */
+    nx_summary_free(&a);
     for (int k = 0; k < 2; k++) {
         nx_buf_free(&snap[k]);
+        nx_buf_free(&enc[k]);
+        nx_engine_destroy(e[k]);
+    }
+}
+
+/* A set's member log fills within a second: by entries (255 short
+ * members: a uint8_t count) or by bytes (long ones). The fast path must
+ * leave both to the general path (which drains first), so twin engines,
+ * one with timestamps (every event on the general path), stay byte-equal
+ * and count every event. */
+static void test_set_fast_path_full_log(void **st)
+{
+    (void)st;
+    nx_engine *e[2] = {mk_engine(), mk_engine()};
+    nx_stream *s[2];
+    for (int k = 0; k < 2; k++) {
+        nx_tenant *t;
+        assert_int_equal(nx_engine_tenant(e[k], "acme", 4, &t), 0);
+        assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s[k]), 0);
+    }
+    int n = 0;
+    for (int sec = 0; sec < 3; sec++)
+        for (int i = 0; i < 700; i++, n++) {
+            nx_update u;
+            memset(&u, 0, sizeof u);
+            char m[64];
+            u.member = m;
+            u.member_len = sec == 1 ? (uint32_t)snprintf(m, sizeof m, "a-rather-long-member-%d", i)
+                                    : (uint32_t)snprintf(m, sizeof m, "m%d", i % 300);
+            u.weight = 1;
+            int64_t now = T0 + sec * 1000 + i;
+            assert_int_equal(nx_stream_update(s[0], &u, now), 0);
+            u.ts_ms = now;
+            assert_int_equal(nx_stream_update(s[1], &u, now), 0);
+        }
+    nx_buf enc[2] = {{0}, {0}};
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(nx_engine_encode(e[k], &enc[k]), 0);
+    assert_int_equal(enc[0].len, enc[1].len);
+    assert_memory_equal(enc[0].data, enc[1].data, enc[0].len);
+    nx_summary a;
+    assert_int_equal(nx_stream_read(s[0], NX_WINDOW_ALL, T0 + 3000, &a), 0);
+    assert_true(a.count == n);
+    nx_summary_free(&a);
+    for (int k = 0; k < 2; k++) {
         nx_buf_free(&enc[k]);
         nx_engine_destroy(e[k]);
     }
@@ -830,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_prefetch_hints),
         cmocka_unit_test(test_event_fast_path),
+        cmocka_unit_test(test_set_fast_path_full_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
