@@ -649,6 +649,18 @@ static void test_prefetch_hints(void **st)
     nx_engine_destroy(e);
 }
 
+/* Twin engines hold the same state: their snapshots are byte-equal. */
+static void encodings_equal(nx_engine *a, nx_engine *b)
+{
+    nx_buf x = {0}, y = {0};
+    assert_int_equal(nx_engine_encode(a, &x), 0);
+    assert_int_equal(nx_engine_encode(b, &y), 0);
+    assert_int_equal(x.len, y.len);
+    assert_memory_equal(x.data, y.data, x.len);
+    nx_buf_free(&x);
+    nx_buf_free(&y);
+}
+
 /* nx_stream_update for a set stream: member m<v> (v's integer part), or
  * none when v is not finite (refused either way). */
 static int upd_member(nx_stream *s, double v, double w, int64_t ts, int64_t now)
@@ -744,11 +756,7 @@ static void test_event_fast_path(void **st)
     assert_memory_equal(snap[0].data, snap[1].data, snap[0].len);
     for (int i = 0; i < NS; i++)
         assert_int_equal(nx_stream_last_update(s[0][i]), nx_stream_last_update(s[1][i]));
-    nx_buf enc[2] = {{0}, {0}};
-    for (int k = 0; k < 2; k++)
-        assert_int_equal(nx_engine_encode(e[k], &enc[k]), 0);
-    assert_int_equal(enc[0].len, enc[1].len);
-    assert_memory_equal(enc[0].data, enc[1].data, enc[0].len);
+    encodings_equal(e[0], e[1]);
     nx_summary a;
     assert_int_equal(nx_stream_read(s[0][0], NX_WINDOW_ALL, now, &a), 0);
     assert_true(a.count > 100); /* the events landed */
@@ -758,7 +766,6 @@ static void test_event_fast_path(void **st)
     nx_summary_free(&a);
     for (int k = 0; k < 2; k++) {
         nx_buf_free(&snap[k]);
-        nx_buf_free(&enc[k]);
         nx_engine_destroy(e[k]);
     }
 }
@@ -793,19 +800,13 @@ static void test_set_fast_path_full_log(void **st)
             u.ts_ms = now;
             assert_int_equal(nx_stream_update(s[1], &u, now), 0);
         }
-    nx_buf enc[2] = {{0}, {0}};
-    for (int k = 0; k < 2; k++)
-        assert_int_equal(nx_engine_encode(e[k], &enc[k]), 0);
-    assert_int_equal(enc[0].len, enc[1].len);
-    assert_memory_equal(enc[0].data, enc[1].data, enc[0].len);
+    encodings_equal(e[0], e[1]);
     nx_summary a;
     assert_int_equal(nx_stream_read(s[0], NX_WINDOW_ALL, T0 + 3000, &a), 0);
     assert_true(a.count == n);
     nx_summary_free(&a);
-    for (int k = 0; k < 2; k++) {
-        nx_buf_free(&enc[k]);
+    for (int k = 0; k < 2; k++)
         nx_engine_destroy(e[k]);
-    }
 }
 
 /* The batch-lookup API: the hashed calls find, create and refuse exactly
