@@ -1252,7 +1252,6 @@ static int mlog_drain(nx_stream *s)
     return 0;
 }
 
-/* Logs one member of the open second (its weight is already in open_m). */
 /* Writes an entry of `need` bytes (mlog_entry_bytes(len)) into the log,
  * which has room for it and takes weight w (nothing to drain). */
 static inline void mlog_put(nx_stream *s, uint64_t h, const char *m, uint32_t len, uint32_t need,
@@ -1276,6 +1275,7 @@ static inline bool mlog_has_room(const nx_stream *s, uint32_t need, double w)
            s->mlog.len + need <= s->mlog.cap;
 }
 
+/* Logs one member of the open second (its weight is already in open_m). */
 static int mlog_append(nx_stream *s, uint64_t h, const char *m, uint32_t len, double w)
 {
     int rc;
