@@ -1148,8 +1148,6 @@ static int stream_advance(nx_stream *s, int64_t sec)
     return rc ? rc : hist_advance(s, sec);
 }
 
-static int stream_shll_add(nx_stream *s, uint64_t hash, int64_t sec);
-
 /* ---- the member log (sets; see nx_engine_int.h) ----------------------------------
  * An entry: the member's XXH3 hash (8 bytes), its length (4), its bytes,
  * padded to a multiple of 8 so the next hash is aligned. */
@@ -1171,12 +1169,36 @@ static inline uint32_t mlog_entry(const nx_stream *s, uint32_t off, uint64_t *ha
     return off + mlog_entry_bytes(*len);
 }
 
-/* One member of the open second into the sliding HLL, or all-time's HLL
- * when there is none (idempotent: a drain that fails may add it again). */
-static int set_member_hll(nx_stream *s, uint64_t h)
+static int stream_shll_ensure(nx_stream *s);
+
+/* Members of the open second into the sliding HLL, or all-time's HLL when
+ * the engine has no windows (so no sliding HLL). Idempotent: a drain that
+ * fails may add them again. */
+static int set_members_hll(nx_stream *s, const uint64_t *hs, uint32_t n)
 {
-    int rc = stream_shll_add(s, h, s->open_sec);
-    return rc || s->shll ? rc : nx_acc_add_distinct(&s->all, &s->eng->ap, h);
+    nx_engine *e = s->eng;
+    int rc;
+    if (e->shll_horizon) {
+        if ((rc = stream_shll_ensure(s)))
+            return rc;
+        return nx_shll_add_hashes(s->shll, hs, n, s->open_sec, s->open_sec);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if ((rc = nx_acc_add_distinct(&s->all, &e->ap, hs[i])))
+            return rc;
+    return 0;
+}
+
+/* Hint: the lines set_members_hll(s, hs, n) reads first. */
+static void set_members_prefetch(const nx_stream *s, const uint64_t *hs, uint32_t n)
+{
+    if (s->eng->shll_horizon) {
+        if (s->shll) /* else the first drain creates it */
+            nx_shll_prefetch(s->shll, hs, n);
+    } else if (s->all.hll) {
+        for (uint32_t i = 0; i < n; i++)
+            nx_hll_prefetch(s->all.hll, hs[i]);
+    }
 }
 
 /* The open top-k, created when first needed. */
@@ -1189,29 +1211,19 @@ static int set_open_topk(nx_stream *s)
 static int set_member_apply(nx_stream *s, uint64_t h, const char *m, uint32_t len, double w)
 {
     int rc;
-    if ((rc = set_member_hll(s, h)) || (rc = set_open_topk(s)))
+    if ((rc = set_members_hll(s, &h, 1)) || (rc = set_open_topk(s)))
         return rc;
     return nx_topk_add_hash(s->open_topk, m, len, h, w);
 }
 
-/* How far ahead a drain fetches its entries' register lines: all of a full
- * log's at once (255 entries, 2-3 lines each) are more than the core keeps
- * in flight. */
-#define MLOG_AHEAD 16
-
-/* Fetches the register lines of the entry at `off`; returns the next's. */
-static inline uint32_t mlog_prefetch(const nx_stream *s, uint32_t off)
-{
-    uint64_t h;
-    const char *m;
-    uint32_t len;
-    off = mlog_entry(s, off, &h, &m, &len);
-    if (s->shll)
-        nx_shll_prefetch(s->shll, h);
-    else if (s->all.hll)
-        nx_hll_prefetch(s->all.hll, h);
-    return off;
-}
+/* A drain takes its members MLOG_CHUNK at a time, to the HLLs and then to
+ * the top-k's tally, and asks for the HLL lines of the members MLOG_AHEAD
+ * further on: all of a full log's at once (255 members, 2-3 lines each)
+ * are more than the core keeps in flight, and the tally's work between
+ * the adds is what hides their wait (one pass of HLL adds and then one of
+ * tallies ran 15% slower, with 7% fewer instructions). */
+#define MLOG_CHUNK 8u
+#define MLOG_AHEAD 16u
 
 /* The log's members go to the HLLs in order, and to the top-k as one
  * batch: tallied exactly into the engine's scratch sketch, which is then
@@ -1221,28 +1233,28 @@ static inline uint32_t mlog_prefetch(const nx_stream *s, uint32_t off)
 static int mlog_drain(nx_stream *s)
 {
     nx_engine *e = s->eng;
-    uint32_t off = 0;
-    uint64_t h;
-    const char *m;
-    uint32_t len;
+    uint32_t n = s->nqbuf, off = 0;
+    uint64_t hs[NX_MLOG_ENTRIES_MAX];
+    const char *ms[NX_MLOG_ENTRIES_MAX];
+    uint32_t lens[NX_MLOG_ENTRIES_MAX];
     int rc;
     if ((rc = set_open_topk(s)) ||
         (!e->mlog_topk && (rc = nx_topk_create(NX_MLOG_ENTRIES_MAX + 1, &e->mlog_topk))))
         return rc;
-    /* entries' register lines are fetched MLOG_AHEAD entries ahead */
-    uint32_t ahead = 0, aoff = 0;
-    for (; ahead < s->nqbuf && ahead < MLOG_AHEAD; ahead++)
-        aoff = mlog_prefetch(s, aoff);
+    for (uint32_t i = 0; i < n; i++)
+        off = mlog_entry(s, off, &hs[i], &ms[i], &lens[i]);
+    set_members_prefetch(s, hs, n < MLOG_AHEAD ? n : MLOG_AHEAD);
     nx_topk_prefetch_merge(s->open_topk);
     nx_topk *batch = e->mlog_topk;
     nx_topk_clear(batch);
-    for (uint32_t i = 0; i < s->nqbuf; i++) {
-        if (ahead < s->nqbuf) {
-            aoff = mlog_prefetch(s, aoff);
-            ahead++;
+    for (uint32_t c = 0; c < n; c += MLOG_CHUNK) {
+        uint32_t c_n = n - c < MLOG_CHUNK ? n - c : MLOG_CHUNK;
+        if (c + MLOG_AHEAD < n) {
+            uint32_t a = c + MLOG_AHEAD, a_n = n - a < MLOG_CHUNK ? n - a : MLOG_CHUNK;
+            set_members_prefetch(s, hs + a, a_n);
         }
-        off = mlog_entry(s, off, &h, &m, &len);
-        if ((rc = set_member_hll(s, h)) || (rc = nx_topk_tally(batch, m, len, h, s->qbuf_w)))
+        if ((rc = set_members_hll(s, hs + c, c_n)) ||
+            (rc = nx_topk_tally_n(batch, ms + c, lens + c, hs + c, c_n, s->qbuf_w)))
             return rc;
     }
     if ((rc = nx_topk_merge(s->open_topk, batch)))

@@ -65,9 +65,16 @@ void nx_shll_destroy(nx_shll *s);
 /* Adds a member hash (XXH3, as nx_hll_add_hash) seen at second `sec`
  * (sec <= now; older than the horizon: ignored). */
 int nx_shll_add_hash(nx_shll *s, uint64_t hash, int64_t sec, int64_t now);
-/* Hint: prefetches the cache line nx_shll_add_hash(s, hash, ...) reads
- * first (the register's head, or its probe run's start). */
-void nx_shll_prefetch(const nx_shll *s, uint64_t hash);
+/* n hashes all seen at second `sec` (sec <= now), as n nx_shll_add_hash
+ * calls in order would add them, with what every call checks (the grave's
+ * fold, the horizon, the clock) decided once. On an error (NX_ENOMEM) a
+ * prefix of them is in; adds are idempotent, so the caller may retry them
+ * all. A drained member log adds a few at a time, between its top-k
+ * tallies, the lines of later ones asked for with nx_shll_prefetch. */
+int nx_shll_add_hashes(nx_shll *s, const uint64_t *hashes, uint32_t n, int64_t sec, int64_t now);
+/* Hint: fetches the lines adds of these n hashes read first (each
+ * register's head, or its probe run's start). */
+void nx_shll_prefetch(const nx_shll *s, const uint64_t *hashes, uint32_t n);
 /* Adds (register idx, rank) at second `sec` (decoders, migrations). */
 int nx_shll_raise(nx_shll *s, uint32_t idx, uint8_t rank, int64_t sec, int64_t now);
 /* out := out max-merged with the HLL of everything added at a second in

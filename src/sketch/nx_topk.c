@@ -656,25 +656,37 @@ int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t h, d
     return rc;
 }
 
-int nx_topk_tally(nx_topk *t, const char *member, uint32_t len, uint64_t h, double weight)
+int nx_topk_tally_n(nx_topk *t, const char *const *members, const uint32_t *lens,
+                    const uint64_t *hashes, uint32_t n, double weight)
 {
     if (!(weight > 0) || !isfinite(weight))
         return NX_EINVAL;
-    if (len > NX_TOPK_MEMBER_MAX)
-        return NX_ETOOBIG;
+    for (uint32_t j = 0; j < n; j++)
+        if (lens[j] > NX_TOPK_MEMBER_MAX)
+            return NX_ETOOBIG;
     int rc = thaw(t);
     if (rc)
         return rc;
-    table_ensure(t);
-    uint32_t i = table_find(t, member, len, h);
-    if (i == UINT32_MAX && t->n == t->k)
-        return nx_topk_add_hash(t, member, len, h, weight);
-    if (i == UINT32_MAX && (rc = counter_append(t, member, len, h, 0, 0, &i)))
-        return rc;
-    t->items[i].count += weight;
-    t->heap_ok = false;
-    t->total += weight;
+    table_ensure(t); /* an add and a growth keep it so */
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t i = table_find(t, members[j], lens[j], hashes[j]);
+        if (i == UINT32_MAX && t->n == t->k) {
+            if ((rc = nx_topk_add_hash(t, members[j], lens[j], hashes[j], weight)))
+                return rc;
+            continue;
+        }
+        if (i == UINT32_MAX && (rc = counter_append(t, members[j], lens[j], hashes[j], 0, 0, &i)))
+            return rc;
+        t->items[i].count += weight;
+        t->heap_ok = false;
+        t->total += weight;
+    }
     return 0;
+}
+
+int nx_topk_tally(nx_topk *t, const char *member, uint32_t len, uint64_t h, double weight)
+{
+    return nx_topk_tally_n(t, &member, &len, &h, 1, weight);
 }
 
 double nx_topk_total(const nx_topk *t) { return t->total; }

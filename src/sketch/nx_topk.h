@@ -50,6 +50,13 @@ int nx_topk_add_hash(nx_topk *t, const char *member, uint32_t len, uint64_t hash
  * enough and merges that into the stream's (nx_topk_merge): one merge per
  * batch instead of a heap sift per member. */
 int nx_topk_tally(nx_topk *t, const char *member, uint32_t len, uint64_t hash, double weight);
+/* n tallies at once, as n nx_topk_tally calls in order would make them,
+ * with the weight, the lengths and the sketch's state checked once (a
+ * drained member log, a few members at a time). On an error the members
+ * before the failing one are in; nothing is when a length or the weight is
+ * refused. */
+int nx_topk_tally_n(nx_topk *t, const char *const *members, const uint32_t *lens,
+                    const uint64_t *hashes, uint32_t n, double weight);
 /* dst += src. Both have the same capacity, or src is not full (it has
  * never evicted: it is exact, and its capacity may be any); else
  * NX_EINVAL. All or nothing: on NX_ENOMEM dst is unchanged. */

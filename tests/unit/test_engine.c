@@ -547,6 +547,48 @@ static void test_config(void **st)
     nx_engine_destroy(e);
 }
 
+static int upd_member(nx_stream *s, double v, double w, int64_t ts, int64_t now);
+
+/* An engine without windows keeps a set's distinct count in all-time's HLL
+ * alone (no sliding HLL): drains add their members there. It answers as
+ * the default engine (sliding HLL and its grave) does for the same events:
+ * the same registers, so the same estimate, read mid-second and after
+ * closes; 260 members in a second fill the member log past its 255
+ * entries (a drain within the second). */
+static void test_set_no_windows(void **st)
+{
+    (void)st;
+    nx_engine_config cfg;
+    nx_engine_config_default(&cfg);
+    cfg.nwindows = 0;
+    nx_engine *e[2];
+    nx_stream *s[2];
+    assert_int_equal(nx_engine_create(&cfg, &e[0]), 0);
+    assert_int_equal(nx_engine_create(NULL, &e[1]), 0);
+    for (int k = 0; k < 2; k++) {
+        nx_tenant *t;
+        assert_int_equal(nx_engine_tenant(e[k], "a", 1, &t), 0);
+        assert_int_equal(nx_tenant_stream(t, "users", 5, NX_TYPE_SET, &s[k]), 0);
+    }
+    int v = 0;
+    for (int sec = 0; sec < 4; sec++) {
+        int n = sec == 1 ? 260 : 50 + sec;
+        for (int i = 0; i < n; i++, v++)
+            for (int k = 0; k < 2; k++)
+                assert_int_equal(upd_member(s[k], (double)(v % 300), 1, 0, T0 + sec * 1000 + i), 0);
+        nx_summary a, b;
+        assert_int_equal(nx_stream_read(s[0], NX_WINDOW_ALL, T0 + sec * 1000 + 999, &a), 0);
+        assert_int_equal(nx_stream_read(s[1], NX_WINDOW_ALL, T0 + sec * 1000 + 999, &b), 0);
+        assert_true(a.count == (double)v && b.count == (double)v);
+        assert_true(nx_summary_distinct(&a) == nx_summary_distinct(&b));
+        assert_true(fabs(nx_summary_distinct(&a) - (v < 300 ? v : 300)) <= 3);
+        nx_summary_free(&a);
+        nx_summary_free(&b);
+    }
+    nx_engine_destroy(e[0]);
+    nx_engine_destroy(e[1]);
+}
+
 /* The tenant hook sees every tenant once: existing ones when it is set,
  * new ones as they are created (not on lookups), and an engine that
  * inherits it replays its own tenants. */
@@ -896,6 +938,7 @@ int main(void)
         cmocka_unit_test(test_series),
         cmocka_unit_test(test_summary_merge),
         cmocka_unit_test(test_config),
+        cmocka_unit_test(test_set_no_windows),
         cmocka_unit_test(test_prefetch_hints),
         cmocka_unit_test(test_event_fast_path),
         cmocka_unit_test(test_set_fast_path_full_log),

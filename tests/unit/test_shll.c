@@ -1053,6 +1053,88 @@ static void test_grave(void **st)
     grave_run(4, EXPIRE_AT_CHECKS, 20000 * (size_t)scale(), sparse_rates);
 }
 
+/* nx_shll_add_hashes(batch) = nx_shll_add_hash for each hash in order:
+ * twin sketches, each with its own grave, one fed event by event and one
+ * by batches of 0..255 hashes of one second (mostly now, some late, some
+ * around the horizon edge and the grave's "could die before the next fold"
+ * age, some older than the horizon), with clock steps, jumps past the
+ * horizon, and sweeps on both. After every batch the two encode to the
+ * same bytes and take as many, their graves hold the same registers, and
+ * the batched one keeps its invariants. Rates go from sparse to dense and back. */
+static void add_hashes_run(uint32_t horizon, int nbatch)
+{
+    nx_shll *one, *bat, *fresh;
+    nx_hll *g1, *g2;
+    assert_int_equal(nx_shll_create(14, horizon, &one), 0);
+    assert_int_equal(nx_shll_create(14, horizon, &bat), 0);
+    assert_int_equal(nx_shll_create(14, horizon, &fresh), 0);
+    assert_int_equal(nx_hll_create(14, &g1), 0);
+    assert_int_equal(nx_hll_create(14, &g2), 0);
+    nx_shll_set_grave(one, g1);
+    nx_shll_set_grave(bat, g2);
+    int64_t now = 1700000000, h = (int64_t)horizon;
+    uint64_t hs[255];
+    nx_buf b1 = {0}, b2 = {0};
+    bool dense = false, grave_young = false;
+    for (int i = 0; i < nbatch; i++) {
+        uint64_t k = rng() % 100;
+        if (k < 2)
+            now += h + (int64_t)(rng() % (uint64_t)(2 * h)); /* past the horizon */
+        else if (k < 60)
+            now += (int64_t)(rng() % 3);
+        int64_t sec = now;
+        k = rng() % 100;
+        if (k < 15)
+            sec = now - (int64_t)(rng() % (uint64_t)h); /* late, maybe to the grave at once */
+        else if (k < 20)
+            sec = now - h - 2 + (int64_t)(rng() % 5); /* the horizon's edge */
+        else if (k < 22)
+            sec = now - 3 * h;
+        grave_young |= sec < now && now - sec < h;
+        uint32_t n = (uint32_t)(rng() % 256);
+        bool hot = rng() % 4 == 0; /* mostly fresh members: the pairs pile up */
+        for (uint32_t j = 0; j < n; j++) {
+            uint64_t m = hot ? rng() % 300 : 1000 + rng() % (1u << 22);
+            hs[j] = member_hash(m);
+            assert_int_equal(nx_shll_add_hash(one, hs[j], sec, now), 0);
+        }
+        nx_shll_prefetch(bat, hs, n);
+        assert_int_equal(nx_shll_add_hashes(bat, hs, n, sec, now), 0);
+        if (rng() % 50 == 0) {
+            assert_int_equal(nx_shll_maintain(one, now), 0);
+            assert_int_equal(nx_shll_maintain(bat, now), 0);
+        }
+        assert_int_equal(nx_shll_check(bat, now), 0);
+        b1.len = b2.len = 0;
+        assert_int_equal(nx_shll_encode(one, now, &b1), 0);
+        assert_int_equal(nx_shll_encode(bat, now, &b2), 0);
+        if (b1.len != b2.len || memcmp(b1.data, b2.data, b1.len))
+            fail_msg("batch %d (n %u, sec now-%lld): the batched sketch differs", i, n,
+                     (long long)(now - sec));
+        assert_int_equal(nx_shll_bytes(bat), nx_shll_bytes(one)); /* dead pairs alike */
+        for (uint32_t r = 0; r < (1u << 14); r++)
+            if (nx_hll_register(g1, r) != nx_hll_register(g2, r))
+                fail_msg("batch %d: grave register %u: %u one by one, %u batched", i, r,
+                         nx_hll_register(g1, r), nx_hll_register(g2, r));
+        dense |= nx_shll_bytes(bat) >= nx_shll_bytes(fresh) + 65536;
+    }
+    assert_true(dense && grave_young);
+    nx_buf_free(&b1);
+    nx_buf_free(&b2);
+    nx_shll_destroy(one);
+    nx_shll_destroy(bat);
+    nx_shll_destroy(fresh);
+    nx_hll_destroy(g1);
+    nx_hll_destroy(g2);
+}
+
+static void test_add_hashes(void **st)
+{
+    (void)st;
+    add_hashes_run(400, 600);
+    add_hashes_run(7, 600); /* a horizon of seconds: late pairs go to the grave at once */
+}
+
 int main(void)
 {
     rng_state = 0x5111ab1eull;
@@ -1071,6 +1153,7 @@ int main(void)
         cmocka_unit_test(test_read_extreme_from),
         cmocka_unit_test(test_dense_dead_head),
         cmocka_unit_test(test_grave),
+        cmocka_unit_test(test_add_hashes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1165,6 +1165,61 @@ static void test_freeze(void **st)
     }
 }
 
+/* nx_topk_tally_n = nx_topk_tally member by member: twins fed random
+ * batches (0..20 members, one weight each) of a small exact sketch, a full
+ * one that evicts, and after freezes; encodings equal after every batch. A
+ * batch with a member too long is refused whole, and a bad weight too. */
+static void test_tally_n(void **st)
+{
+    (void)st;
+    static const uint32_t caps[] = {300, 16};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        nx_topk *a, *b;
+        assert_int_equal(nx_topk_create(caps[c], &a), 0);
+        assert_int_equal(nx_topk_create(caps[c], &b), 0);
+        char buf[20][64];
+        const char *ms[20];
+        uint32_t lens[20];
+        uint64_t hs[20];
+        bool evicted = false;
+        for (int round = 0; round < 400; round++) {
+            uint32_t n = (uint32_t)(rng() % 21);
+            double w = (double)(1 + rng() % 3) / (rng() % 2 ? 1 : 4);
+            for (uint32_t i = 0; i < n; i++) {
+                int len = member((uint32_t)(rng() % 250), buf[i]);
+                ms[i] = buf[i];
+                lens[i] = (uint32_t)len;
+                hs[i] = XXH3_64bits(buf[i], (size_t)len);
+                assert_int_equal(nx_topk_tally(b, ms[i], lens[i], hs[i], w), 0);
+            }
+            assert_int_equal(nx_topk_tally_n(a, ms, lens, hs, n, w), 0);
+            topk_encodings_equal(a, b);
+            if (rng() % 10 == 0) {
+                nx_topk_freeze(a);
+                nx_topk_freeze(b);
+            }
+            evicted |= nx_topk_size(a) == caps[c] && nx_topk_total(a) > 0;
+        }
+        assert_true(caps[c] == 300 ? nx_topk_size(a) == 250 : evicted);
+        /* refused whole: a member too long, a weight not > 0 */
+        nx_buf before = {0}, after = {0};
+        assert_int_equal(nx_topk_encode(a, &before), 0);
+        lens[1] = NX_TOPK_MEMBER_MAX + 1;
+        lens[0] = 3;
+        assert_int_equal(nx_topk_tally_n(a, ms, lens, hs, 2, 1), NX_ETOOBIG);
+        lens[1] = 3;
+        assert_int_equal(nx_topk_tally_n(a, ms, lens, hs, 2, 0), NX_EINVAL);
+        assert_int_equal(nx_topk_tally_n(a, ms, lens, hs, 2, NAN), NX_EINVAL);
+        assert_int_equal(nx_topk_encode(a, &after), 0);
+        assert_int_equal(before.len, after.len);
+        assert_memory_equal(before.data, after.data, before.len);
+        nx_buf_free(&before);
+        nx_buf_free(&after);
+        nx_topk_destroy(a);
+        nx_topk_destroy(b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1176,6 +1231,7 @@ int main(void)
         cmocka_unit_test(test_merge_matches_definition),
         cmocka_unit_test(test_fill_from_exact),
         cmocka_unit_test(test_set_capacity),
+        cmocka_unit_test(test_tally_n),
         cmocka_unit_test(test_merge_hash_ties),
         cmocka_unit_test(test_empty_members_without_arena),
         cmocka_unit_test(test_copy),
