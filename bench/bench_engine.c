@@ -175,55 +175,81 @@ static void perf_ctl(const char *cmd)
     }
 }
 
-/* Runs events [from, to) with now advancing; returns seconds. */
+/* How far ahead run() reaches into the pool: the pool array holds this
+ * many events past pool_n, a copy of its first ones (pool_alloc()), so
+ * event i + d (d < POOL_AHEAD) sits at ev[i mod pool_n + d] unwrapped. */
+#define POOL_AHEAD 64
+
+static bev *pool_alloc(size_t n, nx_type type)
+{
+    bev *ev = malloc(sizeof(bev) * (n + POOL_AHEAD));
+    if (!ev)
+        exit(1);
+    gen(ev, n, type);
+    for (size_t d = 0; d < POOL_AHEAD; d++)
+        ev[n + d] = ev[d % n];
+    return ev;
+}
+
+/* Applies the n events at x (at most up to the pool's end) at `now`, with
+ * the hints a batching ingest gives: each event's stream lines 16 events
+ * ahead (nx_stream_prefetch_type), the entry of ss[] that names them 48
+ * ahead, and for quantile types and sets the second stage 4 ahead. The
+ * harness's own work per event is those three loads and the update's
+ * arguments: the pool positions need no wrapping (POOL_AHEAD), no check
+ * is made per event for the run's end (a hint past it costs nothing), and
+ * counter events carry no member (a StatsD counter has none). */
+static void run_batch(nx_stream **ss, const bev *x, size_t n, nx_update *u, int64_t now,
+                      nx_type kind, bool second_stage)
+{
+    bool with_member = kind == NX_TYPE_SET;
+    for (const bev *end = x + n; x < end; x++) {
+        nx_stream_prefetch_type(ss[x[16].stream], kind);
+        __builtin_prefetch(&ss[x[48].stream]);
+        if (second_stage)
+            nx_stream_prefetch_next(ss[x[4].stream], now);
+        u->value = x->value;
+        if (with_member) {
+            u->member = members[x->member];
+            u->member_len = member_len[x->member];
+        }
+        if (nx_stream_update(ss[x->stream], u, now) != 0) {
+            fprintf(stderr, "update failed\n");
+            exit(1);
+        }
+    }
+}
+
+/* Runs events [from, to) of the pool with now advancing; returns seconds.
+ * ss[] is the harness's: a batching ingest holds its batch's resolved
+ * stream pointers in a small array, always in cache, while the 800 KB ss[]
+ * is pushed out by the bucket closes, and its load stalled the stream
+ * prefetch that needs its value (hence its own hint, 48 events ahead). */
 static double run(nx_stream **ss, const bev *ev, size_t from, size_t to, int64_t base_ms)
 {
-    nx_type bench_kind = nx_stream_type(ss[0]);
+    nx_type kind = nx_stream_type(ss[0]);
     nx_update u;
     memset(&u, 0, sizeof(u));
     u.weight = 1;
-    double t0 = now_s();
-    int64_t now = 0;
-    /* pool positions of event i, of event i + 16 (whose stream lines are
-     * prefetched) and of event i + 48 (whose entry of ss[] is), wrapped by
-     * hand: 64-bit divisions per event would be the harness's own cost,
-     * not the engine's. ss[] is the harness's too: a batching ingest holds
-     * its batch's resolved stream pointers in a small array, always in
-     * cache, while the 800 KB ss[] is pushed out by the bucket closes, and
-     * its load stalled the stream prefetch that needs its value. */
-    size_t at = from % pool_n, ahead = (from + 16) % pool_n, far = (from + 48) % pool_n,
-           near = (from + 4) % pool_n;
     /* the second-stage hint pays for its call with quantile types (their
      * drains) and sets (their member log); with counters it cost ~7%
      * (three pairs). nexusd's apply path gives it to every type but
      * counters and gauges. */
-    bool second_stage = nx_type_has_quantiles(bench_kind) || bench_kind == NX_TYPE_SET;
-    for (size_t i = from; i < to; i++) {
-        const bev *x = &ev[at];
-        if (++at == pool_n)
-            at = 0;
-        if (i + 16 < to)
-            nx_stream_prefetch_type(ss[ev[ahead].stream], bench_kind);
-        if (++ahead == pool_n)
-            ahead = 0;
-        if (i + 48 < to)
-            __builtin_prefetch(&ss[ev[far].stream]);
-        if (++far == pool_n)
-            far = 0;
-        if (second_stage && i + 4 < to)
-            nx_stream_prefetch_next(ss[ev[near].stream], now);
-        if (++near == pool_n)
-            near = 0;
-        u.value = x->value;
-        u.member = members[x->member];
-        u.member_len = member_len[x->member];
-        /* the clock is read once per batch of 64 events, as the ingest
-         * reads it once per received batch (not a division per event) */
-        if (i == from || (i & 63) == 0)
-            now = base_ms + (int64_t)i * 1000 / EVENTS_PER_SEC;
-        if (nx_stream_update(ss[x->stream], &u, now) != 0) {
-            fprintf(stderr, "update failed\n");
-            exit(1);
+    bool second_stage = nx_type_has_quantiles(kind) || kind == NX_TYPE_SET;
+    double t0 = now_s();
+    size_t at = from % pool_n;
+    for (size_t i = from; i < to;) {
+        /* batches of 64 events: the clock is read once per batch, as the
+         * ingest reads it once per received batch (not a division per
+         * event) */
+        size_t stop = (i | 63) + 1 < to ? (i | 63) + 1 : to;
+        int64_t now = base_ms + (int64_t)i * 1000 / EVENTS_PER_SEC;
+        while (i < stop) { /* one piece, or two where the pool wraps */
+            size_t n = stop - i < pool_n - at ? stop - i : pool_n - at;
+            run_batch(ss, ev + at, n, &u, now, kind, second_stage);
+            i += n;
+            if ((at += n) == pool_n)
+                at = 0;
         }
     }
     return now_s() - t0;
@@ -256,10 +282,7 @@ static void bench_type(nx_type type, const char *name, double timed_s)
     size_t warm = (size_t)WARM_RUN_S * (size_t)EVENTS_PER_SEC;
     size_t nev = warm + (size_t)(timed_s * (double)EVENTS_PER_SEC);
     pool_n = nev < POOL_MAX ? nev : POOL_MAX;
-    bev *ev = malloc(sizeof(bev) * pool_n);
-    if (!ev)
-        exit(1);
-    gen(ev, pool_n, type);
+    bev *ev = pool_alloc(pool_n, type);
     /* warm-up to steady state: 130 simulated seconds in which every stream
      * gets 2 events per second (windows, tier rings and sketches reach their
      * steady size), then WARM_RUN_S seconds of the real workload */
