@@ -24,7 +24,15 @@
  * cache lines per event in the same pattern (what the machine's memory
  * allows the counter path at best), and distribution_memory_ceiling, the
  * same plus one random bin of a per-stream dense array per event (what a
- * per-stream DDSketch allows at best; see distribution_memory_ceiling()).
+ * per-stream DDSketch allows at best; see distribution_memory_ceiling()),
+ * and set_memory_ceiling, the same for a set stream's state (see
+ * set_memory_ceiling()). Last, each figure issue 2 sets a target for, and
+ * each ceiling, as a share of that target: `<figure>_of_target x` (a rate
+ * meets its target at >= 1, the idle stream's bytes at <= 1). A ceiling
+ * is the memory traffic of the plainest design, per event, and nothing
+ * else: one below 1 says that design cannot meet the target on this
+ * machine; a design that batches (the engine's distributions at pace 150,
+ * which put a second's bins in at once) can go past it.
  *
  * Output: `name value unit` lines. NX_BENCH_SCALE multiplies the timed
  * span (30 simulated seconds: 90M events at 10,000 tenants),
@@ -35,7 +43,8 @@
  * print distribution_pace150_* and set_pace150_*),
  * NX_BENCH_WARM_S the slow warm-up seconds, NX_BENCH_WARM_RUN_S the
  * full-rate ones (default 30), NX_BENCH_ONLY=counter|distribution|set
- * runs one type, NX_BENCH_STEADY=1 adds the bytes per stream once the 1 h
+ * runs one type (NX_BENCH_ONLY=ceilings: the three ceilings alone, ~1
+ * min), NX_BENCH_STEADY=1 adds the bytes per stream once the 1 h
  * window is full (<type>_steady_stream_bytes; 100 streams, ~1 min), and
  * NX_BENCH_STEADY=only prints just those. Memory: set streams need
  * ~250 KB each ~190 s in (window top-k sketches, the sliding HLL), so
@@ -272,7 +281,9 @@ static void read_cost(const char *name, nx_stream **ss, uint32_t window, int64_t
         printf("#\n");
 }
 
-static void bench_type(nx_type type, const char *name, double timed_s)
+/* Runs one type's engine; returns its updates/s (millions) and, for
+ * counters, the bytes of an idle stream in *idle_bytes. */
+static double bench_type(nx_type type, const char *name, double timed_s, uint64_t *idle_bytes)
 {
     nx_engine *e;
     if (nx_engine_create(NULL, &e))
@@ -306,7 +317,8 @@ static void bench_type(nx_type type, const char *name, double timed_s)
     perf_ctl("enable");
     double dt = run(ss, ev, warm, nev, base);
     perf_ctl("disable");
-    printf("%s_updates %.2f Mupdates/s/core\n", name, (double)(nev - warm) / dt / 1e6);
+    double rate = (double)(nev - warm) / dt / 1e6;
+    printf("%s_updates %.2f Mupdates/s/core\n", name, rate);
     int64_t end = base + (int64_t)nev * 1000 / EVENTS_PER_SEC;
     char rname[64];
     snprintf(rname, sizeof rname, "1m_%s", name);
@@ -399,11 +411,13 @@ static void bench_type(nx_type type, const char *name, double timed_s)
                 exit(1);
             nx_summary_free(&out);
         }
-        printf("counter_idle_stream_bytes %" PRIu64 " bytes\n", engine_stream_bytes(e));
+        *idle_bytes = engine_stream_bytes(e);
+        printf("counter_idle_stream_bytes %" PRIu64 " bytes\n", *idle_bytes);
     }
     free(ev);
     free(ss);
     nx_engine_destroy(e);
+    return rate;
 }
 
 /* Bytes per stream once the longest window is full: 100 streams of the type
@@ -487,11 +501,12 @@ static void ceiling_free(char **blk, bev *ev)
  * lines of its block (as a counter update touches the stream's first two),
  * prefetched 16 events ahead as in run(), and nothing else. No engine can
  * apply these events faster on this machine than this loop. */
-static void memory_ceiling(size_t nev)
+static double memory_ceiling(size_t nev)
 {
     enum { BLOCK = 320 };
     char **blk = ceiling_blocks(BLOCK);
     bev *ev = ceiling_events(nev, NX_TYPE_COUNTER);
+    double rate = 0;
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
         for (size_t i = 0; i < nev; i++) {
@@ -504,10 +519,11 @@ static void memory_ceiling(size_t nev)
             *(uint64_t *)(b + 64 + 24) += 1;    /* line 1: the event count */
         }
         double dt = now_s() - t0;
-        if (pass)
-            printf("counter_memory_ceiling %.2f Mupdates/s/core\n", (double)nev / dt / 1e6);
+        rate = (double)nev / dt / 1e6;
     }
+    printf("counter_memory_ceiling %.2f Mupdates/s/core\n", rate);
     ceiling_free(blk, ev);
+    return rate;
 }
 
 /* The memory ceiling of the distribution path: what the machine allows a
@@ -519,13 +535,18 @@ static void memory_ceiling(size_t nev)
  * events ahead can name (its address needs the value and the block), as in
  * the engine, but with no sketch struct, no buffer, no bucket close, no
  * window fold and ~1/60 of the engine's memory per stream (fewer TLB
- * misses). The engine's distribution rate can only be below this. */
-static void distribution_memory_ceiling(size_t nev)
+ * misses). It bounds a design that puts each value into its bin as it
+ * comes. The engine buffers a second's bins and puts them in together
+ * (docs/engine.md, "The bin log"): at pace 30 it stays below this, at
+ * pace 150 (five times the bins per stream-second) it goes past it
+ * (12.49M against 9.89M in the thirty-first session's run). */
+static double distribution_memory_ceiling(size_t nev)
 {
     enum { HDR = 192, NBINS = 256 };
     char **blk = ceiling_blocks(HDR + NBINS * sizeof(double));
     bev *ev = ceiling_events(nev, NX_TYPE_DISTRIBUTION);
     const double inv_ln_gamma = 1.0 / log((1 + 0.01) / (1 - 0.01));
+    double rate = 0;
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
         for (size_t i = 0; i < nev; i++) {
@@ -541,10 +562,11 @@ static void distribution_memory_ceiling(size_t nev)
             ((double *)(b + HDR))[(uint32_t)key % NBINS] += 1;
         }
         double dt = now_s() - t0;
-        if (pass)
-            printf("distribution_memory_ceiling %.2f Mupdates/s/core\n", (double)nev / dt / 1e6);
+        rate = (double)nev / dt / 1e6;
     }
+    printf("distribution_memory_ceiling %.2f Mupdates/s/core\n", rate);
     ceiling_free(blk, ev);
+    return rate;
 }
 
 /* nexusd's shards allocate from jemalloc arenas over memory madvised
@@ -580,10 +602,15 @@ static void heap_on_thp(char **argv)
  * as nx_shll's dense overflow) and a 64-counter top-k (a 128-slot table and
  * 32-byte counters). An event's member is hashed (XXH3) 8 events ahead and
  * the lines its hash names are prefetched; the event then touches one
- * random line of each: the register, the pair, the table slot and its
- * counter. No bucket close, no window, no merge: the engine's set rate can
- * only be below this. As many streams as the set run (10,000 at its
- * default 1,000 tenants). */
+ * random line of the sliding HLL's (the pair) and of the top-k's (the
+ * table slot and its counter). All-time's HLL takes up its 16 KiB but no
+ * event touches it: since the twenty-fifth session it is the sliding HLL's
+ * grave, filled by folds every half horizon (docs/engine.md, "All-time
+ * through the grave"); until the thirty-first session this loop also
+ * raised one of its registers per event (6.6-10.7M/s on the EPYC VMs).
+ * No bucket close, no window, no merge: the engine's set rate can only be
+ * below this. As many streams as the set run (10,000 at its default 1,000
+ * tenants). */
 enum { SC_HDR = 192, SC_HLL = 16384, SC_SHLL = 32768, SC_TABLE = 128, SC_ITEMS = 64,
        SC_T_OFF = SC_HDR + SC_HLL + SC_SHLL, SC_I_OFF = SC_T_OFF + SC_TABLE * 4 };
 
@@ -592,15 +619,15 @@ static uint64_t set_ceiling_ahead(char **blk, const bev *x)
 {
     const char *b = blk[x->stream];
     uint64_t h = XXH3_64bits(members[x->member], member_len[x->member]);
-    __builtin_prefetch(b + SC_HDR + (h >> 50), 1);
     __builtin_prefetch(b + SC_HDR + SC_HLL + ((h >> 20) & (SC_SHLL / 8 - 1)) * 8, 1);
     __builtin_prefetch(b + SC_T_OFF + ((uint32_t)h & (SC_TABLE - 1)) * 4, 1);
     return h;
 }
-static void set_memory_ceiling(size_t nev)
+static double set_memory_ceiling(size_t nev)
 {
     char **blk = ceiling_blocks(SC_I_OFF + SC_ITEMS * 32);
     bev *ev = ceiling_events(nev, NX_TYPE_SET);
+    double rate = 0;
     for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
         double t0 = now_s();
         uint64_t hr[16]; /* hashes of events i .. i + 8 */
@@ -615,9 +642,6 @@ static void set_memory_ceiling(size_t nev)
             char *b = blk[ev[i].stream];
             uint64_t h = hr[i & 15];
             uint8_t rank = (uint8_t)(__builtin_clzll(h << 14 | 1) + 1);
-            uint8_t *reg = (uint8_t *)(b + SC_HDR) + (h >> 50);
-            if (rank > *reg)
-                *reg = rank;
             uint64_t *pair = (uint64_t *)(b + SC_HDR + SC_HLL) + ((h >> 20) & (SC_SHLL / 8 - 1));
             *pair = (*pair & ~0xFFull) | rank;
             uint32_t *slot = (uint32_t *)(b + SC_T_OFF) + ((uint32_t)h & (SC_TABLE - 1));
@@ -628,23 +652,40 @@ static void set_memory_ceiling(size_t nev)
             ((double *)(b + 16))[0] += 1; /* the open second's count */
         }
         double dt = now_s() - t0;
-        if (pass)
-            printf("set_memory_ceiling %.2f Mupdates/s/core\n", (double)nev / dt / 1e6);
+        rate = (double)nev / dt / 1e6;
     }
+    printf("set_memory_ceiling %.2f Mupdates/s/core\n", rate);
     ceiling_free(blk, ev);
+    return rate;
 }
 
 /* The same run at 150 events per stream-second: what one core taking 15M
  * updates/s over 100,000 streams sees in real time (the engine's cost is
  * part per event, part per stream-second, so the rate depends on the pace).
  * Only when NX_BENCH_PACE does not set the pace of every run. */
-static void bench_at_pace150(nx_type type, const char *name, double timed_s)
+static double bench_at_pace150(nx_type type, const char *name, double timed_s)
 {
     if (getenv("NX_BENCH_PACE"))
-        return;
+        return 0;
     PACE = 150;
-    bench_type(type, name, timed_s);
+    double rate = bench_type(type, name, timed_s, NULL);
     PACE = 30;
+    return rate;
+}
+
+/* Issue 2's targets for this benchmark (updates/s/core, and the bytes of an
+ * idle counter stream). */
+#define TARGET_COUNTER 30.0
+#define TARGET_DISTRIBUTION 15.0
+#define TARGET_SET 15.0
+#define TARGET_IDLE_BYTES 512.0
+
+/* One `<figure>_of_target` line: the figure as a share of its target (a
+ * rate meets it at >= 1, a size at <= 1); nothing for a figure not run. */
+static void print_of_target(const char *figure, double value, double target)
+{
+    if (value > 0)
+        printf("%s_of_target %.2f x\n", figure, value / target);
 }
 
 int main(int argc, char **argv)
@@ -676,14 +717,25 @@ int main(int argc, char **argv)
     const char *steady = getenv("NX_BENCH_STEADY");
     if (steady && !strcmp(steady, "only"))
         goto steady_only;
+    /* the figures that issue 2 sets targets for, and their ceilings */
+    double counter = 0, counter_ceil = 0, dist = 0, dist150 = 0, dist_ceil = 0, set = 0,
+           set150 = 0, set_ceil = 0;
+    uint64_t idle = 0;
+    if (only && !strcmp(only, "ceilings")) { /* the ceilings alone (~1 min) */
+        counter_ceil = memory_ceiling(nev);
+        dist_ceil = distribution_memory_ceiling(nev);
+        TENANTS = getenv("NX_BENCH_TENANTS") ? TENANTS : 1000; /* as the set run */
+        set_ceil = set_memory_ceiling(nev);
+        goto targets;
+    }
     if (!only || !strcmp(only, "counter")) {
-        bench_type(NX_TYPE_COUNTER, "counter", timed_s);
-        memory_ceiling(nev);
+        counter = bench_type(NX_TYPE_COUNTER, "counter", timed_s, &idle);
+        counter_ceil = memory_ceiling(nev);
     }
     if (!only || !strcmp(only, "distribution")) {
-        bench_type(NX_TYPE_DISTRIBUTION, "distribution", timed_s);
-        distribution_memory_ceiling(nev);
-        bench_at_pace150(NX_TYPE_DISTRIBUTION, "distribution_pace150", timed_s);
+        dist = bench_type(NX_TYPE_DISTRIBUTION, "distribution", timed_s, NULL);
+        dist_ceil = distribution_memory_ceiling(nev);
+        dist150 = bench_at_pace150(NX_TYPE_DISTRIBUTION, "distribution_pace150", timed_s);
     }
     if (!only || !strcmp(only, "set")) {
         /* ~250 KB per set stream ~190 s in: 100,000 of them would not fit
@@ -691,10 +743,20 @@ int main(int argc, char **argv)
         if (!getenv("NX_BENCH_TENANTS"))
             TENANTS = 1000;
         printf("set_tenants %d\n", TENANTS);
-        bench_type(NX_TYPE_SET, "set", timed_s);
-        set_memory_ceiling(nev);
-        bench_at_pace150(NX_TYPE_SET, "set_pace150", timed_s);
+        set = bench_type(NX_TYPE_SET, "set", timed_s, NULL);
+        set_ceil = set_memory_ceiling(nev);
+        set150 = bench_at_pace150(NX_TYPE_SET, "set_pace150", timed_s);
     }
+targets:
+    print_of_target("counter_updates", counter, TARGET_COUNTER);
+    print_of_target("counter_memory_ceiling", counter_ceil, TARGET_COUNTER);
+    print_of_target("counter_idle_stream_bytes", (double)idle, TARGET_IDLE_BYTES);
+    print_of_target("distribution_updates", dist, TARGET_DISTRIBUTION);
+    print_of_target("distribution_pace150_updates", dist150, TARGET_DISTRIBUTION);
+    print_of_target("distribution_memory_ceiling", dist_ceil, TARGET_DISTRIBUTION);
+    print_of_target("set_updates", set, TARGET_SET);
+    print_of_target("set_pace150_updates", set150, TARGET_SET);
+    print_of_target("set_memory_ceiling", set_ceil, TARGET_SET);
 steady_only:
     if (steady) {
         if (!only || !strcmp(only, "counter"))
